@@ -1,0 +1,8 @@
+"""Dockyard: a self-hosted deployment platform."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("dockyard")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"

@@ -1,0 +1,61 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from dockyard import __version__
+from dockyard.api.deps import PlatformDep
+from dockyard.api.errors import install_error_handlers
+from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from dockyard.api.routes import auth, env, history, projects, servers, services, workspaces
+from dockyard.core import health
+from dockyard.core.platform import Platform
+from dockyard.kernel.errors import NotMigrated
+from dockyard.kernel.migrate import is_migrated
+from dockyard.kernel.settings import Settings
+from dockyard.models.schemas import Health
+
+API_PREFIX = "/api/v1"
+ROUTERS = (auth, workspaces, projects, services, env, servers, history)
+
+
+async def open_platform(settings: Settings) -> Platform:
+    """Open the platform, refusing to serve a database that is not migrated."""
+    platform = Platform.open(settings)
+    if not await is_migrated(platform.db):
+        await platform.close()
+        raise NotMigrated("the database is not migrated; run `dockyard migrate` (or `dockyard up`)")
+    return platform
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+    """The API. Pass `platform` to share one already opened (tests, embedded use)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.platform = platform or await open_platform(settings)
+        yield
+        if platform is None:
+            await app.state.platform.close()
+
+    app = FastAPI(title="Dockyard", version=__version__, lifespan=lifespan)
+    if platform is not None:
+        app.state.platform = platform
+    api = APIRouter(prefix=API_PREFIX)
+    for module in ROUTERS:
+        api.include_router(module.router)
+    app.include_router(api)
+    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    return app
+
+
+async def _healthz(platform: PlatformDep) -> Health:
+    """Liveness and database reachability."""
+    return await health.check(platform)

@@ -1,0 +1,46 @@
+"""Request dependencies: the platform, the authenticated actor, the client address."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from dockyard.core import auth
+from dockyard.core.authz import Actor
+from dockyard.core.platform import Platform
+from dockyard.kernel.errors import NotAuthenticated
+
+ID_PATTERN = r"^[a-f0-9]{32}$"
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def get_actor(
+    platform: Annotated[Platform, Depends(get_platform)],
+    token: Annotated[str | None, Depends(_bearer)],
+    workspace: Annotated[
+        str | None,
+        Header(
+            alias="X-Dockyard-Workspace", pattern=ID_PATTERN,
+            description="Act in this workspace instead of the credential's default one.",
+        ),
+    ] = None,
+) -> Actor:
+    if not token:
+        raise NotAuthenticated("authentication required: send 'Authorization: Bearer <token>'")
+    return await auth.authenticate(platform, token, workspace)
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+ActorDep = Annotated[Actor, Depends(get_actor)]
+ClientDep = Annotated[str, Depends(client_address)]

@@ -1,0 +1,56 @@
+"""Turn library errors into HTTP answers; anything unexpected into a logged, bare 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from dockyard.kernel.context import current_request_id
+from dockyard.kernel.errors import DockyardError, NotAuthenticated, RateLimited
+from dockyard.models.schemas import ErrorBody
+
+log = logging.getLogger("dockyard.api")
+
+
+def _error_response(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DockyardError)
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, NotAuthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    detail = f"internal error; quote request id {current_request_id()} when reporting it"
+    return JSONResponse({"detail": detail}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DockyardError, _error_response)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def _described(text: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": text}
+
+
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _described("Missing, invalid or expired credentials."),
+    403: _described("Your role may not do this."),
+    404: _described("No such object in your workspace."),
+    413: _described("The request body is too large."),
+    422: _described("The input is not valid; the detail says why."),
+}
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES, 409: _described("The change conflicts with an existing object."),
+}
+LIMITED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **WRITE_RESPONSES, 429: {**_described("Too many attempts."), "headers": RETRY_AFTER},
+}

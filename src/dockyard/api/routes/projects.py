@@ -1,0 +1,38 @@
+from fastapi import APIRouter
+
+from dockyard.api.deps import ActorDep, PlatformDep
+from dockyard.api.errors import WRITE_RESPONSES
+from dockyard.api.routes.params import ProjectName
+from dockyard.core import projects
+from dockyard.models.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
+
+router = APIRouter(prefix="/projects", tags=["projects"], responses=WRITE_RESPONSES)
+
+
+@router.get("", summary="List projects")
+async def list_projects(platform: PlatformDep, actor: ActorDep) -> list[ProjectPublic]:
+    return await projects.list_projects(platform, actor)
+
+
+@router.post("", status_code=201, summary="Create a project")
+async def create_project(
+    body: ProjectCreate, platform: PlatformDep, actor: ActorDep
+) -> ProjectPublic:
+    return await projects.create_project(platform, actor, body)
+
+
+@router.get("/{project}", summary="Show a project")
+async def get_project(project: ProjectName, platform: PlatformDep, actor: ActorDep) -> ProjectPublic:
+    return await projects.get_project(platform, actor, project)
+
+
+@router.patch("/{project}", summary="Rename or describe a project")
+async def update_project(
+    project: ProjectName, body: ProjectUpdate, platform: PlatformDep, actor: ActorDep
+) -> ProjectPublic:
+    return await projects.update_project(platform, actor, project, body)
+
+
+@router.delete("/{project}", status_code=204, summary="Delete a project and its services")
+async def delete_project(project: ProjectName, platform: PlatformDep, actor: ActorDep) -> None:
+    await projects.delete_project(platform, actor, project)

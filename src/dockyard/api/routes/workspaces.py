@@ -1,0 +1,77 @@
+from fastapi import APIRouter
+
+from dockyard.api.deps import ActorDep, PlatformDep
+from dockyard.api.errors import WRITE_RESPONSES
+from dockyard.api.routes.params import ObjectId
+from dockyard.core import workspaces
+from dockyard.models.schemas import (
+    MemberAdd,
+    MemberAdded,
+    MemberPublic,
+    MemberUpdate,
+    WorkspaceCreate,
+    WorkspacePublic,
+    WorkspaceUpdate,
+)
+
+router = APIRouter(prefix="/workspaces", tags=["workspaces"], responses=WRITE_RESPONSES)
+
+
+@router.get("", summary="List the workspaces you belong to")
+async def list_workspaces(platform: PlatformDep, actor: ActorDep) -> list[WorkspacePublic]:
+    return await workspaces.list_workspaces(platform, actor)
+
+
+@router.post("", status_code=201, summary="Create a workspace you own")
+async def create_workspace(
+    body: WorkspaceCreate, platform: PlatformDep, actor: ActorDep
+) -> WorkspacePublic:
+    return await workspaces.create_workspace(platform, actor, body)
+
+
+@router.get("/{workspace_id}", summary="Show the current workspace")
+async def get_workspace(
+    workspace_id: ObjectId, platform: PlatformDep, actor: ActorDep
+) -> WorkspacePublic:
+    return await workspaces.get_workspace(platform, actor, workspace_id)
+
+
+@router.patch("/{workspace_id}", summary="Change the current workspace (owners)")
+async def update_workspace(
+    workspace_id: ObjectId, body: WorkspaceUpdate, platform: PlatformDep, actor: ActorDep
+) -> WorkspacePublic:
+    return await workspaces.update_workspace(platform, actor, workspace_id, body)
+
+
+@router.delete("/{workspace_id}", status_code=204, summary="Delete the workspace (owners)")
+async def delete_workspace(workspace_id: ObjectId, platform: PlatformDep, actor: ActorDep) -> None:
+    await workspaces.delete_workspace(platform, actor, workspace_id)
+
+
+@router.get("/{workspace_id}/members", summary="List members")
+async def list_members(
+    workspace_id: ObjectId, platform: PlatformDep, actor: ActorDep
+) -> list[MemberPublic]:
+    return await workspaces.list_members(platform, actor, workspace_id)
+
+
+@router.post("/{workspace_id}/members", status_code=201, summary="Add a member (admins)")
+async def add_member(
+    workspace_id: ObjectId, body: MemberAdd, platform: PlatformDep, actor: ActorDep
+) -> MemberAdded:
+    return await workspaces.add_member(platform, actor, workspace_id, body)
+
+
+@router.patch("/{workspace_id}/members/{user_id}", summary="Change a member's role (admins)")
+async def update_member(
+    workspace_id: ObjectId, user_id: ObjectId, body: MemberUpdate,
+    platform: PlatformDep, actor: ActorDep,
+) -> MemberPublic:
+    return await workspaces.update_member(platform, actor, workspace_id, user_id, body)
+
+
+@router.delete("/{workspace_id}/members/{user_id}", status_code=204, summary="Remove a member")
+async def remove_member(
+    workspace_id: ObjectId, user_id: ObjectId, platform: PlatformDep, actor: ActorDep
+) -> None:
+    await workspaces.remove_member(platform, actor, workspace_id, user_id)

@@ -1,0 +1,1 @@
+"""Business logic, one module per capability. Routes and the CLI only call into here."""

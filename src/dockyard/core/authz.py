@@ -1,0 +1,52 @@
+"""Who is calling, and what their role lets them do. Enforced here, never in routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from dockyard.kernel.errors import Forbidden
+from dockyard.models.enums import Role
+
+
+class Permission(StrEnum):
+    READ = "read this workspace"
+    WRITE = "create or change projects, services and variables"
+    DELETE = "delete projects and services"
+    MANAGE_MEMBERS = "manage members"
+    MANAGE_WORKSPACE = "rename or delete the workspace"
+    GRANT_OWNER = "grant or remove the owner role"
+    READ_AUDIT = "read the audit history"
+
+
+_VIEWER = {Permission.READ}
+_MEMBER = _VIEWER | {Permission.WRITE}
+_ADMIN = _MEMBER | {Permission.DELETE, Permission.MANAGE_MEMBERS, Permission.READ_AUDIT}
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: frozenset(_VIEWER),
+    Role.MEMBER: frozenset(_MEMBER),
+    Role.ADMIN: frozenset(_ADMIN),
+    Role.OWNER: frozenset(Permission),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """An authenticated caller acting inside one workspace."""
+
+    user_id: str
+    workspace_id: str
+    role: Role
+    token_id: str | None = None
+
+    def can(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
+
+    def require(self, permission: Permission) -> None:
+        if not self.can(permission):
+            raise Forbidden(f"your role '{self.role.value}' may not {permission.value}")
+
+    @property
+    def audit_info(self) -> dict[str, Any]:
+        return {"actor_user_id": self.user_id, "actor_token_id": self.token_id}

@@ -1,0 +1,105 @@
+"""Environment variables of a service, encrypted at rest, secrets masked on the way out."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.core.authz import Actor, Permission
+from dockyard.core.lookup import service_named
+from dockyard.core.platform import Platform
+from dockyard.kernel.audit import delete_recorded
+from dockyard.kernel.errors import InvalidInput, NotFound
+from dockyard.kernel.security import SecretBox
+from dockyard.models.fields import MASK
+from dockyard.models.schemas import EnvPatch, EnvVarItem, EnvVarPublic
+from dockyard.models.tables import EnvVar, Service
+
+
+def _public(box: SecretBox, row: EnvVar) -> EnvVarPublic:
+    value = MASK if row.is_secret else box.decrypt(row.value_ciphertext)
+    return EnvVarPublic(key=row.key, value=value, secret=row.is_secret, updated_at=row.updated_at)
+
+
+def _check_sizes(p: Platform, items: list[EnvVarItem]) -> None:
+    limit = p.settings.env_value_max_bytes
+    for item in items:
+        if len(item.value.encode()) > limit:
+            raise InvalidInput(f"the value of {item.key} is larger than {limit} bytes")
+
+
+async def _rows(s: AsyncSession, service: Service) -> dict[str, EnvVar]:
+    query = select(EnvVar).where(EnvVar.service_id == service.id)
+    return {row.key: row for row in await s.scalars(query)}
+
+
+async def list_env(p: Platform, actor: Actor, project: str, service: str) -> list[EnvVarPublic]:
+    async def tx(s: AsyncSession) -> list[EnvVarPublic]:
+        actor.require(Permission.READ)
+        rows = await _rows(s, await service_named(s, actor, project, service))
+        return [_public(p.box, rows[key]) for key in sorted(rows)]
+
+    return await p.db.read(tx)
+
+
+def _apply_set(p: Platform, service: Service, rows: dict[str, EnvVar], item: EnvVarItem) -> EnvVar:
+    row = rows.get(item.key) or EnvVar(
+        workspace_id=service.workspace_id, service_id=service.id, key=item.key
+    )
+    row.value_ciphertext = p.box.encrypt(item.value)
+    row.is_secret = item.secret
+    return row
+
+
+async def patch_env(
+    p: Platform, actor: Actor, project: str, service: str, body: EnvPatch
+) -> list[EnvVarPublic]:
+    """Set and unset several variables in one transaction: all of it happens, or none."""
+    _check_sizes(p, body.set)
+    both = {i.key for i in body.set} & set(body.unset)
+    if both:
+        raise InvalidInput(f"cannot both set and unset {', '.join(sorted(both))}")
+
+    async def tx(s: AsyncSession) -> list[EnvVarPublic]:
+        target = await service_named(s, actor, project, service)
+        actor.require(Permission.WRITE)
+        rows = await _rows(s, target)
+        for item in body.set:
+            rows[item.key] = _apply_set(p, target, rows, item)
+            s.add(rows[item.key])
+        for key in body.unset:
+            if key in rows:
+                await delete_recorded(s, rows.pop(key))
+        await s.flush()
+        return [_public(p.box, rows[key]) for key in sorted(rows)]
+
+    return await p.db.write(tx, info=actor.audit_info)
+
+
+async def set_env(
+    p: Platform, actor: Actor, project: str, service: str, item: EnvVarItem
+) -> EnvVarPublic:
+    variables = await patch_env(p, actor, project, service, EnvPatch(set=[item]))
+    return next(v for v in variables if v.key == item.key)
+
+
+async def unset_env(p: Platform, actor: Actor, project: str, service: str, key: str) -> None:
+    async def tx(s: AsyncSession) -> None:
+        target = await service_named(s, actor, project, service)
+        actor.require(Permission.WRITE)
+        row = (await _rows(s, target)).get(key)
+        if row is None:
+            raise NotFound("variable", key)
+        await delete_recorded(s, row)
+
+    await p.db.write(tx, info=actor.audit_info)
+
+
+async def resolved_env(p: Platform, service_id: str) -> dict[str, str]:
+    """The plain values of a service's variables, for the deploy engine (never for listings)."""
+
+    async def tx(s: AsyncSession) -> dict[str, str]:
+        rows = await s.scalars(select(EnvVar).where(EnvVar.service_id == service_id))
+        return {row.key: p.box.decrypt(row.value_ciphertext) for row in rows}
+
+    return await p.db.read(tx)

@@ -1,0 +1,52 @@
+"""The server inventory. Providers (later issues) register servers through `register_server`."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.core.authz import Actor, Permission
+from dockyard.core.lookup import server_by_id
+from dockyard.core.platform import Platform
+from dockyard.kernel.errors import Conflict
+from dockyard.models.enums import ServerStatus
+from dockyard.models.schemas import ServerPublic
+from dockyard.models.tables import Server
+
+
+async def list_servers(p: Platform, actor: Actor) -> list[ServerPublic]:
+    async def tx(s: AsyncSession) -> list[ServerPublic]:
+        actor.require(Permission.READ)
+        query = select(Server).where(Server.workspace_id == actor.workspace_id)
+        return [ServerPublic.model_validate(r) for r in await s.scalars(query.order_by(Server.name))]
+
+    return await p.db.read(tx)
+
+
+async def get_server(p: Platform, actor: Actor, server_id: str) -> ServerPublic:
+    async def tx(s: AsyncSession) -> ServerPublic:
+        actor.require(Permission.READ)
+        return ServerPublic.model_validate(await server_by_id(s, actor, server_id))
+
+    return await p.db.read(tx)
+
+
+async def register_server(
+    p: Platform, workspace_id: str, *, name: str, provider: str, ip: str = "",
+    provider_id: str = "", tags: list[str] | None = None,
+) -> ServerPublic:
+    """Add a server to a workspace's inventory (called by providers, not by users)."""
+
+    async def tx(s: AsyncSession) -> ServerPublic:
+        query = select(Server.id).where(Server.workspace_id == workspace_id, Server.name == name)
+        if await s.scalar(query):
+            raise Conflict(f"a server named {name!r} is already in the inventory")
+        server = Server(
+            workspace_id=workspace_id, name=name, provider=provider, ip=ip,
+            provider_id=provider_id, tags=tags or [], status=ServerStatus.PENDING,
+        )
+        s.add(server)
+        await s.flush()
+        return ServerPublic.model_validate(server)
+
+    return await p.db.write(tx)

@@ -1,0 +1,84 @@
+"""Services: the deployable units of a project."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.core.authz import Actor, Permission
+from dockyard.core.lookup import project_named, service_named
+from dockyard.core.platform import Platform
+from dockyard.kernel.audit import delete_recorded
+from dockyard.kernel.errors import Conflict
+from dockyard.models.schemas import ServiceCreate, ServicePublic, ServiceUpdate
+from dockyard.models.tables import Service
+
+
+async def _ensure_free(s: AsyncSession, project_id: str, name: str) -> None:
+    query = select(Service.id).where(Service.project_id == project_id, Service.name == name)
+    if await s.scalar(query):
+        raise Conflict(f"a service named {name!r} already exists in this project")
+
+
+async def list_services(p: Platform, actor: Actor, project: str) -> list[ServicePublic]:
+    async def tx(s: AsyncSession) -> list[ServicePublic]:
+        actor.require(Permission.READ)
+        parent = await project_named(s, actor, project)
+        query = select(Service).where(Service.project_id == parent.id).order_by(Service.name)
+        return [ServicePublic.model_validate(r) for r in await s.scalars(query)]
+
+    return await p.db.read(tx)
+
+
+async def get_service(p: Platform, actor: Actor, project: str, name: str) -> ServicePublic:
+    async def tx(s: AsyncSession) -> ServicePublic:
+        actor.require(Permission.READ)
+        return ServicePublic.model_validate(await service_named(s, actor, project, name))
+
+    return await p.db.read(tx)
+
+
+async def create_service(
+    p: Platform, actor: Actor, project: str, body: ServiceCreate
+) -> ServicePublic:
+    async def tx(s: AsyncSession) -> ServicePublic:
+        parent = await project_named(s, actor, project)
+        actor.require(Permission.WRITE)
+        await _ensure_free(s, parent.id, body.name)
+        service = Service(
+            workspace_id=actor.workspace_id, project_id=parent.id, name=body.name,
+            kind=body.kind, image=body.image, config=body.config.model_dump(),
+        )
+        s.add(service)
+        await s.flush()
+        return ServicePublic.model_validate(service)
+
+    return await p.db.write(tx, info=actor.audit_info)
+
+
+async def update_service(
+    p: Platform, actor: Actor, project: str, name: str, body: ServiceUpdate
+) -> ServicePublic:
+    async def tx(s: AsyncSession) -> ServicePublic:
+        service = await service_named(s, actor, project, name)
+        actor.require(Permission.WRITE)
+        if body.name is not None and body.name != service.name:
+            await _ensure_free(s, service.project_id, body.name)
+            service.name = body.name
+        if body.image is not None:
+            service.image = body.image
+        if body.config is not None:
+            service.config = body.config.model_dump()
+        await s.flush()
+        return ServicePublic.model_validate(service)
+
+    return await p.db.write(tx, info=actor.audit_info)
+
+
+async def delete_service(p: Platform, actor: Actor, project: str, name: str) -> None:
+    async def tx(s: AsyncSession) -> None:
+        service = await service_named(s, actor, project, name)
+        actor.require(Permission.DELETE)
+        await delete_recorded(s, service)
+
+    await p.db.write(tx, info=actor.audit_info)

@@ -1,0 +1,1 @@
+"""The app kernel: settings, database, security, logging."""

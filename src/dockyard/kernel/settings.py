@@ -1,0 +1,68 @@
+"""The one settings object. Built by entry points and passed in; never read at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(user_data_dir("dockyard", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from `DOCKYARD_*` variables plus `DATABASE_URL` / `REDIS_URL`."""
+
+    model_config = SettingsConfigDict(env_prefix="DOCKYARD_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "DOCKYARD_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "DOCKYARD_REDIS_URL")
+    )
+    secret_key_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8420, ge=1, le=65535)
+    public_url: str | None = None
+    jwt_lifetime_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
+    login_limit_per_client: int = Field(default=30, ge=1)
+    login_limit_per_account: int = Field(default=10, ge=1)
+    login_limit_window_seconds: int = Field(default=60, ge=1)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    env_value_max_bytes: int = Field(default=32 * 1024, ge=1)
+    db_busy_timeout_ms: int = Field(default=15_000, ge=10_000)
+    db_retry_attempts: int = Field(default=8, ge=1)
+    log_level: str = "INFO"
+    log_json: bool | None = None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async URL of the database: the configured one, or SQLite in the data dir."""
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'dockyard.db'}"
+        return _async_driver(self.database_url)
+
+    @property
+    def key_file(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def _async_driver(url: str) -> str:
+    """Map the conventional URL schemes onto the async drivers Dockyard ships with."""
+    for prefix, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite:///", "sqlite+aiosqlite:///"),
+    ):
+        if url.startswith(prefix):
+            return driver + url[len(prefix) :]
+    return url

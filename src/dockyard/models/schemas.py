@@ -1,0 +1,205 @@
+"""API schemas: XCreate / XUpdate for input, XPublic for output."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from dockyard.models.enums import AuditAction, Role, ServerStatus, ServiceKind
+from dockyard.models.fields import EnvKey, EnvValue, ImageRef, Name, Password, ShortText
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TokenResponse(Output):
+    access_token: str
+    token_type: str = "bearer"
+
+
+class UserPublic(Output):
+    id: str
+    email: str
+    display_name: str
+
+
+class WhoAmI(Output):
+    user: UserPublic
+    workspace_id: str
+    workspace_name: str
+    role: Role
+    via_api_token: bool
+
+
+class WorkspaceCreate(Input):
+    name: Name
+    display_name: ShortText = ""
+
+
+class WorkspaceUpdate(Input):
+    display_name: ShortText | None = None
+
+
+class WorkspacePublic(Output):
+    id: str
+    name: str
+    display_name: str
+    role: Role
+    created_at: datetime
+
+
+class MemberAdd(Input):
+    email: EmailStr
+    role: Role = Role.MEMBER
+    password: Password | None = Field(
+        default=None, description="Initial password for a new user; generated when omitted."
+    )
+
+
+class MemberUpdate(Input):
+    role: Role
+
+
+class MemberPublic(Output):
+    user_id: str
+    email: str
+    role: Role
+    created_at: datetime
+
+
+class MemberAdded(MemberPublic):
+    initial_password: str | None = Field(
+        default=None, description="Shown once, only when a new user was created."
+    )
+
+
+class ApiTokenCreate(Input):
+    name: Name
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class ApiTokenPublic(Output):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenCreated(ApiTokenPublic):
+    token: str = Field(description="Shown once; store it now.")
+
+
+class ProjectCreate(Input):
+    name: Name
+    description: ShortText = ""
+
+
+class ProjectUpdate(Input):
+    name: Name | None = None
+    description: ShortText | None = None
+
+
+class ProjectPublic(Output):
+    id: str
+    name: str
+    description: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ServiceConfig(Input):
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the app listens on.")
+    health_path: str = Field(default="/", max_length=200, pattern=r"^/[A-Za-z0-9._~/%-]*$")
+    replicas: int = Field(default=1, ge=1, le=50)
+
+
+class ServiceCreate(Input):
+    name: Name
+    kind: ServiceKind = ServiceKind.APP
+    image: ImageRef | None = None
+    config: ServiceConfig = Field(default_factory=ServiceConfig)
+
+
+class ServiceUpdate(Input):
+    name: Name | None = None
+    image: ImageRef | None = None
+    config: ServiceConfig | None = None
+
+
+class ServicePublic(Output):
+    id: str
+    project_id: str
+    name: str
+    kind: ServiceKind
+    image: str | None
+    config: ServiceConfig
+    created_at: datetime
+    updated_at: datetime
+
+
+class ServerPublic(Output):
+    id: str
+    name: str
+    provider: str
+    provider_id: str
+    ip: str
+    region: str
+    size: str
+    agent_version: str | None
+    status: ServerStatus
+    tags: list[str]
+    created_at: datetime
+
+
+class EnvVarSet(Input):
+    value: EnvValue
+    secret: bool = False
+
+
+class EnvVarItem(EnvVarSet):
+    key: EnvKey
+
+
+class EnvPatch(Input):
+    set: list[EnvVarItem] = Field(default_factory=list, max_length=500)
+    unset: list[EnvKey] = Field(default_factory=list, max_length=500)
+
+
+class EnvVarPublic(Output):
+    key: str
+    value: str = Field(description="The value, or ******** for a secret.")
+    secret: bool
+    updated_at: datetime
+
+
+class AuditEventPublic(Output):
+    id: int
+    action: AuditAction
+    entity_type: str
+    entity_id: str
+    actor_user_id: str | None
+    actor_token_id: str | None
+    request_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    created_at: datetime
+
+
+class Health(Output):
+    status: str
+    version: str
+    database: str
+
+
+class ErrorBody(Output):
+    detail: Any

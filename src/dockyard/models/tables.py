@@ -1,0 +1,205 @@
+"""The domain model of PRODUCT.md as tables. Every change to them leaves an audit row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dockyard.models.base import Base, IdMixin, TimestampMixin, utcnow
+from dockyard.models.enums import (
+    AuditAction,
+    DeploymentStatus,
+    Role,
+    ServerStatus,
+    ServiceKind,
+    SourceKind,
+)
+
+
+def _enum(cls: type) -> SAEnum:
+    return SAEnum(cls, native_enum=False, values_callable=lambda e: [m.value for m in e], length=20)
+
+
+def _fk(target: str, *, nullable: bool = False, cascade: bool = True) -> Any:
+    ondelete = "CASCADE" if cascade else "SET NULL"
+    return mapped_column(
+        String(32), ForeignKey(target, ondelete=ondelete), nullable=nullable, index=True
+    )
+
+
+class Workspace(IdMixin, TimestampMixin, Base):
+    __tablename__ = "workspaces"
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+
+
+class User(IdMixin, TimestampMixin, Base):
+    __tablename__ = "users"
+    __audit_hidden__ = frozenset({"password_hash"})
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(default=True)
+
+
+class Membership(IdMixin, TimestampMixin, Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("workspace_id", "user_id"),)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    user_id: Mapped[str] = _fk("users.id")
+    role: Mapped[Role] = mapped_column(_enum(Role))
+
+
+class ApiToken(IdMixin, TimestampMixin, Base):
+    __tablename__ = "api_tokens"
+    __audit_hidden__ = frozenset({"token_hash"})
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    user_id: Mapped[str] = _fk("users.id")
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ProviderCredential(IdMixin, TimestampMixin, Base):
+    __tablename__ = "provider_credentials"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    __audit_hidden__ = frozenset({"token_ciphertext"})
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    provider: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(63))
+    token_ciphertext: Mapped[str] = mapped_column(Text)
+
+
+class Project(IdMixin, TimestampMixin, Base):
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    name: Mapped[str] = mapped_column(String(63))
+    description: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Service(IdMixin, TimestampMixin, Base):
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    project_id: Mapped[str] = _fk("projects.id")
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[ServiceKind] = mapped_column(_enum(ServiceKind))
+    image: Mapped[str | None] = mapped_column(String(512), default=None)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Server(IdMixin, TimestampMixin, Base):
+    __tablename__ = "servers"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    provider: Mapped[str] = mapped_column(String(40))
+    provider_id: Mapped[str] = mapped_column(String(100), default="")
+    name: Mapped[str] = mapped_column(String(63))
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    region: Mapped[str] = mapped_column(String(40), default="")
+    size: Mapped[str] = mapped_column(String(60), default="")
+    agent_version: Mapped[str | None] = mapped_column(String(40), default=None)
+    status: Mapped[ServerStatus] = mapped_column(_enum(ServerStatus), default=ServerStatus.PENDING)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class Placement(IdMixin, TimestampMixin, Base):
+    """service_servers: which servers run which services."""
+
+    __tablename__ = "service_servers"
+    __table_args__ = (UniqueConstraint("service_id", "server_id"),)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    service_id: Mapped[str] = _fk("services.id")
+    server_id: Mapped[str] = _fk("servers.id")
+
+
+class Deployment(IdMixin, TimestampMixin, Base):
+    """One attempt to put a version of a service on its servers; a release when it succeeds."""
+
+    __tablename__ = "deployments"
+    __audit_hidden__ = frozenset({"env_ciphertext"})
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    service_id: Mapped[str] = _fk("services.id")
+    source_kind: Mapped[SourceKind] = mapped_column(_enum(SourceKind))
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    image_tag: Mapped[str | None] = mapped_column(String(512), default=None)
+    env_ciphertext: Mapped[str] = mapped_column(Text, default="")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[DeploymentStatus] = mapped_column(
+        _enum(DeploymentStatus), default=DeploymentStatus.QUEUED
+    )
+    triggered_by: Mapped[str | None] = _fk("users.id", nullable=True, cascade=False)
+    rollback_of: Mapped[str | None] = mapped_column(String(32), default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class DeploymentEvent(Base):
+    """The event log of a deployment; append-only, so it has no audit rows of its own."""
+
+    __tablename__ = "deployment_events"
+    __table_args__ = (UniqueConstraint("deployment_id", "seq"),)
+    __audited__ = False
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment_id: Mapped[str] = _fk("deployments.id")
+    seq: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DeployConfig(IdMixin, TimestampMixin, Base):
+    __tablename__ = "deploy_configs"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    service_id: Mapped[str | None] = _fk("services.id", nullable=True)
+    name: Mapped[str] = mapped_column(String(63))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class EnvVar(IdMixin, TimestampMixin, Base):
+    __tablename__ = "env_vars"
+    __table_args__ = (UniqueConstraint("service_id", "key"),)
+    __audit_hidden__ = frozenset({"value_ciphertext"})
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    service_id: Mapped[str] = _fk("services.id")
+    key: Mapped[str] = mapped_column(String(255))
+    value_ciphertext: Mapped[str] = mapped_column(Text)
+    is_secret: Mapped[bool] = mapped_column(default=False)
+
+
+class Domain(IdMixin, TimestampMixin, Base):
+    __tablename__ = "domains"
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    service_id: Mapped[str] = _fk("services.id")
+    hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    certificate_status: Mapped[str] = mapped_column(String(20), default="none")
+    certificate_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEvent(Base):
+    """A history row: who changed which record, when, and its values before and after."""
+
+    __tablename__ = "audit_events"
+    __audited__ = False
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    workspace_id: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
+    actor_user_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    actor_token_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    action: Mapped[AuditAction] = mapped_column(_enum(AuditAction))
+    entity_type: Mapped[str] = mapped_column(String(40), index=True)
+    entity_id: Mapped[str] = mapped_column(String(32), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
