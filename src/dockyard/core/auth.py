@@ -30,7 +30,7 @@ from dockyard.models.schemas import (
 from dockyard.models.tables import ApiToken, Membership, User, Workspace
 
 BAD_LOGIN = "incorrect email or password"
-BAD_TOKEN = "missing, invalid or expired credentials; log in again"
+BAD_TOKEN = "missing, invalid or expired credentials; log in again"  # noqa: S105
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 

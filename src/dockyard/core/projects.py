@@ -24,7 +24,8 @@ async def list_projects(p: Platform, actor: Actor) -> list[ProjectPublic]:
     async def tx(s: AsyncSession) -> list[ProjectPublic]:
         actor.require(Permission.READ)
         query = select(Project).where(Project.workspace_id == actor.workspace_id)
-        return [ProjectPublic.model_validate(r) for r in await s.scalars(query.order_by(Project.name))]
+        rows = await s.scalars(query.order_by(Project.name))
+        return [ProjectPublic.model_validate(r) for r in rows]
 
     return await p.db.read(tx)
 

@@ -18,7 +18,8 @@ async def list_servers(p: Platform, actor: Actor) -> list[ServerPublic]:
     async def tx(s: AsyncSession) -> list[ServerPublic]:
         actor.require(Permission.READ)
         query = select(Server).where(Server.workspace_id == actor.workspace_id)
-        return [ServerPublic.model_validate(r) for r in await s.scalars(query.order_by(Server.name))]
+        rows = await s.scalars(query.order_by(Server.name))
+        return [ServerPublic.model_validate(r) for r in rows]
 
     return await p.db.read(tx)
 

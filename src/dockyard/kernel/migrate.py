@@ -27,7 +27,7 @@ def alembic_config(url: str) -> Config:
 def upgrade(settings: Settings) -> None:
     """Bring the database to the newest revision. Safe to call from inside an event loop."""
     if settings.sqlalchemy_url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     errors: list[BaseException] = []
 
     def run() -> None:

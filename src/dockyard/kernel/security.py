@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-API_TOKEN_PREFIX = "dy_"
+API_TOKEN_PREFIX = "dy_"  # noqa: S105
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "dockyard-api"
 _hasher = PasswordHasher()
@@ -54,7 +54,7 @@ def hash_api_token(token: str) -> str:
 
 def ensure_key_file(path: Path) -> None:
     """Create a new random master key with mode 0600 if the file does not exist yet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -8,8 +8,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-from dockyard.models.base import Base
 import dockyard.models.tables  # noqa: F401  (registers every table)
+from dockyard.models.base import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -21,7 +21,7 @@ class Output(BaseModel):
 
 class TokenResponse(Output):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105
 
 
 class UserPublic(Output):

@@ -22,7 +22,9 @@ async def create_project(
 
 
 @router.get("/{project}", summary="Show a project")
-async def get_project(project: ProjectName, platform: PlatformDep, actor: ActorDep) -> ProjectPublic:
+async def get_project(
+    project: ProjectName, platform: PlatformDep, actor: ActorDep
+) -> ProjectPublic:
     return await projects.get_project(platform, actor, project)
 
 

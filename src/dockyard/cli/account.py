@@ -1,0 +1,126 @@
+"""login, logout, whoami, API tokens, workspaces and the audit history."""
+
+from __future__ import annotations
+
+import platform as host
+from typing import Annotated
+
+import typer
+
+from dockyard.cli.client import DEFAULT_URL, ApiClient, CliError, seg
+from dockyard.cli.config import CliConfig
+from dockyard.cli.output import JsonFlag, done, show, show_one
+
+tokens = typer.Typer(help="API tokens for the CLI and CI.", no_args_is_help=True)
+workspaces = typer.Typer(help="Workspaces you belong to.", no_args_is_help=True)
+
+
+def _token_name() -> str:
+    name = "".join(c if c.isalnum() else "-" for c in host.node().lower()).strip("-")
+    return f"cli-{name}"[:63].rstrip("-") or "cli"
+
+
+def login_with_password(url: str, email: str, password: str) -> CliConfig:
+    """Log in, then keep a revocable API token (not the password) in the config file."""
+    jwt = ApiClient(url).login(email, password)
+    created = ApiClient(url, jwt).post("/auth/tokens", {"name": _token_name()})
+    config = CliConfig(url=url, token=created["token"])
+    config.save()
+    return config
+
+
+def login(
+    url: Annotated[str, typer.Option(help="API address.", envvar="DOCKYARD_URL")] = DEFAULT_URL,
+    email: Annotated[str | None, typer.Option(help="Your account's email.")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Log in with an existing API token instead.")
+    ] = None,
+) -> None:
+    """Log in to a Dockyard API and remember it for the next commands."""
+    if token:
+        config = CliConfig(url=url, token=token)
+    else:
+        email = email or typer.prompt("Email")
+        password = typer.prompt("Password", hide_input=True)
+        config = login_with_password(url, email, password)
+    me = ApiClient.from_config(config).get("/auth/me")
+    config.save()
+    done(f"Logged in to {url} as {me['user']['email']} ({me['role']} of {me['workspace_name']}).")
+
+
+def logout() -> None:
+    """Forget the saved login (revoke the token too with `dockyard tokens revoke`)."""
+    config = CliConfig.load()
+    CliConfig(url=config.url).save()
+    done("Logged out.")
+
+
+def whoami(as_json: JsonFlag = False) -> None:
+    """Show who you are logged in as."""
+    me = ApiClient.from_config().get("/auth/me")
+    show_one(me, as_json)
+
+
+@tokens.command("list")
+def tokens_list(as_json: JsonFlag = False) -> None:
+    """List your API tokens."""
+    rows = ApiClient.from_config().get("/auth/tokens")
+    show(rows, ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"], as_json)
+
+
+@tokens.command("create")
+def tokens_create(
+    name: str,
+    days: Annotated[int | None, typer.Option(help="Expire after this many days.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API token; it is printed once."""
+    created = ApiClient.from_config().post("/auth/tokens", {"name": name, "expires_in_days": days})
+    show_one(created, as_json)
+
+
+@tokens.command("revoke")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke an API token by id."""
+    ApiClient.from_config().delete(f"/auth/tokens/{seg(token_id)}")
+    done(f"Revoked token {token_id}.")
+
+
+@workspaces.command("list")
+def workspaces_list(as_json: JsonFlag = False) -> None:
+    """List the workspaces you belong to."""
+    rows = ApiClient.from_config().get("/workspaces")
+    show(rows, ["id", "name", "display_name", "role"], as_json)
+
+
+@workspaces.command("create")
+def workspaces_create(name: str, as_json: JsonFlag = False) -> None:
+    """Create a workspace you own."""
+    show_one(ApiClient.from_config().post("/workspaces", {"name": name}), as_json)
+
+
+@workspaces.command("use")
+def workspaces_use(name: str) -> None:
+    """Act in another of your workspaces from now on."""
+    config = CliConfig.load()
+    rows = ApiClient.from_config(config).get("/workspaces")
+    match = next((w for w in rows if name in (w["name"], w["id"])), None)
+    if match is None:
+        raise CliError(f"you are in no workspace named {name!r}; see `dockyard workspaces list`")
+    config.workspace = match["id"]
+    config.save()
+    done(f"Now acting in workspace {match['name']} as {match['role']}.")
+
+
+def history(
+    entity_type: Annotated[str | None, typer.Option("--type", help="e.g. projects")] = None,
+    entity_id: Annotated[str | None, typer.Option("--id", help="One object's id.")] = None,
+    limit: Annotated[int, typer.Option(help="How many entries.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show the audit history, newest first."""
+    rows = ApiClient.from_config().get(
+        "/history", entity_type=entity_type, entity_id=entity_id, limit=limit
+    )
+    columns = ["id", "created_at", "action", "entity_type", "entity_id", "actor_user_id"]
+    show(rows, columns, as_json)

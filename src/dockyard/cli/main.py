@@ -1,0 +1,66 @@
+"""The `dockyard` command."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from dockyard import __version__
+from dockyard.cli import account, resources, server
+from dockyard.cli.client import CliError
+from dockyard.cli.output import errors
+from dockyard.kernel.errors import DockyardError
+
+app = typer.Typer(
+    help="Dockyard: deploy code, git repositories or images to your own servers.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dockyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Dockyard command line."""
+
+
+for command in (server.up, server.down, server.serve, server.migrate):
+    app.command(rich_help_panel="Run Dockyard here")(command)
+for command in (account.login, account.logout, account.whoami, account.history):
+    app.command(rich_help_panel="Account")(command)
+for name, group in (
+    ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
+    ("servers", resources.servers), ("workspaces", account.workspaces), ("tokens", account.tokens),
+):
+    app.add_typer(group, name=name)
+
+
+def run() -> None:
+    """Entry point: failures print one clear line and exit non-zero, never a traceback."""
+    try:
+        app()
+    except (CliError, DockyardError, RuntimeError) as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if os.environ.get("DOCKYARD_DEBUG"):
+            raise
+        errors.print(f"error: unexpected {type(exc).__name__}: {exc} "
+                     "(set DOCKYARD_DEBUG=1 to see where)", markup=False, highlight=False)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    run()

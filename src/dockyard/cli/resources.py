@@ -1,0 +1,158 @@
+"""projects, services, env and servers: each command is one API call."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from dockyard.cli.client import ApiClient, CliError, seg
+from dockyard.cli.output import JsonFlag, done, show, show_one
+
+projects = typer.Typer(help="Projects group services.", no_args_is_help=True)
+services = typer.Typer(help="Services are what you deploy.", no_args_is_help=True)
+env = typer.Typer(help="Environment variables of a service.", no_args_is_help=True)
+servers = typer.Typer(help="The server inventory.", no_args_is_help=True)
+
+ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
+ServiceOpt = Annotated[str, typer.Option("--service", "-s", help="Service name.")]
+PROJECT_COLUMNS = ["name", "description", "created_at"]
+SERVICE_COLUMNS = ["name", "kind", "image", "updated_at"]
+
+
+@projects.command("list")
+def projects_list(as_json: JsonFlag = False) -> None:
+    """List projects."""
+    show(ApiClient.from_config().get("/projects"), PROJECT_COLUMNS, as_json)
+
+
+@projects.command("create")
+def projects_create(
+    name: str, description: Annotated[str, typer.Option(help="What it is for.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a project."""
+    body = {"name": name, "description": description}
+    show_one(ApiClient.from_config().post("/projects", body), as_json)
+
+
+@projects.command("show")
+def projects_show(name: str, as_json: JsonFlag = False) -> None:
+    """Show a project."""
+    show_one(ApiClient.from_config().get(f"/projects/{seg(name)}"), as_json)
+
+
+@projects.command("delete")
+def projects_delete(name: str, yes: Annotated[bool, typer.Option("--yes")] = False) -> None:
+    """Delete a project with all its services."""
+    if not yes:
+        typer.confirm(f"Delete project {name} and all its services?", abort=True)
+    ApiClient.from_config().delete(f"/projects/{seg(name)}")
+    done(f"Deleted project {name}.")
+
+
+@services.command("list")
+def services_list(project: ProjectOpt, as_json: JsonFlag = False) -> None:
+    """List a project's services."""
+    rows = ApiClient.from_config().get(f"/projects/{seg(project)}/services")
+    show(rows, SERVICE_COLUMNS, as_json)
+
+
+@services.command("create")
+def services_create(
+    name: str, project: ProjectOpt,
+    kind: Annotated[str, typer.Option(help="app, redis or postgres.")] = "app",
+    image: Annotated[str | None, typer.Option(help="Image reference to run.")] = None,
+    port: Annotated[int, typer.Option(help="Port the app listens on.")] = 8000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a service."""
+    body = {"name": name, "kind": kind, "image": image, "config": {"port": port}}
+    show_one(ApiClient.from_config().post(f"/projects/{seg(project)}/services", body), as_json)
+
+
+@services.command("show")
+def services_show(name: str, project: ProjectOpt, as_json: JsonFlag = False) -> None:
+    """Show a service."""
+    show_one(ApiClient.from_config().get(f"/projects/{seg(project)}/services/{seg(name)}"), as_json)
+
+
+@services.command("update")
+def services_update(
+    name: str, project: ProjectOpt,
+    image: Annotated[str | None, typer.Option(help="New image reference.")] = None,
+    rename: Annotated[str | None, typer.Option(help="New name.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change a service's image or name."""
+    body = {k: v for k, v in {"image": image, "name": rename}.items() if v is not None}
+    path = f"/projects/{seg(project)}/services/{seg(name)}"
+    show_one(ApiClient.from_config().patch(path, body), as_json)
+
+
+@services.command("delete")
+def services_delete(name: str, project: ProjectOpt) -> None:
+    """Delete a service."""
+    ApiClient.from_config().delete(f"/projects/{seg(project)}/services/{seg(name)}")
+    done(f"Deleted service {project}/{name}.")
+
+
+def _env_path(project: str, service: str) -> str:
+    return f"/projects/{seg(project)}/services/{seg(service)}/env"
+
+
+def parse_assignments(pairs: list[str]) -> list[dict[str, str]]:
+    """KEY=VALUE words; a bare KEY- reads its value from standard input."""
+    items = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep and key.endswith("-"):
+            key, value = key[:-1], sys.stdin.read()
+        elif not sep:
+            raise CliError(f"{pair!r} is not KEY=VALUE (use KEY- to read the value from stdin)")
+        items.append({"key": key, "value": value})
+    return items
+
+
+@env.command("list")
+def env_list(project: ProjectOpt, service: ServiceOpt, as_json: JsonFlag = False) -> None:
+    """List variables; secret values are masked."""
+    rows = ApiClient.from_config().get(_env_path(project, service))
+    show(rows, ["key", "value", "secret", "updated_at"], as_json)
+
+
+@env.command("set")
+def env_set(
+    assignments: Annotated[list[str], typer.Argument(help="KEY=VALUE ...")],
+    project: ProjectOpt, service: ServiceOpt,
+    secret: Annotated[bool, typer.Option(help="Store as secret: masked everywhere.")] = False,
+) -> None:
+    """Set variables, all at once or none."""
+    assigned = parse_assignments(assignments)
+    items = [{**item, "secret": secret} for item in assigned]
+    ApiClient.from_config().patch(_env_path(project, service), {"set": items})
+    done(f"Set {', '.join(i['key'] for i in assigned)} on {project}/{service}.")
+
+
+@env.command("unset")
+def env_unset(
+    keys: Annotated[list[str], typer.Argument(help="KEY ...")],
+    project: ProjectOpt, service: ServiceOpt,
+) -> None:
+    """Unset variables, all at once or none."""
+    ApiClient.from_config().patch(_env_path(project, service), {"unset": keys})
+    done(f"Unset {', '.join(keys)} on {project}/{service}.")
+
+
+@servers.command("list")
+def servers_list(as_json: JsonFlag = False) -> None:
+    """List the server inventory."""
+    rows = ApiClient.from_config().get("/infra/servers")
+    show(rows, ["id", "name", "provider", "ip", "status", "agent_version"], as_json)
+
+
+@servers.command("show")
+def servers_show(server_id: str, as_json: JsonFlag = False) -> None:
+    """Show one server."""
+    show_one(ApiClient.from_config().get(f"/infra/servers/{seg(server_id)}"), as_json)

@@ -1,0 +1,179 @@
+"""Commands that run the control plane on this machine: up, down, serve, migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import httpx
+import typer
+
+from dockyard.cli.account import login_with_password
+from dockyard.cli.client import CliError
+from dockyard.cli.output import done
+from dockyard.kernel.settings import Settings
+
+if TYPE_CHECKING:
+    from dockyard.core.bootstrap import FirstOwner
+
+# The server's modules are imported inside the commands that run it, so that the client
+# commands start fast.
+
+START_TIMEOUT = 30.0
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.data_dir / "api.pid"
+
+
+def _log_file(settings: Settings) -> Path:
+    return settings.data_dir / "logs" / "api.log"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if _healthy(url):
+            return
+        if process.poll() is not None:
+            raise CliError(f"the API exited with code {process.returncode}; see {log}")
+        time.sleep(0.2)
+    raise CliError(f"the API did not answer at {url} within {START_TIMEOUT:.0f}s; see {log}")
+
+
+def _start_api(settings: Settings) -> None:
+    """Start `dockyard serve` detached from this terminal, logging to the data dir."""
+    log = _log_file(settings)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dockyard.cli.main", "serve"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    _pid_file(settings).write_text(str(process.pid))
+    _wait_healthy(settings.api_url, process, log)
+
+
+async def _first_owner(settings: Settings, email: str, password: str | None) -> FirstOwner:
+    from dockyard.core.bootstrap import ensure_first_owner
+    from dockyard.core.platform import Platform
+
+    platform = Platform.open(settings)
+    try:
+        return await ensure_first_owner(platform, email, password)
+    finally:
+        await platform.close()
+
+
+def up(
+    email: Annotated[
+        str, typer.Option(envvar="DOCKYARD_ADMIN_EMAIL", help="The first owner's email.")
+    ] = "admin@example.com",
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="DOCKYARD_ADMIN_PASSWORD", help="The first owner's password."),
+    ] = None,
+) -> None:
+    """Bring the control plane up here: key, database, first owner, API in the background."""
+    settings = _migrated_settings()
+    owner = asyncio.run(_first_owner(settings, email, password))
+    url = settings.api_url
+    if _healthy(url):
+        done(f"The API is already running at {url}.")
+    else:
+        _start_api(settings)
+        done(f"The API is running at {url} (logs: {_log_file(settings)}).")
+    _report_owner(url, owner)
+
+
+def _report_owner(url: str, owner: FirstOwner) -> None:
+    if owner.password is None:
+        done(f"Log in with: dockyard login --url {url}")
+        return
+    login_with_password(url, owner.email, owner.password)
+    done(f"Created the owner {owner.email} in workspace '{owner.workspace}'.")
+    done(f"Password (shown once): {owner.password}")
+    done(f"This CLI is logged in. Elsewhere: dockyard login --url {url} --email {owner.email}")
+    done(f"API documentation: {url}/docs")
+
+
+def down() -> None:
+    """Stop the API started by `dockyard up`."""
+    settings = Settings()
+    pid_file = _pid_file(settings)
+    if not pid_file.exists():
+        raise CliError("no API started by `dockyard up` is recorded here")
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+        _wait_gone(pid)
+    except ProcessLookupError:
+        pass
+    pid_file.unlink()
+    done("The API is stopped.")
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        os.kill(pid, 0)  # raises ProcessLookupError once it is gone
+        time.sleep(0.1)
+    raise CliError(f"process {pid} did not stop within {START_TIMEOUT:.0f}s")
+
+
+def migrate() -> None:
+    """Create the key if missing and migrate the database to the newest schema."""
+    _migrated_settings()
+    done("The database is up to date.")
+
+
+def _migrated_settings() -> Settings:
+    from dockyard.kernel.migrate import upgrade
+    from dockyard.kernel.security import ensure_key_file
+
+    settings = Settings()
+    ensure_key_file(settings.key_file)
+    upgrade(settings)
+    return settings
+
+
+async def _check_migrated(settings: Settings) -> bool:
+    from dockyard.core.platform import Platform
+    from dockyard.kernel.migrate import is_migrated
+
+    platform = Platform.open(settings)
+    try:
+        return await is_migrated(platform.db)
+    finally:
+        await platform.close()
+
+
+def serve() -> None:
+    """Run the API in the foreground (what `dockyard up` starts in the background)."""
+    import uvicorn
+
+    from dockyard.api.app import create_app
+    from dockyard.kernel.logging import configure_logging
+
+    settings = Settings()
+    if not asyncio.run(_check_migrated(settings)):
+        raise CliError("the database is not migrated; run `dockyard migrate` (or `dockyard up`)")
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port,
+        log_config=None, timeout_graceful_shutdown=10,
+    )
