@@ -16,7 +16,6 @@ from dockyard.kernel.security import (
     hash_api_token,
     issue_jwt,
     new_api_token,
-    verify_password,
 )
 from dockyard.models.base import utcnow
 from dockyard.models.schemas import (
@@ -55,7 +54,7 @@ async def login(p: Platform, email: str, password: str, client: str) -> TokenRes
 
     async def tx(s: AsyncSession) -> TokenResponse:
         user = await s.scalar(select(User).where(User.email == email))
-        if not verify_password(user.password_hash if user else None, password):
+        if not p.passwords.verify(user.password_hash if user else None, password):
             raise NotAuthenticated(BAD_LOGIN)
         if user is None or not user.is_active:
             raise NotAuthenticated(BAD_LOGIN)

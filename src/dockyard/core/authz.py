@@ -18,11 +18,13 @@ class Permission(StrEnum):
     MANAGE_WORKSPACE = "rename or delete the workspace"
     GRANT_OWNER = "grant or remove the owner role"
     READ_AUDIT = "read the audit history"
+    READ_METRICS = "read request metrics"
 
 
 _VIEWER = {Permission.READ}
 _MEMBER = _VIEWER | {Permission.WRITE}
-_ADMIN = _MEMBER | {Permission.DELETE, Permission.MANAGE_MEMBERS, Permission.READ_AUDIT}
+_ADMIN = _MEMBER | {Permission.DELETE, Permission.MANAGE_MEMBERS, Permission.READ_AUDIT,
+                    Permission.READ_METRICS}
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(_VIEWER),
     Role.MEMBER: frozenset(_MEMBER),

@@ -1,4 +1,4 @@
-"""The first owner account and workspace, created once on a fresh installation."""
+"""Owner accounts: the first one on a fresh installation, and further ones by an operator."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.auth import normalize_email
 from dockyard.core.platform import Platform
-from dockyard.kernel.security import hash_password
+from dockyard.kernel.errors import Conflict
 from dockyard.models.enums import Role
 from dockyard.models.tables import Membership, User, Workspace
 
@@ -20,6 +20,30 @@ class FirstOwner:
     email: str
     password: str | None  # None when an owner existed already
     workspace: str
+
+
+async def _create_owner(s: AsyncSession, email: str, password_hash: str, workspace: str) -> User:
+    if await s.scalar(select(Workspace.id).where(Workspace.name == workspace)):
+        raise Conflict(f"a workspace named {workspace!r} already exists")
+    if await s.scalar(select(User.id).where(User.email == email)):
+        raise Conflict(f"an account for {email} already exists")
+    user = User(email=email, password_hash=password_hash)
+    space = Workspace(name=workspace, display_name=workspace)
+    s.add_all([user, space])
+    await s.flush()
+    s.add(Membership(workspace_id=space.id, user_id=user.id, role=Role.OWNER))
+    return user
+
+
+async def create_owner(p: Platform, email: str, password: str, workspace: str) -> str:
+    """A new user owning a new workspace; returns the user's id."""
+
+    async def tx(s: AsyncSession) -> str:
+        return (await _create_owner(s, normalize_email(email), hashed, workspace)).id
+
+    hashed = p.passwords.hash(password)
+
+    return await p.db.write(tx)
 
 
 async def ensure_first_owner(
@@ -32,11 +56,7 @@ async def ensure_first_owner(
             first = await s.scalar(select(Workspace.name).order_by(Workspace.created_at))
             return FirstOwner(email=normalize_email(email), password=None, workspace=first or "")
         chosen = password or secrets.token_urlsafe(12)
-        user = User(email=normalize_email(email), password_hash=hash_password(chosen))
-        space = Workspace(name=workspace, display_name="Default workspace")
-        s.add_all([user, space])
-        await s.flush()
-        s.add(Membership(workspace_id=space.id, user_id=user.id, role=Role.OWNER))
-        return FirstOwner(email=user.email, password=chosen, workspace=space.name)
+        user = await _create_owner(s, normalize_email(email), p.passwords.hash(chosen), workspace)
+        return FirstOwner(email=user.email, password=chosen, workspace=workspace)
 
     return await p.db.write(tx)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from dockyard.kernel.db import Database
 from dockyard.kernel.ratelimit import RateLimiter
-from dockyard.kernel.security import Keys, SecretBox, read_key_file
+from dockyard.kernel.security import Keys, Passwords, SecretBox, read_key_file
 from dockyard.kernel.settings import Settings
 
 
@@ -31,9 +31,13 @@ class Platform:
     keys: Keys
     box: SecretBox
     limiters: Limiters = field(init=False)
+    passwords: Passwords = field(init=False)
 
     def __post_init__(self) -> None:
         self.limiters = Limiters.from_settings(self.settings)
+        self.passwords = Passwords(
+            self.settings.password_time_cost, self.settings.password_memory_kib
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> Platform:

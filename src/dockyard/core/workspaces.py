@@ -12,7 +12,6 @@ from dockyard.core.authz import Actor, Permission
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict, NotFound
-from dockyard.kernel.security import hash_password
 from dockyard.models.enums import Role
 from dockyard.models.schemas import (
     MemberAdd,
@@ -41,7 +40,7 @@ async def list_workspaces(p: Platform, actor: Actor) -> list[WorkspacePublic]:
             Membership, Membership.workspace_id == Workspace.id
         ).where(Membership.user_id == actor.user_id)
         rows = await s.execute(query.order_by(Workspace.created_at, Workspace.id))
-        return [_public(w, role) for w, role in rows.tuples()]
+        return [_public(w, role) for w, role in rows]
 
     return await p.db.read(tx)
 
@@ -106,7 +105,7 @@ async def list_members(p: Platform, actor: Actor, workspace_id: str) -> list[Mem
         query = select(Membership, User.email).join(User, User.id == Membership.user_id)
         query = query.where(Membership.workspace_id == workspace_id)
         rows = await s.execute(query.order_by(Membership.created_at, Membership.id))
-        return [_member(m, email) for m, email in rows.tuples()]
+        return [_member(m, email) for m, email in rows]
 
     return await p.db.read(tx)
 
@@ -124,14 +123,14 @@ def _require_grant(actor: Actor, *roles: Role) -> None:
         actor.require(Permission.GRANT_OWNER)
 
 
-async def _user_for(s: AsyncSession, body: MemberAdd) -> tuple[User, str | None]:
+async def _user_for(p: Platform, s: AsyncSession, body: MemberAdd) -> tuple[User, str | None]:
     """The existing user with this email, or a new one with the given or a generated password."""
     email = normalize_email(str(body.email))
     user = await s.scalar(select(User).where(User.email == email))
     if user is not None:
         return user, None
     password = body.password or secrets.token_urlsafe(12)
-    user = User(email=email, password_hash=hash_password(password))
+    user = User(email=email, password_hash=p.passwords.hash(password))
     s.add(user)
     await s.flush()
     return user, None if body.password else password
@@ -143,7 +142,7 @@ async def add_member(
     async def tx(s: AsyncSession) -> MemberAdded:
         await _own_workspace(s, actor, workspace_id)
         _require_grant(actor, body.role)
-        user, password = await _user_for(s, body)
+        user, password = await _user_for(p, s, body)
         if await _find_membership(s, workspace_id, user.id):
             raise Conflict(f"{user.email} is already a member; change their role instead")
         membership = Membership(workspace_id=workspace_id, user_id=user.id, role=body.role)

@@ -23,24 +23,30 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 API_TOKEN_PREFIX = "dy_"  # noqa: S105
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "dockyard-api"
-_hasher = PasswordHasher()
-# A hash to verify against when the account does not exist, so timing does not tell.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
 class KeyFileError(RuntimeError):
     """The secret key file is missing or unsafe; the message says what to do."""
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+class Passwords:
+    """Argon2id hashing; the cost is a setting (OWASP's 19 MiB, 2 passes by default)."""
 
+    def __init__(self, time_cost: int, memory_kib: int) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1)
+        # Verified against when an account does not exist, so timing does not tell.
+        self._dummy = self._hasher.hash(secrets.token_hex(16))
 
-def verify_password(password_hash: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
-    except (VerificationError, InvalidHashError):
-        return False
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash or self._dummy, password) and bool(
+                password_hash
+            )
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def new_api_token() -> str:

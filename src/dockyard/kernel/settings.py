@@ -37,8 +37,14 @@ class Settings(BaseSettings):
     env_value_max_bytes: int = Field(default=32 * 1024, ge=1)
     db_busy_timeout_ms: int = Field(default=15_000, ge=10_000)
     db_retry_attempts: int = Field(default=8, ge=1)
+    password_time_cost: int = Field(default=2, ge=1, le=10)
+    password_memory_kib: int = Field(default=19_456, ge=8, le=1024 * 1024)
     log_level: str = "INFO"
     log_json: bool | None = None
+    # Socket peers (addresses or CIDRs) whose client-IP headers are believed.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    request_metrics: bool = True
+    request_metrics_batch: int = Field(default=100, ge=1, le=10_000)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -1,0 +1,42 @@
+# Shared by scripts/up and scripts/test: install what is missing, never more.
+# shellcheck shell=bash
+
+need_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    return 1
+  fi
+  echo "installing system packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+python_bin() {
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      echo "$candidate"; return 0
+    fi
+  done
+  echo "Python 3.11 or newer is required" >&2
+  return 1
+}
+
+# ensure_venv EXTRA: a virtual environment in .venv with the package (and EXTRA) installed;
+# reinstalls only when pyproject.toml changed since the last install.
+ensure_venv() {
+  local extra="$1" stamp=".venv/.installed-$1"
+  if [ ! -x .venv/bin/python ]; then
+    "$(python_bin)" -m venv .venv
+  fi
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "installing Python packages into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra:+[$extra]}"
+    touch "$stamp"
+  fi
+}

@@ -1,0 +1,138 @@
+"""The `dockyard` CLI as a user runs it: real processes against an API started with `up`."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+from tests.live import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    Live,
+    clean_environ,
+    dockyard,
+    ok,
+    ok_json,
+    one_line_error,
+)
+from tests.pg import free_port
+
+
+def names(rows: list[dict[str, Any]]) -> list[str]:
+    return sorted(row["name"] for row in rows)
+
+
+def by_key(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["key"]: row for row in rows}
+
+
+def test_login_keeps_an_api_token_not_the_password(live: Live, tmp_path: Path) -> None:
+    elsewhere = str(tmp_path / "elsewhere")
+    login = live.run("login", "--url", live.url, "--email", ADMIN_EMAIL,
+                     input=f"{ADMIN_PASSWORD}\n", XDG_CONFIG_HOME=elsewhere)
+    assert f"Logged in to {live.url} as {ADMIN_EMAIL}" in ok(login)
+    config_file = Path(elsewhere) / "dockyard" / "config.json"
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
+    saved = config_file.read_text()
+    assert ADMIN_PASSWORD not in saved
+    assert json.loads(saved)["token"].startswith("dy_")
+    me = ok_json(live.run("whoami", "--json", XDG_CONFIG_HOME=elsewhere))
+    assert me["user"]["email"] == ADMIN_EMAIL
+    assert me["via_api_token"] is True
+
+    wrong = live.run("login", "--url", live.url, "--email", ADMIN_EMAIL,
+                     input="not-the-password\n", XDG_CONFIG_HOME=str(tmp_path / "wrong"))
+    one_line_error(wrong, "HTTP 401")
+
+
+def test_projects_and_services_lifecycle(live: Live) -> None:
+    created = ok_json(live.run("projects", "create", "shop", "--description", "the shop", "--json"))
+    assert created["name"] == "shop"
+    assert names(ok_json(live.run("projects", "list", "--json"))) == ["shop"]
+    assert "the shop" in ok(live.run("projects", "show", "shop"))
+
+    web = live.run("services", "create", "web", "-p", "shop", "--image", "nginx:1.27",
+                   "--port", "8080", "--json")
+    assert ok_json(web)["config"]["port"] == 8080
+    assert names(ok_json(live.run("services", "list", "-p", "shop", "--json"))) == ["web"]
+    assert ok_json(live.run("services", "show", "web", "-p", "shop", "--json"))["image"] == (
+        "nginx:1.27"
+    )
+    updated = live.run("services", "update", "web", "-p", "shop", "--image", "nginx:1.28",
+                       "--rename", "api", "--json")
+    assert (ok_json(updated)["name"], ok_json(updated)["image"]) == ("api", "nginx:1.28")
+    assert "nginx:1.28" in ok(live.run("services", "show", "api", "-p", "shop"))
+    assert "Deleted service shop/api" in ok(live.run("services", "delete", "api", "-p", "shop"))
+    assert ok_json(live.run("services", "list", "-p", "shop", "--json")) == []
+
+    assert "Deleted project shop" in ok(live.run("projects", "delete", "shop", "--yes"))
+    assert ok_json(live.run("projects", "list", "--json")) == []
+    one_line_error(live.run("projects", "show", "shop"), "project 'shop' was not found")
+
+
+def test_invalid_input_fails_with_the_apis_message_on_one_line(live: Live) -> None:
+    one_line_error(live.run("projects", "create", "Bad_Name"),
+                   "use 1-63 lowercase letters", "HTTP 422")
+    one_line_error(live.run("services", "list", "-p", "nowhere"), "'nowhere' was not found")
+    one_line_error(live.run("env", "set", "NOEQUALS", "-p", "nowhere", "-s", "web"),
+                   "is not KEY=VALUE")
+    assert ok_json(live.run("projects", "list", "--json")) == []
+
+
+def test_env_secrets_are_masked_and_history_records_changes(live: Live) -> None:
+    ok(live.run("projects", "create", "shop"))
+    ok(live.run("services", "create", "web", "-p", "shop"))
+    where = ("-p", "shop", "-s", "web")
+    assert "Set A, B, C" in ok(live.run("env", "set", "A=1", "B=two words", "C=x=y", *where))
+    ok(live.run("env", "set", "TOKEN=s3cret-value", "--secret", *where))
+
+    table = ok(live.run("env", "list", *where))
+    assert "********" in table
+    assert "s3cret-value" not in table
+    listed = live.run("env", "list", *where, "--json")
+    assert "s3cret-value" not in listed.stdout
+    variables = by_key(ok_json(listed))
+    assert {k: v["value"] for k, v in variables.items()} == {
+        "A": "1", "B": "two words", "C": "x=y", "TOKEN": "********",
+    }
+    assert variables["TOKEN"]["secret"] is True
+
+    assert "Unset A, B" in ok(live.run("env", "unset", "A", "B", *where))
+    assert sorted(by_key(ok_json(live.run("env", "list", *where, "--json")))) == ["C", "TOKEN"]
+
+    history = live.run("history", "--json", "--limit", "100")
+    assert "s3cret-value" not in history.stdout
+    changes = {(e["action"], e["entity_type"]) for e in ok_json(history)}
+    assert {("create", "projects"), ("create", "services"), ("create", "env_vars"),
+            ("delete", "env_vars")} <= changes
+
+
+def test_tokens_workspaces_and_servers(live: Live) -> None:
+    created = ok_json(live.run("tokens", "create", "ci", "--json"))
+    assert created["token"].startswith("dy_")
+    assert "ci" in names(ok_json(live.run("tokens", "list", "--json")))
+    as_ci = {"DOCKYARD_TOKEN": created["token"]}
+    assert ok_json(live.run("whoami", "--json", **as_ci))["via_api_token"] is True
+    assert f"Revoked token {created['id']}" in ok(live.run("tokens", "revoke", created["id"]))
+    one_line_error(live.run("projects", "list", **as_ci), "HTTP 401")
+
+    assert ok_json(live.run("servers", "list", "--json")) == []
+
+    ok(live.run("projects", "create", "in-default"))
+    assert ok_json(live.run("workspaces", "create", "team-b", "--json"))["role"] == "owner"
+    assert names(ok_json(live.run("workspaces", "list", "--json"))) == ["default", "team-b"]
+    assert "Now acting in workspace team-b" in ok(live.run("workspaces", "use", "team-b"))
+    ok(live.run("projects", "create", "in-team-b"))
+    assert names(ok_json(live.run("projects", "list", "--json"))) == ["in-team-b"]
+    assert ok_json(live.run("whoami", "--json"))["workspace_name"] == "team-b"
+    one_line_error(live.run("workspaces", "use", "nowhere"), "no workspace named 'nowhere'")
+
+
+def test_errors_without_a_reachable_api(tmp_path: Path) -> None:
+    env = {**clean_environ(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    one_line_error(dockyard("projects", "list", env=env), "dockyard login")
+    down = {**env, "DOCKYARD_URL": f"http://127.0.0.1:{free_port()}", "DOCKYARD_TOKEN": "dy_x"}
+    one_line_error(dockyard("projects", "list", env=down), "dockyard up")
+    assert ok(dockyard("--version", env=env)).strip() == "dockyard 0.1.0"

@@ -1,0 +1,5 @@
+"""System tests run the real `dockyard` commands against real processes."""
+
+from tests.live import live
+
+__all__ = ["live"]
