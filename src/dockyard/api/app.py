@@ -12,9 +12,11 @@ from dockyard.api.deps import PlatformDep
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from dockyard.api.routes import auth, env, history, projects, servers, services, workspaces
+from dockyard.api.routes import metrics as metrics_routes
 from dockyard.core import health
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import NotMigrated
+from dockyard.kernel.metrics.middleware import install_request_metrics
 from dockyard.kernel.migrate import is_migrated
 from dockyard.kernel.settings import Settings
 from dockyard.models.schemas import Health
@@ -48,9 +50,11 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     for module in ROUTERS:
         api.include_router(module.router)
+    api.include_router(metrics_routes.router)
     app.include_router(api)
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_request_metrics(app, settings)  # inside RequestIdMiddleware: records see the id
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     return app

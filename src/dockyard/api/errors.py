@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from dockyard.kernel.context import current_request_id
@@ -31,7 +32,15 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=500)
 
 
+def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 with where and what, never echoing the input back (it may be secret, or not UTF-8)."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(DockyardError, _error_response)
     app.add_exception_handler(Exception, _unexpected)
 

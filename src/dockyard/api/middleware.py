@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -11,7 +10,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dockyard.kernel.context import bind_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
-log = logging.getLogger("dockyard.api")
 
 
 class RequestIdMiddleware:
@@ -34,12 +32,11 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimitMiddleware:
-    """Answer 413 for bodies over `max_bytes`, declared or streamed."""
+    """Answer 413 for bodies over `max_bytes`, whether declared up front or streamed.
+
+    A body without Content-Length is read here first (it is small by definition, or it is
+    refused) and replayed to the app, so the app never sees a partial body."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -49,35 +46,32 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                await self._reject(send)
+                return
+            await self.app(scope, receive, send)
+            return
+        body = await self._read_within_limit(receive)
+        if body is None:
             await self._reject(send)
             return
-        started = False
+        await self.app(scope, _replay(body, receive), send)
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, self._counting(receive), tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(send)
-
-    def _counting(self, receive: Receive) -> Receive:
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
+    async def _read_within_limit(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge
-            return message
-
-        return counting_receive
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return None
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
     async def _reject(self, send: Send) -> None:
         detail = f"request body is larger than {self.max_bytes} bytes"
@@ -85,3 +79,16 @@ class BodyLimitMiddleware:
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -19,16 +19,6 @@ NO_NUL = r"^[^\u0000]*$"
 MASK = "********"
 
 
-def _no_surrogates(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PydanticCustomError(
-            "invalid_text", "text must be valid UTF-8 (it holds an unpaired surrogate)"
-        ) from None
-    return value
-
-
 def _matches(pattern: str, message: str) -> AfterValidator:
     compiled = re.compile(pattern)
 
@@ -40,7 +30,6 @@ def _matches(pattern: str, message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-Text = Annotated[str, AfterValidator(_no_surrogates)]
 Name = Annotated[
     str,
     Field(min_length=1, max_length=63, json_schema_extra={"pattern": DNS_LABEL}),
@@ -56,7 +45,6 @@ EnvKey = Annotated[
 EnvValue = Annotated[
     str,
     Field(max_length=32 * 1024, json_schema_extra={"pattern": NO_NUL}),
-    AfterValidator(_no_surrogates),
     _matches(NO_NUL, "a value cannot hold a NUL character"),
 ]
 ImageRef = Annotated[
@@ -65,5 +53,6 @@ ImageRef = Annotated[
     _matches(IMAGE_REF, "not an image reference; use a form like "
              "'registry.example.com:5000/team/app:1.2' or 'nginx:1.27'"),
 ]
-Password = Annotated[str, Field(min_length=8, max_length=256), AfterValidator(_no_surrogates)]
-ShortText = Annotated[str, Field(max_length=500), AfterValidator(_no_surrogates)]
+# Pydantic itself refuses strings that are not valid Unicode (unpaired surrogates).
+Password = Annotated[str, Field(min_length=8, max_length=256)]
+ShortText = Annotated[str, Field(max_length=500)]
