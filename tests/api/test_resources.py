@@ -150,7 +150,8 @@ async def test_setting_and_unsetting_one_key_at_once_is_refused(client, shop):
 async def test_history_records_who_when_before_and_after(client, shop):
     h = shop.headers
     await client.patch(f"{P}/shop", json={"description": "v2"}, headers=h)
-    await client.put(f"{SVC}/env/TOKEN", json={"value": "topsecret-value", "secret": True}, headers=h)
+    secret = {"value": "topsecret-value", "secret": True}
+    await client.put(f"{SVC}/env/TOKEN", json=secret, headers=h)
     await client.delete(f"{P}/shop", headers=h)
     events = (await client.get("/api/v1/history", headers=h)).json()
     update = next(e for e in events if e["entity_type"] == "projects" and e["action"] == "update")

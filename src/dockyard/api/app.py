@@ -11,6 +11,7 @@ from dockyard import __version__
 from dockyard.api.deps import PlatformDep
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from dockyard.api.openapi import install_openapi
 from dockyard.api.routes import auth, env, history, projects, servers, services, workspaces
 from dockyard.api.routes import metrics as metrics_routes
 from dockyard.core import health
@@ -57,6 +58,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     install_request_metrics(app, settings)  # inside RequestIdMiddleware: records see the id
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    install_openapi(app)
     return app
 
 

@@ -51,6 +51,7 @@ def _described(text: str) -> dict[str, Any]:
 
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _described("The request body could not be parsed (not UTF-8 JSON or form data)."),
     401: _described("Missing, invalid or expired credentials."),
     403: _described("Your role may not do this."),
     404: _described("No such object in your workspace."),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import platform as host
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 
-from dockyard.cli.client import DEFAULT_URL, ApiClient, CliError, seg
+from dockyard.cli.client import DEFAULT_URL, ApiClient, ApiError, CliError, seg
 from dockyard.cli.config import CliConfig
 from dockyard.cli.output import JsonFlag, done, show, show_one
 
@@ -20,13 +21,35 @@ def _token_name() -> str:
     return f"cli-{name}"[:63].rstrip("-") or "cli"
 
 
-def login_with_password(url: str, email: str, password: str) -> CliConfig:
-    """Log in, then keep a revocable API token (not the password) in the config file."""
+def login_with_password(
+    url: str, email: str, password: str, workspace: str | None = None
+) -> CliConfig:
+    """Log in, then keep a revocable API token (not the password) in the config file. The
+    token is bound to `workspace` (a name or id), or to the account's default one."""
     jwt = ApiClient(url).login(email, password)
-    created = ApiClient(url, jwt).post("/auth/tokens", {"name": _token_name()})
+    chosen = _find_workspace(ApiClient(url, jwt), workspace)["id"] if workspace else None
+    created = ApiClient(url, jwt, chosen).post("/auth/tokens", {"name": _token_name()})
     config = CliConfig(url=url, token=created["token"])
     config.save()
     return config
+
+
+def _find_workspace(client: ApiClient, name: str) -> dict[str, Any]:
+    rows = client.get("/workspaces")
+    match = next((w for w in rows if name in (w["name"], w["id"])), None)
+    if match is None:
+        raise CliError(f"you are in no workspace named {name!r}; see `dockyard workspaces list`")
+    return dict(match)
+
+
+def _read_password() -> str:
+    """Prompt on a terminal; read one line from a pipe (`echo "$PW" | dockyard login`)."""
+    if sys.stdin.isatty():
+        return str(typer.prompt("Password", hide_input=True))
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise CliError("no password given on standard input")
+    return password
 
 
 def login(
@@ -35,14 +58,18 @@ def login(
     token: Annotated[
         str | None, typer.Option(help="Log in with an existing API token instead.")
     ] = None,
+    workspace: Annotated[
+        str | None, typer.Option(help="Act in this workspace (name or id).")
+    ] = None,
 ) -> None:
     """Log in to a Dockyard API and remember it for the next commands."""
     if token:
         config = CliConfig(url=url, token=token)
+        if workspace:
+            config.workspace = _find_workspace(ApiClient.from_config(config), workspace)["id"]
     else:
         email = email or typer.prompt("Email")
-        password = typer.prompt("Password", hide_input=True)
-        config = login_with_password(url, email, password)
+        config = login_with_password(url, email, _read_password(), workspace)
     me = ApiClient.from_config(config).get("/auth/me")
     config.save()
     done(f"Logged in to {url} as {me['user']['email']} ({me['role']} of {me['workspace_name']}).")
@@ -103,11 +130,17 @@ def workspaces_create(name: str, as_json: JsonFlag = False) -> None:
 def workspaces_use(name: str) -> None:
     """Act in another of your workspaces from now on."""
     config = CliConfig.load()
-    rows = ApiClient.from_config(config).get("/workspaces")
-    match = next((w for w in rows if name in (w["name"], w["id"])), None)
-    if match is None:
-        raise CliError(f"you are in no workspace named {name!r}; see `dockyard workspaces list`")
+    match = _find_workspace(ApiClient.from_config(config), name)
     config.workspace = match["id"]
+    try:
+        ApiClient.from_config(config).get("/auth/me")
+    except ApiError as exc:
+        if exc.status_code != 403:
+            raise
+        raise CliError(
+            f"your API token is bound to another workspace; to act in {match['name']}, "
+            f"run `dockyard login --workspace {match['name']}`"
+        ) from None
     config.save()
     done(f"Now acting in workspace {match['name']} as {match['role']}.")
 

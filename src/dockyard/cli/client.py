@@ -16,6 +16,14 @@ class CliError(Exception):
     """A failure to report as one line, with a non-zero exit code."""
 
 
+class ApiError(CliError):
+    """The API answered with an error status."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         detail = response.json().get("detail")
@@ -55,7 +63,8 @@ class ApiClient:
                 "is it running? Start it with `dockyard up`"
             ) from exc
         if response.status_code >= 400:
-            raise CliError(f"{_detail(response)} (HTTP {response.status_code})")
+            message = f"{_detail(response)} (HTTP {response.status_code})"
+            raise ApiError(message, response.status_code)
         return response.json() if response.content else None
 
     def get(self, path: str, **params: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -118,19 +119,49 @@ def down() -> None:
     if not pid_file.exists():
         raise CliError("no API started by `dockyard up` is recorded here")
     pid = int(pid_file.read_text())
-    try:
-        os.kill(pid, signal.SIGTERM)
+    if _is_our_api(pid):  # a stale file (say, after a reboot) may name someone else's process
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
         _wait_gone(pid)
-    except ProcessLookupError:
-        pass
     pid_file.unlink()
     done("The API is stopped.")
+
+
+def _proc_state(pid: int) -> str | None:
+    """The process state letter from /proc ('Z' for a zombie); None without /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    """True while the process exists and has not exited. An exited child of ours that its
+    new parent has not reaped yet (a zombie, common under a container's init) has exited."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _proc_state(pid) != "Z"
+
+
+def _is_our_api(pid: int) -> bool:
+    if not _running(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return not Path("/proc/self").exists()  # no /proc on this system: trust the pid file
+    return b"dockyard.cli.main" in argv and b"serve" in argv
 
 
 def _wait_gone(pid: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        os.kill(pid, 0)  # raises ProcessLookupError once it is gone
+        if not _running(pid):
+            return
         time.sleep(0.1)
     raise CliError(f"process {pid} did not stop within {START_TIMEOUT:.0f}s")
 

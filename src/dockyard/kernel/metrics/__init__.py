@@ -1,0 +1,1 @@
+"""Request metrics: what every request did, recorded off the request's path."""

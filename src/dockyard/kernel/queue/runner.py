@@ -1,0 +1,95 @@
+"""Worker and relay as processes of their own: built from settings, stopped by SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.kernel.db import Database
+from dockyard.kernel.logging import configure_logging
+from dockyard.kernel.queue.dbsource import OutboxSource
+from dockyard.kernel.queue.jobs import DEFAULT_QUEUE
+from dockyard.kernel.queue.manager import QueueManager
+from dockyard.kernel.queue.outbox import DEFAULT_BROKER
+from dockyard.kernel.queue.periodic import Scheduler
+from dockyard.kernel.queue.registry import JobContext, Tasks
+from dockyard.kernel.queue.relay import Relay
+from dockyard.kernel.queue.sources import JobSource, StreamSource
+from dockyard.kernel.queue.worker import Worker, WorkerOptions
+from dockyard.kernel.settings import Settings
+
+BUILTIN_TASKS = "dockyard.kernel.metrics.tasks:TASKS"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    redis_url: str | None
+    broker: str = DEFAULT_BROKER
+    queues: tuple[str, ...] = (DEFAULT_QUEUE,)
+    task_modules: tuple[str, ...] = (BUILTIN_TASKS,)
+    reclaim_after: float = 30.0  # also the lease of an outbox row
+    options: WorkerOptions = field(default_factory=WorkerOptions)
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def load_tasks(specs: tuple[str, ...]) -> Tasks:
+    """Registries named `package.module:ATTRIBUTE`, merged in order."""
+    registries: list[Tasks] = []
+    for spec in specs:
+        module, _, attribute = spec.partition(":")
+        found: Any = getattr(importlib.import_module(module), attribute or "TASKS")
+        if not isinstance(found, Tasks):
+            raise ValueError(f"{spec} is not a task registry (dockyard.kernel.queue.Tasks)")
+        registries.append(found)
+    return Tasks(*registries)
+
+
+def stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def _source(config: WorkerConfig, manager: QueueManager, db: Database, name: str) -> JobSource:
+    if manager.redis is not None:
+        return StreamSource(manager.redis, config.queues, name, config.reclaim_after)
+    return OutboxSource(db, config.broker, config.queues, name, lease=config.reclaim_after)
+
+
+async def serve_worker(settings: Settings, config: WorkerConfig) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    db = Database(settings)
+    manager = QueueManager(config.redis_url, db=db, broker=config.broker)
+    name = consumer_name()
+    tasks = load_tasks(config.task_modules)
+    context = JobContext(name, {"settings": settings, "db": db, "queue": manager})
+    scheduler = Scheduler(manager, tasks.periodic) if tasks.periodic else None
+    options = config.options
+    worker = Worker(_source(config, manager, db, name), tasks, context, options, scheduler)
+    try:
+        await worker.run(stop_on_signals())
+    finally:
+        await manager.close()
+        await db.dispose()
+
+
+async def serve_relay(settings: Settings, redis_url: str, broker: str = DEFAULT_BROKER) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    db = Database(settings)
+    manager = QueueManager(redis_url, db=db, broker=broker)
+    try:
+        await Relay(manager).run(stop_on_signals())
+    finally:
+        await manager.close()
+        await db.dispose()
