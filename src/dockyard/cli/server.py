@@ -98,16 +98,19 @@ def up(
     else:
         _start_api(settings)
         done(f"The API is running at {url} (logs: {_log_file(settings)}).")
-    _report_owner(url, owner)
+    _report_owner(url, owner, chosen=password is not None)
 
 
-def _report_owner(url: str, owner: FirstOwner) -> None:
+def _report_owner(url: str, owner: FirstOwner, chosen: bool) -> None:
     if owner.password is None:
         done(f"Log in with: dockyard login --url {url}")
         return
     login_with_password(url, owner.email, owner.password)
     done(f"Created the owner {owner.email} in workspace '{owner.workspace}'.")
-    done(f"Password (shown once): {owner.password}")
+    if chosen:
+        done("Password: the one given in DOCKYARD_ADMIN_PASSWORD / --password")
+    else:
+        done(f"Password (shown once, keep it): {owner.password}")
     done(f"This CLI is logged in. Elsewhere: dockyard login --url {url} --email {owner.email}")
     done(f"API documentation: {url}/docs")
 

@@ -88,7 +88,10 @@ async def _actor_from_jwt(p: Platform, s: AsyncSession, token: str, workspace: s
     return Actor(membership.user_id, membership.workspace_id, membership.role)
 
 
-async def _actor_from_api_token(s: AsyncSession, token: str, workspace: str | None) -> Actor:
+async def _actor_from_api_token(
+    s: AsyncSession, token: str, workspace: str | None
+) -> tuple[Actor, bool]:
+    """The token's actor, and whether its last use is older than the recording resolution."""
     row = await s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_api_token(token)))
     now = utcnow()
     if row is None or row.revoked_at or (row.expires_at and row.expires_at <= now):
@@ -98,32 +101,29 @@ async def _actor_from_api_token(s: AsyncSession, token: str, workspace: str | No
     membership = await _membership(s, row.user_id, row.workspace_id)
     if membership is None:
         raise NotAuthenticated(BAD_TOKEN)
-    return Actor(row.user_id, row.workspace_id, membership.role, token_id=row.id)
+    stale = row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION
+    return Actor(row.user_id, row.workspace_id, membership.role, token_id=row.id), stale
 
 
 async def authenticate(p: Platform, token: str, workspace: str | None = None) -> Actor:
     """The actor behind a bearer token, in `workspace` when given (else the token's own)."""
 
-    async def tx(s: AsyncSession) -> Actor:
+    async def tx(s: AsyncSession) -> tuple[Actor, bool]:
         if token.startswith(API_TOKEN_PREFIX):
             return await _actor_from_api_token(s, token, workspace)
-        return await _actor_from_jwt(p, s, token, workspace)
+        return await _actor_from_jwt(p, s, token, workspace), False
 
-    actor = await p.db.read(tx)
-    if actor.token_id:
+    actor, record_use = await p.db.read(tx)
+    if record_use and actor.token_id:
         await _touch_token(p, actor.token_id)
     return actor
 
 
 async def _touch_token(p: Platform, token_id: str) -> None:
-    """Record use at one-minute resolution, so reads do not turn into a write each."""
-    now = utcnow()
+    """Record use at one-minute resolution, so most reads do not turn into a write."""
 
     async def tx(s: AsyncSession) -> None:
-        stale = (ApiToken.last_used_at.is_(None)) | (
-            ApiToken.last_used_at < now - LAST_USED_RESOLUTION
-        )
-        query = update(ApiToken).where(ApiToken.id == token_id, stale).values(last_used_at=now)
+        query = update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
         await s.execute(query.execution_options(synchronize_session=False))
 
     await p.db.write(tx)

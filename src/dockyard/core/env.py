@@ -79,8 +79,19 @@ async def patch_env(
 async def set_env(
     p: Platform, actor: Actor, project: str, service: str, item: EnvVarItem
 ) -> EnvVarPublic:
-    variables = await patch_env(p, actor, project, service, EnvPatch(set=[item]))
-    return next(v for v in variables if v.key == item.key)
+    """Set one variable, touching only its own row."""
+    _check_sizes(p, [item])
+
+    async def tx(s: AsyncSession) -> EnvVarPublic:
+        target = await service_named(s, actor, project, service)
+        actor.require(Permission.WRITE)
+        query = select(EnvVar).where(EnvVar.service_id == target.id, EnvVar.key == item.key)
+        row = _apply_set(p, target, {r.key: r for r in await s.scalars(query)}, item)
+        s.add(row)
+        await s.flush()
+        return _public(p.box, row)
+
+    return await p.db.write(tx, info=actor.audit_info)
 
 
 async def unset_env(p: Platform, actor: Actor, project: str, service: str, key: str) -> None:
