@@ -49,6 +49,7 @@ CASES = [
          {"role": "member"}),
     Case("DELETE", "/api/v1/workspaces/{workspace}/members/{target}", Role.ADMIN),
     Case("DELETE", "/api/v1/auth/tokens/{token}", Role.ADMIN),
+    Case("DELETE", "/api/v1/infra/credentials/do", Role.ADMIN),
 ]
 
 
@@ -64,6 +65,7 @@ async def world(client, platform, owner, member_of, stranger) -> dict[str, Any]:
     await call("POST", "/api/v1/projects/shop/services", {"name": "web"})
     await call("PUT", f"{SVC}/env/A", {"value": "1"})
     token = await call("POST", "/api/v1/auth/tokens", {"name": "owners-token"})
+    await call("PUT", "/api/v1/infra/credentials/do", {"provider": "digitalocean", "token": "t"})
     server = await register_server(platform, owner.workspace_id, name="node-1", provider="local")
     target = await member_of(Role.VIEWER, "target@example.com")
     ids = {"server": server.id, "workspace": owner.workspace_id, "target": target.user_id,
@@ -93,7 +95,7 @@ async def test_other_workspace_is_not_found_and_roles_are_enforced(client, world
 async def test_listings_show_nothing_of_another_workspace(client, world):
     stranger = world["stranger"].headers
     for path in ("/api/v1/projects", "/api/v1/infra/servers", "/api/v1/history",
-                 "/api/v1/auth/tokens"):
+                 "/api/v1/auth/tokens", "/api/v1/infra/credentials"):
         answer = await client.get(path, headers=stranger)
         assert answer.status_code == 200, answer.text
         assert world["ids"]["workspace"] not in answer.text

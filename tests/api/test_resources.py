@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from dockyard.core.credentials import provider_token
 from dockyard.models.enums import Role
 
 P = "/api/v1/projects"
@@ -213,3 +214,27 @@ async def test_streamed_body_over_the_limit_is_413(client, owner):
     answer = await client.post(P, content=chunks(), headers={
         **owner.headers, "content-type": "application/json"})
     assert answer.status_code == 413
+
+
+async def test_provider_tokens_are_encrypted_masked_and_for_admins(
+    client, owner, member_of, platform
+):
+    body = {"provider": "digitalocean", "token": "dop_v1_plaintoken"}
+    member = await member_of(Role.MEMBER)
+    refused = await client.put("/api/v1/infra/credentials/do", json=body, headers=member.headers)
+    assert refused.status_code == 403
+    stored = await client.put("/api/v1/infra/credentials/do", json=body, headers=owner.headers)
+    assert stored.json()["token"] == "********"
+    listed = await client.get("/api/v1/infra/credentials", headers=member.headers)
+    assert [(c["name"], c["token"]) for c in listed.json()] == [("do", "********")]
+    assert await provider_token(platform, owner.workspace_id, "do") == "dop_v1_plaintoken"
+
+    async def dump(s):  # type: ignore[no-untyped-def]
+        rows = await s.execute(text("SELECT * FROM provider_credentials"))
+        audit = await s.execute(text("SELECT after FROM audit_events"))
+        return repr(rows.all()) + repr(audit.all())
+
+    assert "plaintoken" not in await platform.db.read(dump)
+    bad = await client.put("/api/v1/infra/credentials/do", headers=owner.headers,
+                           json={"provider": "aws", "token": "x"})
+    assert bad.status_code == 422

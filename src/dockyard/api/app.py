@@ -12,7 +12,16 @@ from dockyard.api.deps import PlatformDep
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from dockyard.api.openapi import install_openapi
-from dockyard.api.routes import auth, env, history, projects, servers, services, workspaces
+from dockyard.api.routes import (
+    auth,
+    credentials,
+    env,
+    history,
+    projects,
+    servers,
+    services,
+    workspaces,
+)
 from dockyard.api.routes import metrics as metrics_routes
 from dockyard.core import health
 from dockyard.core.platform import Platform
@@ -23,7 +32,7 @@ from dockyard.kernel.settings import Settings
 from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
-ROUTERS = (auth, workspaces, projects, services, env, servers, history)
+ROUTERS = (auth, workspaces, projects, services, env, servers, credentials, history)
 
 
 async def open_platform(settings: Settings) -> Platform:

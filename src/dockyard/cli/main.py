@@ -40,7 +40,8 @@ for command in (account.login, account.logout, account.whoami, account.history):
     app.command(rich_help_panel="Account")(command)
 for name, group in (
     ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
-    ("servers", resources.servers), ("workspaces", account.workspaces), ("tokens", account.tokens),
+    ("servers", resources.servers), ("credentials", resources.credentials),
+    ("workspaces", account.workspaces), ("tokens", account.tokens),
 ):
     app.add_typer(group, name=name)
 

@@ -156,3 +156,34 @@ def servers_list(as_json: JsonFlag = False) -> None:
 def servers_show(server_id: str, as_json: JsonFlag = False) -> None:
     """Show one server."""
     show_one(ApiClient.from_config().get(f"/infra/servers/{seg(server_id)}"), as_json)
+
+
+credentials = typer.Typer(help="Cloud provider tokens (stored encrypted).", no_args_is_help=True)
+
+
+@credentials.command("list")
+def credentials_list(as_json: JsonFlag = False) -> None:
+    """List provider credentials; tokens are masked."""
+    rows = ApiClient.from_config().get("/infra/credentials")
+    show(rows, ["name", "provider", "token", "updated_at"], as_json)
+
+
+@credentials.command("set")
+def credentials_set(
+    name: str,
+    provider: Annotated[str, typer.Option(help="digitalocean or cloudflare.")],
+) -> None:
+    """Store a provider token, read from standard input (or a hidden prompt)."""
+    token = sys.stdin.readline().strip() if not sys.stdin.isatty() else typer.prompt(
+        "Token", hide_input=True
+    )
+    body = {"provider": provider, "token": token}
+    ApiClient.from_config().request("PUT", f"/infra/credentials/{seg(name)}", json=body)
+    done(f"Stored credential {name} ({provider}).")
+
+
+@credentials.command("unset")
+def credentials_unset(name: str) -> None:
+    """Forget a provider token."""
+    ApiClient.from_config().delete(f"/infra/credentials/{seg(name)}")
+    done(f"Removed credential {name}.")

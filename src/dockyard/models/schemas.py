@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -159,6 +159,18 @@ class ServerPublic(Output):
     status: ServerStatus
     tags: list[str]
     created_at: datetime
+
+
+class CredentialSet(Input):
+    provider: Literal["digitalocean", "cloudflare"]
+    token: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
+
+
+class CredentialPublic(Output):
+    name: str
+    provider: str
+    token: str = Field(description="Always ******** once stored.")
+    updated_at: datetime
 
 
 class EnvVarSet(Input):
