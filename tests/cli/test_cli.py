@@ -117,6 +117,10 @@ def test_tokens_workspaces_and_servers(live: Live) -> None:
     one_line_error(live.run("projects", "list", **as_ci), "HTTP 401")
 
     assert ok_json(live.run("servers", "list", "--json")) == []
+    ok(live.run("credentials", "set", "do", "--provider", "digitalocean", input="dop_v1_x\n"))
+    listed = live.run("credentials", "list", "--json")
+    assert [(c["name"], c["token"]) for c in ok_json(listed)] == [("do", "********")]
+    assert "dop_v1_x" not in listed.stdout
 
     ok(live.run("projects", "create", "in-default"))
     assert ok_json(live.run("workspaces", "create", "team-b", "--json"))["role"] == "owner"

@@ -1,1 +1,1 @@
-"""The node agent that runs on every server."""
+"""The node agent: a small authenticated HTTP service that drives Docker and nginx on a server."""

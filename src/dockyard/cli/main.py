@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dockyard import __version__
-from dockyard.cli import account, resources, server
+from dockyard.cli import account, cluster, images, resources, server
 from dockyard.cli.client import CliError
 from dockyard.cli.output import errors
 from dockyard.kernel.errors import DockyardError
@@ -42,6 +42,7 @@ for name, group in (
     ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
     ("servers", resources.servers), ("credentials", resources.credentials),
     ("workspaces", account.workspaces), ("tokens", account.tokens),
+    ("cluster", cluster.app), ("images", images.app),
 ):
     app.add_typer(group, name=name)
 

@@ -1,0 +1,243 @@
+"""The agent's HTTP API. Each route parses, calls one `Node` method, and answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from tempfile import SpooledTemporaryFile
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from dockyard import __version__
+from dockyard.agent import auth
+from dockyard.agent.auth import KeyStore
+from dockyard.agent.gate import SignatureGate
+from dockyard.agent.models import (
+    AgentInfo,
+    ContainerHealth,
+    ContainerSpec,
+    ContainerSummary,
+    ImageRef,
+    ImageSummary,
+    KeyRotation,
+    PruneRequest,
+    PruneResult,
+    Repository,
+    ServiceName,
+    Site,
+    StopRequest,
+    Tag,
+    TagRequest,
+    VolumeRequest,
+)
+from dockyard.agent.nginx import NginxLayout
+from dockyard.agent.node import Node
+from dockyard.agent.proxy import Nginx
+from dockyard.agent.runtime import DockerRuntime
+from dockyard.agent.settings import AgentSettings
+from dockyard.agent.state import StateFile
+from dockyard.api.errors import install_error_handlers
+from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from dockyard.kernel.errors import DockyardError, InvalidInput
+
+NDJSON = "application/x-ndjson"
+_END = object()
+NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
+ContainerPath = Annotated[str, Path(pattern=NAME_PATTERN)]
+ServicePath = Annotated[str, Path(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+Dockerfile = Annotated[str, Query(pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}$")]
+
+
+def get_node(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[Node, Depends(get_node)]
+router = APIRouter()
+
+
+async def _ndjson(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    try:
+        if first is not _END:
+            yield json.dumps(first, default=str).encode() + b"\n"
+        async for item in rest:
+            yield json.dumps(item, default=str).encode() + b"\n"
+    except DockyardError as exc:
+        yield json.dumps({"error": exc.message}).encode() + b"\n"
+
+
+async def stream_ndjson(items: AsyncIterator[Any]) -> StreamingResponse:
+    """Fail with a proper status if the very first step fails; afterwards report in-stream."""
+    first = await anext(items, _END)
+    return StreamingResponse(_ndjson(first, items), media_type=NDJSON)
+
+
+async def spool_body(request: Request) -> SpooledTemporaryFile[bytes]:
+    spooled: SpooledTemporaryFile[bytes] = SpooledTemporaryFile(  # noqa: SIM115 - caller closes
+        max_size=8 * 1024 * 1024
+    )
+    async for chunk in request.stream():
+        spooled.write(chunk)
+    spooled.seek(0)
+    return spooled
+
+
+@router.get("/info")
+async def info(node: NodeDep) -> AgentInfo:
+    return await node.info()
+
+
+@router.post("/auth/rotate", status_code=204)
+async def rotate_key(body: KeyRotation, request: Request) -> None:
+    if not auth.rotate(request.app.state.keys, body.sealed_key):
+        raise InvalidInput("the new key must be sealed with the current key")
+
+
+@router.post("/images/build")
+async def build(request: Request, node: NodeDep, repository: Annotated[Repository, Query()],
+                tag: Annotated[Tag, Query()], dockerfile: Dockerfile = "Dockerfile"
+                ) -> StreamingResponse:
+    context = await spool_body(request)
+    target = ImageRef(repository=repository, tag=tag)
+    return await stream_ndjson(node.build(context, target, dockerfile))
+
+
+@router.post("/images/import", status_code=204)
+async def import_rootfs(request: Request, node: NodeDep, repository: Annotated[Repository, Query()],
+                        tag: Annotated[Tag, Query()]) -> None:
+    with await spool_body(request) as rootfs:
+        await node.import_rootfs(rootfs, ImageRef(repository=repository, tag=tag))
+
+
+@router.post("/images/pull")
+async def pull(ref: ImageRef, node: NodeDep) -> StreamingResponse:
+    return await stream_ndjson(node.pull(ref))
+
+
+@router.post("/images/push")
+async def push(ref: ImageRef, node: NodeDep) -> StreamingResponse:
+    return await stream_ndjson(node.push(ref))
+
+
+@router.post("/images/tag", status_code=204)
+async def tag_image(body: TagRequest, node: NodeDep) -> None:
+    await node.tag(body)
+
+
+@router.get("/images")
+async def list_images(node: NodeDep) -> list[ImageSummary]:
+    return await node.images()
+
+
+@router.delete("/images", status_code=204)
+async def remove_image(node: NodeDep, repository: Annotated[Repository, Query()],
+                       tag: Annotated[Tag, Query()]) -> None:
+    await node.remove_image(ImageRef(repository=repository, tag=tag))
+
+
+@router.post("/images/prune")
+async def prune(body: PruneRequest, node: NodeDep) -> PruneResult:
+    return await node.prune(body.keep)
+
+
+@router.post("/containers", status_code=201)
+async def run_container(spec: ContainerSpec, node: NodeDep) -> ContainerSummary:
+    return await node.run_container(spec)
+
+
+@router.get("/containers")
+async def list_containers(node: NodeDep, service: Annotated[ServiceName | None, Query()] = None
+                          ) -> list[ContainerSummary]:
+    return await node.containers({"dockyard.service": service} if service else {})
+
+
+@router.post("/containers/{name}/stop", status_code=204)
+async def stop_container(name: ContainerPath, body: StopRequest, node: NodeDep) -> None:
+    await node.stop_container(name, body.grace_seconds)
+
+
+@router.delete("/containers/{name}", status_code=204)
+async def remove_container(name: ContainerPath, node: NodeDep) -> None:
+    await node.remove_container(name)
+
+
+@router.get("/containers/{name}/health")
+async def container_health(name: ContainerPath, node: NodeDep) -> ContainerHealth:
+    return await node.health(name)
+
+
+@router.get("/containers/{name}/logs")
+async def container_logs(name: ContainerPath, node: NodeDep, follow: bool = False,
+                         tail: Annotated[int, Query(ge=0, le=100_000)] = 200) -> StreamingResponse:
+    chunks = node.logs(name, follow=follow, tail=tail)
+    return StreamingResponse(chunks, media_type="text/plain")
+
+
+@router.post("/volumes", status_code=204)
+async def create_volume(body: VolumeRequest, node: NodeDep) -> None:
+    await node.create_volume(body)
+
+
+@router.get("/volumes")
+async def list_volumes(service: Annotated[ServiceName, Query()], node: NodeDep) -> list[str]:
+    return await node.volumes(service)
+
+
+@router.delete("/volumes/{name}", status_code=204)
+async def remove_volume(name: ContainerPath, node: NodeDep) -> None:
+    await node.remove_volume(name)
+
+
+@router.put("/sites", status_code=204)
+async def apply_site(site: Site, node: NodeDep) -> None:
+    await node.apply_site(site)
+
+
+@router.get("/sites")
+async def list_sites(node: NodeDep) -> list[Site]:
+    return node.sites()
+
+
+@router.delete("/sites/{service}", status_code=204)
+async def remove_site(service: ServicePath, node: NodeDep) -> None:
+    await node.remove_site(service)
+
+
+def build_node(settings: AgentSettings) -> Node:
+    layout = NginxLayout(settings.nginx_dir, settings.nginx_http_port, settings.nginx_https_port)
+    return Node(
+        state_dir=settings.state_dir, certs_dir=settings.certs_dir,
+        runtime=DockerRuntime(settings.docker_host), nginx=Nginx(layout, settings.nginx_binary),
+        state_file=StateFile(settings.state_file),
+    )
+
+
+def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
+    """The agent. The key file must exist; the node is restored to its desired state at start."""
+    keys = KeyStore(settings.key_file)
+    the_node = node or build_node(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await the_node.restore()
+        yield
+        the_node.runtime.close()
+
+    app = FastAPI(title="Dockyard agent", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.node, app.state.keys = the_node, keys
+    app.include_router(router)
+    app.add_api_route("/healthz", _healthz, methods=["GET"])
+    app.add_middleware(SignatureGate, keys=keys, max_age=settings.signature_max_age_seconds)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    return app
+
+
+async def _healthz() -> Response:
+    return Response('{"status":"ok"}', media_type="application/json")

@@ -1,0 +1,216 @@
+"""The control plane's side of the agent: every request signed with a key derived here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx
+
+from dockyard.agent import auth
+from dockyard.agent.models import (
+    AgentInfo,
+    ContainerHealth,
+    ContainerSpec,
+    ContainerSummary,
+    ImageRef,
+    ImageSummary,
+    PruneResult,
+    Site,
+    TagRequest,
+)
+from dockyard.kernel.context import current_request_id
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_CHUNK = 1024 * 1024
+Upload = bytes | Path
+
+
+class AgentError(RuntimeError):
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"agent answered {status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+async def _file_digest(path: Path) -> str:
+    def digest() -> str:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+
+    return await anyio.to_thread.run_sync(digest)
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as handle:
+        while chunk := await handle.read(_CHUNK):
+            yield chunk
+
+
+async def _error_of(response: httpx.Response) -> AgentError:
+    body = await response.aread()
+    try:
+        detail = json.loads(body).get("detail", body.decode(errors="replace"))
+    except (ValueError, AttributeError):
+        detail = body.decode(errors="replace")
+    return AgentError(response.status_code, str(detail))
+
+
+class NodeAgentClient:
+    """One agent. Pass the workspace's agent secret; the key is derived, never sent."""
+
+    def __init__(self, base_url: str, secret: str | bytes, *, timeout: float = 60.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._key = auth.derive_agent_key(secret)
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> NodeAgentClient:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _sign(self, request: httpx.Request, digest: str) -> httpx.Request:
+        claim = auth.SignedRequest(request.method, request.url.raw_path.decode("ascii"), digest,
+                                   int(auth.now()), auth.new_nonce())
+        request.headers.update(auth.signature_headers(self._key, claim))
+        if request_id := current_request_id():
+            request.headers[REQUEST_ID_HEADER] = request_id
+        return request
+
+    async def _open(self, method: str, path: str, *, body: Any = None, upload: Upload | None = None,
+                    params: dict[str, Any] | None = None) -> httpx.Response:
+        """Send a signed request and return the open response; raise `AgentError` on failure."""
+        if isinstance(upload, Path):
+            content: Any = _file_chunks(upload)
+            digest = await _file_digest(upload)
+        else:
+            content = upload if upload is not None else (
+                b"" if body is None else json.dumps(body).encode())
+            digest = auth.body_digest(content)
+        headers = {"content-type": "application/json" if upload is None else "application/x-tar"}
+        request = self._http.build_request(method, path, content=content, params=params,
+                                           headers=headers)
+        response = await self._http.send(self._sign(request, digest), stream=True)
+        if response.is_error:
+            error = await _error_of(response)
+            await response.aclose()
+            raise error
+        return response
+
+    async def _call(self, method: str, path: str, **options: Any) -> Any:
+        response = await self._open(method, path, **options)
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        return json.loads(body) if body else None
+
+    async def _lines(self, method: str, path: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        """NDJSON progress lines; an `error` line raises after it has been yielded."""
+        response = await self._open(method, path, **options)
+        try:
+            async for line in response.aiter_lines():
+                if line.strip():
+                    item: dict[str, Any] = json.loads(line)
+                    yield item
+                    if "error" in item:
+                        raise AgentError(500, str(item["error"]))
+        finally:
+            await response.aclose()
+
+    async def info(self) -> AgentInfo:
+        return AgentInfo.model_validate(await self._call("GET", "/info"))
+
+    async def rotate_key(self, new_secret: str | bytes) -> None:
+        """Move the agent to the key of `new_secret`; the old key stops working at once."""
+        new_key = auth.derive_agent_key(new_secret)
+        await self._call("POST", "/auth/rotate",
+                         body={"sealed_key": auth.seal_key(self._key, new_key)})
+        self._key = new_key
+
+    def build(self, context: Upload, target: ImageRef, dockerfile: str = "Dockerfile"
+              ) -> AsyncIterator[dict[str, Any]]:
+        params = {"repository": target.repository, "tag": target.tag, "dockerfile": dockerfile}
+        return self._lines("POST", "/images/build", upload=context, params=params)
+
+    async def import_rootfs(self, rootfs: Upload, target: ImageRef) -> None:
+        params = {"repository": target.repository, "tag": target.tag}
+        await self._call("POST", "/images/import", upload=rootfs, params=params)
+
+    def pull(self, ref: ImageRef) -> AsyncIterator[dict[str, Any]]:
+        return self._lines("POST", "/images/pull", body=ref.model_dump())
+
+    def push(self, ref: ImageRef) -> AsyncIterator[dict[str, Any]]:
+        return self._lines("POST", "/images/push", body=ref.model_dump())
+
+    async def tag(self, source: ImageRef, target: ImageRef) -> None:
+        body = TagRequest(source=source, target=target).model_dump()
+        await self._call("POST", "/images/tag", body=body)
+
+    async def images(self) -> list[ImageSummary]:
+        return [ImageSummary.model_validate(i) for i in await self._call("GET", "/images")]
+
+    async def remove_image(self, ref: ImageRef) -> None:
+        await self._call("DELETE", "/images", params=ref.model_dump())
+
+    async def prune(self, keep: int) -> PruneResult:
+        return PruneResult.model_validate(
+            await self._call("POST", "/images/prune", body={"keep": keep}))
+
+    async def run_container(self, spec: ContainerSpec) -> ContainerSummary:
+        answer = await self._call("POST", "/containers", body=spec.model_dump(mode="json"))
+        return ContainerSummary.model_validate(answer)
+
+    async def containers(self, service: str | None = None) -> list[ContainerSummary]:
+        params = {"service": service} if service else None
+        return [ContainerSummary.model_validate(c)
+                for c in await self._call("GET", "/containers", params=params)]
+
+    async def stop_container(self, name: str, grace_seconds: int = 10) -> None:
+        await self._call("POST", f"/containers/{name}/stop", body={"grace_seconds": grace_seconds})
+
+    async def remove_container(self, name: str) -> None:
+        await self._call("DELETE", f"/containers/{name}")
+
+    async def health(self, name: str) -> ContainerHealth:
+        return ContainerHealth.model_validate(
+            await self._call("GET", f"/containers/{name}/health"))
+
+    async def logs(self, name: str, *, follow: bool = False, tail: int = 200
+                   ) -> AsyncIterator[str]:
+        params = {"follow": str(follow).lower(), "tail": tail}
+        response = await self._open("GET", f"/containers/{name}/logs", params=params)
+        try:
+            async for line in response.aiter_lines():
+                yield line
+        finally:
+            await response.aclose()
+
+    async def create_volume(self, name: str, service: str) -> None:
+        await self._call("POST", "/volumes", body={"name": name, "service": service})
+
+    async def volumes(self, service: str) -> list[str]:
+        names: list[str] = await self._call("GET", "/volumes", params={"service": service})
+        return names
+
+    async def remove_volume(self, name: str) -> None:
+        await self._call("DELETE", f"/volumes/{name}")
+
+    async def apply_site(self, site: Site) -> None:
+        await self._call("PUT", "/sites", body=site.model_dump(mode="json"))
+
+    async def sites(self) -> list[Site]:
+        return [Site.model_validate(s) for s in await self._call("GET", "/sites")]
+
+    async def remove_site(self, service: str) -> None:
+        await self._call("DELETE", f"/sites/{service}")

@@ -1,0 +1,184 @@
+"""What the agent accepts and answers: validated once here, so nothing hostile goes further."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z)(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}")
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REGISTRY = r"(?:[a-zA-Z0-9.-]+(?::[0-9]{1,5})?/)?"
+
+ServiceName = Annotated[str, StringConstraints(pattern=rf"^{_LABEL}$")]
+ContainerName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")]
+Repository = Annotated[
+    str, StringConstraints(pattern=rf"^{_REGISTRY}{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$",
+                           max_length=255)
+]
+Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
+LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/-]{0,254}$")]
+SafePath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]{1,1023}$")]
+Argument = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=32 * 1024)]
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.fullmatch(value):
+        raise ValueError("must be a host name: letters, digits, dashes and dots only")
+    return value
+
+
+def _upstream_host(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return _hostname(value)
+
+
+ServerName = Annotated[str, AfterValidator(_hostname)]
+UpstreamHost = Annotated[str, AfterValidator(_upstream_host)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageRef(Strict):
+    repository: Repository
+    tag: Tag = "latest"
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class Upstream(Strict):
+    host: UpstreamHost
+    port: int = Field(ge=1, le=65535)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class TlsFiles(Strict):
+    certificate: SafePath
+    key: SafePath
+
+
+class Site(Strict):
+    """The desired nginx site of one service on this node."""
+
+    service: ServiceName
+    server_names: list[ServerName] = Field(min_length=1, max_length=100)
+    upstreams: list[Upstream] = Field(min_length=1, max_length=100)
+    tls: TlsFiles | None = None
+
+
+class RestartPolicy(StrEnum):
+    NO = "no"
+    ALWAYS = "always"
+    UNLESS_STOPPED = "unless-stopped"
+    ON_FAILURE = "on-failure"
+
+
+class PortBinding(Strict):
+    container_port: int = Field(ge=1, le=65535)
+    host_port: int = Field(ge=1, le=65535)
+    host_ip: UpstreamHost = "0.0.0.0"  # noqa: S104 - the node's nginx and peers reach it here
+    protocol: str = Field(default="tcp", pattern=r"^(tcp|udp)$")
+
+
+class HealthCheck(Strict):
+    command: list[Argument] = Field(min_length=1, max_length=64)
+    interval_seconds: float = Field(default=5, gt=0, le=3600)
+    timeout_seconds: float = Field(default=3, gt=0, le=3600)
+    retries: int = Field(default=3, ge=1, le=100)
+    start_period_seconds: float = Field(default=0, ge=0, le=3600)
+
+
+class VolumeMount(Strict):
+    volume: ContainerName
+    target: SafePath
+
+
+class ContainerSpec(Strict):
+    """A container the agent owns; kept in its desired state and restored after a restart."""
+
+    name: ContainerName
+    service: ServiceName
+    image: ImageRef
+    command: list[Argument] | None = Field(default=None, max_length=256)
+    env: dict[EnvKey, Argument] = Field(default_factory=dict, max_length=1000)
+    labels: dict[LabelKey, Argument] = Field(default_factory=dict, max_length=200)
+    ports: list[PortBinding] = Field(default_factory=list, max_length=64)
+    restart: RestartPolicy = RestartPolicy.UNLESS_STOPPED
+    health: HealthCheck | None = None
+    memory_bytes: int | None = Field(default=None, ge=6 * 1024 * 1024)
+    cpus: float | None = Field(default=None, gt=0, le=256)
+    volumes: list[VolumeMount] = Field(default_factory=list, max_length=64)
+
+
+class StopRequest(Strict):
+    grace_seconds: int = Field(default=10, ge=0, le=3600)
+
+
+class TagRequest(Strict):
+    source: ImageRef
+    target: ImageRef
+
+
+class PruneRequest(Strict):
+    keep: int = Field(default=5, ge=1, le=1000)
+
+
+class VolumeRequest(Strict):
+    name: ContainerName
+    service: ServiceName
+
+
+class KeyRotation(Strict):
+    sealed_key: str = Field(min_length=1, max_length=1024)
+
+
+class AgentInfo(BaseModel):
+    agent_version: str
+    docker_version: str
+    cpus: int
+    memory_bytes: int
+    disk_free_bytes: int
+    load: tuple[float, float, float]
+    uptime_seconds: float
+
+
+class ContainerSummary(BaseModel):
+    id: str
+    name: str
+    image: str
+    state: str
+    status: str
+    labels: dict[str, str]
+
+
+class ContainerHealth(BaseModel):
+    name: str
+    state: str
+    health: str | None
+    failing_streak: int
+
+
+class ImageSummary(BaseModel):
+    id: str
+    tags: list[str]
+    created: int
+    size: int
+
+
+class PruneResult(BaseModel):
+    removed: list[str]
+    failed: dict[str, str]

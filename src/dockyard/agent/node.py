@@ -1,0 +1,237 @@
+"""What the agent does on its node; routes call exactly one method of `Node` each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO, Any
+
+from anyio import to_thread
+
+from dockyard import __version__
+from dockyard.agent import commands as cmd
+from dockyard.agent.models import (
+    AgentInfo,
+    ContainerHealth,
+    ContainerSpec,
+    ContainerSummary,
+    ImageRef,
+    ImageSummary,
+    PruneResult,
+    Site,
+    TagRequest,
+    VolumeRequest,
+)
+from dockyard.agent.proxy import Nginx
+from dockyard.agent.runtime import DockerRuntime, EngineError
+from dockyard.agent.state import StateFile
+from dockyard.kernel.errors import InvalidInput, NotFound
+
+log = logging.getLogger("dockyard.agent")
+
+
+def _read_first_number(path: str, field: int = 0) -> float:
+    with open(path) as handle:
+        return float(handle.read().split()[field])
+
+
+def _memory_bytes() -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def summarize_container(raw: dict[str, Any]) -> ContainerSummary:
+    names = raw.get("Names") or ["/"]
+    return ContainerSummary(
+        id=raw["Id"], name=names[0].lstrip("/"), image=raw.get("Image", ""),
+        state=raw.get("State", ""), status=raw.get("Status", ""), labels=raw.get("Labels") or {},
+    )
+
+
+def summarize_image(raw: dict[str, Any]) -> ImageSummary:
+    tags = [t for t in raw.get("RepoTags") or [] if t != "<none>:<none>"]
+    return ImageSummary(id=raw["Id"], tags=tags, created=raw.get("Created", 0),
+                        size=raw.get("Size", 0))
+
+
+def container_health(raw: dict[str, Any]) -> ContainerHealth:
+    state = raw.get("State") or {}
+    health = state.get("Health") or {}
+    return ContainerHealth(name=raw["Name"].lstrip("/"), state=state.get("Status", ""),
+                           health=health.get("Status"),
+                           failing_streak=health.get("FailingStreak", 0))
+
+
+class Node:
+    def __init__(self, state_dir: Path, certs_dir: Path, runtime: DockerRuntime,
+                 nginx: Nginx, state_file: StateFile) -> None:
+        self.state_dir = state_dir
+        self.certs_dir = certs_dir
+        self.runtime = runtime
+        self.nginx = nginx
+        self.state_file = state_file
+        self.state = state_file.load()
+        self._lock = asyncio.Lock()
+
+    async def info(self) -> AgentInfo:
+        try:
+            version = (await self.runtime.run(cmd.engine_version()))["Version"]
+        except EngineError:
+            version = "unreachable"
+        return AgentInfo(
+            agent_version=__version__, docker_version=version, cpus=os.cpu_count() or 1,
+            memory_bytes=_memory_bytes(), disk_free_bytes=shutil.disk_usage(self.state_dir).free,
+            load=os.getloadavg(), uptime_seconds=_read_first_number("/proc/uptime"),
+        )
+
+    # Images
+
+    def build(self, context: IO[bytes], target: ImageRef, dockerfile: str) -> AsyncIterator[Any]:
+        return self.runtime.stream(cmd.build_image(context, target, dockerfile))
+
+    async def import_rootfs(self, rootfs: IO[bytes], target: ImageRef) -> None:
+        chunks = iter(lambda: rootfs.read(1024 * 1024), b"")
+        await self.runtime.run(cmd.import_image(chunks, target))
+
+    def pull(self, ref: ImageRef) -> AsyncIterator[Any]:
+        return self.runtime.stream(cmd.pull_image(ref))
+
+    def push(self, ref: ImageRef) -> AsyncIterator[Any]:
+        return self.runtime.stream(cmd.push_image(ref))
+
+    async def tag(self, request: TagRequest) -> None:
+        await self.runtime.run(cmd.tag_image(request.source, request.target))
+
+    async def images(self) -> list[ImageSummary]:
+        return [summarize_image(raw) for raw in await self.runtime.run(cmd.list_images())]
+
+    async def remove_image(self, ref: ImageRef) -> None:
+        await self.runtime.run(cmd.remove_image(ref.reference))
+
+    async def prune(self, keep: int) -> PruneResult:
+        result = PruneResult(removed=[], failed={})
+        for reference in cmd.deploy_tags_to_remove(await self.images(), keep):
+            try:
+                await self.runtime.run(cmd.remove_image(reference))
+                result.removed.append(reference)
+            except EngineError as exc:  # in use by a container: keep it, say why
+                result.failed[reference] = exc.message
+        await self.runtime.run(cmd.prune_dangling_images())
+        return result
+
+    # Containers
+
+    async def run_container(self, spec: ContainerSpec) -> ContainerSummary:
+        await self.runtime.run_all(cmd.run_container(spec))
+        async with self._lock:
+            self.state.containers[spec.name] = spec
+            self.state_file.save(self.state)
+        return await self.container(spec.name)
+
+    async def container(self, name: str) -> ContainerSummary:
+        found = await self.containers({"dockyard.managed": "true"})
+        for summary in found:
+            if summary.name == name:
+                return summary
+        raise NotFound("container", name)
+
+    async def stop_container(self, name: str, grace_seconds: int) -> None:
+        await self._forget_container(name)
+        await self.runtime.run(cmd.stop_container(name, grace_seconds))
+
+    async def remove_container(self, name: str) -> None:
+        await self._forget_container(name)
+        await self.runtime.run(cmd.remove_container(name))
+
+    async def _forget_container(self, name: str) -> None:
+        async with self._lock:
+            if self.state.containers.pop(name, None) is not None:
+                self.state_file.save(self.state)
+
+    async def containers(self, labels: dict[str, str]) -> list[ContainerSummary]:
+        selector = {**labels, cmd.MANAGED_LABEL: "true"}
+        found = await self.runtime.run(cmd.list_containers(selector))
+        return [summarize_container(raw) for raw in found]
+
+    async def health(self, name: str) -> ContainerHealth:
+        return container_health(await self.runtime.run(cmd.inspect_container(name)))
+
+    def logs(self, name: str, *, follow: bool, tail: int) -> AsyncIterator[bytes]:
+        return self.runtime.stream(cmd.container_logs(name, follow=follow, tail=tail))
+
+    # Volumes
+
+    async def create_volume(self, request: VolumeRequest) -> None:
+        await self.runtime.run(cmd.create_volume(request.name, request.service))
+
+    async def volumes(self, service: str) -> list[str]:
+        answer = await self.runtime.run(cmd.list_volumes(service))
+        return sorted(v["Name"] for v in answer.get("Volumes") or [])
+
+    async def remove_volume(self, name: str) -> None:
+        await self.runtime.run(cmd.remove_volume(name))
+
+    # Sites
+
+    def _require_certs_inside(self, site: Site) -> None:
+        if site.tls is None:
+            return
+        allowed = self.certs_dir.resolve()
+        for path in (site.tls.certificate, site.tls.key):
+            if not Path(path).resolve().is_relative_to(allowed):
+                raise InvalidInput(f"certificate files must be inside {allowed}: {path}")
+
+    async def apply_site(self, site: Site) -> None:
+        self._require_certs_inside(site)
+        async with self._lock:
+            await to_thread.run_sync(self.nginx.apply, site)
+            self.state.sites[site.service] = site
+            self.state_file.save(self.state)
+
+    async def remove_site(self, service: str) -> None:
+        async with self._lock:
+            if service not in self.state.sites:
+                raise NotFound("site", service)
+            await to_thread.run_sync(self.nginx.remove, service)
+            del self.state.sites[service]
+            self.state_file.save(self.state)
+
+    def sites(self) -> list[Site]:
+        return list(self.state.sites.values())
+
+    # Restore after a restart
+
+    async def restore(self) -> None:
+        """Bring nginx and the owned containers back to the desired state, without help."""
+        async with self._lock:
+            await to_thread.run_sync(self._restore_nginx)
+        for spec in list(self.state.containers.values()):
+            try:
+                await self._restore_container(spec)
+            except EngineError as exc:
+                log.error("could not restore container %s: %s", spec.name, exc.message)
+
+    def _restore_nginx(self) -> None:
+        self.nginx.prepare()
+        self.nginx.write_all(list(self.state.sites.values()))
+        self.nginx.reload()
+
+    async def _restore_container(self, spec: ContainerSpec) -> None:
+        try:
+            current = await self.health(spec.name)
+        except EngineError as exc:
+            if exc.status_code != 404:
+                raise
+            log.info("recreating container %s", spec.name)
+            await self.runtime.run_all(cmd.run_container(spec))
+            return
+        if current.state != "running":
+            log.info("starting container %s", spec.name)
+            await self.runtime.run(cmd.start_container(spec.name))

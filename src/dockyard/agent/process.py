@@ -1,0 +1,53 @@
+"""The one place that runs programs: argv lists only, never a shell."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class CommandFailed(RuntimeError):
+    def __init__(self, argv: Sequence[str], result: Result) -> None:
+        super().__init__(f"{' '.join(argv)} exited {result.returncode}: {result.output.strip()}")
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(argv: Sequence[str], *, timeout: float = 120, env: Mapping[str, str] | None = None,
+        cwd: Path | None = None) -> Result:
+    """Run `argv` to completion; stdout and stderr together in `output`."""
+    completed = subprocess.run(  # noqa: S603 - argv list, no shell
+        list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=timeout, check=False, env=dict(env) if env is not None else None, cwd=cwd,
+    )
+    return Result(completed.returncode, completed.stdout)
+
+
+def check(argv: Sequence[str], **options: object) -> Result:
+    """Like `run`, raising `CommandFailed` unless the program succeeds."""
+    result = run(argv, **options)  # type: ignore[arg-type]
+    if not result.ok:
+        raise CommandFailed(argv, result)
+    return result
+
+
+def spawn(argv: Sequence[str], *, log_file: Path, env: Mapping[str, str] | None = None
+          ) -> subprocess.Popen[bytes]:
+    """Start a long-running program in its own session, its output appended to `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - argv list, no shell
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=dict(env) if env is not None else None,
+        )

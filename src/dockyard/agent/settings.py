@@ -1,0 +1,46 @@
+"""The agent's own settings, from `DOCKYARD_AGENT_*` variables. Built by `main`, passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_CLOCK_SKEW_SECONDS = 300
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCKYARD_AGENT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8421, ge=1, le=65535)
+    state_dir: Path = Path("/var/lib/dockyard-agent")
+    docker_host: str = "unix:///var/run/docker.sock"
+    nginx_binary: str = "nginx"
+    nginx_http_port: int = Field(default=80, ge=1, le=65535)
+    nginx_https_port: int = Field(default=443, ge=1, le=65535)
+    max_body_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    signature_max_age_seconds: int = Field(default=MAX_CLOCK_SKEW_SECONDS, ge=1)
+    log_level: str = "INFO"
+    log_json: bool | None = None
+
+    @property
+    def key_file(self) -> Path:
+        return self.state_dir / "agent.key"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "desired-state.json"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.state_dir / "nginx"
+
+    @property
+    def sites_dir(self) -> Path:
+        return self.nginx_dir / "sites"
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.state_dir / "certs"

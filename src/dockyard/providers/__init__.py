@@ -1,0 +1,1 @@
+"""Where servers come from: this machine, a local cluster of namespaces, clouds (later)."""

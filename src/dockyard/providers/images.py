@@ -1,0 +1,186 @@
+"""Offline base images: a Debian root file system from this machine's own apt mirror.
+
+`debootstrap` builds it, the tarball is cached, and Docker imports it. No registry is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dockyard.agent import commands, process
+from dockyard.agent.models import ImageRef
+from dockyard.agent.runtime import DockerRuntime
+
+APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
+APT_SOURCES_LIST = Path("/etc/apt/sources.list")
+_TRIMMED = ("usr/share/doc", "usr/share/man", "usr/share/info", "var/cache/apt",
+            "var/lib/apt/lists")
+
+
+class ImageSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCKYARD_IMAGES_", extra="ignore")
+
+    cache_dir: Path = Path("/var/cache/dockyard/images")
+    suite: str | None = Field(default=None, pattern=r"^[a-z]+$")
+
+
+@dataclass(frozen=True)
+class AptSource:
+    uri: str
+    suites: tuple[str, ...]
+    components: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One image: its repository, the Debian packages on top of minbase, and import changes."""
+
+    name: str
+    packages: tuple[str, ...]
+    changes: tuple[str, ...] = ()
+
+    def repository(self) -> str:
+        return f"dockyard/{self.name}"
+
+
+RECIPES = {
+    "base": Recipe("base", ("python3", "ca-certificates"), ('CMD ["python3"]',)),
+    "redis": Recipe("redis", ("redis-server",),
+                    ('CMD ["redis-server", "--protected-mode", "no", "--dir", "/data"]',)),
+    "postgres": Recipe("postgres", ("postgresql",),
+                       ("ENV PGDATA=/var/lib/postgresql/data",
+                        'CMD ["/usr/local/bin/dockyard-postgres"]')),
+}
+
+
+def parse_deb822(text: str) -> list[AptSource]:
+    """The `deb` entries of a deb822 `.sources` file."""
+    sources = []
+    for stanza in re.split(r"\n\s*\n", text):
+        fields = dict(_fields(stanza))
+        if "deb" in fields.get("types", "").split() and fields.get("uris"):
+            suites = tuple(fields.get("suites", "").split())
+            components = tuple(fields.get("components", "").split())
+            sources.append(AptSource(fields["uris"].split()[0], suites, components))
+    return sources
+
+
+def _fields(stanza: str) -> Iterable[tuple[str, str]]:
+    for line in stanza.splitlines():
+        if line.startswith("#") or ":" not in line or line[:1].isspace():
+            continue
+        key, _, value = line.partition(":")
+        yield key.strip().lower(), value.strip()
+
+
+def parse_one_line(text: str) -> list[AptSource]:
+    """The `deb` lines of a classic sources.list (options in brackets are ignored)."""
+    sources = []
+    for line in text.splitlines():
+        words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+        if len(words) >= 3 and words[0] == "deb":
+            sources.append(AptSource(words[1], (words[2],), tuple(words[3:])))
+    return sources
+
+
+def main_mirror(sources: list[AptSource], suite: str | None = None) -> tuple[str, str]:
+    """The mirror and release suite to bootstrap from: the first plain suite (no `-updates`)."""
+    for source in sources:
+        for candidate in source.suites:
+            if "-" not in candidate and "/" not in candidate and suite in (None, candidate):
+                return source.uri, candidate
+    raise RuntimeError("no Debian mirror found in /etc/apt/sources.list.d or sources.list")
+
+
+def machine_sources(directory: Path = APT_SOURCES_DIR, classic: Path = APT_SOURCES_LIST
+                    ) -> list[AptSource]:
+    found: list[AptSource] = []
+    for path in sorted(directory.glob("*.sources")):
+        found += parse_deb822(path.read_text())
+    for path in dict.fromkeys([classic, *sorted(directory.glob("*.list"))]):
+        if path.is_file():
+            found += parse_one_line(path.read_text())
+    return found
+
+
+def debootstrap_argv(recipe: Recipe, suite: str, mirror: str, target: Path, cache: Path
+                     ) -> list[str]:
+    return ["debootstrap", "--variant=minbase", f"--include={','.join(recipe.packages)}",
+            f"--cache-dir={cache}", suite, str(target), mirror]
+
+
+def tar_argv(root: Path, tarball: Path) -> list[str]:
+    return ["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."]
+
+
+def tarball_name(recipe: Recipe, suite: str, mirror: str) -> str:
+    fingerprint = hashlib.sha256(f"{recipe}|{suite}|{mirror}".encode()).hexdigest()[:12]
+    return f"{recipe.name}-{suite}-{fingerprint}.tar"
+
+
+POSTGRES_ENTRYPOINT = """#!/bin/sh
+set -e
+bin=$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA"
+    printf '%s' "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}" > /tmp/pw && chown postgres /tmp/pw
+    su postgres -s /bin/sh -c "$bin/initdb -D $PGDATA --auth=scram-sha-256 --pwfile=/tmp/pw"
+    rm -f /tmp/pw
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+fi
+exec su postgres -s /bin/sh -c "exec $bin/postgres -D $PGDATA -c listen_addresses=*"
+"""
+
+
+def _finish_rootfs(recipe: Recipe, root: Path) -> None:
+    for relative in _TRIMMED:
+        shutil.rmtree(root / relative, ignore_errors=True)
+    if recipe.name == "postgres":
+        entry = root / "usr/local/bin/dockyard-postgres"
+        entry.write_text(POSTGRES_ENTRYPOINT)
+        entry.chmod(0o755)
+
+
+@dataclass(frozen=True)
+class Tarball:
+    recipe: Recipe
+    path: Path
+    suite: str
+
+
+def bootstrap_tarball(recipe: Recipe, settings: ImageSettings) -> Tarball:
+    """The cached root file system tarball of `recipe`, built first if it is not there."""
+    mirror, suite = main_mirror(machine_sources(), settings.suite)
+    tarball = settings.cache_dir / tarball_name(recipe, suite, mirror)
+    if tarball.exists():
+        return Tarball(recipe, tarball, suite)
+    work = settings.cache_dir / f"build-{recipe.name}"
+    shutil.rmtree(work, ignore_errors=True)
+    (settings.cache_dir / "debs").mkdir(parents=True, exist_ok=True)
+    try:
+        process.check(debootstrap_argv(recipe, suite, mirror, work, settings.cache_dir / "debs"),
+                      timeout=1800)
+        _finish_rootfs(recipe, work)
+        partial = tarball.with_suffix(".partial")
+        process.check(tar_argv(work, partial), timeout=600)
+        partial.rename(tarball)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Tarball(recipe, tarball, suite)
+
+
+def import_tarball(runtime: DockerRuntime, tarball: Tarball) -> ImageRef:
+    """Import a cached root file system into the Docker behind `runtime`, tagged by suite."""
+    target = ImageRef(repository=tarball.recipe.repository(), tag=tarball.suite)
+    with tarball.path.open("rb") as rootfs:
+        chunks = iter(lambda: rootfs.read(1024 * 1024), b"")
+        runtime.execute(commands.import_image(chunks, target, tarball.recipe.changes))
+    return target

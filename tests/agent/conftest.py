@@ -1,0 +1,114 @@
+"""Agent fixtures: a real agent app on a temporary state directory, and its signed client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dockyard.agent import auth
+from dockyard.agent.app import create_app
+from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.settings import AgentSettings
+from dockyard.providers.cluster import Cluster, ClusterSettings
+from dockyard.providers.images import RECIPES, ImageSettings, Tarball, bootstrap_tarball
+
+SECRET = "workspace-agent-secret"
+
+
+def signed_headers(secret: str, method: str, path: str, body: bytes = b"",
+                   timestamp: int | None = None) -> dict[str, str]:
+    """Signature headers made by hand, for requests the client would never send."""
+    claim = auth.SignedRequest(method, path, auth.body_digest(body),
+                               int(time.time()) if timestamp is None else timestamp,
+                               auth.new_nonce())
+    return auth.signature_headers(auth.derive_agent_key(secret), claim)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+
+
+@pytest.fixture
+def agent_settings(tmp_path: Path) -> AgentSettings:
+    """An agent whose Docker does not exist: enough for auth and validation at the edge."""
+    settings = AgentSettings(state_dir=tmp_path / "agent",
+                             docker_host=f"unix://{tmp_path}/no-docker.sock")
+    auth.write_key_file(settings.key_file, auth.derive_agent_key(SECRET))
+    return settings
+
+
+@pytest.fixture
+def agent_transport(agent_settings: AgentSettings) -> httpx.ASGITransport:
+    return httpx.ASGITransport(app=create_app(agent_settings))
+
+
+@pytest.fixture
+async def agent(agent_transport: httpx.ASGITransport) -> AsyncIterator[NodeAgentClient]:
+    async with NodeAgentClient("http://agent.test", SECRET, transport=agent_transport) as client:
+        yield client
+
+
+# The real stack: a 3-node cluster of namespaces, each with dockerd, nginx and an agent.
+
+PROGRAMS = {"dockerd": "docker.io", "nginx": "nginx", "docker-registry": "docker-registry",
+            "debootstrap": "debootstrap", "ip": "iproute2", "nsenter": "util-linux",
+            "iptables": "iptables", "tar": "tar"}
+
+
+def require_the_real_stack() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the cluster tests create namespaces and daemons: run them as root")
+    missing = sorted({package for program, package in PROGRAMS.items()
+                      if shutil.which(program) is None})
+    if missing:
+        pytest.fail(f"missing system packages; install them: apt-get install {' '.join(missing)}")
+
+
+@pytest.fixture(scope="session")
+def base_tarball() -> Tarball:
+    """The debootstrapped Debian + python3 root file system, cached across sessions in
+    DOCKYARD_IMAGES_CACHE_DIR (default /var/cache/dockyard/images)."""
+    require_the_real_stack()
+    return bootstrap_tarball(RECIPES["base"], ImageSettings())
+
+
+def cluster_root(name: str) -> Path:
+    """Short (unix socket paths are limited) and outside pytest's temporary directories,
+    which a concurrent pytest run may clean up under a running daemon."""
+    return Path("/var/tmp/dockyard-tests") / f"{name}-{os.getpid()}"
+
+
+@contextmanager
+def running_cluster(settings: ClusterSettings, nodes: int) -> Iterator[Cluster]:
+    """A cluster that is taken down again whatever happens, and must come down cleanly."""
+    the_cluster = Cluster(settings)
+    try:
+        the_cluster.up(nodes)
+        yield the_cluster
+    finally:
+        problems = the_cluster.down()
+        shutil.rmtree(settings.root, ignore_errors=True)
+        assert problems == []
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    require_the_real_stack()
+    settings = ClusterSettings(root=cluster_root("dyt"), subnet=IPv4Network("10.232.0.0/24"),
+                               prefix="dyt")
+    with running_cluster(settings, 3) as the_cluster:
+        yield the_cluster
