@@ -39,6 +39,8 @@ CASES = [
     Case("PUT", f"{SVC}/env/A", Role.MEMBER, {"value": "3"}),
     Case("DELETE", f"{SVC}/env/A", Role.MEMBER),
     Case("GET", "/api/v1/infra/servers/{server}", Role.VIEWER),
+    Case("POST", "/api/v1/infra/servers/{server}/check", Role.MEMBER),
+    Case("DELETE", "/api/v1/infra/servers/{server}", Role.ADMIN),
     Case("GET", "/api/v1/workspaces/{workspace}", Role.VIEWER),
     Case("PATCH", "/api/v1/workspaces/{workspace}", Role.OWNER, {"display_name": "x"}),
     Case("DELETE", "/api/v1/workspaces/{workspace}", Role.OWNER),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,7 +25,7 @@ from dockyard.api.routes import (
     workspaces,
 )
 from dockyard.api.routes import metrics as metrics_routes
-from dockyard.core import health
+from dockyard.core import agents, health
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import NotMigrated
 from dockyard.kernel.metrics.middleware import install_request_metrics
@@ -50,7 +52,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = platform or await open_platform(settings)
-        yield
+        async with _agent_polling(app.state.platform):
+            yield
         if platform is None:
             await app.state.platform.close()
 
@@ -69,6 +72,20 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     return app
+
+
+@asynccontextmanager
+async def _agent_polling(platform: Platform) -> AsyncIterator[None]:
+    """Poll every server's agent in the background while the API runs (0 s turns it off)."""
+    interval = platform.settings.agent_poll_seconds
+    task = asyncio.create_task(agents.poll_forever(platform, interval)) if interval else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _healthz(platform: PlatformDep) -> Health:

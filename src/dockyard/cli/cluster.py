@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
+from dockyard.cli.client import ApiClient
 from dockyard.cli.output import JsonFlag, done, show
+from dockyard.cli.resources import add_server
 from dockyard.providers.cluster import Cluster, ClusterSettings
 
 app = typer.Typer(help="A local cluster of hosts in network namespaces, for development and tests.",
                   no_args_is_help=True)
+STATUS_COLUMNS = ["name", "address", "state", "docker"]
 
 
 def _cluster() -> Cluster:
@@ -21,17 +24,29 @@ def _cluster() -> Cluster:
 
 
 @app.command()
-def up(nodes: Annotated[int, typer.Option("--nodes", min=1, max=50, help="How many hosts.")] = 3,
-       as_json: JsonFlag = False) -> None:
+def up(
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=50, help="How many hosts.")] = 3,
+    register: Annotated[bool, typer.Option(
+        help="Install your workspace's agent key and add the hosts to the inventory "
+             "(needs `dockyard login` as an admin).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Create the hosts (namespace, dockerd, nginx, agent each) and one image registry."""
     cluster = _cluster()
+    client = ApiClient.from_config() if register else None
+    key = bytes.fromhex(client.get("/infra/agent-key")["key"]) if client else None
     try:
-        cluster.up(nodes)
+        cluster.up(nodes, agent_key=key)
     except Exception as exc:
         raise RuntimeError(f"cluster up failed: {exc}; `dockyard cluster down` removes "
                            "what was created") from exc
-    show(cluster.status(), ["name", "address", "state", "docker"], as_json)
-    done(f"agent secret: {cluster.secret_file}")
+    if client is not None:
+        port = cluster.settings.agent_port
+        for node in cluster.state.nodes:
+            add_server(client, node.name, node.ip, port, "cluster")
+    show(cluster.status(), STATUS_COLUMNS, as_json)
+    if not register:
+        done(f"agent secret: {cluster.secret_file}")
 
 
 @app.command()
@@ -46,4 +61,4 @@ def down() -> None:
 @app.command()
 def status(as_json: JsonFlag = False) -> None:
     """Whether the registry, each node's agent and each node's dockerd answer."""
-    show(_cluster().status(), ["name", "address", "state", "docker"], as_json)
+    show(_cluster().status(), STATUS_COLUMNS, as_json)

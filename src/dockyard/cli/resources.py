@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -145,11 +145,52 @@ def env_unset(
     done(f"Unset {', '.join(keys)} on {project}/{service}.")
 
 
+SERVER_COLUMNS = ["id", "name", "provider", "ip", "status", "agent_version", "agent_current"]
+
+
 @servers.command("list")
 def servers_list(as_json: JsonFlag = False) -> None:
-    """List the server inventory."""
-    rows = ApiClient.from_config().get("/infra/servers")
-    show(rows, ["id", "name", "provider", "ip", "status", "agent_version"], as_json)
+    """List the server inventory: status, agent version, and whether it is the expected one."""
+    show(ApiClient.from_config().get("/infra/servers"), SERVER_COLUMNS, as_json)
+
+
+def add_server(client: ApiClient, name: str, ip: str, port: int, provider: str) -> Any:
+    """Register a server, then ask its agent at once so the answer shows its status."""
+    body = {"name": name, "ip": ip, "agent_port": port, "provider": provider}
+    added = client.post("/infra/servers", body)
+    return client.post(f"/infra/servers/{seg(added['id'])}/check", {})
+
+
+@servers.command("add")
+def servers_add(
+    name: str,
+    ip: Annotated[str, typer.Option(help="Address the control plane reaches the agent at.")],
+    port: Annotated[int, typer.Option(help="The agent's port.")] = 8421,
+    provider: Annotated[str, typer.Option(help="local, cluster or manual.")] = "manual",
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a server whose agent holds this workspace's key (see `servers agent-key`)."""
+    show_one(add_server(ApiClient.from_config(), name, ip, port, provider), as_json)
+
+
+@servers.command("check")
+def servers_check(server_id: str, as_json: JsonFlag = False) -> None:
+    """Ask a server's agent now and show what it says."""
+    path = f"/infra/servers/{seg(server_id)}/check"
+    show_one(ApiClient.from_config().post(path, {}), as_json)
+
+
+@servers.command("remove")
+def servers_remove(server_id: str) -> None:
+    """Forget a server (the machine itself is left alone)."""
+    ApiClient.from_config().delete(f"/infra/servers/{seg(server_id)}")
+    done(f"Removed server {server_id} from the inventory.")
+
+
+@servers.command("agent-key")
+def servers_agent_key() -> None:
+    """Print the key to put in a new server's agent key file (mode 0600)."""
+    typer.echo(ApiClient.from_config().get("/infra/agent-key")["key"])
 
 
 @servers.command("show")

@@ -19,12 +19,13 @@ class Permission(StrEnum):
     GRANT_OWNER = "grant or remove the owner role"
     READ_AUDIT = "read the audit history"
     READ_METRICS = "read request metrics"
+    MANAGE_SERVERS = "add or remove servers and provider credentials"
 
 
 _VIEWER = {Permission.READ}
 _MEMBER = _VIEWER | {Permission.WRITE}
 _ADMIN = _MEMBER | {Permission.DELETE, Permission.MANAGE_MEMBERS, Permission.READ_AUDIT,
-                    Permission.READ_METRICS}
+                    Permission.READ_METRICS, Permission.MANAGE_SERVERS}
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(_VIEWER),
     Role.MEMBER: frozenset(_MEMBER),

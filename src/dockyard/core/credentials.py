@@ -45,7 +45,7 @@ async def set_credential(
     ciphertext = p.box.encrypt(body.token)
 
     async def tx(s: AsyncSession) -> CredentialPublic:
-        actor.require(Permission.MANAGE_MEMBERS)
+        actor.require(Permission.MANAGE_SERVERS)
         row = await _named(s, actor.workspace_id, name) or ProviderCredential(
             workspace_id=actor.workspace_id, name=name
         )
@@ -62,7 +62,7 @@ async def delete_credential(p: Platform, actor: Actor, name: str) -> None:
         row = await _named(s, actor.workspace_id, name)
         if row is None:
             raise NotFound("credential", name)
-        actor.require(Permission.MANAGE_MEMBERS)
+        actor.require(Permission.MANAGE_SERVERS)
         await delete_recorded(s, row)
 
     await p.db.write(tx, info=actor.audit_info)

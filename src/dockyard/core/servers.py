@@ -8,9 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import server_by_id
 from dockyard.core.platform import Platform
+from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict
 from dockyard.models.enums import ServerStatus
-from dockyard.models.schemas import ServerPublic
+from dockyard.models.schemas import ServerAdopt, ServerPublic
 from dockyard.models.tables import Server
 
 
@@ -32,22 +33,50 @@ async def get_server(p: Platform, actor: Actor, server_id: str) -> ServerPublic:
     return await p.db.read(tx)
 
 
+async def _add(s: AsyncSession, server: Server) -> ServerPublic:
+    query = select(Server.id).where(
+        Server.workspace_id == server.workspace_id, Server.name == server.name
+    )
+    if await s.scalar(query):
+        raise Conflict(f"a server named {server.name!r} is already in the inventory")
+    s.add(server)
+    await s.flush()
+    return ServerPublic.model_validate(server)
+
+
 async def register_server(
     p: Platform, workspace_id: str, *, name: str, provider: str, ip: str = "",
-    provider_id: str = "", tags: list[str] | None = None,
+    provider_id: str = "", tags: list[str] | None = None, agent_port: int = 8421,
 ) -> ServerPublic:
     """Add a server to a workspace's inventory (called by providers, not by users)."""
+    server = Server(
+        workspace_id=workspace_id, name=name, provider=provider, ip=ip, agent_port=agent_port,
+        provider_id=provider_id, tags=tags or [], status=ServerStatus.PENDING,
+    )
+    return await p.db.write(lambda s: _add(s, server))
+
+
+async def adopt_server(p: Platform, actor: Actor, body: ServerAdopt) -> ServerPublic:
+    """Add a server whose agent already holds this workspace's key (admins)."""
+    server = Server(
+        workspace_id=actor.workspace_id, name=body.name, provider=body.provider,
+        ip=str(body.ip), agent_port=body.agent_port, provider_id=body.name,
+        status=ServerStatus.PENDING,
+    )
 
     async def tx(s: AsyncSession) -> ServerPublic:
-        query = select(Server.id).where(Server.workspace_id == workspace_id, Server.name == name)
-        if await s.scalar(query):
-            raise Conflict(f"a server named {name!r} is already in the inventory")
-        server = Server(
-            workspace_id=workspace_id, name=name, provider=provider, ip=ip,
-            provider_id=provider_id, tags=tags or [], status=ServerStatus.PENDING,
-        )
-        s.add(server)
-        await s.flush()
-        return ServerPublic.model_validate(server)
+        actor.require(Permission.MANAGE_SERVERS)
+        return await _add(s, server)
 
-    return await p.db.write(tx)
+    return await p.db.write(tx, info=actor.audit_info)
+
+
+async def remove_server(p: Platform, actor: Actor, server_id: str) -> None:
+    """Forget a server: it leaves the inventory; the machine itself is not touched."""
+
+    async def tx(s: AsyncSession) -> None:
+        server = await server_by_id(s, actor, server_id)
+        actor.require(Permission.MANAGE_SERVERS)
+        await delete_recorded(s, server)
+
+    await p.db.write(tx, info=actor.audit_info)

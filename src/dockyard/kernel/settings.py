@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     db_retry_attempts: int = Field(default=8, ge=1)
     password_time_cost: int = Field(default=2, ge=1, le=10)
     password_memory_kib: int = Field(default=19_456, ge=8, le=1024 * 1024)
+    agent_poll_seconds: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
     log_json: bool | None = None
     # Socket peers (addresses or CIDRs) whose client-IP headers are believed.

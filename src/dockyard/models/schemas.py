@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, IPvAnyAddress, computed_field
 
+from dockyard import __version__
 from dockyard.models.enums import AuditAction, Role, ServerStatus, ServiceKind
 from dockyard.models.fields import EnvKey, EnvValue, ImageRef, Name, Password, ShortText
 
@@ -147,18 +148,45 @@ class ServicePublic(Output):
     updated_at: datetime
 
 
+class ServerAdopt(Input):
+    """A server that already runs a Dockyard agent installed with this workspace's key."""
+
+    name: Name
+    ip: IPvAnyAddress
+    agent_port: int = Field(default=8421, ge=1, le=65535)
+    provider: Literal["local", "cluster", "manual"] = "manual"
+
+
 class ServerPublic(Output):
     id: str
+    workspace_id: str
     name: str
     provider: str
     provider_id: str
     ip: str
+    agent_port: int
     region: str
     size: str
     agent_version: str | None
     status: ServerStatus
     tags: list[str]
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def agent_expected_version(self) -> str:
+        return __version__
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def agent_current(self) -> bool:
+        """Whether the agent runs the version this control plane expects."""
+        return self.agent_version == __version__
+
+
+class AgentKeyPublic(Output):
+    key: str = Field(description="Hex key to install in a node agent's key file (0600).")
+    expected_version: str
 
 
 class CredentialSet(Input):

@@ -33,8 +33,11 @@ def _fk(target: str, *, nullable: bool = False, cascade: bool = True) -> Any:
 
 class Workspace(IdMixin, TimestampMixin, Base):
     __tablename__ = "workspaces"
+    __audit_hidden__ = frozenset({"agent_secret_ciphertext"})
     name: Mapped[str] = mapped_column(String(63), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
+    # The secret every node agent of this workspace derives its key from (encrypted).
+    agent_secret_ciphertext: Mapped[str] = mapped_column(Text, default="")
 
 
 class User(IdMixin, TimestampMixin, Base):
@@ -107,6 +110,7 @@ class Server(IdMixin, TimestampMixin, Base):
     region: Mapped[str] = mapped_column(String(40), default="")
     size: Mapped[str] = mapped_column(String(60), default="")
     agent_version: Mapped[str | None] = mapped_column(String(40), default=None)
+    agent_port: Mapped[int] = mapped_column(Integer, default=8421)
     status: Mapped[ServerStatus] = mapped_column(_enum(ServerStatus), default=ServerStatus.PENDING)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
 

@@ -87,6 +87,7 @@ class Cluster:
         self.secret_file = self.root / "agent.secret"
         self.state = self._load()
         self._saving = threading.Lock()
+        self._agent_key = b""
 
     def _load(self) -> ClusterState:
         if self.state_file.exists():
@@ -112,7 +113,10 @@ class Cluster:
 
     # Up
 
-    def up(self, nodes: int) -> ClusterState:
+    def up(self, nodes: int, agent_key: bytes | None = None) -> ClusterState:
+        """Create the hosts; their agents hold `agent_key` (a workspace's install key) or,
+        without one, a key derived from this cluster's own secret."""
+        self._agent_key = agent_key or derive_agent_key(self.secret())
         if self.state.nodes or self.state.bridge:
             raise RuntimeError(f"a cluster is already up (state in {self.state_file}); "
                                "run `dockyard cluster down` first")
@@ -168,7 +172,7 @@ class Cluster:
             node.veth, f"{prefix}v{index}n", node.name, self.state.bridge or "",
             f"{ip}/{subnet.prefixlen}"))
         self._start_dockerd(node)
-        write_key_file(node.agent_dir / "agent.key", derive_agent_key(self.secret()))
+        write_key_file(node.agent_dir / "agent.key", self._agent_key)
         self.start_agent(node)
 
     def _start_dockerd(self, node: NodeRecord) -> None:

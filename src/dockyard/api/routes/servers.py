@@ -1,19 +1,41 @@
 from fastapi import APIRouter
 
 from dockyard.api.deps import ActorDep, PlatformDep
-from dockyard.api.errors import COMMON_RESPONSES
+from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
-from dockyard.core import servers
-from dockyard.models.schemas import ServerPublic
+from dockyard.core import agents, servers
+from dockyard.models.schemas import AgentKeyPublic, ServerAdopt, ServerPublic
 
-router = APIRouter(prefix="/infra/servers", tags=["servers"], responses=COMMON_RESPONSES)
+router = APIRouter(prefix="/infra", tags=["servers"], responses=WRITE_RESPONSES)
 
 
-@router.get("", summary="List the server inventory")
+@router.get("/servers", summary="List the server inventory with agent status and version")
 async def list_servers(platform: PlatformDep, actor: ActorDep) -> list[ServerPublic]:
     return await servers.list_servers(platform, actor)
 
 
-@router.get("/{server_id}", summary="Show a server")
+@router.post("/servers", status_code=201, summary="Add a server that runs an agent (admins)")
+async def adopt_server(body: ServerAdopt, platform: PlatformDep, actor: ActorDep) -> ServerPublic:
+    return await servers.adopt_server(platform, actor, body)
+
+
+@router.get("/servers/{server_id}", summary="Show a server")
 async def get_server(server_id: ObjectId, platform: PlatformDep, actor: ActorDep) -> ServerPublic:
     return await servers.get_server(platform, actor, server_id)
+
+
+@router.post("/servers/{server_id}/check", summary="Ask the server's agent now")
+async def check_server(
+    server_id: ObjectId, platform: PlatformDep, actor: ActorDep
+) -> ServerPublic:
+    return await agents.check_server(platform, actor, server_id)
+
+
+@router.delete("/servers/{server_id}", status_code=204, summary="Forget a server (admins)")
+async def remove_server(server_id: ObjectId, platform: PlatformDep, actor: ActorDep) -> None:
+    await servers.remove_server(platform, actor, server_id)
+
+
+@router.get("/agent-key", summary="The key to install on a new server's agent (admins)")
+async def agent_key(platform: PlatformDep, actor: ActorDep) -> AgentKeyPublic:
+    return await agents.install_key(platform, actor)
