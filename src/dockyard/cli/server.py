@@ -22,6 +22,7 @@ from dockyard.kernel.settings import Settings
 
 if TYPE_CHECKING:
     from dockyard.core.bootstrap import FirstOwner
+    from dockyard.models.schemas import ServerPublic
 
 # The server's modules are imported inside the commands that run it, so that the client
 # commands start fast.
@@ -88,6 +89,10 @@ def up(
         str | None,
         typer.Option(envvar="DOCKYARD_ADMIN_PASSWORD", help="The first owner's password."),
     ] = None,
+    local_node: Annotated[bool, typer.Option(
+        envvar="DOCKYARD_LOCAL_NODE",
+        help="Also run this machine as a server: Docker, an agent and nginx (needs root).",
+    )] = False,
 ) -> None:
     """Bring the control plane up here: key, database, first owner, API in the background."""
     settings = _migrated_settings()
@@ -99,6 +104,27 @@ def up(
         _start_api(settings)
         done(f"The API is running at {url} (logs: {_log_file(settings)}).")
     _report_owner(url, owner, chosen=password is not None)
+    if local_node:
+        _report_local_node(asyncio.run(_local_node(settings)))
+
+
+async def _local_node(settings: Settings) -> ServerPublic:
+    from dockyard.core.local_node import ensure_local_node
+    from dockyard.core.platform import Platform
+
+    platform = Platform.open(settings)
+    try:
+        return await ensure_local_node(platform)
+    finally:
+        await platform.close()
+
+
+def _report_local_node(server: ServerPublic) -> None:
+    if server.status != "active":
+        raise CliError(f"this machine's agent at {server.ip}:{server.agent_port} does not "
+                       "answer; see the agent log in the data directory (local-agent/)")
+    done(f"This machine is server '{server.name}' (agent {server.agent_version}, "
+         f"port {server.agent_port}).")
 
 
 def _report_owner(url: str, owner: FirstOwner, chosen: bool) -> None:
@@ -115,9 +141,17 @@ def _report_owner(url: str, owner: FirstOwner, chosen: bool) -> None:
     done(f"API documentation: {url}/docs")
 
 
-def down() -> None:
+def down(
+    local_node: Annotated[bool, typer.Option(
+        help="Also stop this machine's agent and its nginx (containers keep running).")] = False,
+) -> None:
     """Stop the API started by `dockyard up`."""
     settings = Settings()
+    if local_node:
+        from dockyard.core.local_node import launch_of, stop_local_node
+
+        stop_local_node(launch_of(settings))
+        done("This machine's agent is stopped.")
     pid_file = _pid_file(settings)
     if not pid_file.exists():
         raise CliError("no API started by `dockyard up` is recorded here")

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     password_time_cost: int = Field(default=2, ge=1, le=10)
     password_memory_kib: int = Field(default=19_456, ge=8, le=1024 * 1024)
     agent_poll_seconds: float = Field(default=30.0, ge=0)
+    local_agent_port: int = Field(default=8421, ge=1, le=65535)
+    local_http_port: int = Field(default=80, ge=1, le=65535)
     log_level: str = "INFO"
     log_json: bool | None = None
     # Socket peers (addresses or CIDRs) whose client-IP headers are believed.
