@@ -63,8 +63,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     for module in ROUTERS:
         api.include_router(module.router)
-    api.include_router(metrics_routes.router)
     app.include_router(api)
+    app.include_router(metrics_routes.router)  # at /metrics/requests, as PRODUCT.md names it
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     install_request_metrics(app, settings)  # inside RequestIdMiddleware: records see the id

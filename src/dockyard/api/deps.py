@@ -11,6 +11,7 @@ from dockyard.core import auth
 from dockyard.core.authz import Actor
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import NotAuthenticated
+from dockyard.kernel.metrics.record import note_identity
 
 ID_PATTERN = r"^[a-f0-9]{32}$"
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -38,7 +39,9 @@ async def get_actor(
 ) -> Actor:
     if not token:
         raise NotAuthenticated("authentication required: send 'Authorization: Bearer <token>'")
-    return await auth.authenticate(platform, token, workspace)
+    actor = await auth.authenticate(platform, token, workspace)
+    note_identity(actor.user_id, actor.workspace_id)
+    return actor
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]

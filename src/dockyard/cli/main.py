@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dockyard import __version__
-from dockyard.cli import account, cluster, images, resources, server
+from dockyard.cli import account, cluster, images, resources, server, worker
 from dockyard.cli.client import CliError
 from dockyard.cli.output import errors
 from dockyard.kernel.errors import DockyardError
@@ -34,7 +34,8 @@ def _main(
     """Dockyard command line."""
 
 
-for command in (server.up, server.down, server.serve, server.migrate):
+for command in (server.up, server.down, server.serve, server.migrate, worker.worker,
+                worker.relay):
     app.command(rich_help_panel="Run Dockyard here")(command)
 for command in (account.login, account.logout, account.whoami, account.history):
     app.command(rich_help_panel="Account")(command)

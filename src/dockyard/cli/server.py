@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import httpx
 import typer
 
+from dockyard.cli import daemons
 from dockyard.cli.account import login_with_password
 from dockyard.cli.client import CliError
 from dockyard.cli.output import done
@@ -28,14 +25,6 @@ if TYPE_CHECKING:
 # commands start fast.
 
 START_TIMEOUT = 30.0
-
-
-def _pid_file(settings: Settings) -> Path:
-    return settings.data_dir / "api.pid"
-
-
-def _log_file(settings: Settings) -> Path:
-    return settings.data_dir / "logs" / "api.log"
 
 
 def _healthy(url: str) -> bool:
@@ -58,16 +47,17 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 
 def _start_api(settings: Settings) -> None:
     """Start `dockyard serve` detached from this terminal, logging to the data dir."""
-    log = _log_file(settings)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard.cli.main", "serve"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    _pid_file(settings).write_text(str(process.pid))
-    _wait_healthy(settings.api_url, process, log)
+    process = daemons.start(daemons.API, settings)
+    _wait_healthy(settings.api_url, process, daemons.API.log_file(settings))
+
+
+def _start_queue_processes(settings: Settings) -> None:
+    """The worker always (it reads the database outbox without Redis); the relay with Redis."""
+    wanted = [daemons.WORKER, daemons.RELAY] if settings.redis_url else [daemons.WORKER]
+    for daemon in wanted:
+        if daemons.running_pid(daemon, settings) is None:
+            daemons.start(daemon, settings)
+            done(f"Started the {daemon.name} (logs: {daemon.log_file(settings)}).")
 
 
 async def _first_owner(settings: Settings, email: str, password: str | None) -> FirstOwner:
@@ -102,7 +92,8 @@ def up(
         done(f"The API is already running at {url}.")
     else:
         _start_api(settings)
-        done(f"The API is running at {url} (logs: {_log_file(settings)}).")
+        done(f"The API is running at {url} (logs: {daemons.API.log_file(settings)}).")
+    _start_queue_processes(settings)
     _report_owner(url, owner, chosen=password is not None)
     if local_node:
         _report_local_node(asyncio.run(_local_node(settings)))
@@ -145,62 +136,17 @@ def down(
     local_node: Annotated[bool, typer.Option(
         help="Also stop this machine's agent and its nginx (containers keep running).")] = False,
 ) -> None:
-    """Stop the API started by `dockyard up`."""
+    """Stop the API, worker and relay started by `dockyard up`."""
     settings = Settings()
     if local_node:
         from dockyard.core.local_node import launch_of, stop_local_node
 
         stop_local_node(launch_of(settings))
         done("This machine's agent is stopped.")
-    pid_file = _pid_file(settings)
-    if not pid_file.exists():
+    stopped = [d.name for d in daemons.ALL if daemons.stop(d, settings)]
+    if daemons.API.name not in stopped:
         raise CliError("no API started by `dockyard up` is recorded here")
-    pid = int(pid_file.read_text())
-    if _is_our_api(pid):  # a stale file (say, after a reboot) may name someone else's process
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        _wait_gone(pid)
-    pid_file.unlink()
-    done("The API is stopped.")
-
-
-def _proc_state(pid: int) -> str | None:
-    """The process state letter from /proc ('Z' for a zombie); None without /proc."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def _running(pid: int) -> bool:
-    """True while the process exists and has not exited. An exited child of ours that its
-    new parent has not reaped yet (a zombie, common under a container's init) has exited."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _proc_state(pid) != "Z"
-
-
-def _is_our_api(pid: int) -> bool:
-    if not _running(pid):
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return not Path("/proc/self").exists()  # no /proc on this system: trust the pid file
-    return b"dockyard.cli.main" in argv and b"serve" in argv
-
-
-def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if not _running(pid):
-            return
-        time.sleep(0.1)
-    raise CliError(f"process {pid} did not stop within {START_TIMEOUT:.0f}s")
+    done(f"Stopped: {', '.join(stopped)}.")
 
 
 def migrate() -> None:

@@ -8,8 +8,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeDecorator
 
+import dockyard.models.queue  # (registers the outbox and request metrics tables)
 import dockyard.models.tables  # noqa: F401  (registers every table)
-import dockyard.models.queue  # noqa: F401  (the outbox and request metrics)
 from dockyard.models.base import Base
 
 config = context.config
