@@ -146,7 +146,7 @@ def down(
     stopped = [d.name for d in daemons.ALL if daemons.stop(d, settings)]
     if daemons.API.name not in stopped:
         raise CliError("no API started by `dockyard up` is recorded here")
-    done(f"Stopped: {', '.join(stopped)}.")
+    done(f"The {' and the '.join(stopped)} stopped.")
 
 
 def migrate() -> None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, IPvAnyAddress, computed_field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    IPvAnyAddress,
+    WithJsonSchema,
+    computed_field,
+)
 
 from dockyard import __version__
 from dockyard.models.enums import AuditAction, Role, ServerStatus, ServiceKind
@@ -152,7 +160,8 @@ class ServerAdopt(Input):
     """A server that already runs a Dockyard agent installed with this workspace's key."""
 
     name: Name
-    ip: IPvAnyAddress
+    ip: Annotated[IPvAnyAddress, WithJsonSchema(
+        {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})]
     agent_port: int = Field(default=8421, ge=1, le=65535)
     provider: Literal["local", "cluster", "manual"] = "manual"
 
