@@ -46,6 +46,7 @@ class Recipe:
     name: str
     packages: tuple[str, ...]
     changes: tuple[str, ...] = ()
+    directories: tuple[str, ...] = ()  # made in the root file system, e.g. a data directory
 
     def repository(self) -> str:
         return f"dockyard/{self.name}"
@@ -54,7 +55,8 @@ class Recipe:
 RECIPES = {
     "base": Recipe("base", ("python3", "ca-certificates"), ('CMD ["python3"]',)),
     "redis": Recipe("redis", ("redis-server",),
-                    ('CMD ["redis-server", "--protected-mode", "no", "--dir", "/data"]',)),
+                    ('CMD ["redis-server", "--protected-mode", "no", "--dir", "/data"]',),
+                    directories=("data",)),
     "postgres": Recipe("postgres", ("postgresql",),
                        ("ENV PGDATA=/var/lib/postgresql/data",
                         'CMD ["/usr/local/bin/dockyard-postgres"]')),
@@ -143,6 +145,8 @@ exec su postgres -s /bin/sh -c "exec $bin/postgres -D $PGDATA -c listen_addresse
 def _finish_rootfs(recipe: Recipe, root: Path) -> None:
     for relative in _TRIMMED:
         shutil.rmtree(root / relative, ignore_errors=True)
+    for relative in recipe.directories:
+        (root / relative).mkdir(parents=True, exist_ok=True)
     if recipe.name == "postgres":
         entry = root / "usr/local/bin/dockyard-postgres"
         entry.write_text(POSTGRES_ENTRYPOINT)
