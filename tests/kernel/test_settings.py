@@ -18,7 +18,7 @@ def test_prefix_and_conventional_names(monkeypatch, tmp_path):
 def test_embedded_defaults_use_sqlite_in_the_data_dir(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     settings = Settings(data_dir=Path("/srv/dy"))
-    assert settings.sqlalchemy_url == "sqlite+aiosqlite:////srv/dy/dockyard.db"
+    assert settings.sqlalchemy_url == "sqlite+dockyard:////srv/dy/dockyard.db"
     assert settings.key_file == Path("/srv/dy/secret.key")
     assert settings.api_url == "http://127.0.0.1:8420"
 

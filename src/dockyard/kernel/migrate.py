@@ -10,6 +10,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.kernel.db import Database
 from dockyard.kernel.settings import Settings
@@ -52,8 +53,10 @@ def _current(connection: Connection) -> str | None:
 
 
 async def current_revision(db: Database) -> str | None:
-    async with db.engine.connect() as connection:
-        return await connection.run_sync(_current)
+    async def tx(session: AsyncSession) -> str | None:
+        return await (await session.connection()).run_sync(_current)
+
+    return await db.read(tx)
 
 
 async def is_migrated(db: Database) -> bool:

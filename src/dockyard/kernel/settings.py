@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     env_value_max_bytes: int = Field(default=32 * 1024, ge=1)
     db_busy_timeout_ms: int = Field(default=15_000, ge=10_000)
-    db_retry_attempts: int = Field(default=8, ge=1)
     password_time_cost: int = Field(default=2, ge=1, le=10)
     password_memory_kib: int = Field(default=19_456, ge=8, le=1024 * 1024)
     agent_poll_seconds: float = Field(default=30.0, ge=0)
@@ -53,7 +52,7 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """The async URL of the database: the configured one, or SQLite in the data dir."""
         if not self.database_url:
-            return f"sqlite+aiosqlite:///{self.data_dir / 'dockyard.db'}"
+            return f"sqlite+dockyard:///{self.data_dir / 'dockyard.db'}"
         return _async_driver(self.database_url)
 
     @property
@@ -70,7 +69,7 @@ def _async_driver(url: str) -> str:
     for prefix, driver in (
         ("postgres://", "postgresql+asyncpg://"),
         ("postgresql://", "postgresql+asyncpg://"),
-        ("sqlite:///", "sqlite+aiosqlite:///"),
+        ("sqlite:///", "sqlite+dockyard:///"),
     ):
         if url.startswith(prefix):
             return driver + url[len(prefix) :]
