@@ -83,20 +83,25 @@ class Database:
 
     async def write(self, work: Work[T], *, info: dict[str, Any] | None = None) -> T:
         """Run `work` in a transaction that takes SQLite's write lock when it begins."""
+        deadline = time.monotonic() + self.busy_timeout  # includes the turn of our other writers
         async with self._writers:
-            return await self._retrying(self._sessions, work, info)
+            return await self._retrying(self._sessions, work, info, deadline)
 
     async def read(self, work: Work[T]) -> T:
         """Run `work` in a transaction that never takes SQLite's write lock."""
-        return await self._retrying(self._read_sessions, work, None)
+        deadline = time.monotonic() + self.busy_timeout
+        return await self._retrying(self._read_sessions, work, None, deadline)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
     async def _retrying(
-        self, maker: async_sessionmaker[AsyncSession], work: Work[T], info: dict[str, Any] | None
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        work: Work[T],
+        info: dict[str, Any] | None,
+        deadline: float,
     ) -> T:
-        deadline = time.monotonic() + self.busy_timeout
         for attempt in itertools.count(1):
             try:
                 return await self._run(maker, work, info)
