@@ -17,6 +17,7 @@ from dockyard.api.openapi import install_openapi
 from dockyard.api.routes import (
     auth,
     credentials,
+    deploys,
     env,
     history,
     projects,
@@ -27,6 +28,7 @@ from dockyard.api.routes import (
 from dockyard.api.routes import metrics as metrics_routes
 from dockyard.core import agents, health
 from dockyard.core.platform import Platform
+from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import NotMigrated
 from dockyard.kernel.metrics.middleware import install_request_metrics
 from dockyard.kernel.migrate import is_migrated
@@ -34,7 +36,9 @@ from dockyard.kernel.settings import Settings
 from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
-ROUTERS = (auth, workspaces, projects, services, env, servers, credentials, history)
+ROUTERS = (auth, workspaces, projects, services, env, servers, credentials, history, deploys)
+DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
+SHUTDOWN_WAIT_SECONDS = 30.0
 
 
 async def open_platform(settings: Settings) -> Platform:
@@ -52,21 +56,27 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = platform or await open_platform(settings)
+        if platform is None:
+            app.state.deploys = DeployRunner(app.state.platform)
+        await app.state.deploys.recover()
         async with _agent_polling(app.state.platform):
             yield
+        await app.state.deploys.shutdown(SHUTDOWN_WAIT_SECONDS)
         if platform is None:
             await app.state.platform.close()
 
     app = FastAPI(title="Dockyard", version=__version__, lifespan=lifespan)
     if platform is not None:
         app.state.platform = platform
+        app.state.deploys = DeployRunner(platform)
     api = APIRouter(prefix=API_PREFIX)
     for module in ROUTERS:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(metrics_routes.router)  # at /metrics/requests, as PRODUCT.md names it
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"])
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       streamed={DEPLOY_PATH: settings.max_archive_bytes})
     install_request_metrics(app, settings)  # inside RequestIdMiddleware: records see the id
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)

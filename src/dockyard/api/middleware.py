@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,24 +39,29 @@ class BodyLimitMiddleware:
     A body without Content-Length is read here first (it is small by definition, or it is
     refused) and replayed to the app, so the app never sees a partial body."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 streamed: Mapping[str, int] | None = None) -> None:
+        """`streamed` maps paths whose route reads (and limits) its body as a stream to the
+        largest body they accept; those bodies are never buffered here."""
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = dict(streamed or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.streamed.get(scope["path"], self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None:
-            if declared.isdigit() and int(declared) > self.max_bytes:
-                await self._reject(send)
+        if declared is not None or scope["path"] in self.streamed:
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await self._reject(send, limit)
                 return
             await self.app(scope, receive, send)
             return
         body = await self._read_within_limit(receive)
         if body is None:
-            await self._reject(send)
+            await self._reject(send, self.max_bytes)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -73,8 +79,8 @@ class BodyLimitMiddleware:
             more = message.get("more_body", False)
         return b"".join(chunks)
 
-    async def _reject(self, send: Send) -> None:
-        detail = f"request body is larger than {self.max_bytes} bytes"
+    async def _reject(self, send: Send, limit: int) -> None:
+        detail = f"request body is larger than {limit} bytes"
         body = json.dumps({"detail": detail}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": 413, "headers": headers})

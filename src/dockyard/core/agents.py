@@ -43,6 +43,15 @@ async def agent_secrets(p: Platform) -> dict[str, str]:
     return await p.db.write(tx)
 
 
+async def secret_for(p: Platform, workspace_id: str) -> str:
+    """The workspace's agent secret, for the deploy engine's clients."""
+
+    async def tx(s: AsyncSession) -> str:
+        return await _secret_of(p, s, workspace_id)
+
+    return await p.db.write(tx)
+
+
 async def install_key(p: Platform, actor: Actor) -> AgentKeyPublic:
     """The key a new server's agent must hold to accept this workspace's calls (admins)."""
 

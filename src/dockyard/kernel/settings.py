@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     request_metrics: bool = True
     request_metrics_batch: int = Field(default=100, ge=1, le=10_000)
+    # Deploys: where images go, how big an upload may be, and the default host of an app.
+    registry: str = Field(default="127.0.0.1:5000", pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+    max_archive_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    apps_domain: str = Field(default="localhost", pattern=r"^[a-z0-9.-]{1,200}$")
+    keep_releases: int = Field(default=5, ge=1, le=100)
+    base_image: str | None = None
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -31,11 +31,15 @@ class DeploymentStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+ACTIVE_STATUSES = (DeploymentStatus.QUEUED, DeploymentStatus.RUNNING)
+
+
 class SourceKind(StrEnum):
     ARCHIVE = "archive"
     GIT = "git"
     IMAGE = "image"
     ROLLBACK = "rollback"
+    RELEASE = "release"
 
 
 class AuditAction(StrEnum):

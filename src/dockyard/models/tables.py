@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -145,6 +155,16 @@ class Deployment(IdMixin, TimestampMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str] = mapped_column(Text, default="")
+    # Where the engine is (build, rollout, commit, done) and what each server holds: enough
+    # for a restarted control plane to finish or undo the deployment.
+    phase: Mapped[str] = mapped_column(String(20), default="")
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# At most one deployment of a service is active: the database itself refuses a second one.
+_ACTIVE = text("status IN ('queued', 'running')")
+Index("uq_deployments_one_active", Deployment.service_id, unique=True,
+      sqlite_where=_ACTIVE, postgresql_where=_ACTIVE)
 
 
 class DeploymentEvent(Base):

@@ -160,12 +160,19 @@ class Tarball:
     suite: str
 
 
+def cached_tarball(recipe: Recipe, settings: ImageSettings) -> Tarball:
+    """Where `recipe`'s tarball is (or would be) cached for this machine's mirror."""
+    mirror, suite = main_mirror(machine_sources(), settings.suite)
+    return Tarball(recipe, settings.cache_dir / tarball_name(recipe, suite, mirror), suite)
+
+
 def bootstrap_tarball(recipe: Recipe, settings: ImageSettings) -> Tarball:
     """The cached root file system tarball of `recipe`, built first if it is not there."""
-    mirror, suite = main_mirror(machine_sources(), settings.suite)
-    tarball = settings.cache_dir / tarball_name(recipe, suite, mirror)
-    if tarball.exists():
-        return Tarball(recipe, tarball, suite)
+    cached = cached_tarball(recipe, settings)
+    if cached.path.exists():
+        return cached
+    tarball, suite = cached.path, cached.suite
+    mirror, _ = main_mirror(machine_sources(), settings.suite)
     work = settings.cache_dir / f"build-{recipe.name}"
     shutil.rmtree(work, ignore_errors=True)
     (settings.cache_dir / "debs").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,143 @@
+"""Deploy, roll back, follow and list deployments; saved deploy configs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from dockyard.api.deps import ActorDep, PlatformDep
+from dockyard.api.errors import WRITE_RESPONSES
+from dockyard.api.routes.params import ObjectId
+from dockyard.api.sse import event_stream
+from dockyard.core import deploy_targets, deployments
+from dockyard.deploy.runner import DeployRunner
+from dockyard.deploy.sources import PayloadTooLarge
+from dockyard.kernel.errors import InvalidInput
+from dockyard.models.deploys import (
+    DeployConfigCreate,
+    DeployConfigPublic,
+    DeploymentPublic,
+    DeployParams,
+    DeployRequest,
+    DeployTarget,
+    RollbackRequest,
+)
+from dockyard.models.fields import DNS_LABEL
+
+router = APIRouter(prefix="/infra", tags=["deploys"], responses=WRITE_RESPONSES)
+ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar",
+                 "application/zip", "application/octet-stream")
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The deployment's events as Server-Sent Events, until its `done` event.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+DEPLOY_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/DeployRequest"}},
+    **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in ARCHIVE_TYPES},
+}}}
+NameQuery = Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)]
+
+
+def get_runner(request: Request) -> DeployRunner:
+    runner: DeployRunner = request.app.state.deploys
+    return runner
+
+
+RunnerDep = Annotated[DeployRunner, Depends(get_runner)]
+
+
+def _archive_target(project: str | None, service: str | None, server: list[str] | None,
+                    config_name: str | None, port: int | None, health_path: str | None
+                    ) -> DeployTarget:
+    try:
+        params = DeployParams(port=port, health_path=health_path)
+        return DeployTarget(project=project or "", service=service or "", servers=server,
+                            config_name=config_name, params=params)
+    except ValidationError as exc:
+        raise InvalidInput("an archive upload needs the query parameters project and service "
+                           f"(and valid optional ones): {exc.errors()[0]['msg']}") from exc
+
+
+@router.post("/deploy", summary="Deploy an archive, a git ref or an image (streams events)",
+             response_class=StreamingResponse, responses=SSE_RESPONSE, openapi_extra=DEPLOY_BODY)
+async def deploy(
+    request: Request, platform: PlatformDep, actor: ActorDep, runner: RunnerDep,
+    project: NameQuery = None, service: NameQuery = None,
+    server: Annotated[list[str] | None, Query(max_length=100)] = None,
+    config_name: NameQuery = None,
+    port: Annotated[int | None, Query(ge=1, le=65535)] = None,
+    health_path: Annotated[str | None, Query(max_length=1024)] = None,
+) -> StreamingResponse:
+    """JSON bodies name a git or image source; any archive type streams an upload (tar, tar.gz
+    or zip; project and service then go in the query)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() in ARCHIVE_TYPES:
+        target = _archive_target(project, service, server, config_name, port, health_path)
+        deployment_id = await deployments.start_archive_deploy(
+            platform, runner, actor, target, request.stream())
+    else:
+        body = _json_body(await _small_body(request, platform.settings.max_body_bytes))
+        deployment_id = await deployments.start_deploy(platform, runner, actor, body)
+    return event_stream(runner.events, deployment_id)
+
+
+async def _small_body(request: Request, limit: int) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(limit)
+    return body
+
+
+def _json_body(raw: bytes) -> DeployRequest:
+    try:
+        return DeployRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
+        ) from exc
+
+
+@router.post("/deployments/rollback", summary="Roll back to a release (streams events)",
+             response_class=StreamingResponse, responses=SSE_RESPONSE)
+async def rollback(body: RollbackRequest, platform: PlatformDep, actor: ActorDep,
+                   runner: RunnerDep) -> StreamingResponse:
+    deployment_id = await deployments.start_rollback(platform, runner, actor, body)
+    return event_stream(runner.events, deployment_id)
+
+
+@router.get("/deployments/history", summary="Deployments of a service, newest first")
+async def history(platform: PlatformDep, actor: ActorDep,
+                  project: Annotated[str, Query(max_length=63, pattern=DNS_LABEL)],
+                  service: Annotated[str, Query(max_length=63, pattern=DNS_LABEL)],
+                  limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[DeploymentPublic]:
+    return await deployments.history(platform, actor, project, service, limit)
+
+
+@router.get("/deployments/{deployment_id}", summary="One deployment")
+async def get_deployment(deployment_id: ObjectId, platform: PlatformDep, actor: ActorDep
+                         ) -> DeploymentPublic:
+    return await deployments.get_deployment(platform, actor, deployment_id)
+
+
+@router.get("/deployments/{deployment_id}/events", summary="Replay and follow a deployment",
+            response_class=StreamingResponse, responses=SSE_RESPONSE)
+async def events(deployment_id: ObjectId, platform: PlatformDep, actor: ActorDep,
+                 runner: RunnerDep,
+                 last_event_id: Annotated[int, Header(ge=0, le=10**9)] = 0) -> StreamingResponse:
+    await deployments.get_deployment(platform, actor, deployment_id)
+    return event_stream(runner.events, deployment_id, after=last_event_id)
+
+
+@router.get("/deploy-configs", summary="Saved deploy configs")
+async def list_configs(platform: PlatformDep, actor: ActorDep) -> list[DeployConfigPublic]:
+    return await deploy_targets.list_configs(platform, actor)
+
+
+@router.post("/deploy-configs", status_code=201, summary="Save a deploy config")
+async def save_config(body: DeployConfigCreate, platform: PlatformDep, actor: ActorDep
+                      ) -> DeployConfigPublic:
+    return await deploy_targets.save_config(platform, actor, body)

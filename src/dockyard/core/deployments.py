@@ -1,0 +1,220 @@
+"""Starting deployments and rollbacks, and reading their history. The engine does the rest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from anyio import to_thread
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.core.authz import Actor, Permission
+from dockyard.core.deploy_targets import effective_params, hosts_of, target_servers
+from dockyard.core.lookup import service_named
+from dockyard.core.platform import Platform
+from dockyard.deploy import plan, sources
+from dockyard.deploy.runner import DeployRunner
+from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
+from dockyard.models.base import new_id, utcnow
+from dockyard.models.deploys import DeploymentPublic, DeployRequest, DeployTarget, RollbackRequest
+from dockyard.models.enums import ACTIVE_STATUSES, DeploymentStatus, ServiceKind, SourceKind
+from dockyard.models.tables import Deployment, EnvVar, Project, Service, Workspace
+
+
+async def start_deploy(p: Platform, runner: DeployRunner, actor: Actor, body: DeployRequest
+                       ) -> str:
+    """A deployment of a git ref, an image, or the live release with today's variables."""
+    source = body.source.model_dump(exclude_none=True)
+    kind = SourceKind(source.pop("kind"))
+    return await _start(p, runner, actor, body, kind, source, new_id())
+
+
+async def start_archive_deploy(p: Platform, runner: DeployRunner, actor: Actor,
+                               target: DeployTarget, chunks: AsyncIterator[bytes]) -> str:
+    """Receive, check and unpack an uploaded archive, then deploy it. A hostile or oversized
+    archive is refused before a deployment exists."""
+    await p.db.read(lambda s: _deployable(s, actor, target))
+    deployment_id = new_id()
+    staging = p.settings.data_dir / "builds" / deployment_id
+    try:
+        source = await _unpacked(p, chunks, staging)
+        return await _start(p, runner, actor, target, SourceKind.ARCHIVE, source, deployment_id)
+    except BaseException:
+        await to_thread.run_sync(shutil.rmtree, staging, True)
+        raise
+
+
+async def _unpacked(p: Platform, chunks: AsyncIterator[bytes], staging: Path) -> dict[str, Any]:
+    await to_thread.run_sync(lambda: staging.mkdir(parents=True))
+    archive = await sources.receive_archive(chunks, staging / "upload",
+                                            p.settings.max_archive_bytes)
+    app_dir = await to_thread.run_sync(sources.unpack_archive, archive, staging / "app")
+    size = await to_thread.run_sync(_size_then_remove, archive)
+    return {"path": str(app_dir), "bytes": size}
+
+
+def _size_then_remove(path: Path) -> int:
+    size = path.stat().st_size
+    path.unlink()
+    return size
+
+
+async def start_rollback(p: Platform, runner: DeployRunner, actor: Actor,
+                         body: RollbackRequest) -> str:
+    """Put a retained release back: its exact image tag, its variables and its config."""
+    target = DeployTarget(project=body.project, service=body.service)
+    source = {"release": body.release} if body.release else {}
+    return await _start(p, runner, actor, target, SourceKind.ROLLBACK, source, new_id())
+
+
+async def _start(p: Platform, runner: DeployRunner, actor: Actor, target: DeployTarget,
+                 kind: SourceKind, source: dict[str, Any], deployment_id: str) -> str:
+    async def tx(s: AsyncSession) -> None:
+        row = await _new_deployment(p, s, actor, target, kind, source, deployment_id)
+        row.progress = {"owner": runner.owner.as_dict()}
+        s.add(row)
+        await s.flush()
+
+    try:
+        await p.db.write(tx, info=actor.audit_info)
+    except IntegrityError as exc:
+        raise Conflict(f"service {target.project}/{target.service} is already being deployed; "
+                       "wait for it to finish") from exc
+    runner.start(deployment_id)
+    return deployment_id
+
+
+async def _deployable(s: AsyncSession, actor: Actor, target: DeployTarget) -> Service:
+    service = await service_named(s, actor, target.project, target.service)
+    actor.require(Permission.WRITE)
+    if service.kind is not ServiceKind.APP:
+        raise InvalidInput(f"{target.project}/{target.service} is a {service.kind.value} "
+                           "service; only app services are deployed from code or images")
+    active = await s.scalar(select(Deployment).where(
+        Deployment.service_id == service.id, Deployment.status.in_(ACTIVE_STATUSES)))
+    if active is not None:
+        short = active.id[:8]
+        raise Conflict(f"service {target.project}/{target.service} is being deployed by "
+                       f"deployment {short}; wait for it or follow it with "
+                       f"`dockyard deployments follow {short}`")
+    return service
+
+
+async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: DeployTarget,
+                          kind: SourceKind, source: dict[str, Any], deployment_id: str
+                          ) -> Deployment:
+    service = await _deployable(s, actor, target)
+    servers = await target_servers(s, actor, service, target.servers)
+    base = await _image_base(p, s, service)
+    row = Deployment(id=deployment_id, workspace_id=actor.workspace_id, service_id=service.id,
+                     source_kind=kind, source=source, triggered_by=actor.user_id,
+                     status=DeploymentStatus.RUNNING, started_at=utcnow())
+    if kind in (SourceKind.ROLLBACK, SourceKind.RELEASE):
+        await _reuse(p, s, row, service, source)
+    else:
+        params = await effective_params(p, s, actor, service, target)
+        row.image_tag = plan.release_image(base, deployment_id).reference
+        row.env_ciphertext = p.box.encrypt(json.dumps(await _env(p, s, service)))
+        row.config = {"params": params.model_dump(mode="json")}
+    row.config = {**row.config, "servers": [x.id for x in servers],
+                  "site": plan.site_name(target.project, target.service),
+                  "hosts": await hosts_of(p, s, service, target.project)}
+    return row
+
+
+async def _image_base(p: Platform, s: AsyncSession, service: Service) -> str:
+    workspace = await s.get_one(Workspace, service.workspace_id)
+    project = await s.get_one(Project, service.project_id)
+    return plan.image_base(p.settings.registry, workspace.name, project.name, service.name)
+
+
+async def _env(p: Platform, s: AsyncSession, service: Service) -> dict[str, str]:
+    rows = await s.scalars(select(EnvVar).where(EnvVar.service_id == service.id))
+    return {row.key: p.box.decrypt(row.value_ciphertext) for row in rows}
+
+
+async def _reuse(p: Platform, s: AsyncSession, row: Deployment, service: Service,
+                 source: dict[str, Any]) -> None:
+    """A rollback takes its release's image, variables and config; a restart of the live
+    release takes today's variables."""
+    if row.source_kind is SourceKind.RELEASE:
+        release = await _live(s, service)
+        row.env_ciphertext = p.box.encrypt(json.dumps(await _env(p, s, service)))
+    else:
+        release = await _rollback_target(s, service, source.get("release"))
+        row.env_ciphertext = release.env_ciphertext
+        row.rollback_of = release.id
+    row.image_tag, row.config = release.image_tag, {"params": release.config["params"]}
+    source["release"] = release.id
+
+
+async def _releases(s: AsyncSession, service: Service) -> list[Deployment]:
+    query = (select(Deployment)
+             .where(Deployment.service_id == service.id,
+                    Deployment.status == DeploymentStatus.SUCCEEDED)
+             .order_by(Deployment.finished_at.desc()))
+    return list(await s.scalars(query))
+
+
+async def _live(s: AsyncSession, service: Service) -> Deployment:
+    releases = await _releases(s, service)
+    if not releases:
+        raise InvalidInput(f"service {service.name} has no release yet; deploy it first")
+    return releases[0]
+
+
+async def _rollback_target(s: AsyncSession, service: Service, wanted: str | None
+                           ) -> Deployment:
+    releases = await _releases(s, service)
+    if wanted is None:
+        if len(releases) < 2:
+            raise InvalidInput(f"service {service.name} has no earlier release to roll back to")
+        return releases[1]
+    matches = [r for r in releases if r.id.startswith(wanted)]
+    if len(matches) != 1:
+        raise (NotFound("release", wanted) if not matches else
+               InvalidInput(f"release prefix {wanted!r} is ambiguous; give more characters"))
+    return matches[0]
+
+
+async def history(p: Platform, actor: Actor, project: str, service: str, limit: int
+                  ) -> list[DeploymentPublic]:
+    async def tx(s: AsyncSession) -> list[DeploymentPublic]:
+        actor.require(Permission.READ)
+        found = await service_named(s, actor, project, service)
+        query = (select(Deployment).where(Deployment.service_id == found.id)
+                 .order_by(Deployment.created_at.desc()).limit(limit))
+        releases = await _releases(s, found)
+        live = releases[0].id if releases else None
+        return [_public(row, project, service, row.id == live) for row in await s.scalars(query)]
+
+    return await p.db.read(tx)
+
+
+async def get_deployment(p: Platform, actor: Actor, deployment_id: str) -> DeploymentPublic:
+    async def tx(s: AsyncSession) -> DeploymentPublic:
+        actor.require(Permission.READ)
+        row = await s.get(Deployment, deployment_id)
+        if row is None or row.workspace_id != actor.workspace_id:
+            raise NotFound("deployment", deployment_id)
+        service = await s.get_one(Service, row.service_id)
+        project = await s.get_one(Project, service.project_id)
+        releases = await _releases(s, service)
+        return _public(row, project.name, service.name, bool(releases) and
+                       releases[0].id == row.id)
+
+    return await p.db.read(tx)
+
+
+def _public(row: Deployment, project: str, service: str, live: bool) -> DeploymentPublic:
+    return DeploymentPublic.model_validate({
+        **{c: getattr(row, c) for c in DeploymentPublic.model_fields if hasattr(row, c)},
+        "project": project, "service": service, "live": live,
+        "config": {"params": row.config.get("params", {}), "hosts": row.config.get("hosts", [])},
+        "source": {k: v for k, v in row.source.items() if k != "path"},
+    })

@@ -1,0 +1,125 @@
+"""From a source to the release image in the registry, built on a node through its agent."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from anyio import to_thread
+
+from dockyard.agent.client import AgentError
+from dockyard.agent.models import ImageRef
+from dockyard.deploy import dockerfile, sources
+from dockyard.deploy.plan import parse_image
+from dockyard.deploy.run import DeployFailed, Run, Target
+from dockyard.models.enums import SourceKind
+from dockyard.providers import images
+
+OFFLINE_REPOSITORY = "dockyard/base"
+
+
+def work_dir(run: Run) -> Path:
+    return run.p.settings.data_dir / "builds" / run.deployment_id
+
+
+async def build_release(run: Run) -> None:
+    """Make `run.image` exist in the registry; rollbacks and restarts reuse theirs."""
+    if run.source_kind in (SourceKind.ROLLBACK, SourceKind.RELEASE):
+        return
+    builder = run.targets[0]
+    if run.source_kind is SourceKind.IMAGE:
+        await _retag(run, builder, parse_image(run.source["image"]))
+    else:
+        await _build(run, builder, await _checkout(run))
+    await run.enter("push", f"pushing {run.image.reference}")
+    await _relay(run, builder.client.push(run.image), "push")
+    await to_thread.run_sync(shutil.rmtree, work_dir(run), True)
+
+
+async def _checkout(run: Run) -> Path:
+    if run.source_kind is SourceKind.ARCHIVE:
+        return Path(run.source["path"])
+    await run.enter("fetch", f"fetching {run.source['url']} {run.source.get('ref') or 'HEAD'}")
+    dest = work_dir(run) / "git"
+    await to_thread.run_sync(shutil.rmtree, dest, True)
+    dest.mkdir(parents=True)
+    commit = await to_thread.run_sync(sources.fetch_git, run.source["url"],
+                                      run.source.get("ref"), dest)
+    await run.emit("log", f"checked out commit {commit}", commit=commit)
+    return dest
+
+
+async def _retag(run: Run, builder: Target, source: ImageRef) -> None:
+    await run.enter("pull", f"pulling {source.reference} on {builder.name}")
+    await _relay(run, builder.client.pull(source), "pull")
+    await builder.client.tag(source, run.image)
+
+
+async def _build(run: Run, builder: Target, app_dir: Path) -> None:
+    stack = await to_thread.run_sync(dockerfile.detect_stack, app_dir)
+    for note in stack.notes:
+        await run.emit("log", note)
+    text = None
+    if stack.kind != "dockerfile":
+        base = await _base_image(run, builder, dockerfile.base_image_for(
+            stack, run.params.base_image or run.p.settings.base_image))
+        text = dockerfile.render_dockerfile(stack, base, run.params.port)
+    context = work_dir(run) / "context.tar"
+    name = await to_thread.run_sync(sources.build_context, app_dir, context, text)
+    await run.enter("build", f"building {run.image.reference} on {builder.name}")
+    await _relay(run, builder.client.build(context, run.image, name), "build")
+
+
+async def _relay(run: Run, lines: AsyncIterator[dict[str, Any]], what: str) -> None:
+    """Forward a node's progress lines into the event log; an error line fails the deploy."""
+    try:
+        async for line in lines:
+            text = _line_text(line)
+            if text:
+                await run.emit("log", text, source=what)
+    except AgentError as exc:
+        raise DeployFailed(f"{what} failed: {exc.detail}") from exc
+
+
+def _line_text(line: dict[str, Any]) -> str:
+    if "progressDetail" in line and line.get("progressDetail"):
+        return ""
+    text = line.get("stream") or line.get("status") or line.get("error") or ""
+    return str(text).rstrip()
+
+
+async def _has_image(target: Target, reference: str) -> bool:
+    return any(reference in image.tags for image in await target.client.images())
+
+
+async def _base_image(run: Run, builder: Target, wanted: str) -> str:
+    """`wanted` when the builder has it or can pull it; otherwise the offline base."""
+    ref = parse_image(wanted)
+    if await _has_image(builder, ref.reference):
+        return wanted
+    try:
+        async for _ in builder.client.pull(ref):
+            pass
+        return wanted
+    except AgentError as exc:
+        offline = await _offline_base(run, builder)
+        await run.emit("warning", f"could not pull {wanted} ({exc.detail}); building on the "
+                                  f"offline base {offline} instead")
+        return offline
+
+
+async def _offline_base(run: Run, builder: Target) -> str:
+    """The debootstrapped base on the builder, imported from this machine's cache if needed."""
+    tarball = images.cached_tarball(images.RECIPES["base"], images.ImageSettings())
+    reference = f"{OFFLINE_REPOSITORY}:{tarball.suite}"
+    if await _has_image(builder, reference):
+        return reference
+    if not tarball.path.exists():
+        raise DeployFailed(f"no base image: {builder.name} has no {reference} and this machine "
+                           "has none cached; run `dockyard images bootstrap --image base`")
+    await run.emit("log", f"importing the offline base {reference} into {builder.name}")
+    await builder.client.import_rootfs(tarball.path,
+                                       ImageRef(repository=OFFLINE_REPOSITORY, tag=tarball.suite))
+    return reference

@@ -1,0 +1,93 @@
+"""The deployment state machine: build, roll out, commit; any failure puts the previous
+release back. Every phase is persisted, so a restarted control plane can finish or undo it."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import httpx
+from anyio import to_thread
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.agent.client import AgentError
+from dockyard.deploy import build, rollout
+from dockyard.deploy.run import DeployFailed, Run, describe
+from dockyard.models.base import utcnow
+from dockyard.models.enums import DeploymentStatus
+from dockyard.models.tables import Deployment, Placement, Service
+
+log = logging.getLogger("dockyard.deploy")
+COMMIT = "commit"
+DONE = "done"
+
+
+async def execute(run: Run) -> None:
+    """Carry `run` to its end: succeeded, or failed with the previous release serving."""
+    try:
+        if run.phase != COMMIT:
+            await build.build_release(run)
+            await run.enter("rollout", f"rolling out to {len(run.targets)} server(s)")
+            await rollout.roll_out(run)
+        await _commit(run)
+    except (DeployFailed, AgentError, httpx.TransportError) as exc:
+        await _undo(run, describe(exc))
+    except Exception as exc:
+        log.exception("deployment %s failed unexpectedly", run.deployment_id)
+        await _undo(run, describe(exc))
+
+
+async def recover(run: Run) -> None:
+    """Finish a deployment whose control plane died: past the switch it completes, before it
+    the previous release is put back."""
+    await run.emit("warning", f"the control plane restarted during phase {run.phase or 'start'}")
+    if run.phase == COMMIT:
+        await execute(run)
+    else:
+        await _undo(run, f"interrupted by a control-plane restart during phase "
+                         f"{run.phase or 'start'}; the previous release keeps serving")
+
+
+async def _commit(run: Run) -> None:
+    problems = await rollout.commit(run)
+    for problem in problems:
+        await run.emit("warning", f"clean-up: {problem}")
+    await _finish(run, DeploymentStatus.SUCCEEDED, "")
+
+
+async def _undo(run: Run, reason: str) -> None:
+    await run.enter("revert", "putting the previous release back")
+    try:
+        problems = await rollout.revert(run)
+    except Exception as exc:  # the reason the deploy failed matters more; say both
+        problems = [describe(exc)]
+    if problems:
+        reason += "; could not fully revert: " + "; ".join(problems)
+    await _finish(run, DeploymentStatus.FAILED, reason)
+
+
+async def _finish(run: Run, status: DeploymentStatus, error: str) -> None:
+    run.phase = DONE
+    await run.save(status=status, error=error, finished_at=utcnow())
+    if status is DeploymentStatus.SUCCEEDED:
+        await run.p.db.write(lambda s: _record_release(s, run))
+    await to_thread.run_sync(shutil.rmtree, build.work_dir(run), True)
+    message = (f"deployed {run.image.reference}" if status is DeploymentStatus.SUCCEEDED
+               else f"deployment failed: {error}")
+    await run.emit("done", message, status=status.value, error=error)
+
+
+async def _record_release(s: AsyncSession, run: Run) -> None:
+    """The service now runs this image on exactly these servers."""
+    deployment = await s.get_one(Deployment, run.deployment_id)
+    service = await s.get_one(Service, deployment.service_id)
+    service.image = run.image.reference
+    placed = {p.server_id: p for p in await s.scalars(
+        select(Placement).where(Placement.service_id == service.id))}
+    wanted = {t.id for t in run.targets}
+    for server_id in wanted - set(placed):
+        s.add(Placement(workspace_id=service.workspace_id, service_id=service.id,
+                        server_id=server_id))
+    for server_id in set(placed) - wanted:
+        await s.delete(placed[server_id])

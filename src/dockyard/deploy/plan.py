@@ -1,0 +1,73 @@
+"""Pure naming and shapes of a deployment: image tags, container and site specs."""
+
+from __future__ import annotations
+
+import hashlib
+
+from dockyard.agent.models import ContainerSpec, ImageRef, PortBinding, Site, Upstream
+from dockyard.models.deploys import Effective
+
+DEPLOYMENT_LABEL = "dockyard.deployment"
+LOOPBACK = "127.0.0.1"
+_MAX_LABEL = 63
+
+
+def deploy_tag(deployment_id: str) -> str:
+    return f"deploy_{deployment_id[:8]}"
+
+
+def image_base(registry: str, workspace: str, project: str, service: str) -> str:
+    """Where a service's images live; the workspace keeps equal names apart."""
+    return f"{registry}/{workspace}/{project}/{service}"
+
+
+def release_image(base: str, deployment_id: str) -> ImageRef:
+    return ImageRef(repository=base, tag=deploy_tag(deployment_id))
+
+
+def parse_image(reference: str) -> ImageRef:
+    repository, _, tag = reference.rpartition(":")
+    if not repository or "/" in tag:
+        return ImageRef(repository=reference)
+    return ImageRef(repository=repository, tag=tag)
+
+
+def site_name(project: str, service: str) -> str:
+    """The node-side name of a service (nginx site, container label): one DNS label."""
+    name = f"{project}-{service}"
+    if len(name) <= _MAX_LABEL:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{project[:27]}-{service[:26]}-{digest}"
+
+
+def container_name(site: str, deployment_id: str) -> str:
+    return f"{site}-{deployment_id[:8]}"
+
+
+def default_host(project: str, service: str, apps_domain: str) -> str:
+    return f"{service}.{project}.{apps_domain}"
+
+
+def release_env(env: dict[str, str], params: Effective, deployment_id: str, service: str
+                ) -> dict[str, str]:
+    """The service's variables plus what the platform tells every app."""
+    return {**env, "PORT": str(params.port), "DOCKYARD_RELEASE": deployment_id[:8],
+            "DOCKYARD_SERVICE": service}
+
+
+def container_spec(site: str, deployment_id: str, image: ImageRef, env: dict[str, str],
+                   params: Effective) -> ContainerSpec:
+    """The release's container: published on a free loopback port the agent picks."""
+    return ContainerSpec(
+        name=container_name(site, deployment_id), service=site, image=image, env=env,
+        command=params.command, labels={DEPLOYMENT_LABEL: deployment_id},
+        ports=[PortBinding(container_port=params.port, host_port=0, host_ip=LOOPBACK)],
+        memory_bytes=params.memory_mb * 1024 * 1024 if params.memory_mb else None,
+        cpus=params.cpus,
+    )
+
+
+def site_for(site: str, hosts: list[str], ports: list[int]) -> Site:
+    upstreams = [Upstream(host=LOOPBACK, port=port) for port in ports]
+    return Site(service=site, server_names=hosts, upstreams=upstreams)

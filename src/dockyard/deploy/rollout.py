@@ -1,0 +1,157 @@
+"""Putting a release on its servers: start beside the old one, health check, switch, and
+later drain and stop the old one; or put everything back as it was."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from dockyard.agent.client import AgentError
+from dockyard.agent.models import ContainerSummary
+from dockyard.deploy import plan
+from dockyard.deploy.run import DeployFailed, Run, Target, describe
+
+LOG_TAIL = 20
+
+
+async def in_parallel(run: Run, work: Callable[[Target], Awaitable[None]]) -> list[str]:
+    """Run `work` on every target, at most `parallelism` at once; the failures' reasons."""
+    gate = asyncio.Semaphore(run.params.parallelism)
+
+    async def guarded(target: Target) -> None:
+        async with gate:
+            await work(target)
+
+    results = await asyncio.gather(*(guarded(t) for t in run.targets), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result
+    return [_reason(t, r) for t, r in zip(run.targets, results, strict=True)
+            if isinstance(r, Exception)]
+
+
+def _reason(target: Target, error: Exception) -> str:
+    return f"{target.name}: {describe(error)}"
+
+
+async def roll_out(run: Run) -> None:
+    """Phase one on every server; the first failure stops the others before they switch."""
+    failures = await in_parallel(run, lambda target: _server_up(run, target))
+    if failures:
+        raise DeployFailed("; ".join(failures))
+
+
+async def _server_up(run: Run, target: Target) -> None:
+    try:
+        await _pull(run, target)
+        port = await _start(run, target)
+        await _wait_healthy(run, target, port)
+        if run.aborted.is_set():
+            raise DeployFailed("stopped before switching because another server failed")
+        await run.step(target, "switch", "started", "switching traffic")
+        await target.client.apply_site(plan.site_for(run.site, run.hosts, [port]))
+        await run.step(target, "switch", "done", "now serving the new release")
+    except Exception:
+        run.aborted.set()
+        raise
+
+
+async def _pull(run: Run, target: Target) -> None:
+    await run.step(target, "pull", "started", f"pulling {run.image.reference}")
+    try:
+        async for _ in target.client.pull(run.image):
+            pass
+    except AgentError as exc:
+        raise DeployFailed(f"pull failed: {exc.detail}") from exc
+    await run.step(target, "pull", "done", "image pulled")
+
+
+async def _start(run: Run, target: Target) -> int:
+    await run.step(target, "start", "started", "starting the new container beside the old one")
+    spec = plan.container_spec(run.site, run.deployment_id, run.image, run.env, run.params)
+    await _remove_quietly(target, spec.name)
+    summary = await target.client.run_container(spec)
+    port = summary.ports[0].host_port
+    await run.step(target, "start", "done", f"container {spec.name} started on port {port}")
+    return port
+
+
+async def _wait_healthy(run: Run, target: Target, port: int) -> None:
+    p = run.params
+    name = plan.container_name(run.site, run.deployment_id)
+    await run.step(target, "health", "started", f"waiting for GET {p.health_path} to answer")
+    last = ""
+    for _ in range(p.health_attempts):
+        probe = await target.client.probe(port, p.health_path, p.health_timeout_seconds)
+        if probe.ok:
+            await run.step(target, "health", "done", f"healthy (HTTP {probe.status})")
+            return
+        last = f"HTTP {probe.status}" if probe.status else (probe.error or "no answer")
+        if (await target.client.health(name)).state in ("exited", "dead") or run.aborted.is_set():
+            break
+        await asyncio.sleep(p.health_interval_seconds)
+    await run.step(target, "health", "failed", f"not healthy: {last}")
+    raise DeployFailed(f"health check GET {p.health_path} failed ({last}); last log lines of "
+                       f"{name}:\n{await _log_tail(target, name)}")
+
+
+async def _log_tail(target: Target, name: str) -> str:
+    try:
+        lines = [line async for line in target.client.logs(name, tail=LOG_TAIL)]
+    except AgentError as exc:
+        return f"(no logs: {exc.detail})"
+    return "\n".join(lines[-LOG_TAIL:]) or "(the container printed nothing)"
+
+
+async def _remove_quietly(target: Target, name: str) -> None:
+    try:
+        await target.client.remove_container(name)
+    except AgentError as exc:
+        if exc.status_code != 404:
+            raise
+
+
+def _split(run: Run, containers: list[ContainerSummary]
+           ) -> tuple[list[ContainerSummary], list[ContainerSummary]]:
+    """This deployment's containers, and every other one of the service."""
+    mine = [c for c in containers if c.labels.get(plan.DEPLOYMENT_LABEL) == run.deployment_id]
+    return mine, [c for c in containers if c not in mine]
+
+
+async def revert(run: Run) -> list[str]:
+    """Point every server back at the release that ran before and remove this one's
+    containers. Works from what the agents report, so it also undoes an interrupted run."""
+    return await in_parallel(run, lambda target: _revert_server(run, target))
+
+
+async def _revert_server(run: Run, target: Target) -> None:
+    mine, others = _split(run, await target.client.containers(run.site))
+    previous = [port.host_port for c in others if c.state == "running" for port in c.ports]
+    site = {s.service: s for s in await target.client.sites()}.get(run.site)
+    if previous and (site is None or {u.port for u in site.upstreams} != set(previous)):
+        await run.step(target, "revert", "started", "switching back to the previous release")
+        await target.client.apply_site(plan.site_for(run.site, run.hosts, previous))
+    elif not previous and site is not None:
+        await target.client.remove_site(run.site)
+    for container in mine:
+        await _remove_quietly(target, container.name)
+    await run.step(target, "revert", "done", "previous release in place")
+
+
+async def commit(run: Run) -> list[str]:
+    """Every server serves the new release: let the old containers drain, stop them, and
+    keep only the newest release images."""
+    await run.enter("commit", f"draining the previous release for {run.params.grace_seconds:g} s")
+    await asyncio.sleep(run.params.grace_seconds)
+    return await in_parallel(run, lambda target: _retire_old(run, target))
+
+
+async def _retire_old(run: Run, target: Target) -> None:
+    _, others = _split(run, await target.client.containers(run.site))
+    for container in others:
+        await run.step(target, "stop", "started", f"stopping {container.name}")
+        await target.client.stop_container(container.name, run.params.stop_timeout_seconds)
+        await _remove_quietly(target, container.name)
+    pruned = await target.client.prune(run.params.keep_releases)
+    await run.step(target, "stop", "done",
+                   f"old release stopped; {len(pruned.removed)} old image(s) removed")

@@ -1,0 +1,134 @@
+"""Deploy API schemas: what a deploy or rollback asks for, and what a deployment looks like."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from dockyard.models.enums import DeploymentStatus, SourceKind
+from dockyard.models.fields import ImageRef, Name
+from dockyard.models.schemas import Input, Output
+
+HEALTH_PATH = r"^/[A-Za-z0-9._~/%?=&-]{0,1023}$"
+GIT_REF = r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}$"
+ID_PREFIX = r"^[a-f0-9]{4,32}$"
+ServerRef = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9-]+$")]
+Argument = Annotated[str, Field(max_length=4096, pattern=r"^[^\u0000]*$")]
+
+
+class DeployParams(Input):
+    """How a service is deployed. Every field is optional: unset ones keep their default."""
+
+    port: int | None = Field(default=None, ge=1, le=65535, description="Port the app listens on.")
+    health_path: str | None = Field(default=None, max_length=1024, pattern=HEALTH_PATH)
+    health_interval_seconds: float | None = Field(default=None, gt=0, le=60)
+    health_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
+    health_attempts: int | None = Field(default=None, ge=1, le=1000)
+    grace_seconds: float | None = Field(
+        default=None, ge=0, le=600, description="How long the old container drains.")
+    stop_timeout_seconds: int | None = Field(default=None, ge=0, le=600)
+    parallelism: int | None = Field(default=None, ge=1, le=100)
+    keep_releases: int | None = Field(default=None, ge=1, le=100)
+    memory_mb: int | None = Field(default=None, ge=6, le=1024 * 1024)
+    cpus: float | None = Field(default=None, gt=0, le=256)
+    command: list[Argument] | None = Field(default=None, max_length=256)
+    base_image: ImageRef | None = None
+
+
+class Effective(Input):
+    """Deploy parameters with every default filled in; what a release records."""
+
+    port: int = 8000
+    health_path: str = "/"
+    health_interval_seconds: float = 1.0
+    health_timeout_seconds: float = 2.0
+    health_attempts: int = 60
+    grace_seconds: float = 5.0
+    stop_timeout_seconds: int = 10
+    parallelism: int = 4
+    keep_releases: int = 5
+    memory_mb: int | None = None
+    cpus: float | None = None
+    command: list[str] | None = None
+    base_image: str | None = None
+
+
+class GitSource(Input):
+    kind: Literal["git"]
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^[^\s\u0000-\u001f-][^\s]*$")
+    ref: str | None = Field(default=None, max_length=255, pattern=GIT_REF)
+
+
+class ImageSource(Input):
+    kind: Literal["image"]
+    image: ImageRef
+
+
+class ReleaseSource(Input):
+    """Run the live release again with the service's current variables (an env change)."""
+
+    kind: Literal["release"]
+
+
+Source = Annotated[GitSource | ImageSource | ReleaseSource, Field(discriminator="kind")]
+
+
+class DeployTarget(Input):
+    project: Name
+    service: Name
+    servers: list[ServerRef] | None = Field(
+        default=None, max_length=100,
+        description="Server names or ids; default: where the service runs, else every active "
+                    "server.")
+    config_name: Name | None = Field(default=None, description="A saved deploy config to use.")
+    params: DeployParams | None = None
+
+
+class DeployRequest(DeployTarget):
+    source: Source
+
+
+class RollbackRequest(Input):
+    project: Name
+    service: Name
+    release: str | None = Field(
+        default=None, pattern=ID_PREFIX,
+        description="Release id (or its first characters); default: the one before the live one.")
+
+
+class DeploymentPublic(Output):
+    id: str
+    project: str
+    service: str
+    status: DeploymentStatus
+    phase: str
+    source_kind: SourceKind
+    source: dict[str, Any]
+    image_tag: str | None
+    config: dict[str, Any]
+    rollback_of: str | None
+    triggered_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str
+    live: bool = False
+
+
+class DeployConfigCreate(Input):
+    name: Name
+    project: Name | None = None
+    service: Name | None = None
+    params: DeployParams = Field(default_factory=DeployParams)
+
+
+class DeployConfigPublic(Output):
+    id: str
+    name: str
+    project: str | None
+    service: str | None
+    params: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
