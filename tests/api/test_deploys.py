@@ -124,6 +124,11 @@ async def test_an_archive_needs_its_project_and_service(client, shop):
                                headers={**shop.headers, "Content-Type": "application/gzip"})
     assert answer.status_code == 422
     assert "project and service" in answer.json()["detail"]
+    bad = await client.post(DEPLOY, content=tar_gz({"app.py": b"print(1)"}),
+                            params={"project": "shop", "service": "web", "grace_seconds": "-1"},
+                            headers={**shop.headers, "Content-Type": "application/gzip"})
+    assert bad.status_code == 422
+    assert "grace_seconds" in bad.json()["detail"]
 
 
 @pytest.mark.parametrize("name", ["../evil.py", "/etc/evil", "a/../../evil"])

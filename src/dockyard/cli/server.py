@@ -141,7 +141,7 @@ def down(
     if local_node:
         from dockyard.core.local_node import launch_of, stop_local_node
 
-        stop_local_node(launch_of(settings))
+        stop_local_node(launch_of(settings), settings)
         done("This machine's agent is stopped.")
     stopped = [d.name for d in daemons.ALL if daemons.stop(d, settings)]
     if daemons.API.name not in stopped:

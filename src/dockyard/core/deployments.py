@@ -115,7 +115,7 @@ async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: De
                      source_kind=kind, source=source, triggered_by=actor.user_id,
                      status=DeploymentStatus.RUNNING, started_at=utcnow())
     if kind in (SourceKind.ROLLBACK, SourceKind.RELEASE):
-        await _reuse(p, s, row, service, source)
+        await _reuse(p, s, row, service, source, target)
     else:
         params = await effective_params(p, s, actor, service, target)
         row.image_tag = plan.release_image(base, deployment_id).reference
@@ -139,17 +139,18 @@ async def _env(p: Platform, s: AsyncSession, service: Service) -> dict[str, str]
 
 
 async def _reuse(p: Platform, s: AsyncSession, row: Deployment, service: Service,
-                 source: dict[str, Any]) -> None:
-    """A rollback takes its release's image, variables and config; a restart of the live
-    release takes today's variables."""
+                 source: dict[str, Any], target: DeployTarget) -> None:
+    """A rollback takes its release's image, variables and config exactly; a new release of
+    the live image takes today's variables and any parameters the request changes."""
+    params = target.params.model_dump(exclude_none=True) if target.params else {}
     if row.source_kind is SourceKind.RELEASE:
         release = await _live(s, service)
         row.env_ciphertext = p.box.encrypt(json.dumps(await _env(p, s, service)))
     else:
         release = await _rollback_target(s, service, source.get("release"))
-        row.env_ciphertext = release.env_ciphertext
-        row.rollback_of = release.id
-    row.image_tag, row.config = release.image_tag, {"params": release.config["params"]}
+        row.env_ciphertext, row.rollback_of, params = release.env_ciphertext, release.id, {}
+    row.image_tag = release.image_tag
+    row.config = {"params": {**release.config["params"], **params}}
     source["release"] = release.id
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from dockyard.kernel.settings import Settings
 from dockyard.models.enums import Role
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Membership, Server
-from dockyard.providers import local, netns
+from dockyard.providers import local, netns, registry
 
 LOCAL_NAME = "local"
 
@@ -31,9 +32,15 @@ def launch_of(settings: Settings) -> local.AgentLaunch:
     )
 
 
-def _start(launch: local.AgentLaunch, key: bytes) -> None:
-    """Docker (started if needed) and the agent, unless an agent already answers there."""
+def registry_dir(settings: Settings) -> Path:
+    return settings.data_dir / "registry"
+
+
+def _start(launch: local.AgentLaunch, key: bytes, settings: Settings) -> None:
+    """Docker (started if needed), the registry deploys push to, and the agent, unless an
+    agent already answers there."""
     local.ensure_local_docker(launch.state_dir)
+    registry.ensure_registry(settings.registry, registry_dir(settings))
     if not local.agent_answers(launch.url):
         write_key_file(launch.state_dir / "agent.key", key)
         local.start_agent(launch)
@@ -72,13 +79,15 @@ async def ensure_local_node(p: Platform) -> ServerPublic:
     owner = await _first_owner(p)
     key = bytes.fromhex((await agents.install_key(p, owner)).key)
     launch = launch_of(p.settings)
-    await asyncio.to_thread(_start, launch, key)
+    await asyncio.to_thread(_start, launch, key, p.settings)
     server = await _registered(p, owner, launch.port)
     return await agents.check_server(p, owner, server.id)
 
 
-def stop_local_node(launch: local.AgentLaunch) -> None:
-    """Stop this machine's agent and its nginx; Docker and the containers keep running."""
+def stop_local_node(launch: local.AgentLaunch, settings: Settings) -> None:
+    """Stop this machine's agent, its nginx and the registry; Docker and the containers keep
+    running."""
+    registry.stop_registry(registry_dir(settings))
     if launch.pid_file.exists():
         netns.stop_process(int(launch.pid_file.read_text()), "dockyard.agent.main")
         launch.pid_file.unlink()

@@ -49,16 +49,24 @@ def get_runner(request: Request) -> DeployRunner:
 RunnerDep = Annotated[DeployRunner, Depends(get_runner)]
 
 
-def _archive_target(project: str | None, service: str | None, server: list[str] | None,
-                    config_name: str | None, port: int | None, health_path: str | None
-                    ) -> DeployTarget:
+PARAM_FIELDS = tuple(name for name in DeployParams.model_fields if name != "command")
+
+
+def _archive_target(request: Request) -> DeployTarget:
+    """project, service, server (repeated), config_name and any scalar deploy parameter
+    (port, health_path, grace_seconds, ...) from the query of an archive upload."""
+    query = request.query_params
+    params = {name: query[name] for name in PARAM_FIELDS if name in query}
     try:
-        params = DeployParams(port=port, health_path=health_path)
-        return DeployTarget(project=project or "", service=service or "", servers=server,
-                            config_name=config_name, params=params)
+        return DeployTarget(project=query.get("project", ""), service=query.get("service", ""),
+                            servers=query.getlist("server") or None,
+                            config_name=query.get("config_name"),
+                            params=DeployParams.model_validate(params))
     except ValidationError as exc:
-        raise InvalidInput("an archive upload needs the query parameters project and service "
-                           f"(and valid optional ones): {exc.errors()[0]['msg']}") from exc
+        error = exc.errors()[0]
+        raise InvalidInput("an archive upload takes project and service (and optional deploy "
+                           f"parameters) in the query: {'.'.join(map(str, error['loc']))}: "
+                           f"{error['msg']}") from exc
 
 
 @router.post("/deploy", summary="Deploy an archive, a git ref or an image (streams events)",
@@ -74,7 +82,7 @@ async def deploy(
     """JSON bodies name a git or image source; any archive type streams an upload (tar, tar.gz
     or zip; project and service then go in the query)."""
     if request.headers.get("content-type", "").split(";")[0].strip() in ARCHIVE_TYPES:
-        target = _archive_target(project, service, server, config_name, port, health_path)
+        target = _archive_target(request)
         deployment_id = await deployments.start_archive_deploy(
             platform, runner, actor, target, request.stream())
     else:

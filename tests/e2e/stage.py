@@ -1,0 +1,110 @@
+"""A real stage for deploys: `dockyard up` plus a 3-node namespace cluster registered in it,
+its registry the one deploys push to; and a small client for the deploy API."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.live import bring_up, dockyard, ok, ok_json, start, stop
+
+API_TIMEOUT = httpx.Timeout(30.0, read=600.0)
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
+
+
+def tar_gz_of(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(directory.rglob("*")):
+            archive.add(path, arcname=str(path.relative_to(directory)), recursive=False)
+    return buffer.getvalue()
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        if line.startswith("data: "):
+            yield json.loads(line[len("data: "):])
+
+
+@dataclass
+class Stage:
+    env: dict[str, str]
+    url: str
+    nodes: list[dict[str, Any]]
+    root: Path
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        token = json.loads((Path(self.env["XDG_CONFIG_HOME"]) / "dockyard" / "config.json")
+                           .read_text())["token"]
+        self.http = httpx.Client(base_url=f"{self.url}/api/v1", timeout=API_TIMEOUT,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    def ensure_service(self, project: str, service: str) -> None:
+        for path, body in (("/projects", {"name": project}),
+                           (f"/projects/{project}/services", {"name": service})):
+            answer = self.http.post(path, json=body)
+            assert answer.status_code in (201, 409), answer.text
+
+    def stream(self, path: str, **request: Any) -> Iterator[dict[str, Any]]:
+        """The events of a deploy or rollback as they come; fails on a refusal."""
+        with self.http.stream("POST", path, **request) as answer:
+            if answer.status_code != 200:
+                answer.read()
+                raise AssertionError(f"{answer.status_code}: {answer.text}")
+            yield from sse_events(answer.iter_lines())
+
+    def deploy(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.stream("/infra/deploy", json=body))
+
+    def deploy_archive(self, directory: Path, **query: Any) -> list[dict[str, Any]]:
+        return list(self.stream("/infra/deploy", params=query, content=tar_gz_of(directory),
+                                headers={"Content-Type": "application/gzip"}))
+
+    def rollback(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.stream("/infra/deployments/rollback", json=body))
+
+    def history(self, project: str, service: str) -> list[dict[str, Any]]:
+        answer = self.http.get("/infra/deployments/history",
+                               params={"project": project, "service": service})
+        assert answer.status_code == 200, answer.text
+        result: list[dict[str, Any]] = answer.json()
+        return result
+
+    def app(self, node: dict[str, Any], host: str, path: str = "/api") -> httpx.Response:
+        return httpx.get(f"http://{node['ip']}{path}", headers={"Host": host}, timeout=5)
+
+    def docker_socket(self, node: dict[str, Any]) -> str:
+        index = node["name"].rsplit("node", 1)[1]
+        return f"unix://{self.root}/nodes/node{index}/docker/docker.sock"
+
+
+def cluster_env(root: Path) -> dict[str, str]:
+    return {"DOCKYARD_CLUSTER_ROOT": str(root), "DOCKYARD_CLUSTER_PREFIX": "dyd",
+            "DOCKYARD_CLUSTER_SUBNET": "10.235.0.0/24", "DOCKYARD_CLUSTER_REGISTRY_PORT": "5003"}
+
+
+def staged(base: Path) -> Iterator[Stage]:
+    """Control plane + cluster, always taken down again."""
+    root = Path("/var/tmp/dockyard-tests") / f"dep-{os.getpid()}"
+    env, url = start(base)
+    env = {**env, "DOCKYARD_REGISTRY": "10.235.0.1:5003", "DOCKYARD_AGENT_POLL_SECONDS": "5"}
+    both = {**env, **cluster_env(root)}
+    try:
+        bring_up(env)
+        ok(dockyard("cluster", "up", "--nodes", "3", "--register", env=both, timeout=300))
+        nodes = ok_json(dockyard("servers", "list", "--json", env=env))
+        yield Stage(env, url, sorted(nodes, key=lambda n: n["name"]), root)
+    finally:
+        dockyard("cluster", "down", env=both, timeout=300)
+        stop(env)
+        shutil.rmtree(root, ignore_errors=True)
