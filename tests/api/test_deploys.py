@@ -177,7 +177,8 @@ async def test_a_deploy_to_an_unreachable_agent_fails_with_the_reason_and_frees_
     answer = await client.post(DEPLOY, json=IMAGE_BODY, headers=shop.headers)
     assert answer.status_code == 200
     events = events_of(answer)
-    assert events[0]["kind"] == "phase"
+    assert events[0]["kind"] == "deployment"
+    assert events[0]["servers"] == ["node1"]
     done = events[-1]
     assert (done["kind"], done["status"]) == ("done", "failed")
     assert "node agent could not be reached" in done["error"]
@@ -203,6 +204,8 @@ async def test_events_replay_and_resume_after_last_event_id(client, shop, platfo
     assert replay == everything
     resumed = events_of(await client.get(path, headers={**shop.headers, "Last-Event-ID": "2"}))
     assert resumed == everything[2:]
+    by_prefix = path.replace(first.headers["X-Deployment-ID"], first.headers["X-Deployment-ID"][:8])
+    assert events_of(await client.get(by_prefix, headers=shop.headers)) == everything
     assert (await client.get(path, headers=stranger.headers)).status_code == 404
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dockyard import __version__
-from dockyard.cli import account, cluster, images, resources, server, worker
+from dockyard.cli import account, cluster, deploy, images, resources, server, worker
 from dockyard.cli.client import CliError
 from dockyard.cli.output import errors
 from dockyard.kernel.errors import DockyardError
@@ -39,6 +39,10 @@ for command in (server.up, server.down, server.serve, server.migrate, worker.wor
     app.command(rich_help_panel="Run Dockyard here")(command)
 for command in (account.login, account.logout, account.whoami, account.history):
     app.command(rich_help_panel="Account")(command)
+for deploy_command in (deploy.deploy, deploy.rollback, deploy.releases):
+    app.command(rich_help_panel="Deploy")(deploy_command)
+for name, group in (("deployments", deploy.deployments), ("deploy-configs", deploy.deploy_configs)):
+    app.add_typer(group, name=name, rich_help_panel="Deploy")
 for name, group in (
     ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
     ("servers", resources.servers), ("credentials", resources.credentials),

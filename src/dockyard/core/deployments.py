@@ -197,12 +197,22 @@ async def history(p: Platform, actor: Actor, project: str, service: str, limit: 
     return await p.db.read(tx)
 
 
-async def get_deployment(p: Platform, actor: Actor, deployment_id: str) -> DeploymentPublic:
+async def _by_ref(s: AsyncSession, actor: Actor, ref: str) -> Deployment:
+    """A deployment of the actor's workspace by id or by the first characters of its id."""
+    query = select(Deployment).where(Deployment.workspace_id == actor.workspace_id,
+                                     Deployment.id.startswith(ref, autoescape=True)).limit(2)
+    found = list(await s.scalars(query))
+    if not found:
+        raise NotFound("deployment", ref)
+    if len(found) > 1:
+        raise InvalidInput(f"deployment id prefix {ref!r} is ambiguous; give more characters")
+    return found[0]
+
+
+async def get_deployment(p: Platform, actor: Actor, ref: str) -> DeploymentPublic:
     async def tx(s: AsyncSession) -> DeploymentPublic:
         actor.require(Permission.READ)
-        row = await s.get(Deployment, deployment_id)
-        if row is None or row.workspace_id != actor.workspace_id:
-            raise NotFound("deployment", deployment_id)
+        row = await _by_ref(s, actor, ref)
         service = await s.get_one(Service, row.service_id)
         project = await s.get_one(Project, service.project_id)
         releases = await _releases(s, service)

@@ -26,6 +26,8 @@ DONE = "done"
 async def execute(run: Run) -> None:
     """Carry `run` to its end: succeeded, or failed with the previous release serving."""
     try:
+        if not run.phase:
+            await _announce(run)
         if run.phase != COMMIT:
             await build.build_release(run)
             await run.enter("rollout", f"rolling out to {len(run.targets)} server(s)")
@@ -36,6 +38,13 @@ async def execute(run: Run) -> None:
     except Exception as exc:
         log.exception("deployment %s failed unexpectedly", run.deployment_id)
         await _undo(run, describe(exc))
+
+
+async def _announce(run: Run) -> None:
+    servers = [t.name for t in run.targets]
+    await run.emit("deployment", f"deploying {run.project}/{run.service} as {run.image.reference} "
+                   f"to {', '.join(servers)}", service=f"{run.project}/{run.service}",
+                   image=run.image.reference, servers=servers, hosts=run.hosts)
 
 
 async def recover(run: Run) -> None:
@@ -75,7 +84,8 @@ async def _finish(run: Run, status: DeploymentStatus, error: str) -> None:
     await to_thread.run_sync(shutil.rmtree, build.work_dir(run), True)
     message = (f"deployed {run.image.reference}" if status is DeploymentStatus.SUCCEEDED
                else f"deployment failed: {error}")
-    await run.emit("done", message, status=status.value, error=error)
+    await run.emit("done", message, status=status.value, error=error, image=run.image.reference,
+                   urls=[f"http://{host}/" for host in run.hosts])
 
 
 async def _record_release(s: AsyncSession, run: Run) -> None:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
-from dockyard.api.routes.params import ObjectId
 from dockyard.api.sse import event_stream
 from dockyard.core import deploy_targets, deployments
 from dockyard.deploy.runner import DeployRunner
 from dockyard.deploy.sources import PayloadTooLarge
 from dockyard.kernel.errors import InvalidInput
 from dockyard.models.deploys import (
+    ID_PREFIX,
     DeployConfigCreate,
     DeployConfigPublic,
     DeploymentPublic,
@@ -38,6 +38,7 @@ DEPLOY_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/DeployRequest"}},
     **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in ARCHIVE_TYPES},
 }}}
+DeploymentRef = Annotated[str, Path(pattern=ID_PREFIX, description="Id or its first characters.")]
 NameQuery = Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)]
 
 
@@ -125,19 +126,19 @@ async def history(platform: PlatformDep, actor: ActorDep,
     return await deployments.history(platform, actor, project, service, limit)
 
 
-@router.get("/deployments/{deployment_id}", summary="One deployment")
-async def get_deployment(deployment_id: ObjectId, platform: PlatformDep, actor: ActorDep
+@router.get("/deployments/{deployment_id}", summary="One deployment (by id or id prefix)")
+async def get_deployment(deployment_id: DeploymentRef, platform: PlatformDep, actor: ActorDep
                          ) -> DeploymentPublic:
     return await deployments.get_deployment(platform, actor, deployment_id)
 
 
 @router.get("/deployments/{deployment_id}/events", summary="Replay and follow a deployment",
             response_class=StreamingResponse, responses=SSE_RESPONSE)
-async def events(deployment_id: ObjectId, platform: PlatformDep, actor: ActorDep,
+async def events(deployment_id: DeploymentRef, platform: PlatformDep, actor: ActorDep,
                  runner: RunnerDep,
                  last_event_id: Annotated[int, Header(ge=0, le=10**9)] = 0) -> StreamingResponse:
-    await deployments.get_deployment(platform, actor, deployment_id)
-    return event_stream(runner.events, deployment_id, after=last_event_id)
+    found = await deployments.get_deployment(platform, actor, deployment_id)
+    return event_stream(runner.events, found.id, after=last_event_id)
 
 
 @router.get("/deploy-configs", summary="Saved deploy configs")
