@@ -78,10 +78,10 @@ REQUEST = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-async def exchange(connection: Connection) -> tuple[int, bool]:
+async def exchange(connection: Connection, request: bytes = REQUEST) -> tuple[int, bool]:
     """One request on a kept-alive connection: the status, and whether nginx keeps it open."""
     reader, writer = connection
-    writer.write(REQUEST)
+    writer.write(request)
     await writer.drain()
     head = (await reader.readuntil(b"\r\n\r\n")).lower()
     length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
@@ -94,19 +94,21 @@ async def close(connection: Connection | None) -> None:
         connection[1].close()
 
 
-async def worker(port: int, stop: asyncio.Event, tally: Tally) -> None:
+async def worker(port: int, stop: asyncio.Event, tally: Tally, address: str = "127.0.0.1",
+                 request: bytes = REQUEST) -> None:
     """A strict client: a request that fails on its kept-alive connection counts as failed,
     then is tried once on a new connection to see whether a retrying client would cope."""
     connection: Connection | None = None
     while not stop.is_set():
         try:
-            connection = connection or await asyncio.open_connection("127.0.0.1", port)
-            status, keep = await exchange(connection)
+            connection = connection or await asyncio.open_connection(address, port)
+            status, keep = await exchange(connection, request)
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
             tally.failure(type(exc).__name__)
             await close(connection)
             connection = None
-            saved = await retry_once(port)  # awaited first: `+= await` would lose updates
+            # awaited first: `+= await` would lose updates
+            saved = await retry_once(port, address, request)
             tally.saved_by_one_retry += saved
             continue
         if status == 200:
@@ -119,11 +121,11 @@ async def worker(port: int, stop: asyncio.Event, tally: Tally) -> None:
     await close(connection)
 
 
-async def retry_once(port: int) -> bool:
+async def retry_once(port: int, address: str = "127.0.0.1", request: bytes = REQUEST) -> bool:
     fresh: Connection | None = None
     try:
-        fresh = await asyncio.open_connection("127.0.0.1", port)
-        status, _ = await exchange(fresh)
+        fresh = await asyncio.open_connection(address, port)
+        status, _ = await exchange(fresh, request)
         return status == 200
     except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
         return False

@@ -14,7 +14,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from dockyard.cli.client import ApiClient, CliError, seg
+from dockyard.cli.client import ApiClient, ApiError, CliError, seg
 from dockyard.cli.output import JsonFlag, console, errors, show, show_one
 from dockyard.cli.resources import ProjectOpt, ServiceOpt
 from dockyard.cli.sse import StreamClient, watch
@@ -40,6 +40,8 @@ PortOpt = Annotated[int | None, typer.Option(
     "--port", min=1, max=65535, help="Port the app listens on.")]
 HealthOpt = Annotated[str | None, typer.Option(
     "--health-path", help="HTTP path that answers 2xx when the app is healthy.")]
+CreateOpt = Annotated[bool, typer.Option(
+    "--create", help="Create the project and the service first when they do not exist.")]
 EventsJson = Annotated[bool, typer.Option("--json", help="Print each event as one JSON line.")]
 
 
@@ -141,11 +143,13 @@ def deploy(
     project: ProjectOpt, service: ServiceOpt, path: PathArg = None, git: GitOpt = None,
     ref: RefOpt = None, image: ImageOpt = None, server: ServerOpt = None,
     config: ConfigOpt = None, port: PortOpt = None, health_path: HealthOpt = None,
-    as_json: EventsJson = False,
+    create: CreateOpt = False, as_json: EventsJson = False,
 ) -> None:
     """Deploy a directory, a git repository or an image, and follow it to the end."""
     _one_source(path, git, ref, image)
     api, params = StreamClient.from_config(), _params(port, health_path)
+    if create:
+        _create_missing(api, project, service)
     if path is not None:
         query = _query(project, service, server, config, params)
         _deploy_archive(api, path, query, as_json)
@@ -153,6 +157,15 @@ def deploy(
     body = {"project": project, "service": service, "source": _json_source(git, ref, image),
             "servers": server or None, "config_name": config, "params": params}
     watch(api, lambda: api.open_stream("POST", "/infra/deploy", json=body), as_json)
+
+
+def _create_missing(api: StreamClient, project: str, service: str) -> None:
+    for path, name in (("/projects", project), (f"/projects/{seg(project)}/services", service)):
+        try:
+            api.post(path, {"name": name})
+        except ApiError as exc:
+            if exc.status_code != 409:
+                raise
 
 
 def _deploy_archive(api: StreamClient, root: Path, query: list[tuple[str, str]],

@@ -9,6 +9,7 @@ import typer
 
 from dockyard.cli.client import ApiClient, CliError, seg
 from dockyard.cli.output import JsonFlag, done, show, show_one
+from dockyard.cli.sse import release_live_image
 
 projects = typer.Typer(help="Projects group services.", no_args_is_help=True)
 services = typer.Typer(help="Services are what you deploy.", no_args_is_help=True)
@@ -17,6 +18,8 @@ servers = typer.Typer(help="The server inventory.", no_args_is_help=True)
 
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
 ServiceOpt = Annotated[str, typer.Option("--service", "-s", help="Service name.")]
+DeployFlag = Annotated[bool, typer.Option(
+    "--deploy/--no-deploy", help="Roll the change out as a new release of the live image.")]
 PROJECT_COLUMNS = ["name", "description", "created_at"]
 SERVICE_COLUMNS = ["name", "kind", "image", "updated_at"]
 
@@ -127,22 +130,27 @@ def env_set(
     assignments: Annotated[list[str], typer.Argument(help="KEY=VALUE ...")],
     project: ProjectOpt, service: ServiceOpt,
     secret: Annotated[bool, typer.Option(help="Store as secret: masked everywhere.")] = False,
+    deploy: DeployFlag = True,
 ) -> None:
-    """Set variables, all at once or none."""
+    """Set variables, all at once or none, and roll them out as a new release."""
     assigned = parse_assignments(assignments)
     items = [{**item, "secret": secret} for item in assigned]
     ApiClient.from_config().patch(_env_path(project, service), {"set": items})
     done(f"Set {', '.join(i['key'] for i in assigned)} on {project}/{service}.")
+    if deploy:
+        release_live_image(project, service)
 
 
 @env.command("unset")
 def env_unset(
     keys: Annotated[list[str], typer.Argument(help="KEY ...")],
-    project: ProjectOpt, service: ServiceOpt,
+    project: ProjectOpt, service: ServiceOpt, deploy: DeployFlag = True,
 ) -> None:
-    """Unset variables, all at once or none."""
+    """Unset variables, all at once or none, and roll that out as a new release."""
     ApiClient.from_config().patch(_env_path(project, service), {"unset": keys})
     done(f"Unset {', '.join(keys)} on {project}/{service}.")
+    if deploy:
+        release_live_image(project, service)
 
 
 SERVER_COLUMNS = ["id", "name", "provider", "ip", "status", "agent_version", "agent_current"]

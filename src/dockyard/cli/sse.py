@@ -283,6 +283,8 @@ def _conclude(follower: Follower, as_json: bool) -> None:
     if not as_json:
         head = follower.head
         done(f"Deployed {head.get('service', '')} {head.get('image', '')}".strip())
+        for url in result.get("urls") or []:
+            done(f"Open {url}")
 
 
 def _interrupted(deployment_id: str | None) -> str:
@@ -291,3 +293,15 @@ def _interrupted(deployment_id: str | None) -> str:
                 "the server: see `dockyard releases -p PROJECT -s SERVICE`.")
     return (f"Stopped following; deployment {deployment_id} continues on the server. "
             f"Follow it again with `dockyard deployments follow {deployment_id}`.")
+
+
+def release_live_image(project: str, service: str, as_json: bool = False) -> None:
+    """Roll out a new release of the live image with the service's current variables."""
+    api = StreamClient.from_config()
+    body = {"project": project, "service": service, "source": {"kind": "release"}}
+    try:
+        watch(api, lambda: api.open_stream("POST", "/infra/deploy", json=body), as_json)
+    except ApiError as exc:
+        if exc.status_code != 422 or "no release yet" not in str(exc):
+            raise
+        done(f"{project}/{service} has no release yet; the variables apply at its first deploy.")

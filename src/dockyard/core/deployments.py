@@ -109,8 +109,6 @@ async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: De
                           kind: SourceKind, source: dict[str, Any], deployment_id: str
                           ) -> Deployment:
     service = await _deployable(s, actor, target)
-    servers = await target_servers(s, actor, service, target.servers)
-    base = await _image_base(p, s, service)
     row = Deployment(id=deployment_id, workspace_id=actor.workspace_id, service_id=service.id,
                      source_kind=kind, source=source, triggered_by=actor.user_id,
                      status=DeploymentStatus.RUNNING, started_at=utcnow())
@@ -118,9 +116,11 @@ async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: De
         await _reuse(p, s, row, service, source, target)
     else:
         params = await effective_params(p, s, actor, service, target)
+        base = await _image_base(p, s, service)
         row.image_tag = plan.release_image(base, deployment_id).reference
         row.env_ciphertext = p.box.encrypt(json.dumps(await _env(p, s, service)))
         row.config = {"params": params.model_dump(mode="json")}
+    servers = await target_servers(s, actor, service, target.servers)
     row.config = {**row.config, "servers": [x.id for x in servers],
                   "site": plan.site_name(target.project, target.service),
                   "hosts": await hosts_of(p, s, service, target.project)}

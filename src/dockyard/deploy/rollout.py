@@ -68,7 +68,8 @@ async def _pull(run: Run, target: Target) -> None:
 
 async def _start(run: Run, target: Target) -> int:
     await run.step(target, "start", "started", "starting the new container beside the old one")
-    spec = plan.container_spec(run.site, run.deployment_id, run.image, run.env, run.params)
+    env = plan.release_env(run.env, run.params, run.deployment_id, f"{run.project}/{run.service}")
+    spec = plan.container_spec(run.site, run.deployment_id, run.image, env, run.params)
     await _remove_quietly(target, spec.name)
     summary = await target.client.run_container(spec)
     port = summary.ports[0].host_port
