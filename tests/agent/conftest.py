@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -17,7 +18,10 @@ import pytest
 from dockyard.agent import auth
 from dockyard.agent.app import create_app
 from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.nginx import NginxLayout
+from dockyard.agent.proxy import Nginx
 from dockyard.agent.settings import AgentSettings
+from dockyard.providers import netns
 from dockyard.providers.cluster import Cluster, ClusterSettings
 from dockyard.providers.images import RECIPES, ImageSettings, Tarball, bootstrap_tarball
 
@@ -40,6 +44,44 @@ def free_port() -> int:
         return port
 
 
+def eventually_true(condition: Callable[[], bool], what: str, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {within:.0f} s")
+        time.sleep(0.01)
+
+
+def require_nginx() -> None:
+    if shutil.which("nginx") is None:
+        pytest.fail("nginx is not installed (or /usr/sbin is not on PATH): apt-get install nginx")
+
+
+@pytest.fixture
+def nginx_root() -> Iterator[Path]:
+    """A short directory (unix socket paths are limited) that every user may enter: the
+    edge's workers, `nobody` under a root master, connect to the switch's sockets in it."""
+    require_nginx()
+    base = Path(tempfile.mkdtemp(prefix="dy-ngx-", dir="/var/tmp"))
+    base.chmod(0o755)
+    yield base / "nginx"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def stop_and_wait(pair: Nginx) -> None:
+    masters = pair.running_pids()
+    pair.stop()
+    eventually_true(lambda: not any(netns.alive(pid, "nginx") for pid in masters),
+                    "both nginx masters exiting")
+
+
+@pytest.fixture
+def nginx(nginx_root: Path) -> Iterator[Nginx]:
+    """The node's nginx pair, prepared, on a free loopback port; stopped afterwards."""
+    pair = Nginx(NginxLayout(nginx_root, http_port=free_port()))
+    pair.prepare()
+    yield pair
+    stop_and_wait(pair)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ is rolled back (real nginx on a loopback port, no Docker needed)."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,10 +15,9 @@ import pytest
 
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import Site, TlsFiles, Upstream
-from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.proxy import Nginx, NginxRejected
 from dockyard.agent.settings import AgentSettings
-from tests.agent.conftest import free_port, signed_headers
+from tests.agent.conftest import signed_headers
 
 GOOD: dict[str, Any] = {"service": "web", "server_names": ["shop.test"],
                         "upstreams": [{"host": "127.0.0.1", "port": 8000}]}
@@ -88,14 +86,8 @@ def backend() -> Iterator[int]:
     server.server_close()
 
 
-@pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Nginx]:
-    if shutil.which("nginx") is None:
-        pytest.fail("nginx is not installed: apt-get install nginx")
-    proxy = Nginx(NginxLayout(tmp_path / "nginx", http_port=free_port()))
-    proxy.prepare()
-    yield proxy
-    proxy.stop()
+def site_files(nginx: Nginx, service: str) -> list[str | None]:
+    return [nginx.edge.site_text(service), nginx.switch.site_text(service)]
 
 
 def test_apply_writes_checks_and_serves_the_site(nginx: Nginx, backend: int) -> None:
@@ -104,6 +96,8 @@ def test_apply_writes_checks_and_serves_the_site(nginx: Nginx, backend: int) -> 
     url = f"http://127.0.0.1:{nginx.layout.http_port}/"
     assert httpx.get(url, headers={"Host": "shop.test"}).text == "hello from shop.test"
     assert httpx.get(url, headers={"Host": "other.test"}).status_code == 404
+    assert None not in site_files(nginx, "web")
+    assert nginx.switch.layout.socket("web").is_socket()
 
 
 def test_a_site_nginx_refuses_is_rolled_back_and_the_old_one_keeps_serving(
@@ -112,12 +106,13 @@ def test_a_site_nginx_refuses_is_rolled_back_and_the_old_one_keeps_serving(
     site = Site(service="web", server_names=["shop.test"],
                 upstreams=[Upstream(host="127.0.0.1", port=backend)])
     nginx.apply(site)
-    before = nginx.layout.site_file("web").read_text()
+    before = site_files(nginx, "web")
     missing = str(tmp_path / "certs" / "missing.pem")
-    broken = site.model_copy(update={"tls": TlsFiles(certificate=missing, key=missing)})
+    broken = site.model_copy(update={"tls": TlsFiles(certificate=missing, key=missing),
+                                     "upstreams": [Upstream(host="127.0.0.1", port=1)]})
     with pytest.raises(NginxRejected, match=r"missing\.pem"):
         nginx.apply(broken)
-    assert nginx.layout.site_file("web").read_text() == before
+    assert site_files(nginx, "web") == before
     url = f"http://127.0.0.1:{nginx.layout.http_port}/"
     assert httpx.get(url, headers={"Host": "shop.test"}).status_code == 200
 
@@ -129,9 +124,11 @@ def test_a_refused_new_site_leaves_no_file(nginx: Nginx, tmp_path: Path) -> None
                 tls=TlsFiles(certificate=missing, key=missing))
     with pytest.raises(NginxRejected):
         nginx.apply(site)
-    assert not nginx.layout.site_file("api").exists()
+    assert site_files(nginx, "api") == [None, None]
+    assert not nginx.switch.layout.socket("api").exists()
 
 
 def test_the_default_configuration_passes_nginx_check(nginx: Nginx) -> None:
     nginx.check()
     assert "server_names_hash_bucket_size 128;" in nginx.layout.conf.read_text()
+    assert "listen" not in nginx.switch.layout.conf.read_text()

@@ -23,6 +23,8 @@ from dockyard.agent.models import (
     ImageRef,
     ImageSummary,
     KeyRotation,
+    ProbeRequest,
+    ProbeResult,
     PruneRequest,
     PruneResult,
     Repository,
@@ -175,6 +177,11 @@ async def container_logs(name: ContainerPath, node: NodeDep, follow: bool = Fals
                          tail: Annotated[int, Query(ge=0, le=100_000)] = 200) -> StreamingResponse:
     chunks = node.logs(name, follow=follow, tail=tail)
     return StreamingResponse(chunks, media_type="text/plain")
+
+
+@router.post("/probe")
+async def probe(body: ProbeRequest, node: NodeDep) -> ProbeResult:
+    return await node.probe(body)
 
 
 @router.post("/volumes", status_code=204)

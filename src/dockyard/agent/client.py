@@ -20,6 +20,8 @@ from dockyard.agent.models import (
     ContainerSummary,
     ImageRef,
     ImageSummary,
+    ProbeRequest,
+    ProbeResult,
     PruneResult,
     Site,
     TagRequest,
@@ -88,7 +90,8 @@ class NodeAgentClient:
         return request
 
     async def _open(self, method: str, path: str, *, body: Any = None, upload: Upload | None = None,
-                    params: dict[str, Any] | None = None) -> httpx.Response:
+                    params: dict[str, Any] | None = None, seconds: float | None = None
+                    ) -> httpx.Response:
         """Send a signed request and return the open response; raise `AgentError` on failure."""
         if isinstance(upload, Path):
             content: Any = _file_chunks(upload)
@@ -98,8 +101,9 @@ class NodeAgentClient:
                 b"" if body is None else json.dumps(body).encode())
             digest = auth.body_digest(content)
         headers = {"content-type": "application/json" if upload is None else "application/x-tar"}
-        request = self._http.build_request(method, path, content=content, params=params,
-                                           headers=headers)
+        request = self._http.build_request(
+            method, path, content=content, params=params, headers=headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if seconds is None else seconds)
         response = await self._http.send(self._sign(request, digest), stream=True)
         if response.is_error:
             error = await _error_of(response)
@@ -195,6 +199,14 @@ class NodeAgentClient:
                 yield line
         finally:
             await response.aclose()
+
+    async def probe(self, port: int, path: str, timeout_seconds: float = 2.0, *,
+                    host: str = "127.0.0.1") -> ProbeResult:
+        """One GET the agent makes on its node; a failed connection is `ok=False`, not raised."""
+        body = ProbeRequest(port=port, path=path, timeout_seconds=timeout_seconds, host=host)
+        answer = await self._call("POST", "/probe", body=body.model_dump(mode="json"),
+                                  seconds=timeout_seconds + 10)
+        return ProbeResult.model_validate(answer)
 
     async def create_volume(self, name: str, service: str) -> None:
         await self._call("POST", "/volumes", body={"name": name, "service": service})

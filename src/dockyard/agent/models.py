@@ -24,6 +24,7 @@ Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,1
 EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/-]{0,254}$")]
 SafePath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]{1,1023}$")]
+ProbePath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/?=&%-]{0,1023}$")]
 Argument = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=32 * 1024)]
 
 
@@ -88,8 +89,10 @@ class RestartPolicy(StrEnum):
 
 
 class PortBinding(Strict):
+    """`host_port` 0 asks the agent for a free port; it stores the one it chose."""
+
     container_port: int = Field(ge=1, le=65535)
-    host_port: int = Field(ge=1, le=65535)
+    host_port: int = Field(ge=0, le=65535)
     host_ip: UpstreamHost = "0.0.0.0"  # noqa: S104 - the node's nginx and peers reach it here
     protocol: str = Field(default="tcp", pattern=r"^(tcp|udp)$")
 
@@ -142,6 +145,15 @@ class VolumeRequest(Strict):
     service: ServiceName
 
 
+class ProbeRequest(Strict):
+    """One HTTP GET the agent makes on its node, e.g. to a container's published port."""
+
+    port: int = Field(ge=1, le=65535)
+    path: ProbePath
+    timeout_seconds: float = Field(default=2, gt=0, le=60)
+    host: UpstreamHost = "127.0.0.1"
+
+
 class KeyRotation(Strict):
     sealed_key: str = Field(min_length=1, max_length=1024)
 
@@ -156,6 +168,12 @@ class AgentInfo(BaseModel):
     uptime_seconds: float
 
 
+class PublishedPort(BaseModel):
+    container_port: int
+    host_port: int
+    host_ip: str
+
+
 class ContainerSummary(BaseModel):
     id: str
     name: str
@@ -163,6 +181,7 @@ class ContainerSummary(BaseModel):
     state: str
     status: str
     labels: dict[str, str]
+    ports: list[PublishedPort] = Field(default_factory=list)
 
 
 class ContainerHealth(BaseModel):
@@ -182,3 +201,12 @@ class ImageSummary(BaseModel):
 class PruneResult(BaseModel):
     removed: list[str]
     failed: dict[str, str]
+
+
+class ProbeResult(BaseModel):
+    """`ok` for a 2xx or 3xx answer; a connection failure is a result, never an error."""
+
+    ok: bool
+    status: int | None
+    error: str | None
+    elapsed_ms: float

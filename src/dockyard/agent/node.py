@@ -14,6 +14,8 @@ from anyio import to_thread
 
 from dockyard import __version__
 from dockyard.agent import commands as cmd
+from dockyard.agent import ports as host_ports
+from dockyard.agent import probe as http_probe
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
@@ -21,7 +23,10 @@ from dockyard.agent.models import (
     ContainerSummary,
     ImageRef,
     ImageSummary,
+    ProbeRequest,
+    ProbeResult,
     PruneResult,
+    PublishedPort,
     Site,
     TagRequest,
     VolumeRequest,
@@ -47,11 +52,19 @@ def _memory_bytes() -> int:
     return 0
 
 
+def published_ports(entries: list[dict[str, Any]]) -> list[PublishedPort]:
+    """The `Ports` of Docker's container list that are published on the host."""
+    found = [PublishedPort(container_port=e["PrivatePort"], host_port=e["PublicPort"],
+                           host_ip=e.get("IP", "")) for e in entries if e.get("PublicPort")]
+    return sorted(found, key=lambda p: (p.container_port, p.host_ip, p.host_port))
+
+
 def summarize_container(raw: dict[str, Any]) -> ContainerSummary:
     names = raw.get("Names") or ["/"]
     return ContainerSummary(
         id=raw["Id"], name=names[0].lstrip("/"), image=raw.get("Image", ""),
         state=raw.get("State", ""), status=raw.get("Status", ""), labels=raw.get("Labels") or {},
+        ports=published_ports(raw.get("Ports") or []),
     )
 
 
@@ -129,11 +142,34 @@ class Node:
     # Containers
 
     async def run_container(self, spec: ContainerSpec) -> ContainerSummary:
-        await self.runtime.run_all(cmd.run_container(spec))
+        """Choose the free host ports asked for and keep the concrete spec in the desired
+        state before creating the container, so that no other spec gets those ports and a
+        restore reuses them; forget it again if Docker refuses."""
         async with self._lock:
-            self.state.containers[spec.name] = spec
-            self.state_file.save(self.state)
+            spec = self._with_free_ports(spec)
+            previous = self.state.containers.get(spec.name)
+            self._keep_container(spec.name, spec)
+        try:
+            await self.runtime.run_all(cmd.run_container(spec))
+        except EngineError:
+            async with self._lock:
+                self._keep_container(spec.name, previous)
+            raise
         return await self.container(spec.name)
+
+    def _with_free_ports(self, spec: ContainerSpec) -> ContainerSpec:
+        taken = host_ports.taken_ports(self.state.containers.values())
+        try:
+            return host_ports.with_free_ports(spec, taken)
+        except OSError as exc:
+            raise InvalidInput(f"could not choose a free host port: {exc}") from exc
+
+    def _keep_container(self, name: str, spec: ContainerSpec | None) -> None:
+        if spec is None:
+            self.state.containers.pop(name, None)
+        else:
+            self.state.containers[name] = spec
+        self.state_file.save(self.state)
 
     async def container(self, name: str) -> ContainerSummary:
         found = await self.containers({"dockyard.managed": "true"})
@@ -159,6 +195,9 @@ class Node:
         selector = {**labels, cmd.MANAGED_LABEL: "true"}
         found = await self.runtime.run(cmd.list_containers(selector))
         return [summarize_container(raw) for raw in found]
+
+    async def probe(self, request: ProbeRequest) -> ProbeResult:
+        return await http_probe.probe(request)
 
     async def health(self, name: str) -> ContainerHealth:
         return container_health(await self.runtime.run(cmd.inspect_container(name)))

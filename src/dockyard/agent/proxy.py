@@ -1,8 +1,14 @@
-"""The node's nginx: write a site, `nginx -t`, restore the previous file on failure, reload."""
+"""The node's nginx pair: write a site, `nginx -t`, restore the previous file on failure, reload.
+
+`NginxInstance` drives one nginx; `Nginx` drives the node's edge and switch instances (see
+`dockyard.agent.nginx`) so that a change of upstreams reloads only the switch."""
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +19,7 @@ from dockyard.agent.nginx import NginxLayout
 from dockyard.kernel.errors import InvalidInput
 
 RELOAD_TIMEOUT = 10
+log = logging.getLogger("dockyard.agent")
 
 
 class NginxRejected(InvalidInput):
@@ -21,13 +28,13 @@ class NginxRejected(InvalidInput):
 
 def children_of(pid: int) -> set[int]:
     children = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
         if fields and int(fields[1]) == pid:
-            children.add(int(stat.parent.name))
+            children.add(int(stat_file.parent.name))
     return children
 
 
@@ -51,22 +58,60 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-class Nginx:
+def remove_stale_socket(path: Path) -> None:
+    """Delete a socket file nothing listens on (left by a killed nginx): nginx cannot bind
+    a path that exists. A live socket is left alone."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def unsearchable_by_others(path: Path) -> Path | None:
+    """The first directory above `path` that other users (nginx workers run as `nobody`
+    when the master is root) cannot enter, if any."""
+    for directory in [*reversed(path.parents), path]:
+        if directory.exists() and not directory.stat().st_mode & stat.S_IXOTH:
+            return directory
+    return None
+
+
+class NginxInstance:
+    """One nginx: its own configuration, sites, pid file and logs under `layout.root`."""
+
     def __init__(self, layout: NginxLayout, binary: str = "nginx") -> None:
         self.layout = layout
         self.binary = binary
 
     def prepare(self) -> None:
-        """Create the directories and write the default configuration."""
+        """Create the directories and write the main configuration."""
         for directory in (self.layout.sites, self.layout.root / "logs", self.layout.root / "tmp"):
             directory.mkdir(parents=True, exist_ok=True)
+        if self.layout.switch:
+            self.layout.sockets.mkdir(exist_ok=True)
+            self.layout.sockets.chmod(0o755)
         write_atomically(self.layout.conf, nginx.render_main(self.layout))
 
-    def apply(self, site: Site) -> None:
-        self._replace(self.layout.site_file(site.service), nginx.render_site(site, self.layout))
+    def site_text(self, service: str) -> str | None:
+        path = self.layout.site_file(service)
+        return path.read_text() if path.exists() else None
 
-    def remove(self, service: str) -> None:
-        self._replace(self.layout.site_file(service), None)
+    def replace(self, service: str, text: str | None) -> None:
+        """Write (or with None, delete) a site file, check, restore it if refused, reload."""
+        path = self.layout.site_file(service)
+        previous = self.site_text(service)
+        self._put(path, text)
+        try:
+            self.check()
+        except NginxRejected:
+            self._put(path, previous)
+            raise
+        if self.layout.switch and previous is None:
+            remove_stale_socket(self.layout.socket(service))
+        self.reload()
 
     def write_all(self, sites: list[Site]) -> None:
         """Make the sites directory hold exactly `sites` (used when restoring)."""
@@ -76,16 +121,6 @@ class Nginx:
         for path, site in wanted.items():
             write_atomically(path, nginx.render_site(site, self.layout))
         self.check()
-
-    def _replace(self, path: Path, text: str | None) -> None:
-        previous = path.read_text() if path.exists() else None
-        self._put(path, text)
-        try:
-            self.check()
-        except NginxRejected:
-            self._put(path, previous)
-            raise
-        self.reload()
 
     @staticmethod
     def _put(path: Path, text: str | None) -> None:
@@ -107,21 +142,27 @@ class Nginx:
             return None
         return pid
 
+    def workers(self) -> set[int]:
+        master = self.running_pid()
+        return set() if master is None else children_of(master)
+
     def reload(self) -> None:
         """Reload a running nginx (returning once new workers serve the new configuration),
         or start it when it is not running."""
         master = self.running_pid()
         if master is None:
-            process.check(nginx.start_argv(self.binary, self.layout), timeout=30)
-            self._wait_until(self._has_workers, "start its workers")
+            self._start()
             return
         old_workers = children_of(master)
         process.check(nginx.reload_argv(self.binary, self.layout), timeout=30)
         self._wait_until(lambda: _replaced(master, old_workers), "replace its workers")
 
-    def _has_workers(self) -> bool:
-        master = self.running_pid()
-        return master is not None and bool(children_of(master))
+    def _start(self) -> None:
+        if self.layout.switch:
+            for path in self.layout.sockets.glob("*.sock"):
+                remove_stale_socket(path)
+        process.check(nginx.start_argv(self.binary, self.layout), timeout=30)
+        self._wait_until(lambda: bool(self.workers()), "start its workers")
 
     def _wait_until(self, condition: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + RELOAD_TIMEOUT
@@ -134,3 +175,83 @@ class Nginx:
     def stop(self) -> None:
         if self.running_pid() is not None:
             process.check(nginx.stop_argv(self.binary, self.layout), timeout=30)
+
+
+class Nginx:
+    """The node's two nginx instances, built from the edge's layout: the edge holds client
+    connections and is reloaded only when a site's names or TLS files change; the switch
+    holds the upstreams and is reloaded for every change."""
+
+    def __init__(self, layout: NginxLayout, binary: str = "nginx") -> None:
+        self.layout = layout
+        self.edge = NginxInstance(layout, binary)
+        self.switch = NginxInstance(layout.switch_layout, binary)
+
+    @property
+    def instances(self) -> tuple[NginxInstance, NginxInstance]:
+        """In start order: the switch first, so that its sockets exist when the edge serves."""
+        return self.switch, self.edge
+
+    def prepare(self) -> None:
+        for instance in self.instances:
+            instance.prepare()
+        if problem := self.unreachable_sockets():
+            log.warning("%s", problem)
+
+    def unreachable_sockets(self) -> str | None:
+        """Why the edge's workers (`nobody` under a root master) could not connect to the
+        switch's sockets, if they could not."""
+        sockets = self.switch.layout.sockets
+        closed = unsearchable_by_others(sockets) if os.geteuid() == 0 else None
+        if closed is None:
+            return None
+        return (f"nginx workers cannot reach the sockets in {sockets}: {closed} is closed to "
+                f"other users (chmod o+x it, or keep the agent's state elsewhere)")
+
+    def apply(self, site: Site) -> None:
+        """Switch first (returns once its new workers serve); then the edge, only if its
+        text changed. If the edge refuses its site, the switch's previous site comes back."""
+        if problem := self.unreachable_sockets():
+            raise InvalidInput(problem)
+        switch_text = nginx.render_switch_site(site, self.switch.layout)
+        edge_text = nginx.render_edge_site(site, self.layout)
+        previous = self.switch.site_text(site.service)
+        self.switch.replace(site.service, switch_text)
+        try:
+            if self.edge.site_text(site.service) != edge_text:
+                self.edge.replace(site.service, edge_text)
+        except NginxRejected:
+            if previous != switch_text:
+                self.switch.replace(site.service, previous)
+            raise
+
+    def remove(self, service: str) -> None:
+        """The edge stops routing to the socket before the switch closes it."""
+        for instance in (self.edge, self.switch):
+            if instance.site_text(service) is not None:
+                instance.replace(service, None)
+
+    def write_all(self, sites: list[Site]) -> None:
+        for instance in self.instances:
+            instance.write_all(sites)
+
+    def check(self) -> None:
+        for instance in self.instances:
+            instance.check()
+
+    def reload(self) -> None:
+        for instance in self.instances:
+            instance.reload()
+
+    def running_pid(self) -> int | None:
+        """The edge's master: the one that holds the client connections."""
+        return self.edge.running_pid()
+
+    def running_pids(self) -> list[int]:
+        """The masters of both instances that run, edge first."""
+        return [pid for i in (self.edge, self.switch) if (pid := i.running_pid()) is not None]
+
+    def stop(self) -> None:
+        """Stop both instances (gracefully: the edge first, then the switch behind it)."""
+        for instance in (self.edge, self.switch):
+            instance.stop()

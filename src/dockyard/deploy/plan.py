@@ -9,7 +9,7 @@ from dockyard.models.deploys import Effective
 
 DEPLOYMENT_LABEL = "dockyard.deployment"
 LOOPBACK = "127.0.0.1"
-_MAX_LABEL = 63
+_MAX_SITE = 40  # the switch layer's unix socket path is named after it (108 bytes at most)
 
 
 def deploy_tag(deployment_id: str) -> str:
@@ -35,10 +35,10 @@ def parse_image(reference: str) -> ImageRef:
 def site_name(project: str, service: str) -> str:
     """The node-side name of a service (nginx site, container label): one DNS label."""
     name = f"{project}-{service}"
-    if len(name) <= _MAX_LABEL:
+    if len(name) <= _MAX_SITE:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    return f"{project[:27]}-{service[:26]}-{digest}"
+    return f"{project[:15]}-{service[:15]}-{digest}"
 
 
 def container_name(site: str, deployment_id: str) -> str:

@@ -233,9 +233,7 @@ class Cluster:
 
     def _stop_node(self, node: NodeRecord) -> None:
         self.stop_agent(node)
-        nginx = self.nginx(node)
-        pid = nginx.running_pid()
-        if pid is not None:
+        for pid in self.nginx(node).running_pids():  # the edge and the switch
             netns.stop_process(pid, "nginx")
         if node.dockerd is not None:
             netns.stop_process(node.dockerd.pid, node.dockerd.program, grace=60)
