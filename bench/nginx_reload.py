@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -154,7 +155,7 @@ async def main(count: int, concurrency: int, pause: float) -> None:
     backend_port = free_port()
     backend = start_backend(backend_port)
     with tempfile.TemporaryDirectory(prefix="dy-bench-") as directory:
-        Path(directory).chmod(0o755)  # nginx workers (nobody) enter it to reach the sockets
+        os.chmod(directory, 0o755)  # noqa: S103 - nginx workers (nobody) reach the sockets
         nginx = Nginx(NginxLayout(Path(directory) / "nginx", http_port=free_port()))
         nginx.prepare()
         site = Site(service="bench", server_names=[HOST],

@@ -105,6 +105,18 @@ async def test_bad_sources_are_refused_at_the_edge(client, shop, source, where):
     assert any(where in ".".join(map(str, e["loc"])) for e in answer.json()["detail"])
 
 
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("/srv/other-teams-repo", "control plane's own disk"),
+    ("file:///etc", "control plane's own disk"),
+    ("nothing-like-a-url", "not a git URL"),
+])
+async def test_git_urls_that_are_not_remote_repositories_are_refused(client, shop, url, fragment):
+    body = {**IMAGE_BODY, "source": {"kind": "git", "url": url}}
+    answer = await client.post(DEPLOY, json=body, headers=shop.headers)
+    assert answer.status_code == 422, answer.text
+    assert fragment in answer.json()["detail"]
+
+
 async def test_deploy_parameters_are_validated(client, shop):
     body = {**IMAGE_BODY, "params": {"port": 0, "health_path": "no-slash"}}
     answer = await client.post(DEPLOY, json=body, headers=shop.headers)

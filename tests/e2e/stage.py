@@ -97,7 +97,8 @@ def staged(base: Path) -> Iterator[Stage]:
     """Control plane + cluster, always taken down again."""
     root = Path("/var/tmp/dockyard-tests") / f"dep-{os.getpid()}"
     env, url = start(base)
-    env = {**env, "DOCKYARD_REGISTRY": "10.235.0.1:5003", "DOCKYARD_AGENT_POLL_SECONDS": "5"}
+    env = {**env, "DOCKYARD_REGISTRY": "10.235.0.1:5003", "DOCKYARD_AGENT_POLL_SECONDS": "5",
+           "DOCKYARD_GIT_ALLOW_LOCAL": "true"}
     both = {**env, **cluster_env(root)}
     try:
         bring_up(env)

@@ -17,7 +17,7 @@ from dockyard.core.authz import Actor, Permission
 from dockyard.core.deploy_targets import effective_params, hosts_of, target_servers
 from dockyard.core.lookup import service_named
 from dockyard.core.platform import Platform
-from dockyard.deploy import plan, sources
+from dockyard.deploy import archives, plan, sources
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
 from dockyard.models.base import new_id, utcnow
@@ -31,7 +31,18 @@ async def start_deploy(p: Platform, runner: DeployRunner, actor: Actor, body: De
     """A deployment of a git ref, an image, or the live release with today's variables."""
     source = body.source.model_dump(exclude_none=True)
     kind = SourceKind(source.pop("kind"))
+    if kind is SourceKind.GIT:
+        _check_git(p, source["url"], source.get("ref"))
     return await _start(p, runner, actor, body, kind, source, new_id())
+
+
+def _check_git(p: Platform, url: str, ref: str | None) -> None:
+    sources.validate_git_url(url)
+    if ref is not None:
+        sources.validate_git_ref(ref)
+    if sources.is_local_git(url) and not p.settings.git_allow_local:
+        raise InvalidInput("repositories on the control plane's own disk are not allowed; use "
+                           "a remote URL, or set DOCKYARD_GIT_ALLOW_LOCAL=true")
 
 
 async def start_archive_deploy(p: Platform, runner: DeployRunner, actor: Actor,
@@ -51,9 +62,9 @@ async def start_archive_deploy(p: Platform, runner: DeployRunner, actor: Actor,
 
 async def _unpacked(p: Platform, chunks: AsyncIterator[bytes], staging: Path) -> dict[str, Any]:
     await to_thread.run_sync(lambda: staging.mkdir(parents=True))
-    archive = await sources.receive_archive(chunks, staging / "upload",
+    archive = await archives.receive_archive(chunks, staging / "upload",
                                             p.settings.max_archive_bytes)
-    app_dir = await to_thread.run_sync(sources.unpack_archive, archive, staging / "app")
+    app_dir = await to_thread.run_sync(archives.unpack_archive, archive, staging / "app")
     size = await to_thread.run_sync(_size_then_remove, archive)
     return {"path": str(app_dir), "bytes": size}
 

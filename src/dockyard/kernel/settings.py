@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     apps_domain: str = Field(default="localhost", pattern=r"^[a-z0-9.-]{1,200}$")
     keep_releases: int = Field(default=5, ge=1, le=100)
     base_image: str | None = None
+    # Whether deployers may build git repositories on the control plane's own disk.
+    git_allow_local: bool = False
 
     @property
     def sqlalchemy_url(self) -> str:

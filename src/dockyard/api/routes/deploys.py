@@ -13,8 +13,8 @@ from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.sse import event_stream
 from dockyard.core import deploy_targets, deployments
+from dockyard.deploy.archives import PayloadTooLarge
 from dockyard.deploy.runner import DeployRunner
-from dockyard.deploy.sources import PayloadTooLarge
 from dockyard.kernel.errors import InvalidInput
 from dockyard.models.deploys import (
     ID_PREFIX,
@@ -97,7 +97,7 @@ async def _small_body(request: Request, limit: int) -> bytes:
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise PayloadTooLarge(limit)
+            raise PayloadTooLarge(limit, what="request body", setting="DOCKYARD_MAX_BODY_BYTES")
     return body
 
 

@@ -1,0 +1,1 @@
+"""The deployment engine: sources, Dockerfile generation, build, rollout, health, rollback."""

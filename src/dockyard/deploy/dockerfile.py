@@ -1,0 +1,200 @@
+"""A Dockerfile for code that has none: detect the stack, then render the file as exact text.
+
+Generated images listen on $PORT, run as nobody, and start the web process as process 1 so
+that `docker stop` (SIGTERM) reaches it and it can drain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from dockyard.kernel.errors import InvalidInput
+
+StackKind = Literal["dockerfile", "python", "node", "static", "procfile"]
+Install = Literal["requirements", "pyproject", "npm-ci", "npm-install"]
+
+
+@dataclass(frozen=True)
+class Stack:
+    kind: StackKind
+    web_command: list[str] | None
+    notes: list[str]  # human lines for the deploy log
+    install: Install | None = None  # how dependencies are installed, if at all
+
+
+DEFAULT_BASE_IMAGES: dict[str, str] = {
+    "python": "python:3.12-slim", "node": "node:20-slim",
+    "static": "python:3.12-slim", "procfile": "python:3.12-slim",
+}
+OFFLINE_BASE = "dockyard/base"  # debootstrapped, tagged by Debian suite; python3, no pip
+NOBODY = "65534:65534"
+PYTHON_MARKERS = ("requirements.txt", "pyproject.toml", "app.py", "main.py", "wsgi.py")
+LOOKS_FOR = ("a Dockerfile; requirements.txt, pyproject.toml, app.py, main.py or wsgi.py "
+             "(Python); package.json (Node); index.html (static site); or a Procfile with a "
+             "'web:' line")
+_MAX_READ = 1024 * 1024
+# Lines `exec` cannot prefix: lists, pipes, subshells, leading assignments, builtins.
+_COMPOUND = re.compile(r"[;&|\n`()]|^\s*(?:\w+=|(?:exec|cd|if|for|while|until|case|\.)\s|[{!])")
+
+
+def base_image_for(stack: Stack, configured: str | None) -> str:
+    """The image to build `stack` on: the configured one, else the stack's default."""
+    if stack.kind == "dockerfile":
+        raise ValueError("an app with its own Dockerfile chooses its own base image")
+    return configured or DEFAULT_BASE_IMAGES[stack.kind]
+
+
+def _read(app_dir: Path, name: str) -> str | None:
+    """A top-level file's text; None if absent or a link leading out of the app."""
+    path = app_dir / name
+    if not path.is_file() or not path.resolve().is_relative_to(app_dir.resolve()):
+        return None
+    with path.open("rb") as file:
+        return file.read(_MAX_READ).decode(errors="replace")
+
+
+def procfile_web(text: str) -> str | None:
+    """The command of the Procfile's `web:` process."""
+    for line in text.splitlines():
+        name, colon, command = line.partition(":")
+        if colon and name.strip() == "web" and command.strip():
+            return command.strip()
+    return None
+
+
+def shell_argv(line: str) -> list[str]:
+    """Exec-form argv for a shell command line; a simple command is `exec`ed, so the server
+    itself is process 1 and receives SIGTERM (dash would otherwise stay in between)."""
+    return ["sh", "-c", line if _COMPOUND.search(line) else f"exec {line}"]
+
+
+def _web_notes(web: str) -> list[str]:
+    notes = [f"web command from Procfile: {web}"]
+    if _COMPOUND.search(web) and not web.lstrip().startswith("exec "):
+        notes.append("the web command is a compound shell line, so sh stays process 1 and "
+                     "does not pass SIGTERM on; start the server with `exec` to shut down "
+                     "gracefully")
+    return notes
+
+
+def detect_stack(app_dir: Path) -> Stack:
+    """How to build the app in `app_dir`; InvalidInput says what Dockyard looks for."""
+    if (app_dir / "Dockerfile").is_file():
+        return Stack("dockerfile", None, ["using the app's own Dockerfile"])
+    procfile = _read(app_dir, "Procfile")
+    web = procfile_web(procfile) if procfile is not None else None
+    for detect in (_python, _node, _static):
+        stack = detect(app_dir, web)
+        if stack is not None:
+            return stack
+    if web is not None:
+        return Stack("procfile", shell_argv(web), ["no Dockerfile; found a Procfile",
+                                                   *_web_notes(web)])
+    if procfile is not None:
+        raise InvalidInput("the Procfile has no 'web:' line; add one like 'web: ./server'")
+    raise InvalidInput(f"could not tell how to build this app; Dockyard looks for {LOOKS_FOR}")
+
+
+def _requirements(app_dir: Path) -> list[str]:
+    """The meaningful lines of requirements.txt (no blanks, no comments)."""
+    text = _read(app_dir, "requirements.txt") or ""
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def _python_default(present: list[str], requirements: list[str]) -> list[str] | None:
+    module = next((name[:-3] for name in present if name.endswith(".py")), None)
+    if module and any(re.match(r"gunicorn(?![\w.-])", line, re.I) for line in requirements):
+        target = f"{module}:{'application' if module == 'wsgi' else 'app'}"
+        return shell_argv(f"gunicorn --bind 0.0.0.0:$PORT {target}")
+    return ["python3", f"{module}.py"] if module in ("app", "main") else None
+
+
+def _python(app_dir: Path, web: str | None) -> Stack | None:
+    present = [name for name in PYTHON_MARKERS if (app_dir / name).is_file()]
+    if not present:
+        return None
+    requirements = _requirements(app_dir)
+    install: Install | None = "requirements" if requirements else (
+        "pyproject" if "pyproject.toml" in present else None)
+    command = shell_argv(web) if web else _python_default(present, requirements)
+    if command is None:
+        raise InvalidInput("found a Python app but not how to start it: add a Procfile with a "
+                           "'web:' line, or an app.py or main.py that listens on $PORT")
+    notes = [f"no Dockerfile; detected a Python app ({', '.join(present)})",
+             *(_web_notes(web) if web else [f"web command: {' '.join(command)}"])]
+    return Stack("python", command, notes, install)
+
+
+def _has_start(app_dir: Path) -> bool:
+    text = _read(app_dir, "package.json") or ""
+    try:
+        package = json.loads(text)
+    except ValueError as error:
+        raise InvalidInput(f"package.json is not valid JSON: {error}") from error
+    scripts = package.get("scripts") if isinstance(package, dict) else None
+    start = scripts.get("start") if isinstance(scripts, dict) else None
+    return (isinstance(start, str) and bool(start.strip())) or (app_dir / "server.js").is_file()
+
+
+def _node(app_dir: Path, web: str | None) -> Stack | None:
+    if not (app_dir / "package.json").is_file():
+        return None
+    if not _has_start(app_dir) and web is None:
+        raise InvalidInput("found a Node app without a start script: add `scripts.start` to "
+                           "package.json (for example \"node server.js\") or a Procfile 'web:' "
+                           "line")
+    install: Install = "npm-ci" if (app_dir / "package-lock.json").is_file() else "npm-install"
+    notes = ["no Dockerfile; detected a Node app (package.json)",
+             *(_web_notes(web) if web else ["web command: npm start"])]
+    return Stack("node", shell_argv(web) if web else ["npm", "start"], notes, install)
+
+
+STATIC_SERVER = "python3 -m http.server $PORT --directory /app"
+
+
+def _static(app_dir: Path, web: str | None) -> Stack | None:
+    if not (app_dir / "index.html").is_file():
+        return None
+    notes = ["no Dockerfile; detected a static site (index.html)",
+             *(_web_notes(web) if web else [f"web command: {STATIC_SERVER}"])]
+    return Stack("static", shell_argv(web or STATIC_SERVER), notes)
+
+
+_LABELS = {"python": "Python app", "node": "Node app", "static": "static site",
+           "procfile": "Procfile app"}
+_ENV = {"node": "HOME=/tmp NODE_ENV=production"}
+_PYTHON_ENV = "HOME=/tmp PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1"
+_BEFORE_COPY: dict[Install | None, list[str]] = {
+    "requirements": ["COPY requirements.txt ./",
+                     "RUN python3 -m pip install --no-cache-dir -r requirements.txt"],
+    "npm-ci": ["COPY package*.json ./", "RUN npm ci"],
+    "npm-install": ["COPY package*.json ./", "RUN npm install --omit=dev"],
+}
+_AFTER_COPY: dict[Install | None, list[str]] = {
+    "pyproject": ["RUN python3 -m pip install --no-cache-dir ."],
+}
+
+
+def render_dockerfile(stack: Stack, base_image: str, port: int) -> str:
+    """The Dockerfile text for `stack` on `base_image`, serving on `port` (also $PORT)."""
+    if stack.kind == "dockerfile" or stack.web_command is None:
+        raise ValueError("an app with its own Dockerfile needs no generated one")
+    lines = [
+        f"# Generated by Dockyard for a {_LABELS[stack.kind]}; "
+        "add a Dockerfile to the app to take over.",
+        f"FROM {base_image}",
+        "WORKDIR /app",
+        f"ENV PORT={port} {_ENV.get(stack.kind, _PYTHON_ENV)}",
+        *_BEFORE_COPY.get(stack.install, []),
+        "COPY . .",
+        *_AFTER_COPY.get(stack.install, []),
+        f"USER {NOBODY}",
+        f"EXPOSE {port}",
+        f"CMD {json.dumps(stack.web_command)}",
+    ]
+    return "\n".join(lines) + "\n"
