@@ -43,9 +43,9 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Backend).serve_
 """
 
 
-def start_backend(port: int) -> subprocess.Popen[bytes]:
+def start_backend(port: int, script: str = BACKEND, *arguments: str) -> subprocess.Popen[bytes]:
     """A stdlib HTTP/1.1 backend in its own process, so it does not share our GIL."""
-    backend = subprocess.Popen([sys.executable, "-c", BACKEND, str(port)])
+    backend = subprocess.Popen([sys.executable, "-c", script, str(port), *arguments])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as probe:

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-from nginx_reload import HOST, REQUEST, Connection, Tally, close, free_port, retry_once
+from nginx_reload import (
+    HOST,
+    REQUEST,
+    Connection,
+    Tally,
+    close,
+    free_port,
+    retry_once,
+    start_backend,
+)
 
 from dockyard.agent.models import Site, Upstream
 from dockyard.agent.nginx import NginxLayout
@@ -45,19 +51,6 @@ class Server(http.server.ThreadingHTTPServer):
     request_queue_size = 128
 Server(("127.0.0.1", int(sys.argv[1])), Backend).serve_forever()
 """
-
-
-def start_backend(port: int, answer: str) -> subprocess.Popen[bytes]:
-    """A stdlib HTTP/1.1 backend answering `answer`, in its own process."""
-    backend = subprocess.Popen([sys.executable, "-c", BACKEND, str(port), answer])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return backend
-        time.sleep(0.05)
-    backend.kill()
-    raise RuntimeError("the backend did not start")
 
 
 async def exchange(connection: Connection) -> tuple[int, str, bool]:
@@ -133,7 +126,8 @@ def prepared_nginx(directory: Path) -> Nginx:
 
 async def main(count: int, concurrency: int, pause: float) -> None:
     ports = [free_port(), free_port()]
-    backends = [start_backend(port, answer) for port, answer in zip(ports, "ab", strict=True)]
+    backends = [start_backend(port, BACKEND, answer)
+                for port, answer in zip(ports, "ab", strict=True)]
     with tempfile.TemporaryDirectory(prefix="dy-bench-") as directory:
         nginx = prepared_nginx(Path(directory))
         sites = [Site(service="bench", server_names=[HOST],

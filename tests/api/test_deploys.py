@@ -30,14 +30,6 @@ IMAGE_BODY = {"project": "shop", "service": "web",
               "source": {"kind": "image", "image": "registry.test:5000/hello:1"}}
 
 
-@pytest.fixture
-async def shop(client, owner):
-    for path, body in ((P, {"name": "shop"}), (f"{P}/shop/services", {"name": "web"})):
-        answer = await client.post(path, json=body, headers=owner.headers)
-        assert answer.status_code == 201, answer.text
-    return owner
-
-
 async def add_server(platform, owner, port: int, name: str = "node1") -> None:
     server = await register_server(platform, owner.workspace_id, name=name, provider="manual",
                                    ip="127.0.0.1", agent_port=port)

@@ -12,14 +12,6 @@ P = "/api/v1/projects"
 SVC = f"{P}/shop/services/web"
 
 
-@pytest.fixture
-async def shop(client, owner):
-    for path, body in ((P, {"name": "shop"}), (f"{P}/shop/services", {"name": "web"})):
-        answer = await client.post(path, json=body, headers=owner.headers)
-        assert answer.status_code == 201, answer.text
-    return owner
-
-
 async def test_project_lifecycle(client, owner):
     h = owner.headers
     created = await client.post(P, json={"name": "shop", "description": "the store"}, headers=h)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,3 +52,23 @@ def spawn(argv: Sequence[str], *, log_file: Path, env: Mapping[str, str] | None 
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=dict(env) if env is not None else None,
         )
+
+
+def _proc_state(pid: int) -> str | None:
+    """The process state letter from /proc ('Z' for a zombie); None without /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def is_running(pid: int) -> bool:
+    """True while the process exists and has not exited. An exited child of ours that its
+    new parent has not reaped yet (a zombie, common under a container's init) has exited."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _proc_state(pid) != "Z"

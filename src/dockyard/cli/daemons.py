@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard.agent.process import is_running
 from dockyard.cli.client import CliError
 from dockyard.kernel.settings import Settings
 
@@ -76,28 +77,8 @@ def stop(daemon: Daemon, settings: Settings) -> bool:
     return True
 
 
-def _proc_state(pid: int) -> str | None:
-    """The process state letter from /proc ('Z' for a zombie); None without /proc."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
-def _running(pid: int) -> bool:
-    """True while the process exists and has not exited. An exited child of ours that its
-    new parent has not reaped yet (a zombie, common under a container's init) has exited."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _proc_state(pid) != "Z"
-
-
 def _is_ours(pid: int, daemon: Daemon) -> bool:
-    if not _running(pid):
+    if not is_running(pid):
         return False
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -109,7 +90,7 @@ def _is_ours(pid: int, daemon: Daemon) -> bool:
 def _wait_gone(pid: int) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
-        if not _running(pid):
+        if not is_running(pid):
             return
         time.sleep(0.1)
     raise CliError(f"process {pid} did not stop within {STOP_TIMEOUT:.0f}s")

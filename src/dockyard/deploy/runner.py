@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.agent import process
 from dockyard.agent.client import NodeAgentClient
 from dockyard.core import agents
 from dockyard.core.platform import Platform
@@ -48,17 +49,8 @@ class Owner:
         """Whether `record` names a process of this host that no longer runs it."""
         if record.get("host") != self.host or record.get("nonce") == self.nonce:
             return False
-        return record.get("pid") == self.pid or not _alive(int(record.get("pid", 0)))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
+        pid = int(record.get("pid", 0))
+        return pid == self.pid or pid <= 0 or not process.is_running(pid)
 
 
 class DeployRunner:
