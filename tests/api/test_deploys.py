@@ -262,7 +262,7 @@ async def test_rollback_without_an_earlier_release_says_so(client, shop, platfor
 
 async def test_saved_deploy_configs_shape_the_deployment(client, shop, platform):
     saved = await client.post("/api/v1/infra/deploy-configs", headers=shop.headers, json={
-        "name": "slow-start", "project": "shop", "service": "web",
+        "name": "slow-start", "service": {"project": "shop", "service": "web"},
         "params": {"health_path": "/healthz", "health_attempts": 5, "grace_seconds": 0}})
     assert saved.status_code == 201, saved.text
     listed = (await client.get("/api/v1/infra/deploy-configs", headers=shop.headers)).json()

@@ -10,8 +10,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.generation.modes import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from dockyard.api.app import create_app
+from dockyard.api.routes.deploys import ARCHIVE_TYPES
 from dockyard.kernel.settings import Settings
 from tests.live import ADMIN_PASSWORD, bring_up, start, stop
 
@@ -58,6 +60,13 @@ def _cases() -> list[Any]:
     return cases
 
 
+def _unexpressible(case: Any) -> list[Any]:
+    """An archive upload needs project and service in its query, a JSON deploy in its body;
+    OpenAPI cannot say "required for this media type only", so a schema-valid upload without
+    them is rightly refused (422) and that one check is left out for uploads."""
+    return [positive_data_acceptance] if case.media_type in ARCHIVE_TYPES else []
+
+
 @pytest.mark.parametrize(("method", "path", "mode"), _cases())
 def test_api_never_errors_and_keeps_its_schema(
     api_schema: Any, server: dict[str, Any], method: str, path: str, mode: GenerationMode
@@ -68,6 +77,6 @@ def test_api_never_errors_and_keeps_its_schema(
     @settings(max_examples=25, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate])
     def check(case: Any) -> None:
-        case.call_and_validate(headers=server["headers"])
+        case.call_and_validate(headers=server["headers"], excluded_checks=_unexpressible(case))
 
     check()

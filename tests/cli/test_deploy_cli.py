@@ -414,5 +414,6 @@ def test_deploy_configs_list_and_save(standin: StandIn, tmp_path: Path) -> None:
                    "web", "--port", "8080", "--health-path", "/up", "--json"))
     assert json.loads(saved)["params"] == {"port": 8080, "health_path": "/up"}
     assert json.loads(ok(run(standin, tmp_path, "deploy-configs", "list", "--json"))) == []
-    assert standin.received[0].json() == {"name": "prod", "project": "shop", "service": "web",
-                                          "params": {"port": 8080, "health_path": "/up"}}
+    assert standin.received[0].json() == {
+        "name": "prod", "service": {"project": "shop", "service": "web"},
+        "params": {"port": 8080, "health_path": "/up"}}

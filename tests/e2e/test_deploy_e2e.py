@@ -51,6 +51,8 @@ def test_code_deploy_reaches_every_server(stage: Stage) -> None:
                                   server=[n["name"] for n in stage.nodes])
     done = done_of(events)
     assert done["status"] == "succeeded", done
+    assert any(e["kind"] == "warning" and "offline base dockyard/base:" in e["message"]
+               for e in events)
     release = done["deployment_id"][:8]
     switched = {e["server"] for e in events if e.get("step") == "switch" and e["state"] == "done"}
     assert switched == {n["name"] for n in stage.nodes}
@@ -188,16 +190,16 @@ class Watcher:
         self._thread.join()
 
 
-def test_killing_the_control_plane_mid_deploy_keeps_the_app_answering(stage: Stage) -> None:
-    serving = release_of(stage, stage.nodes[0])["release"]
-    watcher = Watcher(stage)
+def kill_the_api_when(stage: Stage, params: dict[str, Any], moment: Any) -> dict[str, Any]:
+    """Start a new release, SIGKILL the API at `moment(event)`, start it again, and return
+    the deployment once it has ended."""
     events = stage.stream("/infra/deploy", json={
         "project": "shop", "service": "hello", "source": {"kind": "release"},
-        "params": {**FAST, "health_attempts": 200, "health_path": "/healthz"}})
+        "params": {**FAST, **params}})
     deployment_id = ""
     for event in events:
         deployment_id = event["deployment_id"]
-        if event.get("step") == "start" and event["state"] == "done":
+        if moment(event):
             break
     pid = int((Path(stage.env["DOCKYARD_DATA_DIR"]) / "api.pid").read_text())
     os.kill(pid, signal.SIGKILL)
@@ -210,8 +212,17 @@ def test_killing_the_control_plane_mid_deploy_keeps_the_app_answering(stage: Sta
         return answer.json()["status"] not in ("queued", "running")
 
     wait_until(finished, "the interrupted deployment ends", timeout=120)
+    result: dict[str, Any] = stage.http.get(f"/infra/deployments/{deployment_id}").json()
+    return result
+
+
+def test_killing_the_control_plane_before_the_switch_puts_the_old_release_back(
+        stage: Stage) -> None:
+    serving = release_of(stage, stage.nodes[0])["release"]
+    watcher = Watcher(stage)
+    after = kill_the_api_when(stage, {"health_attempts": 200, "health_path": "/healthz"},
+                              lambda e: e.get("step") == "start" and e["state"] == "done")
     watcher.stop()
-    after = stage.http.get(f"/infra/deployments/{deployment_id}").json()
     assert after["status"] == "failed"
     assert "interrupted by a control-plane restart" in after["error"]
     assert watcher.failures == []
@@ -219,6 +230,20 @@ def test_killing_the_control_plane_mid_deploy_keeps_the_app_answering(stage: Sta
     for node in stage.nodes:
         assert release_of(stage, node)["release"] == serving
     assert redeploy(stage)["status"] == "succeeded"
+
+
+def test_killing_the_control_plane_while_draining_finishes_the_deploy(stage: Stage) -> None:
+    watcher = Watcher(stage)
+    after = kill_the_api_when(stage, {"grace_seconds": 5}, lambda e: e["kind"] == "phase"
+                              and e.get("phase") == "commit")
+    watcher.stop()
+    assert (after["status"], after["error"]) == ("succeeded", "")
+    assert watcher.failures == []
+    for node in stage.nodes:
+        assert release_of(stage, node)["release"] == after["id"][:8]
+        with docker.APIClient(stage.docker_socket(node)) as node_docker:
+            running = node_docker.containers(filters={"label": "dockyard.service=shop-hello"})
+        assert [c["Labels"]["dockyard.deployment"] for c in running] == [after["id"]]
 
 
 def test_old_release_images_are_removed_from_servers(stage: Stage) -> None:

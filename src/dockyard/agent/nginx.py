@@ -8,6 +8,7 @@ nothing but idle keep-alive connections of the edge: clients never see a connect
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]+")
 MAIN_CONF = "nginx.conf"
 PID_FILE = "nginx.pid"
 SWITCH_DIR = "switch"
+SOCKETS_BASE = Path("/run/dockyard-nginx")
 MAX_SOCKET_PATH = 107  # bytes: sun_path holds 108, the terminating NUL included
 HEADER = "# Managed by dockyard-agent; changes are overwritten.\n"
 
@@ -61,7 +63,9 @@ class NginxLayout:
 
     @property
     def sockets(self) -> Path:
-        return self.root / "sockets"
+        """Short, and reachable by nginx's workers (user nobody) whatever the mode of the
+        agent's state directory (under /root, say): one directory per switch instance."""
+        return SOCKETS_BASE / hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
 
     def site_file(self, service: str) -> Path:
         return self.sites / f"{service}.conf"

@@ -91,8 +91,9 @@ class NginxInstance:
         for directory in (self.layout.sites, self.layout.root / "logs", self.layout.root / "tmp"):
             directory.mkdir(parents=True, exist_ok=True)
         if self.layout.switch:
-            self.layout.sockets.mkdir(exist_ok=True)
-            self.layout.sockets.chmod(0o755)
+            for directory in (self.layout.sockets.parent, self.layout.sockets):
+                directory.mkdir(exist_ok=True)
+                directory.chmod(0o755)  # nginx workers (nobody) connect in here
         write_atomically(self.layout.conf, nginx.render_main(self.layout))
 
     def site_text(self, service: str) -> str | None:

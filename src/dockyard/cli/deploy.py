@@ -233,6 +233,6 @@ def deploy_configs_save(
     health_path: HealthOpt = None, as_json: JsonFlag = False,
 ) -> None:
     """Save deploy parameters under a name, for `dockyard deploy --config NAME`."""
-    body = {"name": name, "project": project, "service": service,
+    body = {"name": name, "service": {"project": project, "service": service},
             "params": _params(port, health_path) or {}}
     show_one(ApiClient.from_config().post("/infra/deploy-configs", body), as_json)

@@ -94,13 +94,11 @@ async def list_configs(p: Platform, actor: Actor) -> list[DeployConfigPublic]:
 
 async def save_config(p: Platform, actor: Actor, body: DeployConfigCreate) -> DeployConfigPublic:
     """Create or replace the named config (its service is optional)."""
-    if (body.project is None) != (body.service is None):
-        raise InvalidInput("give both project and service, or neither")
 
     async def tx(s: AsyncSession) -> DeployConfigPublic:
         actor.require(Permission.WRITE)
-        service = (await service_named(s, actor, body.project, body.service)
-                   if body.project and body.service else None)
+        ref = body.service
+        service = await service_named(s, actor, ref.project, ref.service) if ref else None
         row = await s.scalar(select(DeployConfig).where(
             DeployConfig.workspace_id == actor.workspace_id, DeployConfig.name == body.name))
         row = row or DeployConfig(workspace_id=actor.workspace_id, name=body.name)

@@ -117,10 +117,15 @@ class DeploymentPublic(Output):
     live: bool = False
 
 
+class ServiceRef(Input):
+    project: Name
+    service: Name
+
+
 class DeployConfigCreate(Input):
     name: Name
-    project: Name | None = None
-    service: Name | None = None
+    service: ServiceRef | None = Field(
+        default=None, description="The service it is for; none: any service may use it.")
     params: DeployParams = Field(default_factory=DeployParams)
 
 

@@ -39,7 +39,6 @@ DEPLOY_BODY = {"requestBody": {"required": True, "content": {
     **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in ARCHIVE_TYPES},
 }}}
 DeploymentRef = Annotated[str, Path(pattern=ID_PREFIX, description="Id or its first characters.")]
-NameQuery = Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)]
 
 
 def get_runner(request: Request) -> DeployRunner:
@@ -51,6 +50,20 @@ RunnerDep = Annotated[DeployRunner, Depends(get_runner)]
 
 
 PARAM_FIELDS = tuple(name for name in DeployParams.model_fields if name != "command")
+
+
+def archive_query_parameters() -> list[dict[str, Any]]:
+    """The query of an archive upload, described from the models that validate it."""
+    target = DeployTarget.model_json_schema()["properties"]
+    params = DeployParams.model_json_schema()["properties"]
+    described = {"project": target["project"], "service": target["service"],
+                 "config_name": target["config_name"],
+                 "server": {"type": "array", "items": target["servers"]["anyOf"][0]["items"]},
+                 **{name: params[name] for name in PARAM_FIELDS}}
+    return [{"name": name, "in": "query", "required": False,
+             "schema": {k: v for k, v in schema.items() if k not in ("default", "title")},
+             **({"style": "form", "explode": True} if name == "server" else {})}
+            for name, schema in described.items()]
 
 
 def _archive_target(request: Request) -> DeployTarget:
@@ -71,21 +84,15 @@ def _archive_target(request: Request) -> DeployTarget:
 
 
 @router.post("/deploy", summary="Deploy an archive, a git ref or an image (streams events)",
-             response_class=StreamingResponse, responses=SSE_RESPONSE, openapi_extra=DEPLOY_BODY)
-async def deploy(
-    request: Request, platform: PlatformDep, actor: ActorDep, runner: RunnerDep,
-    project: NameQuery = None, service: NameQuery = None,
-    server: Annotated[list[str] | None, Query(max_length=100)] = None,
-    config_name: NameQuery = None,
-    port: Annotated[int | None, Query(ge=1, le=65535)] = None,
-    health_path: Annotated[str | None, Query(max_length=1024)] = None,
-) -> StreamingResponse:
+             response_class=StreamingResponse, responses=SSE_RESPONSE,
+             openapi_extra={**DEPLOY_BODY, "parameters": archive_query_parameters()})
+async def deploy(request: Request, platform: PlatformDep, actor: ActorDep, runner: RunnerDep
+                 ) -> StreamingResponse:
     """JSON bodies name a git or image source; any archive type streams an upload (tar, tar.gz
-    or zip; project and service then go in the query)."""
+    or zip; project, service and deploy parameters then go in the query)."""
     if request.headers.get("content-type", "").split(";")[0].strip() in ARCHIVE_TYPES:
-        target = _archive_target(request)
         deployment_id = await deployments.start_archive_deploy(
-            platform, runner, actor, target, request.stream())
+            platform, runner, actor, _archive_target(request), request.stream())
     else:
         body = _json_body(await _small_body(request, platform.settings.max_body_bytes))
         deployment_id = await deployments.start_deploy(platform, runner, actor, body)
