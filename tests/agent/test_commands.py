@@ -126,3 +126,17 @@ def test_prune_keeps_the_newest_deploy_tags_of_each_repository() -> None:
     ]
     assert cmd.deploy_tags_to_remove(images, keep=2) == ["shop/web:deploy_00000001"]
     assert cmd.deploy_tags_to_remove(images, keep=3) == []
+
+
+def test_prune_of_one_repository_keeps_exactly_the_retained_tags() -> None:
+    """Identical rebuilds share one image (and its date): only the control plane knows
+    which release is newest, so it names the tags to keep."""
+    images = [
+        image(1, "reg:5000/w/shop/web:deploy_0000000a", "reg:5000/w/shop/web:deploy_0000000b",
+              "reg:5000/w/shop/web:latest"),
+        image(2, "reg:5000/w/shop/web:deploy_0000000c", "reg:5000/w/shop/api:deploy_0000000d"),
+    ]
+    assert cmd.deploy_tags_outside(images, "reg:5000/w/shop/web", {"deploy_0000000b"}) == [
+        "reg:5000/w/shop/web:deploy_0000000a", "reg:5000/w/shop/web:deploy_0000000c"]
+    assert cmd.deploy_tags_outside(images, "reg:5000/w/shop/web",
+                                   {"deploy_0000000a", "deploy_0000000b", "deploy_0000000c"}) == []

@@ -69,7 +69,8 @@ def test_code_deploy_reaches_every_server(stage: Stage) -> None:
 def test_a_failing_health_check_leaves_the_old_release_serving_everywhere(stage: Stage) -> None:
     before = release_of(stage, stage.nodes[0])["release"]
     events = stage.deploy_archive(EXAMPLE, project="shop", service="hello",
-                                  health_path="/missing")
+                                  health_path="/missing", health_attempts=3,
+                                  health_interval_seconds=0.2)
     done = done_of(events)
     assert done["status"] == "failed"
     assert "health check GET /missing failed (HTTP 404)" in done["error"]

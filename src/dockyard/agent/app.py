@@ -143,7 +143,7 @@ async def remove_image(node: NodeDep, repository: Annotated[Repository, Query()]
 
 @router.post("/images/prune")
 async def prune(body: PruneRequest, node: NodeDep) -> PruneResult:
-    return await node.prune(body.keep)
+    return await node.prune(body)
 
 
 @router.post("/containers", status_code=201)

@@ -22,6 +22,7 @@ from dockyard.agent.models import (
     ImageSummary,
     ProbeRequest,
     ProbeResult,
+    PruneRequest,
     PruneResult,
     Site,
     TagRequest,
@@ -167,9 +168,11 @@ class NodeAgentClient:
     async def remove_image(self, ref: ImageRef) -> None:
         await self._call("DELETE", "/images", params=ref.model_dump())
 
-    async def prune(self, keep: int) -> PruneResult:
+    async def prune(self, keep: int, repository: str | None = None,
+                    retain: list[str] | None = None) -> PruneResult:
+        body = PruneRequest(keep=keep, repository=repository, retain=retain or [])
         return PruneResult.model_validate(
-            await self._call("POST", "/images/prune", body={"keep": keep}))
+            await self._call("POST", "/images/prune", body=body.model_dump(mode="json")))
 
     async def run_container(self, spec: ContainerSpec) -> ContainerSummary:
         answer = await self._call("POST", "/containers", body=spec.model_dump(mode="json"))

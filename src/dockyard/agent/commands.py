@@ -168,6 +168,18 @@ def engine_version() -> EngineCall:
     return EngineCall("version")
 
 
+def deploy_tags_outside(images: list[ImageSummary], repository: str, retain: set[str]
+                        ) -> list[str]:
+    """Every `deploy_*` tag of `repository` whose tag is not in `retain`."""
+    doomed = []
+    for image in images:
+        for reference in image.tags:
+            name, _, tag = reference.rpartition(":")
+            if name == repository and tag.startswith(DEPLOY_TAG_PREFIX) and tag not in retain:
+                doomed.append(reference)
+    return sorted(doomed)
+
+
 def deploy_tags_to_remove(images: list[ImageSummary], keep: int) -> list[str]:
     """Every `deploy_*` tag but the newest `keep` of each repository, oldest last."""
     by_repository: dict[str, list[tuple[int, str]]] = defaultdict(list)

@@ -137,7 +137,13 @@ class TagRequest(Strict):
 
 
 class PruneRequest(Strict):
+    """Keep the newest `keep` `deploy_*` tags of each repository; or, when `repository` is
+    given, exactly its tags in `retain` (the control plane knows which releases are newest:
+    identical rebuilds share one image, so image dates cannot tell)."""
+
     keep: int = Field(default=5, ge=1, le=1000)
+    repository: Repository | None = None
+    retain: list[Tag] = Field(default_factory=list, max_length=1000)
 
 
 class VolumeRequest(Strict):

@@ -25,6 +25,7 @@ from dockyard.agent.models import (
     ImageSummary,
     ProbeRequest,
     ProbeResult,
+    PruneRequest,
     PruneResult,
     PublishedPort,
     Site,
@@ -128,9 +129,12 @@ class Node:
     async def remove_image(self, ref: ImageRef) -> None:
         await self.runtime.run(cmd.remove_image(ref.reference))
 
-    async def prune(self, keep: int) -> PruneResult:
+    async def prune(self, request: PruneRequest) -> PruneResult:
+        images = await self.images()
+        doomed = (cmd.deploy_tags_to_remove(images, request.keep) if request.repository is None
+                  else cmd.deploy_tags_outside(images, request.repository, set(request.retain)))
         result = PruneResult(removed=[], failed={})
-        for reference in cmd.deploy_tags_to_remove(await self.images(), keep):
+        for reference in doomed:
             try:
                 await self.runtime.run(cmd.remove_image(reference))
                 result.removed.append(reference)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError
-from dockyard.deploy import build, rollout
+from dockyard.deploy import build, plan, rollout
 from dockyard.deploy.run import DeployFailed, Run, describe
 from dockyard.models.base import utcnow
 from dockyard.models.enums import DeploymentStatus
@@ -59,7 +59,7 @@ async def recover(run: Run) -> None:
 
 
 async def _commit(run: Run) -> None:
-    problems = await rollout.commit(run)
+    problems = await rollout.commit(run, await run.p.db.read(lambda s: _retained_tags(s, run)))
     for problem in problems:
         await run.emit("warning", f"clean-up: {problem}")
     await _finish(run, DeploymentStatus.SUCCEEDED, "")
@@ -86,6 +86,21 @@ async def _finish(run: Run, status: DeploymentStatus, error: str) -> None:
                else f"deployment failed: {error}")
     await run.emit("done", message, status=status.value, error=error, image=run.image.reference,
                    urls=[f"http://{host}/" for host in run.hosts])
+
+
+async def _retained_tags(s: AsyncSession, run: Run) -> list[str]:
+    """The image tags of this release and the newest earlier ones, `keep_releases` in all."""
+    deployment = await s.get_one(Deployment, run.deployment_id)
+    query = (select(Deployment.image_tag)
+             .where(Deployment.service_id == deployment.service_id,
+                    Deployment.status == DeploymentStatus.SUCCEEDED)
+             .order_by(Deployment.finished_at.desc()))
+    tags = [run.image.tag]
+    for reference in await s.scalars(query):
+        image = plan.parse_image(reference) if reference else None
+        if image and image.repository == run.image.repository and image.tag not in tags:
+            tags.append(image.tag)
+    return tags[:run.params.keep_releases]
 
 
 async def _record_release(s: AsyncSession, run: Run) -> None:

@@ -139,20 +139,20 @@ async def _revert_server(run: Run, target: Target) -> None:
     await run.step(target, "revert", "done", "previous release in place")
 
 
-async def commit(run: Run) -> list[str]:
+async def commit(run: Run, retain: list[str]) -> list[str]:
     """Every server serves the new release: let the old containers drain, stop them, and
-    keep only the newest release images."""
+    keep only the release images tagged `retain`."""
     await run.enter("commit", f"draining the previous release for {run.params.grace_seconds:g} s")
     await asyncio.sleep(run.params.grace_seconds)
-    return await in_parallel(run, lambda target: _retire_old(run, target))
+    return await in_parallel(run, lambda target: _retire_old(run, target, retain))
 
 
-async def _retire_old(run: Run, target: Target) -> None:
+async def _retire_old(run: Run, target: Target, retain: list[str]) -> None:
     _, others = _split(run, await target.client.containers(run.site))
     for container in others:
         await run.step(target, "stop", "started", f"stopping {container.name}")
         await target.client.stop_container(container.name, run.params.stop_timeout_seconds)
         await _remove_quietly(target, container.name)
-    pruned = await target.client.prune(run.params.keep_releases)
+    pruned = await target.client.prune(run.params.keep_releases, run.image.repository, retain)
     await run.step(target, "stop", "done",
                    f"old release stopped; {len(pruned.removed)} old image(s) removed")
