@@ -171,7 +171,8 @@ def describe(event: Event) -> str:
     message = data.get("message") or " ".join(
         str(data[k]) for k in ("step", "state", "status", "error") if data.get(k))
     server = data.get("server")
-    line = f"{server}: {message}" if server else str(message)
+    prefix = f"{server}: "
+    line = f"{prefix}{message}" if server and not str(message).startswith(prefix) else str(message)
     if event.kind == "warning":
         return f"warning: {line}"
     return f"  {line}" if event.kind == "log" else line

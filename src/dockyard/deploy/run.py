@@ -68,8 +68,7 @@ class Run:
         servers = self.progress.setdefault("servers", {})
         servers[target.id] = {**servers.get(target.id, {}), "step": step, "state": state}
         await self.save()
-        await self.emit("step", f"{target.name}: {message}", server=target.name, step=step,
-                        state=state)
+        await self.emit("step", message, server=target.name, step=step, state=state)
 
     async def enter(self, phase: str, message: str) -> None:
         self.phase = phase
