@@ -3,12 +3,14 @@ build context."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import shutil
 import stat
 import subprocess
 import tarfile
+import threading
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.deploy import sources
 from dockyard.deploy.archives import PayloadTooLarge, receive_archive, unpack_archive
 from dockyard.deploy.sources import (
     CONTEXT_MTIME,
@@ -447,7 +448,31 @@ def test_git_argv_lists() -> None:
     assert git_checkout_argv(dest) == ["git", "-C", "/w/src", "checkout", "--detach",
                                        "FETCH_HEAD"]
     assert git_rev_parse_argv(dest) == ["git", "-C", "/w/src", "rev-parse", "HEAD"]
-    assert sources.GIT_ENV == {"GIT_TERMINAL_PROMPT": "0"}
+
+
+class _AskForPassword(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="git"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_repository_that_wants_a_password_fails_at_once_instead_of_prompting(
+        tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AskForPassword)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/private.git"
+        with pytest.raises(InvalidInput) as refused:
+            fetch_git(url, None, tmp_path / "src", timeout=60)
+    finally:
+        server.shutdown()
+    assert "longer than" not in refused.value.message
+    assert "git could not fetch" in refused.value.message
 
 
 # Image references.

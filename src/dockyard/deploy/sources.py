@@ -26,7 +26,8 @@ from dockyard.models.fields import IMAGE_REF
 _SCHEME_URL = re.compile(r"(?:https?|ssh|git|file)://(?:[^@/]*@)?(?!-)[^/@]*(?:/.*)?")
 _SCP_URL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:(?!-).+")
 _GIT_REF = re.compile(r"(?!-)[A-Za-z0-9._/-]{1,255}")
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
+# Never wait for a person: no credential prompt, no ssh host-key or passphrase question.
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
 
 
 def validate_git_url(url: str) -> str:
