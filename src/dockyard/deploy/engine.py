@@ -77,15 +77,23 @@ async def _undo(run: Run, reason: str) -> None:
 
 
 async def _finish(run: Run, status: DeploymentStatus, error: str) -> None:
+    """The final status and the `done` event in one transaction: a reader never waits for a
+    `done` that a crash kept from being written, and a finished deployment is never resumed."""
     run.phase = DONE
-    await run.save(status=status, error=error, finished_at=utcnow())
-    if status is DeploymentStatus.SUCCEEDED:
-        await run.p.db.write(lambda s: _record_release(s, run))
-    await to_thread.run_sync(shutil.rmtree, build.work_dir(run), True)
+
+    async def record(s: AsyncSession) -> None:
+        row = await s.get_one(Deployment, run.deployment_id)
+        row.status, row.error, row.finished_at = status, error, utcnow()
+        row.phase, row.progress = DONE, dict(run.progress)
+        if status is DeploymentStatus.SUCCEEDED:
+            await _record_release(s, run)
+
     message = (f"deployed {run.image.reference}" if status is DeploymentStatus.SUCCEEDED
                else f"deployment failed: {error}")
-    await run.emit("done", message, status=status.value, error=error, image=run.image.reference,
-                   urls=[f"http://{host}/" for host in run.hosts])
+    await run.log.append(run.deployment_id, "done", message, alongside=record,
+                         status=status.value, error=error, image=run.image.reference,
+                         urls=[f"http://{host}/" for host in run.hosts])
+    await to_thread.run_sync(shutil.rmtree, build.work_dir(run), True)
 
 
 async def _retained_tags(s: AsyncSession, run: Run) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +52,14 @@ class EventLog:
         self._changed = asyncio.Condition()
         self._appended = 0
 
-    async def append(self, deployment_id: str, kind: str, message: str, **data: Any) -> Event:
+    async def append(self, deployment_id: str, kind: str, message: str, *,
+                     alongside: Callable[[AsyncSession], Awaitable[None]] | None = None,
+                     **data: Any) -> Event:
+        """Append one event; `alongside` changes other rows in the same transaction."""
+
         async def tx(s: AsyncSession) -> Event:
+            if alongside is not None:
+                await alongside(s)
             query = select(func.max(DeploymentEvent.seq)).where(
                 DeploymentEvent.deployment_id == deployment_id)
             row = DeploymentEvent(deployment_id=deployment_id, seq=(await s.scalar(query) or 0) + 1,
