@@ -91,6 +91,8 @@ async def test_order_per_key_holds_through_an_outage(
                 durable_redis.kill()
             if n == 120:
                 durable_redis.start()
+            if n == per_key - 1:  # once the outage's backlog is gone, Redis takes keys again
+                await eventually(lambda: outbox_drained(platform), what="the relay to drain")
             for key in ("a", "b", "c"):
                 emitted.append((await emitter.enqueue("step", {"n": n}, key=key)).route)
         await eventually(lambda: outbox_drained(platform), what="the relay to drain")
