@@ -84,7 +84,7 @@ def report(name: str, figures: tuple[float, float]) -> None:
 
 def scenarios_1_to_4(stage: Stage) -> str:
     one, everyone = stage.nodes[0], [n["name"] for n in stage.nodes]
-    for service in ("web", "copy", "wide"):
+    for service in ("web", "copy", "spread", "wide", "wide3"):
         stage.ensure_service(PROJECT, service)
     report("cold code deploy (first build, 1 node)",
            timed(stage, code_deploy(stage, "web", [one["name"]]), "web", one))
@@ -96,10 +96,12 @@ def scenarios_1_to_4(stage: Stage) -> str:
     back = lambda: stage.stream("/infra/deployments/rollback",  # noqa: E731
                                 json={"project": PROJECT, "service": "web"})
     report("3. rollback to the previous release", timed(stage, back, "web", one))
+    cold = timed(stage, image_deploy(stage, "spread", image, everyone), "spread", stage.nodes[2])
+    report("image deploy to 3 nodes, two of them pulling the base layers first", cold)
     single = timed(stage, image_deploy(stage, "wide", image, [one["name"]]), "wide", one)
-    triple = timed(stage, image_deploy(stage, "wide", image, everyone), "wide", stage.nodes[2])
+    triple = timed(stage, image_deploy(stage, "wide3", image, everyone), "wide3", stage.nodes[2])
     report("4. image deploy to 1 node", single)
-    report("4. image deploy to 3 nodes", triple)
+    report("4. image deploy to 3 nodes (layers already there)", triple)
     print(f"4. ratio 3 nodes / 1 node (until done): {triple[1] / single[1]:.2f}")
     return image
 
