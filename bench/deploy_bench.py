@@ -140,11 +140,26 @@ async def scenario_5(stage: Stage, concurrency: int, cycles: int, minimum: int) 
           f"{tally.saved_by_one_retry}")
 
 
-def main(concurrency: int, cycles: int, minimum: int) -> None:
+def nginx_errors(stage: Stage) -> None:
+    """What the first node's two nginx layers logged at level error, to explain failures."""
+    nginx = stage.root / "nodes" / "node1" / "agent" / "nginx"
+    for log in (nginx / "logs" / "error.log", nginx / "switch" / "logs" / "error.log"):
+        lines = [line for line in log.read_text().splitlines() if "[error]" in line]
+        print(f"{log.relative_to(stage.root)}: {len(lines)} error lines")
+        for line in lines[-10:]:
+            print(f"  {line}")
+
+
+def main(concurrency: int, cycles: int, minimum: int, only_churn: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="dy-deploy-bench-") as directory:
         for stage in staged(Path(directory)):
-            scenarios_1_to_4(stage)
+            if only_churn:
+                stage.ensure_service(PROJECT, "web")
+                list(code_deploy(stage, "web", [stage.nodes[0]["name"]])())
+            else:
+                scenarios_1_to_4(stage)
             asyncio.run(scenario_5(stage, concurrency, cycles, minimum))
+            nginx_errors(stage)
 
 
 if __name__ == "__main__":
@@ -152,5 +167,6 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--only-churn", action="store_true", help="scenario 5 only")
     arguments = parser.parse_args()
-    main(arguments.concurrency, arguments.cycles, arguments.requests)
+    main(arguments.concurrency, arguments.cycles, arguments.requests, arguments.only_churn)
