@@ -69,6 +69,9 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for the requests in flight
     block_on_close = True
+    # The standard library listens with a backlog of 5: a burst of new connections (a proxy
+    # switching all its traffic here at once) would overflow it and see resets.
+    request_queue_size = 1024
 
 
 def main() -> int:
