@@ -4,10 +4,12 @@ killed mid-deploy, and old release images removed."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +82,22 @@ def test_a_failing_health_check_leaves_the_old_release_serving_everywhere(stage:
     with docker.APIClient(stage.docker_socket(stage.nodes[1])) as node_docker:
         names = [c["Names"][0] for c in node_docker.containers(all=True)]
     assert not any(done["deployment_id"][:8] in name for name in names)
+
+
+def test_a_hostile_archive_is_refused_before_anything_reaches_a_server(stage: Stage) -> None:
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w:gz") as archive:
+        for name, data in (("app.py", b"print(1)"), ("../../etc/cron.d/evil", b"* * * * *")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    before = len(stage.history("shop", "hello"))
+    answer = stage.http.post("/infra/deploy", params={"project": "shop", "service": "hello"},
+                             content=evil.getvalue(),
+                             headers={"Content-Type": "application/gzip"})
+    assert answer.status_code == 422
+    assert "escapes the app directory" in answer.json()["detail"]
+    assert len(stage.history("shop", "hello")) == before
 
 
 def set_env(stage: Stage, **values: str) -> None:
