@@ -75,16 +75,14 @@ class Run:
         await self.save()
         await self.emit("phase", message, phase=phase)
 
-    async def save(self, **columns: Any) -> None:
-        """Persist the phase and progress (and any other columns) in one transaction."""
+    async def save(self) -> None:
+        """Persist the phase and each server's step."""
         async with self._lock:
             progress = dict(self.progress)
 
             async def tx(s: Any) -> None:
                 row = await s.get_one(Deployment, self.deployment_id)
                 row.phase, row.progress = self.phase, progress
-                for name, value in columns.items():
-                    setattr(row, name, value)
 
             await self.p.db.write(tx)
 
