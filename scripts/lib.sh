@@ -27,16 +27,16 @@ python_bin() {
   return 1
 }
 
-# ensure_venv EXTRA: a virtual environment in .venv with the package (and EXTRA) installed;
-# reinstalls only when pyproject.toml changed since the last install.
+# ensure_venv EXTRA: a virtual environment in .venv with the package (and EXTRA) installed at
+# the versions pinned in constraints.txt; reinstalls only when either file changed since.
 ensure_venv() {
   local extra="$1" stamp=".venv/.installed-$1"
   if [ ! -x .venv/bin/python ]; then
     "$(python_bin)" -m venv .venv
   fi
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     echo "installing Python packages into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extra:+[$extra]}"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".${extra:+[$extra]}"
     touch "$stamp"
   fi
 }
