@@ -17,9 +17,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from dockyard.models.base import Base, IdMixin, TimestampMixin, utcnow
+from dockyard.models.emails import email_skeleton, normalize_email
 from dockyard.models.enums import (
     AuditAction,
     DeploymentStatus,
@@ -54,9 +55,16 @@ class User(IdMixin, TimestampMixin, Base):
     __tablename__ = "users"
     __audit_hidden__ = frozenset({"password_hash"})
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    # What the address looks like (see models.emails): look-alike addresses collide here.
+    email_skeleton: Mapped[str] = mapped_column(String(320), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(default=True)
+
+    @validates("email")
+    def _normalize(self, _key: str, email: str) -> str:
+        self.email_skeleton = email_skeleton(email)
+        return normalize_email(email)
 
 
 class Membership(IdMixin, TimestampMixin, Base):
@@ -78,6 +86,10 @@ class ApiToken(IdMixin, TimestampMixin, Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Lineage: the token or login session that minted this one; a cap on the member's role.
+    parent_token_id: Mapped[str | None] = _fk("api_tokens.id", nullable=True)
+    session_id: Mapped[str | None] = _fk("user_sessions.id", nullable=True, cascade=False)
+    role: Mapped[Role | None] = mapped_column(_enum(Role), default=None)
 
 
 class ProviderCredential(IdMixin, TimestampMixin, Base):
@@ -227,3 +239,31 @@ class AuditEvent(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class UserSession(IdMixin, TimestampMixin, Base):
+    """One password login; its id is the `sid` of the JWT, which works while this row is live."""
+
+    __tablename__ = "user_sessions"
+    user_id: Mapped[str] = _fk("users.id")
+    expires_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Invitation(IdMixin, TimestampMixin, Base):
+    """A single-use offer to join a workspace with a role; only the secret's hash is kept."""
+
+    __tablename__ = "invitations"
+    __audit_hidden__ = frozenset({"token_hash"})
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[str | None] = _fk("users.id", nullable=True, cascade=False)
+    expires_at: Mapped[datetime] = mapped_column()
+    accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+    accepted_by: Mapped[str | None] = _fk("users.id", nullable=True, cascade=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
