@@ -59,13 +59,13 @@ def test_old_or_future_signatures_expire(skew: int) -> None:
 
 def test_parse_claim_reads_the_headers_and_reports_missing_or_malformed_ones() -> None:
     headers = {k.lower(): v for k, v in auth.signature_headers(KEY, claim()).items()}
-    parsed = auth.parse_claim(headers, "POST", "/sites?x=1", claim().body_sha256)
+    parsed = auth.parse_claim(headers, "POST", "/sites?x=1")
     assert parsed == (claim(), auth.sign(KEY, claim()))
-    assert auth.parse_claim({}, "POST", "/", "") is AuthFailure.MISSING
-    bad_time = {**headers, "x-dockyard-timestamp": "soon"}
-    assert auth.parse_claim(bad_time, "POST", "/", "") is AuthFailure.MALFORMED
-    short_nonce = {**headers, "x-dockyard-nonce": "abc"}
-    assert auth.parse_claim(short_nonce, "POST", "/", "") is AuthFailure.MALFORMED
+    assert auth.parse_claim({}, "POST", "/") is AuthFailure.MISSING
+    for name, value in (("x-dockyard-timestamp", "soon"), ("x-dockyard-nonce", "abc"),
+                        ("x-dockyard-nonce", "0123456789\n"),
+                        ("x-dockyard-content-sha256", "A" * 64)):
+        assert auth.parse_claim({**headers, name: value}, "POST", "/") is AuthFailure.MALFORMED
 
 
 def test_a_nonce_is_accepted_once_and_forgotten_after_twice_the_lifetime() -> None:

@@ -33,8 +33,8 @@ async def test_health_is_public(raw: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize(("headers", "reason"), [
     ({}, "missing signature"),
-    ({"X-Dockyard-Timestamp": "x", "X-Dockyard-Nonce": "0123456789", "X-Dockyard-Signature": "0"},
-     "malformed signature headers"),
+    ({"X-Dockyard-Timestamp": "x", "X-Dockyard-Nonce": "0123456789", "X-Dockyard-Signature": "0",
+      "X-Dockyard-Content-SHA256": "0" * 64}, "malformed signature headers"),
 ])
 async def test_unsigned_or_malformed_requests_are_refused(
     raw: httpx.AsyncClient, headers: dict[str, str], reason: str
@@ -67,7 +67,8 @@ async def test_a_replayed_request_is_refused(raw: httpx.AsyncClient) -> None:
 async def test_a_body_other_than_the_signed_one_is_refused(raw: httpx.AsyncClient) -> None:
     headers = signed_headers(SECRET, "POST", "/images/prune", b'{"keep": 5}')
     answer = await raw.post("/images/prune", content=b'{"keep": 1}', headers=headers)
-    assert answer.status_code == 401
+    assert answer.status_code == 400
+    assert answer.json() == {"detail": "the request body does not match its signed digest"}
 
 
 async def test_the_query_is_signed_too(raw: httpx.AsyncClient) -> None:

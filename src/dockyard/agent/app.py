@@ -13,13 +13,14 @@ from fastapi.responses import StreamingResponse
 
 from dockyard import __version__
 from dockyard.agent import auth
-from dockyard.agent.auth import KeyStore
-from dockyard.agent.gate import SignatureGate
+from dockyard.agent.auth import KeyStore, NonceCache
+from dockyard.agent.gate import BodyLimits, SignatureGate
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
     ContainerSpec,
     ContainerSummary,
+    ContextPath,
     ImageRef,
     ImageSummary,
     KeyRotation,
@@ -42,15 +43,16 @@ from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
 from dockyard.agent.state import StateFile
 from dockyard.api.errors import install_error_handlers
-from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from dockyard.api.middleware import RequestIdMiddleware
 from dockyard.kernel.errors import DockyardError, InvalidInput
 
 NDJSON = "application/x-ndjson"
+UPLOAD_PATHS = ("/images/build", "/images/import")
 _END = object()
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
 ContainerPath = Annotated[str, Path(pattern=NAME_PATTERN)]
 ServicePath = Annotated[str, Path(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
-Dockerfile = Annotated[str, Query(pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}$")]
+Dockerfile = Annotated[ContextPath, Query()]
 
 
 def get_node(request: Request) -> Node:
@@ -239,8 +241,10 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
     app.state.node, app.state.keys = the_node, keys
     app.include_router(router)
     app.add_api_route("/healthz", _healthz, methods=["GET"])
-    app.add_middleware(SignatureGate, keys=keys, max_age=settings.signature_max_age_seconds)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    nonces = NonceCache(settings.signature_max_age_seconds, journal=settings.nonce_file)
+    uploads = dict.fromkeys(UPLOAD_PATHS, settings.max_upload_bytes)
+    app.add_middleware(SignatureGate, keys=keys, nonces=nonces,
+                       limits=BodyLimits(settings.max_body_bytes, uploads))
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     return app

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ KEY_CONTEXT = b"node-agent:"
 TIMESTAMP_HEADER = "X-Dockyard-Timestamp"
 NONCE_HEADER = "X-Dockyard-Nonce"
 SIGNATURE_HEADER = "X-Dockyard-Signature"
-MAX_NONCE_LENGTH = 64
+DIGEST_HEADER = "X-Dockyard-Content-SHA256"
+_NONCE = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_REMEMBERED_NONCES = 100_000
 
 
@@ -62,6 +65,7 @@ def sign(key: bytes, request: SignedRequest) -> str:
 
 def signature_headers(key: bytes, request: SignedRequest) -> dict[str, str]:
     return {
+        DIGEST_HEADER: request.body_sha256,
         TIMESTAMP_HEADER: str(request.timestamp),
         NONCE_HEADER: request.nonce,
         SIGNATURE_HEADER: sign(key, request),
@@ -72,15 +76,15 @@ def new_nonce() -> str:
     return os.urandom(16).hex()
 
 
-def parse_claim(
-    headers: dict[str, str], method: str, path: str, digest: str
-) -> tuple[SignedRequest, str] | AuthFailure:
-    """The signed request a caller claims to have made, with its signature."""
-    values = [headers.get(h.lower()) for h in (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)]
-    timestamp, nonce, signature = values
-    if timestamp is None or nonce is None or signature is None:
+def parse_claim(headers: dict[str, str], method: str, path: str
+                ) -> tuple[SignedRequest, str] | AuthFailure:
+    """The signed request a caller claims to have made, with its signature, from the headers
+    alone: the body's digest is claimed up front and checked as the body arrives."""
+    names = (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER, DIGEST_HEADER)
+    timestamp, nonce, signature, digest = (headers.get(h.lower()) for h in names)
+    if timestamp is None or nonce is None or signature is None or digest is None:
         return AuthFailure.MISSING
-    if not timestamp.isdigit() or not 8 <= len(nonce) <= MAX_NONCE_LENGTH:
+    if not (timestamp.isdigit() and _NONCE.fullmatch(nonce) and _DIGEST.fullmatch(digest)):
         return AuthFailure.MALFORMED
     return SignedRequest(method, path, digest, int(timestamp), nonce), signature
 
@@ -97,12 +101,21 @@ def verify(
 
 
 class NonceCache:
-    """Nonces seen within the signature lifetime; anything older is refused as expired anyway."""
+    """Nonces seen within the signature lifetime; anything older is refused as expired anyway.
 
-    def __init__(self, max_age: int, capacity: int = MAX_REMEMBERED_NONCES) -> None:
+    With a `journal` file each first use is appended to it (`<seen> <nonce>` lines), and a
+    new cache over the same file starts with the nonces still inside the window, so a
+    request captured before an agent restart cannot be replayed after it."""
+
+    def __init__(self, max_age: int, capacity: int = MAX_REMEMBERED_NONCES, *,
+                 journal: Path | None = None, now: float | None = None) -> None:
         self.max_age = max_age
         self.capacity = capacity
+        self.journal = journal
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._appended = 0
+        if journal is not None:
+            self._load(journal, time.time() if now is None else now)
 
     def first_use(self, nonce: str, now: float) -> bool:
         """Record `nonce`; False when it was already used."""
@@ -112,11 +125,40 @@ class NonceCache:
         self._seen[nonce] = now
         while len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
+        self._append(nonce, now)
         return True
 
     def _forget_older_than(self, cutoff: float) -> None:
         while self._seen and next(iter(self._seen.values())) < cutoff:
             self._seen.popitem(last=False)
+
+    def _load(self, journal: Path, now: float) -> None:
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        for line in lines[-self.capacity:]:
+            seen, _, nonce = line.partition(" ")
+            if seen.isdigit() and _NONCE.fullmatch(nonce):
+                self._seen[nonce] = float(seen)
+        self._forget_older_than(now - 2 * self.max_age)
+        self._rewrite(journal)
+
+    def _append(self, nonce: str, now: float) -> None:
+        if self.journal is None:
+            return
+        self._appended += 1
+        if self._appended > self.capacity:  # keep the file bounded by the window
+            self._rewrite(self.journal)
+            return
+        with self.journal.open("a") as handle:
+            handle.write(f"{now:.0f} {nonce}\n")
+
+    def _rewrite(self, journal: Path) -> None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        temporary = journal.with_name(f".{journal.name}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.writelines(f"{seen:.0f} {nonce}\n" for nonce, seen in self._seen.items())
+        os.replace(temporary, journal)
+        self._appended = 0
 
 
 def seal_key(current_key: bytes, new_key: bytes) -> str:

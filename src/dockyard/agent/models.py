@@ -7,25 +7,34 @@ import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from dockyard.models.fields import NO_NUL, Name, Whole
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z)(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REGISTRY = r"(?:[a-zA-Z0-9.-]+(?::[0-9]{1,5})?/)?"
+_REGISTRY = r"(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::[0-9]{1,5})?/)?"
+_RELATIVE_PATH = re.compile(r"[A-Za-z0-9_./-]{1,255}")
 
-ServiceName = Annotated[str, StringConstraints(pattern=rf"^{_LABEL}$")]
-ContainerName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")]
-Repository = Annotated[
-    str, StringConstraints(pattern=rf"^{_REGISTRY}{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$",
-                           max_length=255)
-]
-Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
-EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")]
-LabelKey = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/-]{0,254}$")]
-SafePath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._/-]{1,1023}$")]
-ProbePath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~/?=&%-]{0,1023}$")]
-Argument = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=32 * 1024)]
+ServiceName = Name
+ContainerName = Annotated[str, Whole(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}",
+                                     "use letters, digits, '_', '.' and '-' (at most 128)")]
+Repository = Annotated[str, Field(max_length=255), Whole(
+    rf"{_REGISTRY}{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*",
+    "use an image repository such as 'registry.example.com:5000/team/app'")]
+Tag = Annotated[str, Whole(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}",
+                           "use letters, digits, '_', '.' and '-' (at most 128)")]
+EnvKey = Annotated[str, Whole(r"[A-Za-z_][A-Za-z0-9_]{0,254}",
+                              "use letters, digits and '_', not starting with a digit")]
+LabelKey = Annotated[str, Whole(r"[a-zA-Z0-9][a-zA-Z0-9._/-]{0,254}",
+                                "use letters, digits and '._/-'")]
+SafePath = Annotated[str, Whole(r"/[A-Za-z0-9._/-]{1,1023}",
+                                "use an absolute path of letters, digits and '._/-'")]
+ProbePath = Annotated[str, Whole(r"/[A-Za-z0-9._~/?=&%-]{0,1023}",
+                                 "use a path starting with '/' of letters, digits and ._~/?=&%-")]
+Argument = Annotated[str, Field(max_length=32 * 1024), Whole(
+    NO_NUL, "an argument cannot hold a NUL character")]
 
 
 def _hostname(value: str) -> str:
@@ -41,7 +50,16 @@ def _upstream_host(value: str) -> str:
         return _hostname(value)
 
 
+def _inside_context(value: str) -> str:
+    parts = value.split("/")
+    if not _RELATIVE_PATH.fullmatch(value) or "" in parts or ".." in parts:
+        raise ValueError("must be a relative path inside the build context (letters, digits, "
+                         "'_.-/'; no '..', no leading '/')")
+    return value
+
+
 ServerName = Annotated[str, AfterValidator(_hostname)]
+ContextPath = Annotated[str, AfterValidator(_inside_context)]
 UpstreamHost = Annotated[str, AfterValidator(_upstream_host)]
 
 

@@ -20,7 +20,9 @@ class AgentSettings(BaseSettings):
     nginx_binary: str = "nginx"
     nginx_http_port: int = Field(default=80, ge=1, le=65535)
     nginx_https_port: int = Field(default=443, ge=1, le=65535)
-    max_body_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    max_body_bytes: int = Field(default=1024**2, ge=1024)
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    tls: bool = True
     signature_max_age_seconds: int = Field(default=MAX_CLOCK_SKEW_SECONDS, ge=1)
     log_level: str = "INFO"
     log_json: bool | None = None
@@ -28,6 +30,10 @@ class AgentSettings(BaseSettings):
     @property
     def key_file(self) -> Path:
         return self.state_dir / "agent.key"
+
+    @property
+    def nonce_file(self) -> Path:
+        return self.state_dir / "nonces.log"
 
     @property
     def state_file(self) -> Path:
