@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8420, ge=1, le=65535)
     public_url: str | None = None
     jwt_lifetime_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
+    invitation_lifetime_days: int = Field(default=7, ge=1, le=90)
     login_limit_per_client: int = Field(default=30, ge=1)
     login_limit_per_account: int = Field(default=10, ge=1)
     login_limit_window_seconds: int = Field(default=60, ge=1)
