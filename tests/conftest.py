@@ -14,13 +14,13 @@ import pytest
 from dockyard.api.app import create_app
 from dockyard.core.authz import Actor
 from dockyard.core.bootstrap import create_owner, ensure_first_owner
+from dockyard.core.invitations import accept_invitation, invite
 from dockyard.core.platform import Platform
-from dockyard.core.workspaces import add_member
 from dockyard.kernel.migrate import upgrade
 from dockyard.kernel.security import ensure_key_file
 from dockyard.kernel.settings import Settings
+from dockyard.models.accounts import InvitationAccept, InvitationCreate
 from dockyard.models.enums import Role
-from dockyard.models.schemas import MemberAdd
 from tests.pg import PgServer, start_postgres
 
 PASSWORD = "correct-horse-battery"
@@ -113,6 +113,14 @@ async def owner(platform: Platform, client: httpx.AsyncClient) -> Account:
     return await log_in(client, "owner@example.com")
 
 
+async def join_by_invitation(platform: Platform, owner: Account, role: Role, email: str) -> None:
+    """The owner invites `email`; its person accepts, choosing PASSWORD for a new account."""
+    body = InvitationCreate(email=email, role=role)
+    invited = await invite(platform, owner.actor(Role.OWNER), owner.workspace_id, body)
+    accept = InvitationAccept(token=invited.token, password=PASSWORD)
+    await accept_invitation(platform, None, accept, client=f"fixture:{email}")
+
+
 @pytest.fixture
 async def member_of(
     platform: Platform, client: httpx.AsyncClient, owner: Account
@@ -121,8 +129,7 @@ async def member_of(
 
     async def add(role: Role, email: str | None = None) -> Account:
         email = email or f"{role.value}-{next(_counter)}@example.com"
-        body = MemberAdd(email=email, role=role, password=PASSWORD)
-        await add_member(platform, owner.actor(Role.OWNER), owner.workspace_id, body)
+        await join_by_invitation(platform, owner, role, email)
         account = await log_in(client, email)
         account.headers["X-Dockyard-Workspace"] = owner.workspace_id
         return account

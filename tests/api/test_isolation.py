@@ -45,8 +45,10 @@ CASES = [
     Case("PATCH", "/api/v1/workspaces/{workspace}", Role.OWNER, {"display_name": "x"}),
     Case("DELETE", "/api/v1/workspaces/{workspace}", Role.OWNER),
     Case("GET", "/api/v1/workspaces/{workspace}/members", Role.VIEWER),
-    Case("POST", "/api/v1/workspaces/{workspace}/members", Role.ADMIN,
-         {"email": "new@example.com", "role": "member", "password": "long-enough-pw"}),
+    Case("POST", "/api/v1/workspaces/{workspace}/invitations", Role.ADMIN,
+         {"email": "new@example.com", "role": "member"}),
+    Case("GET", "/api/v1/workspaces/{workspace}/invitations", Role.ADMIN),
+    Case("DELETE", "/api/v1/workspaces/{workspace}/invitations/{invitation}", Role.ADMIN),
     Case("PATCH", "/api/v1/workspaces/{workspace}/members/{target}", Role.ADMIN,
          {"role": "member"}),
     Case("DELETE", "/api/v1/workspaces/{workspace}/members/{target}", Role.ADMIN),
@@ -70,8 +72,10 @@ async def world(client, platform, owner, member_of, stranger) -> dict[str, Any]:
     await call("PUT", "/api/v1/infra/credentials/do", {"provider": "digitalocean", "token": "t"})
     server = await register_server(platform, owner.workspace_id, name="node-1", provider="local")
     target = await member_of(Role.VIEWER, "target@example.com")
+    invitation = await call("POST", f"/api/v1/workspaces/{owner.workspace_id}/invitations",
+                            {"email": "invited@example.com", "role": "viewer"})
     ids = {"server": server.id, "workspace": owner.workspace_id, "target": target.user_id,
-           "token": token["id"]}
+           "token": token["id"], "invitation": invitation["id"]}
     callers = {role: await member_of(role) for role in ROLES if role is not Role.OWNER}
     return {"ids": ids, "callers": {**callers, Role.OWNER: owner}, "stranger": stranger}
 

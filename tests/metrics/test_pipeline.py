@@ -145,12 +145,10 @@ async def test_records_carry_partition_columns(build: Build) -> None:
 async def test_the_metrics_endpoints_are_for_admins(build: Build) -> None:
     stack = await build()
     owner = await owner_of(stack)
-    from dockyard.core.workspaces import add_member
-    from dockyard.models.schemas import MemberAdd
+    from tests.conftest import join_by_invitation
 
     for role in (Role.MEMBER, Role.ADMIN):
-        body = MemberAdd(email=f"{role.value}@example.com", role=role, password=PASSWORD)
-        await add_member(stack.platform, owner.actor(Role.OWNER), owner.workspace_id, body)
+        await join_by_invitation(stack.platform, owner, role, f"{role.value}@example.com")
     member = await log_in(stack.http, "member@example.com")
     admin = await log_in(stack.http, "admin@example.com")
     for path in ("", "/stats", "/slow", "/errors"):

@@ -20,6 +20,7 @@ from dockyard.api.routes import (
     deploys,
     env,
     history,
+    invitations,
     projects,
     servers,
     services,
@@ -36,7 +37,8 @@ from dockyard.kernel.settings import Settings
 from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
-ROUTERS = (auth, workspaces, projects, services, env, servers, credentials, history, deploys)
+ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
+           deploys)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 SHUTDOWN_WAIT_SECONDS = 30.0
 

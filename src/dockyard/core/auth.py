@@ -1,45 +1,42 @@
-"""Password login, bearer authentication (JWT or API token) and API token management."""
+"""Password login, bearer authentication (JWT with its login session, or API token)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.core.authz import Actor, Permission
+from dockyard.core.authz import Actor, effective_role
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import Forbidden, NotAuthenticated, NotFound
-from dockyard.kernel.security import (
-    API_TOKEN_PREFIX,
-    decode_jwt,
-    hash_api_token,
-    issue_jwt,
-    new_api_token,
-)
+from dockyard.kernel.security import API_TOKEN_PREFIX, decode_jwt, hash_api_token, issue_jwt
 from dockyard.models.base import utcnow
-from dockyard.models.schemas import (
-    ApiTokenCreate,
-    ApiTokenCreated,
-    ApiTokenPublic,
-    TokenResponse,
-    UserPublic,
-    WhoAmI,
-)
-from dockyard.models.tables import ApiToken, Membership, User, Workspace
+from dockyard.models.emails import normalize_email
+from dockyard.models.schemas import TokenResponse, UserPublic, WhoAmI
+from dockyard.models.tables import ApiToken, Membership, User, UserSession, Workspace
+
+__all__ = ["authenticate", "limit", "login", "normalize_email", "user_by_password", "whoami"]
 
 BAD_LOGIN = "incorrect email or password"
 BAD_TOKEN = "missing, invalid or expired credentials; log in again"  # noqa: S105
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def normalize_email(email: str) -> str:
-    return email.strip().lower()
-
-
-def _limit(p: Platform, action: str, client: str, account: str) -> None:
+def limit(p: Platform, action: str, client: str, account: str) -> None:
+    """Count an attempt against the per-client and per-account rate limits."""
     p.limiters.per_client.hit(f"{action}:client:{client}")
     p.limiters.per_account.hit(f"{action}:account:{account}")
+
+
+async def user_by_password(p: Platform, s: AsyncSession, email: str, password: str) -> User:
+    """The active user with this email and password; one message for every failure."""
+    user = await s.scalar(select(User).where(User.email == normalize_email(email)))
+    if not p.passwords.verify(user.password_hash if user else None, password):
+        raise NotAuthenticated(BAD_LOGIN)
+    if user is None or not user.is_active:
+        raise NotAuthenticated(BAD_LOGIN)
+    return user
 
 
 async def _default_membership(s: AsyncSession, user_id: str) -> Membership | None:
@@ -47,132 +44,119 @@ async def _default_membership(s: AsyncSession, user_id: str) -> Membership | Non
     return (await s.scalars(query.order_by(Membership.created_at, Membership.id))).first()
 
 
-async def login(p: Platform, email: str, password: str, client: str) -> TokenResponse:
-    """Exchange email and password for a JWT bound to the user's first workspace."""
-    email = normalize_email(email)
-    _limit(p, "login", client, email)
+async def login(
+    p: Platform, email: str, password: str, client: str, user_agent: str = ""
+) -> TokenResponse:
+    """A JWT bound to a new login session, acting in the user's first workspace."""
+    limit(p, "login", client, normalize_email(email))
+    lifetime = timedelta(minutes=p.settings.jwt_lifetime_minutes)
 
-    async def tx(s: AsyncSession) -> TokenResponse:
-        user = await s.scalar(select(User).where(User.email == email))
-        if not p.passwords.verify(user.password_hash if user else None, password):
-            raise NotAuthenticated(BAD_LOGIN)
-        if user is None or not user.is_active:
-            raise NotAuthenticated(BAD_LOGIN)
+    async def check(s: AsyncSession) -> tuple[str, str]:
+        user = await user_by_password(p, s, email, password)
         membership = await _default_membership(s, user.id)
         if membership is None:
-            raise NotAuthenticated("this account is in no workspace; ask an owner to add you")
-        lifetime = timedelta(minutes=p.settings.jwt_lifetime_minutes)
-        return TokenResponse(
-            access_token=issue_jwt(p.keys.jwt, user.id, membership.workspace_id, lifetime)
-        )
+            raise NotAuthenticated("this account is in no workspace; ask an owner to invite you")
+        return user.id, membership.workspace_id
 
-    return await p.db.read(tx)
+    async def start(s: AsyncSession) -> str:
+        session = UserSession(user_id=user_id, expires_at=utcnow() + lifetime,
+                              user_agent=_printable(user_agent)[:200])
+        s.add(session)
+        await s.flush()
+        return session.id
+
+    user_id, workspace_id = await p.db.read(check)  # the slow password check locks nothing
+    session_id = await p.db.write(start, info={"actor_user_id": user_id})
+    jwt = issue_jwt(p.keys.jwt, user_id, workspace_id, lifetime, session_id)
+    return TokenResponse(access_token=jwt)
 
 
-async def _membership(s: AsyncSession, user_id: str, workspace_id: str) -> Membership | None:
-    query = select(Membership).join(User, User.id == Membership.user_id).where(
-        Membership.user_id == user_id, Membership.workspace_id == workspace_id, User.is_active
-    )
-    return await s.scalar(query)
+def _printable(text: str) -> str:
+    return "".join(c for c in text if c.isprintable())
 
 
-async def _actor_from_jwt(p: Platform, s: AsyncSession, token: str, workspace: str | None) -> Actor:
+async def _actor_from_jwt(
+    p: Platform, s: AsyncSession, token: str, workspace: str | None
+) -> tuple[Actor, datetime | None]:
+    """The actor of a JWT whose login session is live (one query), and the session's last use."""
     claims = decode_jwt(p.keys.jwt, token)
-    if claims is None:
+    if claims is None or not claims.get("sid"):
         raise NotAuthenticated(BAD_TOKEN)
-    membership = await _membership(s, claims["sub"], workspace or claims["wid"])
+    wanted = workspace or claims["wid"]
+    member = and_(Membership.user_id == User.id, Membership.workspace_id == wanted)
+    query = (
+        select(UserSession.last_seen_at, Membership)
+        .join(User, User.id == UserSession.user_id)
+        .outerjoin(Membership, member)
+        .where(UserSession.id == claims["sid"], UserSession.user_id == claims["sub"],
+               UserSession.revoked_at.is_(None), UserSession.expires_at > utcnow(), User.is_active)
+    )
+    row = (await s.execute(query)).first()
+    if row is None:
+        raise NotAuthenticated(BAD_TOKEN)
+    last_seen, membership = row
     if membership is None and workspace:
         raise NotFound("workspace", workspace)
     if membership is None:
         raise NotAuthenticated(BAD_TOKEN)
-    return Actor(membership.user_id, membership.workspace_id, membership.role)
+    actor = Actor(membership.user_id, membership.workspace_id, membership.role,
+                  session_id=claims["sid"])
+    return actor, last_seen
 
 
 async def _actor_from_api_token(
     s: AsyncSession, token: str, workspace: str | None
-) -> tuple[Actor, bool]:
-    """The token's actor, and whether its last use is older than the recording resolution."""
-    row = await s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_api_token(token)))
+) -> tuple[Actor, datetime | None]:
+    """The token's actor at its effective role (one query), and the token's last use."""
+    member = and_(Membership.user_id == ApiToken.user_id,
+                  Membership.workspace_id == ApiToken.workspace_id)
+    query = (
+        select(ApiToken, Membership.role)
+        .join(User, User.id == ApiToken.user_id)
+        .outerjoin(Membership, member)
+        .where(ApiToken.token_hash == hash_api_token(token), User.is_active)
+    )
+    row = (await s.execute(query)).first()
     now = utcnow()
-    if row is None or row.revoked_at or (row.expires_at and row.expires_at <= now):
+    if row is None or row[0].revoked_at or (row[0].expires_at and row[0].expires_at <= now):
         raise NotAuthenticated(BAD_TOKEN)
-    if workspace and workspace != row.workspace_id:
+    found, role = row
+    if workspace and workspace != found.workspace_id:
         raise Forbidden("this API token belongs to another workspace")
-    membership = await _membership(s, row.user_id, row.workspace_id)
-    if membership is None:
+    if role is None:
         raise NotAuthenticated(BAD_TOKEN)
-    stale = row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION
-    return Actor(row.user_id, row.workspace_id, membership.role, token_id=row.id), stale
+    actor = Actor(found.user_id, found.workspace_id, effective_role(role, found.role),
+                  token_id=found.id)
+    return actor, found.last_used_at
 
 
 async def authenticate(p: Platform, token: str, workspace: str | None = None) -> Actor:
     """The actor behind a bearer token, in `workspace` when given (else the token's own)."""
 
-    async def tx(s: AsyncSession) -> tuple[Actor, bool]:
+    async def tx(s: AsyncSession) -> tuple[Actor, datetime | None]:
         if token.startswith(API_TOKEN_PREFIX):
             return await _actor_from_api_token(s, token, workspace)
-        return await _actor_from_jwt(p, s, token, workspace), False
+        return await _actor_from_jwt(p, s, token, workspace)
 
-    actor, record_use = await p.db.read(tx)
-    if record_use and actor.token_id:
-        await _touch_token(p, actor.token_id)
+    actor, last_used = await p.db.read(tx)
+    if last_used is None or last_used < utcnow() - LAST_USED_RESOLUTION:
+        await _record_use(p, actor)
     return actor
 
 
-async def _touch_token(p: Platform, token_id: str) -> None:
+async def _record_use(p: Platform, actor: Actor) -> None:
     """Record use at one-minute resolution, so most reads do not turn into a write."""
+    if actor.token_id:
+        query = update(ApiToken).where(ApiToken.id == actor.token_id)
+        query = query.values(last_used_at=utcnow())
+    else:
+        query = update(UserSession).where(UserSession.id == actor.session_id)
+        query = query.values(last_seen_at=utcnow())
 
     async def tx(s: AsyncSession) -> None:
-        query = update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
         await s.execute(query.execution_options(synchronize_session=False))
 
     await p.db.write(tx)
-
-
-async def create_api_token(
-    p: Platform, actor: Actor, body: ApiTokenCreate, client: str
-) -> ApiTokenCreated:
-    """A new token for the caller in this workspace; its secret is returned only now."""
-    _limit(p, "token", client, actor.user_id)
-    secret = new_api_token()
-    expires = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
-
-    async def tx(s: AsyncSession) -> ApiTokenCreated:
-        row = ApiToken(
-            workspace_id=actor.workspace_id, user_id=actor.user_id, name=body.name,
-            prefix=secret[:10], token_hash=hash_api_token(secret), expires_at=expires,
-        )
-        s.add(row)
-        await s.flush()
-        return ApiTokenCreated(**ApiTokenPublic.model_validate(row).model_dump(), token=secret)
-
-    return await p.db.write(tx, info=actor.audit_info)
-
-
-async def list_api_tokens(p: Platform, actor: Actor) -> list[ApiTokenPublic]:
-    async def tx(s: AsyncSession) -> list[ApiTokenPublic]:
-        query = select(ApiToken).where(
-            ApiToken.workspace_id == actor.workspace_id, ApiToken.user_id == actor.user_id
-        )
-        rows = await s.scalars(query.order_by(ApiToken.created_at))
-        return [ApiTokenPublic.model_validate(r) for r in rows]
-
-    return await p.db.read(tx)
-
-
-async def revoke_api_token(p: Platform, actor: Actor, token_id: str) -> None:
-    """Revoke one of the caller's tokens; admins may revoke any token of the workspace."""
-
-    async def tx(s: AsyncSession) -> None:
-        row = await s.get(ApiToken, token_id)
-        mine = row is not None and row.user_id == actor.user_id
-        if row is None or row.workspace_id != actor.workspace_id:
-            raise NotFound("API token", token_id)
-        if not mine:
-            actor.require(Permission.MANAGE_MEMBERS)
-        row.revoked_at = row.revoked_at or utcnow()
-
-    await p.db.write(tx, info=actor.audit_info)
 
 
 async def whoami(p: Platform, actor: Actor) -> WhoAmI:

@@ -32,6 +32,17 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(_ADMIN),
     Role.OWNER: frozenset(Permission),
 }
+_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+
+
+def role_within(role: Role, limit: Role) -> bool:
+    """Whether `role` grants nothing beyond `limit`."""
+    return _RANK[role] <= _RANK[limit]
+
+
+def effective_role(membership: Role, cap: Role | None) -> Role:
+    """The member's role, lowered to a token's cap when it has one."""
+    return cap if cap is not None and role_within(cap, membership) else membership
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class Actor:
     workspace_id: str
     role: Role
     token_id: str | None = None
+    session_id: str | None = None
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]

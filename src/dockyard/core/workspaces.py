@@ -1,21 +1,16 @@
-"""Workspaces (tenants) and their members."""
+"""Workspaces (tenants) and their members (people join by invitation: core.invitations)."""
 
 from __future__ import annotations
-
-import secrets
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.core.auth import normalize_email
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict, NotFound
 from dockyard.models.enums import Role
 from dockyard.models.schemas import (
-    MemberAdd,
-    MemberAdded,
     MemberPublic,
     MemberUpdate,
     WorkspaceCreate,
@@ -60,7 +55,7 @@ async def create_workspace(p: Platform, actor: Actor, body: WorkspaceCreate) -> 
     return await p.db.write(tx, info=actor.audit_info)
 
 
-async def _own_workspace(s: AsyncSession, actor: Actor, workspace_id: str) -> Workspace:
+async def own_workspace(s: AsyncSession, actor: Actor, workspace_id: str) -> Workspace:
     """The workspace the actor is acting in; any other id is reported as not found."""
     workspace = await s.get(Workspace, workspace_id)
     if workspace is None or workspace.id != actor.workspace_id:
@@ -70,7 +65,7 @@ async def _own_workspace(s: AsyncSession, actor: Actor, workspace_id: str) -> Wo
 
 async def get_workspace(p: Platform, actor: Actor, workspace_id: str) -> WorkspacePublic:
     async def tx(s: AsyncSession) -> WorkspacePublic:
-        return _public(await _own_workspace(s, actor, workspace_id), actor.role)
+        return _public(await own_workspace(s, actor, workspace_id), actor.role)
 
     return await p.db.read(tx)
 
@@ -79,7 +74,7 @@ async def update_workspace(
     p: Platform, actor: Actor, workspace_id: str, body: WorkspaceUpdate
 ) -> WorkspacePublic:
     async def tx(s: AsyncSession) -> WorkspacePublic:
-        workspace = await _own_workspace(s, actor, workspace_id)
+        workspace = await own_workspace(s, actor, workspace_id)
         actor.require(Permission.MANAGE_WORKSPACE)
         if body.display_name is not None:
             workspace.display_name = body.display_name
@@ -92,7 +87,7 @@ async def delete_workspace(p: Platform, actor: Actor, workspace_id: str) -> None
     """Delete the workspace and everything in it (owners only)."""
 
     async def tx(s: AsyncSession) -> None:
-        workspace = await _own_workspace(s, actor, workspace_id)
+        workspace = await own_workspace(s, actor, workspace_id)
         actor.require(Permission.MANAGE_WORKSPACE)
         await delete_recorded(s, workspace)
 
@@ -101,7 +96,7 @@ async def delete_workspace(p: Platform, actor: Actor, workspace_id: str) -> None
 
 async def list_members(p: Platform, actor: Actor, workspace_id: str) -> list[MemberPublic]:
     async def tx(s: AsyncSession) -> list[MemberPublic]:
-        await _own_workspace(s, actor, workspace_id)
+        await own_workspace(s, actor, workspace_id)
         query = select(Membership, User.email).join(User, User.id == Membership.user_id)
         query = query.where(Membership.workspace_id == workspace_id)
         rows = await s.execute(query.order_by(Membership.created_at, Membership.id))
@@ -110,50 +105,18 @@ async def list_members(p: Platform, actor: Actor, workspace_id: str) -> list[Mem
     return await p.db.read(tx)
 
 
-def _member(m: Membership, email: str, password: str | None = None) -> MemberAdded:
-    return MemberAdded(
-        user_id=m.user_id, email=email, role=m.role, created_at=m.created_at,
-        initial_password=password,
-    )
+def _member(m: Membership, email: str) -> MemberPublic:
+    return MemberPublic(user_id=m.user_id, email=email, role=m.role, created_at=m.created_at)
 
 
-def _require_grant(actor: Actor, *roles: Role) -> None:
+def require_grant(actor: Actor, *roles: Role) -> None:
+    """The actor may manage members, and grant owner when one of `roles` is owner."""
     actor.require(Permission.MANAGE_MEMBERS)
     if Role.OWNER in roles:
         actor.require(Permission.GRANT_OWNER)
 
 
-async def _user_for(p: Platform, s: AsyncSession, body: MemberAdd) -> tuple[User, str | None]:
-    """The existing user with this email, or a new one with the given or a generated password."""
-    email = normalize_email(str(body.email))
-    user = await s.scalar(select(User).where(User.email == email))
-    if user is not None:
-        return user, None
-    password = body.password or secrets.token_urlsafe(12)
-    user = User(email=email, password_hash=p.passwords.hash(password))
-    s.add(user)
-    await s.flush()
-    return user, None if body.password else password
-
-
-async def add_member(
-    p: Platform, actor: Actor, workspace_id: str, body: MemberAdd
-) -> MemberAdded:
-    async def tx(s: AsyncSession) -> MemberAdded:
-        await _own_workspace(s, actor, workspace_id)
-        _require_grant(actor, body.role)
-        user, password = await _user_for(p, s, body)
-        if await _find_membership(s, workspace_id, user.id):
-            raise Conflict(f"{user.email} is already a member; change their role instead")
-        membership = Membership(workspace_id=workspace_id, user_id=user.id, role=body.role)
-        s.add(membership)
-        await s.flush()
-        return _member(membership, user.email, password)
-
-    return await p.db.write(tx, info=actor.audit_info)
-
-
-async def _find_membership(s: AsyncSession, workspace_id: str, user_id: str) -> Membership | None:
+async def find_membership(s: AsyncSession, workspace_id: str, user_id: str) -> Membership | None:
     query = select(Membership).where(
         Membership.workspace_id == workspace_id, Membership.user_id == user_id
     )
@@ -161,7 +124,7 @@ async def _find_membership(s: AsyncSession, workspace_id: str, user_id: str) -> 
 
 
 async def _existing_member(s: AsyncSession, workspace_id: str, user_id: str) -> Membership:
-    membership = await _find_membership(s, workspace_id, user_id)
+    membership = await find_membership(s, workspace_id, user_id)
     if membership is None:
         raise NotFound("member", user_id)
     return membership
@@ -179,9 +142,9 @@ async def update_member(
     p: Platform, actor: Actor, workspace_id: str, user_id: str, body: MemberUpdate
 ) -> MemberPublic:
     async def tx(s: AsyncSession) -> MemberPublic:
-        await _own_workspace(s, actor, workspace_id)
+        await own_workspace(s, actor, workspace_id)
         membership = await _existing_member(s, workspace_id, user_id)
-        _require_grant(actor, membership.role, body.role)
+        require_grant(actor, membership.role, body.role)
         if body.role is not Role.OWNER:
             await _ensure_owner_remains(s, membership)
         membership.role = body.role
@@ -193,10 +156,10 @@ async def update_member(
 
 async def remove_member(p: Platform, actor: Actor, workspace_id: str, user_id: str) -> None:
     async def tx(s: AsyncSession) -> None:
-        await _own_workspace(s, actor, workspace_id)
+        await own_workspace(s, actor, workspace_id)
         membership = await _existing_member(s, workspace_id, user_id)
         if user_id != actor.user_id:
-            _require_grant(actor, membership.role)
+            require_grant(actor, membership.role)
         await _ensure_owner_remains(s, membership)
         await delete_recorded(s, membership)
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 API_TOKEN_PREFIX = "dy_"  # noqa: S105
+INVITATION_PREFIX = "dyi_"
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "dockyard-api"
 
@@ -51,6 +52,10 @@ class Passwords:
 
 def new_api_token() -> str:
     return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_invitation_token() -> str:
+    return INVITATION_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_api_token(token: str) -> str:
@@ -114,9 +119,14 @@ class SecretBox:
             raise KeyFileError("a stored secret cannot be decrypted with this key") from exc
 
 
-def issue_jwt(key: bytes, user_id: str, workspace_id: str, lifetime: timedelta) -> str:
+def issue_jwt(
+    key: bytes, user_id: str, workspace_id: str, lifetime: timedelta, session_id: str | None = None
+) -> str:
+    """A signed token; `session_id` (claim `sid`) names the login session that must stay live."""
     now = datetime.now(UTC)
     claims = {"sub": user_id, "wid": workspace_id, "aud": JWT_AUDIENCE, "iat": now}
+    if session_id:
+        claims["sid"] = session_id
     return jwt.encode({**claims, "exp": now + lifetime}, key, algorithm=JWT_ALGORITHM)
 
 

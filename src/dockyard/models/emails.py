@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import Annotated
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 # Letters that look like a Latin letter once lowercased (Cyrillic, Greek, Armenian, IPA and
 # others); fullwidth and compatibility forms are already folded by NFKC/NFKD.
@@ -49,3 +54,19 @@ def email_skeleton(email: str) -> str:
     decomposed = unicodedata.normalize("NFKD", normalize_email(email)).lower()
     kept = (c for c in decomposed if unicodedata.category(c) not in {"Mn", "Me", "Cf"})
     return "".join(kept).translate(_LOOK_ALIKES)
+
+
+def valid_email(email: str) -> str:
+    """The address in its stored spelling, or a message saying what is wrong with it."""
+    try:
+        checked = validate_email(normalize_email(email), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise PydanticCustomError("invalid_email", "not an email address: {reason}",
+                                  {"reason": str(exc)}) from None
+    return normalize_email(checked.normalized)
+
+
+Email = Annotated[
+    str, Field(min_length=3, max_length=320, json_schema_extra={"format": "email"}),
+    AfterValidator(valid_email),
+]

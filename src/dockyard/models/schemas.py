@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     IPvAnyAddress,
     WithJsonSchema,
@@ -17,7 +16,7 @@ from pydantic import (
 
 from dockyard import __version__
 from dockyard.models.enums import AuditAction, Role, ServerStatus, ServiceKind
-from dockyard.models.fields import EnvKey, EnvValue, ImageRef, Name, Password, ShortText
+from dockyard.models.fields import EnvKey, EnvValue, ImageRef, Name, ShortText
 
 
 class Input(BaseModel):
@@ -64,14 +63,6 @@ class WorkspacePublic(Output):
     created_at: datetime
 
 
-class MemberAdd(Input):
-    email: EmailStr
-    role: Role = Role.MEMBER
-    password: Password | None = Field(
-        default=None, description="Initial password for a new user; generated when omitted."
-    )
-
-
 class MemberUpdate(Input):
     role: Role
 
@@ -83,15 +74,12 @@ class MemberPublic(Output):
     created_at: datetime
 
 
-class MemberAdded(MemberPublic):
-    initial_password: str | None = Field(
-        default=None, description="Shown once, only when a new user was created."
-    )
-
-
 class ApiTokenCreate(Input):
     name: Name
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    role: Role | None = Field(
+        default=None, description="Cap the token at this role (at most your own role)."
+    )
 
 
 class ApiTokenPublic(Output):
@@ -102,6 +90,8 @@ class ApiTokenPublic(Output):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    role: Role | None = Field(description="The token's role cap; none: the member's role.")
+    parent_token_id: str | None = Field(description="The token that created this one.")
 
 
 class ApiTokenCreated(ApiTokenPublic):

@@ -3,10 +3,9 @@ from fastapi import APIRouter
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
-from dockyard.core import workspaces
+from dockyard.core import invitations, workspaces
+from dockyard.models.accounts import InvitationCreate, InvitationCreated, InvitationPublic
 from dockyard.models.schemas import (
-    MemberAdd,
-    MemberAdded,
     MemberPublic,
     MemberUpdate,
     WorkspaceCreate,
@@ -55,11 +54,28 @@ async def list_members(
     return await workspaces.list_members(platform, actor, workspace_id)
 
 
-@router.post("/{workspace_id}/members", status_code=201, summary="Add a member (admins)")
-async def add_member(
-    workspace_id: ObjectId, body: MemberAdd, platform: PlatformDep, actor: ActorDep
-) -> MemberAdded:
-    return await workspaces.add_member(platform, actor, workspace_id, body)
+@router.post("/{workspace_id}/invitations", status_code=201, operation_id="invite",
+             summary="Invite an email with a role (admins); the secret is shown once")
+async def invite(
+    workspace_id: ObjectId, body: InvitationCreate, platform: PlatformDep, actor: ActorDep
+) -> InvitationCreated:
+    return await invitations.invite(platform, actor, workspace_id, body)
+
+
+@router.get("/{workspace_id}/invitations", operation_id="list_invitations",
+            summary="List pending invitations (admins)")
+async def list_invitations(
+    workspace_id: ObjectId, platform: PlatformDep, actor: ActorDep
+) -> list[InvitationPublic]:
+    return await invitations.list_invitations(platform, actor, workspace_id)
+
+
+@router.delete("/{workspace_id}/invitations/{invitation_id}", status_code=204,
+               operation_id="revoke_invitation", summary="Revoke a pending invitation (admins)")
+async def revoke_invitation(
+    workspace_id: ObjectId, invitation_id: ObjectId, platform: PlatformDep, actor: ActorDep
+) -> None:
+    await invitations.revoke_invitation(platform, actor, workspace_id, invitation_id)
 
 
 @router.patch("/{workspace_id}/members/{user_id}", summary="Change a member's role (admins)")

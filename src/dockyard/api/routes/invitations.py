@@ -1,0 +1,33 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.security import OAuth2PasswordBearer
+
+from dockyard.api.deps import ID_PATTERN, ClientDep, PlatformDep
+from dockyard.api.errors import LIMITED_RESPONSES
+from dockyard.core import auth, invitations
+from dockyard.core.authz import Actor
+from dockyard.models.accounts import InvitationAccept, InvitationAccepted
+from dockyard.models.schemas import ErrorBody
+
+GONE = {"model": ErrorBody, "description": "The invitation was used, revoked or has expired."}
+router = APIRouter(prefix="/invitations", tags=["workspaces"],
+                   responses={**LIMITED_RESPONSES, 410: GONE})
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def optional_actor(
+    platform: PlatformDep, token: Annotated[str | None, Depends(_bearer)],
+    workspace: Annotated[str | None, Header(alias="X-Dockyard-Workspace",
+                                            pattern=ID_PATTERN)] = None,
+) -> Actor | None:
+    return await auth.authenticate(platform, token, workspace) if token else None
+
+
+@router.post("/accept", operation_id="accept_invitation",
+             summary="Accept an invitation: logged in, with your password, or as a new account")
+async def accept_invitation(
+    body: InvitationAccept, platform: PlatformDep, client: ClientDep,
+    actor: Annotated[Actor | None, Depends(optional_actor)],
+) -> InvitationAccepted:
+    return await invitations.accept_invitation(platform, actor, body, client)
