@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +25,7 @@ from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.proxy import Nginx
 from dockyard.agent.settings import AgentSettings
-from dockyard.providers import netns
+from dockyard.providers import local, netns
 from dockyard.providers.cluster import Cluster, ClusterSettings
 from dockyard.providers.images import RECIPES, ImageSettings, Tarball, bootstrap_tarball
 
@@ -154,3 +158,68 @@ def cluster() -> Iterator[Cluster]:
                                prefix="dyt")
     with running_cluster(settings, 3) as the_cluster:
         yield the_cluster
+
+
+# A real `dockyard-agent` process (uvicorn, TLS by default), for transport tests.
+
+AGENT_PROGRAM = str(Path(sys.executable).parent / "dockyard-agent")
+
+
+@dataclass
+class AgentProcess:
+    state_dir: Path
+    host: str
+    port: int
+    tls: bool
+    child: subprocess.Popen[bytes]
+    proxy: Nginx
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def log(self) -> str:
+        return (self.state_dir / "agent.log").read_text()
+
+    def stop(self) -> None:
+        self.child.terminate()
+        self.child.wait(timeout=10)
+        self.proxy.stop()
+
+
+def spawn_agent(state_dir: Path, key: bytes, *, host: str = "127.0.0.1", tls: bool = True
+                ) -> AgentProcess:
+    """Start `dockyard-agent` holding `key` (Docker absent: enough for the transport) and wait
+    until it answers its public health check."""
+    port, http, https = free_port(), free_port(), free_port()
+    auth.write_key_file(state_dir / "agent.key", key)
+    env = {"DOCKYARD_AGENT_HOST": host, "DOCKYARD_AGENT_PORT": str(port),
+           "DOCKYARD_AGENT_STATE_DIR": str(state_dir), "DOCKYARD_AGENT_TLS": str(tls).lower(),
+           "DOCKYARD_AGENT_DOCKER_HOST": f"unix://{state_dir}/no-docker.sock",
+           "DOCKYARD_AGENT_NGINX_HTTP_PORT": str(http),
+           "DOCKYARD_AGENT_NGINX_HTTPS_PORT": str(https),
+           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    log = (state_dir / "agent.log").open("wb")
+    child = subprocess.Popen([AGENT_PROGRAM], env=env, stdout=log, stderr=log)
+    agent = AgentProcess(state_dir, host, port, tls, child,
+                         Nginx(NginxLayout(state_dir / "nginx", http, https)))
+    eventually_true(lambda: local.agent_answers(agent.url) or child.poll() is not None,
+                    "the agent answering", within=30)
+    assert child.poll() is None, agent.log
+    return agent
+
+
+@pytest.fixture
+def agent_processes(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """Start real agents (`start(key, host=..., tls=...)`); all stopped afterwards."""
+    started: list[AgentProcess] = []
+
+    def start(key: bytes, **options: Any) -> AgentProcess:
+        started.append(spawn_agent(tmp_path / f"agent-{len(started)}", key, **options))
+        return started[-1]
+
+    yield start
+    for agent in started:
+        agent.stop()

@@ -32,7 +32,7 @@ IMAGE_BODY = {"project": "shop", "service": "web",
 
 async def add_server(platform, owner, port: int, name: str = "node1") -> None:
     server = await register_server(platform, owner.workspace_id, name=name, provider="manual",
-                                   ip="127.0.0.1", agent_port=port)
+                                   ip="127.0.0.1", agent_port=port, agent_insecure_http=True)
 
     async def activate(s: Any) -> None:
         await s.execute(update(Server).where(Server.id == server.id)

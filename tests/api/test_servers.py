@@ -1,64 +1,39 @@
-"""The server inventory with real agents: adopt, check, poll, agent key, remove."""
+"""The server inventory with real agents: adopt (pinning the agent's certificate), check,
+poll, agent key, remove; IPv6 agents; a replaced certificate refused."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from dockyard import __version__
-from dockyard.agent import auth
-from dockyard.agent.nginx import NginxLayout
-from dockyard.agent.proxy import Nginx
+from dockyard.agent import tls
 from dockyard.core.agents import poll_all
 from dockyard.models.enums import Role
-from tests.live import wait_until
+from tests.agent.conftest import AgentProcess, spawn_agent
 from tests.pg import free_port
 
-AGENT = str(Path(sys.executable).parent / "dockyard-agent")
 SERVERS = "/api/v1/infra/servers"
+StartAgent = Callable[..., AgentProcess]
 
 
 @pytest.fixture
-def start_agent(tmp_path: Path) -> Iterator[Callable[[str], int]]:
-    """Start a real `dockyard-agent` holding a hex key; return its port."""
-    processes: list[subprocess.Popen[bytes]] = []
-    proxies: list[Nginx] = []
+def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
+    """Start real `dockyard-agent`s holding a hex key; all stopped afterwards."""
+    started: list[AgentProcess] = []
 
-    def start(key_hex: str) -> int:
-        port, state = free_port(), tmp_path / f"agent-{len(processes)}"
-        auth.write_key_file(state / "agent.key", bytes.fromhex(key_hex))
-        http, https = free_port(), free_port()
-        proxies.append(Nginx(NginxLayout(state / "nginx", http, https)))
-        env = {"DOCKYARD_AGENT_PORT": str(port), "DOCKYARD_AGENT_STATE_DIR": str(state),
-               "DOCKYARD_AGENT_DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
-               "DOCKYARD_AGENT_NGINX_HTTP_PORT": str(http),
-               "DOCKYARD_AGENT_NGINX_HTTPS_PORT": str(https),
-               "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        log = (state / "agent.log").open("wb")
-        processes.append(subprocess.Popen([AGENT], env=env, stdout=log, stderr=log))
-        wait_until(lambda: _answers(port) or processes[-1].poll() is not None, "the agent answers")
-        assert processes[-1].poll() is None, (state / "agent.log").read_text()
-        return port
+    def start(key_hex: str, **options: Any) -> AgentProcess:
+        state_dir = tmp_path / f"agent-{len(started)}"
+        started.append(spawn_agent(state_dir, bytes.fromhex(key_hex), **options))
+        return started[-1]
 
     yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
-    for proxy in proxies:
-        proxy.stop()
-
-
-def _answers(port: int) -> bool:
-    try:
-        httpx.get(f"http://127.0.0.1:{port}/info", timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True
+    for agent in started:
+        agent.stop()
 
 
 async def _agent_key(client, account) -> str:  # type: ignore[no-untyped-def]
@@ -70,11 +45,14 @@ async def _agent_key(client, account) -> str:  # type: ignore[no-untyped-def]
 async def test_an_adopted_server_with_the_workspace_key_is_active_and_current(
     client, owner, start_agent
 ):
-    port = start_agent(await _agent_key(client, owner))
-    body = {"name": "node-1", "ip": "127.0.0.1", "agent_port": port, "provider": "manual"}
+    agent = start_agent(await _agent_key(client, owner))
+    body = {"name": "node-1", "ip": "127.0.0.1", "agent_port": agent.port, "provider": "manual"}
     added = await client.post(SERVERS, json=body, headers=owner.headers)
     assert added.status_code == 201
     assert added.json()["status"] == "pending"
+    assert added.json()["agent_fingerprint"] == tls.fingerprint_of_file(
+        tls.CertificateFiles(agent.state_dir).certificate)
+    assert added.json()["agent_insecure_http"] is False
     checked = await client.post(f"{SERVERS}/{added.json()['id']}/check", headers=owner.headers)
     server = checked.json()
     assert (server["status"], server["agent_version"]) == ("active", __version__)
@@ -85,15 +63,76 @@ async def test_an_adopted_server_with_the_workspace_key_is_active_and_current(
 async def test_an_agent_with_another_key_or_none_listening_is_unreachable(
     client, owner, start_agent, platform
 ):
-    port = start_agent("00" * 32)
-    for name, agent_port in (("wrong-key", port), ("nobody", free_port())):
-        body = {"name": name, "ip": "127.0.0.1", "agent_port": agent_port}
+    agent = start_agent("00" * 32)
+    for name, agent_port in (("wrong-key", agent.port), ("nobody", free_port())):
+        body = {"name": name, "ip": "127.0.0.1", "agent_port": agent_port, "insecure_http": True}
         assert (await client.post(SERVERS, json=body, headers=owner.headers)).status_code == 201
     observations = await poll_all(platform)
     assert {o.status.value for o in observations} == {"unreachable"}
     listed = (await client.get(SERVERS, headers=owner.headers)).json()
     assert {(s["name"], s["agent_current"]) for s in listed} == {
         ("wrong-key", False), ("nobody", False)}
+
+
+async def test_an_agent_whose_certificate_changed_is_refused_naming_both(
+    client, owner, start_agent, caplog
+):
+    key = await _agent_key(client, owner)
+    agent = start_agent(key)
+    body = {"name": "node-1", "ip": "127.0.0.1", "agent_port": agent.port}
+    added = (await client.post(SERVERS, json=body, headers=owner.headers)).json()
+    pinned = added["agent_fingerprint"]
+    replaced = start_agent(key)  # another state dir: another certificate
+    body = {**body, "name": "node-2", "agent_port": replaced.port, "agent_fingerprint": pinned}
+    impostor = (await client.post(SERVERS, json=body, headers=owner.headers)).json()
+    with caplog.at_level(logging.WARNING, logger="dockyard.fleet"):
+        checked = await client.post(f"{SERVERS}/{impostor['id']}/check", headers=owner.headers)
+    assert checked.json()["status"] == "unreachable"
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "dockyard.fleet"]
+    presented = tls.fetch_fingerprint("127.0.0.1", replaced.port)
+    assert pinned in warning
+    assert presented in warning
+
+
+async def test_adoption_checks_a_given_fingerprint_only_by_its_form(client, owner):
+    for fingerprint in ("AB:CD", "ab" + ":ab" * 31, "AB" + ":AB" * 31 + "\n"):
+        body = {"name": "n", "ip": "10.0.0.1", "agent_fingerprint": fingerprint}
+        answer = await client.post(SERVERS, json=body, headers=owner.headers)
+        assert answer.status_code == 422, fingerprint
+
+
+async def test_adopting_without_an_agent_to_pin_says_what_to_do(client, owner):
+    body = {"name": "n", "ip": "127.0.0.1", "agent_port": free_port()}
+    answer = await client.post(SERVERS, json=body, headers=owner.headers)
+    assert answer.status_code == 422
+    assert "agent_fingerprint" in answer.text
+    assert (await client.get(SERVERS, headers=owner.headers)).json() == []
+
+
+async def test_an_ipv6_server_is_checked_and_polled_like_any_other(
+    client, owner, start_agent, platform
+):
+    agent = start_agent(await _agent_key(client, owner), host="::1")
+    for name, port in (("v6", agent.port), ("v6-silent", free_port())):
+        body = {"name": name, "ip": "::1", "agent_port": port, "insecure_http": name != "v6"}
+        added = await client.post(SERVERS, json=body, headers=owner.headers)
+        assert added.status_code == 201, added.text
+        checked = await client.post(f"{SERVERS}/{added.json()['id']}/check",
+                                    headers=owner.headers)
+        assert checked.status_code == 200, checked.text
+    observations = await poll_all(platform)
+    assert sorted(o.status.value for o in observations) == ["active", "unreachable"]
+
+
+async def test_an_agent_without_tls_is_reached_only_when_allowed(client, owner, start_agent):
+    agent = start_agent(await _agent_key(client, owner), tls=False)
+    body = {"name": "plain", "ip": "127.0.0.1", "agent_port": agent.port}
+    refused = await client.post(SERVERS, json=body, headers=owner.headers)
+    assert refused.status_code == 422
+    added = await client.post(SERVERS, json={**body, "insecure_http": True},
+                              headers=owner.headers)
+    checked = await client.post(f"{SERVERS}/{added.json()['id']}/check", headers=owner.headers)
+    assert checked.json()["status"] == "active"
 
 
 async def test_the_agent_key_is_stable_admin_only_and_differs_per_workspace(
@@ -113,6 +152,7 @@ async def test_the_agent_key_is_stable_admin_only_and_differs_per_workspace(
     ({"name": "n", "ip": "10.0.0.1", "agent_port": 70000}, 422),
     ({"name": "Bad Name", "ip": "10.0.0.1"}, 422),
     ({"name": "n", "ip": "10.0.0.1", "provider": "digitalocean"}, 422),
+    ({"name": "n", "ip": "10.0.0.1", "insecure_http": "maybe"}, 422),
 ])
 async def test_bad_server_input_is_rejected(client, owner, body, status):
     assert (await client.post(SERVERS, json=body, headers=owner.headers)).status_code == status
@@ -120,7 +160,7 @@ async def test_bad_server_input_is_rejected(client, owner, body, status):
 
 
 async def test_servers_are_for_admins_to_add_and_remove(client, owner, member_of):
-    body = {"name": "n1", "ip": "10.0.0.1"}
+    body = {"name": "n1", "ip": "10.0.0.1", "insecure_http": True}
     member = await member_of(Role.MEMBER)
     assert (await client.post(SERVERS, json=body, headers=member.headers)).status_code == 403
     added = await client.post(SERVERS, json=body, headers=owner.headers)

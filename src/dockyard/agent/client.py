@@ -27,6 +27,7 @@ from dockyard.agent.models import (
     Site,
     TagRequest,
 )
+from dockyard.agent.pinning import Unpinned, pinned_transport
 from dockyard.kernel.context import current_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -65,10 +66,14 @@ async def _error_of(response: httpx.Response) -> AgentError:
 
 
 class NodeAgentClient:
-    """One agent. Pass the workspace's agent secret; the key is derived, never sent."""
+    """One agent. Pass the workspace's agent secret; the key is derived, never sent. An
+    `https://` agent is only talked to if its certificate has the pinned `fingerprint`."""
 
-    def __init__(self, base_url: str, secret: str | bytes, *, timeout: float = 60.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, secret: str | bytes, *, fingerprint: str = "",
+                 timeout: float = 60.0, transport: httpx.AsyncBaseTransport | None = None
+                 ) -> None:
+        if transport is None and base_url.startswith("https://"):
+            transport = pinned_transport(fingerprint) if fingerprint else Unpinned(base_url)
         self._key = auth.derive_agent_key(secret)
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport)
 

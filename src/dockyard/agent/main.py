@@ -1,10 +1,31 @@
-"""`dockyard-agent`: read the agent's settings from the environment and serve."""
+"""`dockyard-agent`: read the agent's settings from the environment and serve.
+
+`dockyard-agent fingerprint` prints the SHA-256 fingerprint of the agent's TLS certificate
+(made if it does not exist yet), to compare with what `dockyard servers list` shows."""
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import Any
 
 from dockyard import __version__
+
+log = logging.getLogger("dockyard.agent")
+
+
+def _tls_options(settings: Any) -> dict[str, Any]:
+    """uvicorn's TLS options with the agent's own certificate; none when TLS is off."""
+    from dockyard.agent import tls
+
+    if not settings.tls:
+        log.warning("TLS is off (DOCKYARD_AGENT_TLS=false): agent traffic crosses the network "
+                    "in clear; use this on a private network only")
+        return {}
+    files = settings.certificate_files
+    fingerprint = tls.ensure_certificate(files)
+    log.info("agent certificate fingerprint (SHA-256): %s", fingerprint)
+    return {"ssl_certfile": str(files.certificate), "ssl_keyfile": str(files.private_key)}
 
 
 def serve() -> None:
@@ -18,16 +39,25 @@ def serve() -> None:
     configure_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, **_tls_options(settings))
+
+
+def fingerprint() -> None:
+    from dockyard.agent import tls
+    from dockyard.agent.settings import AgentSettings
+
+    print(tls.ensure_certificate(AgentSettings().certificate_files))
 
 
 def run() -> None:
-    """`--version` prints the version; otherwise serve, failing with one line, not a trace."""
-    if "--version" in sys.argv[1:]:
+    """`--version` prints the version, `fingerprint` the certificate's fingerprint; otherwise
+    serve, failing with one line, not a trace."""
+    arguments = sys.argv[1:]
+    if "--version" in arguments:
         print(f"dockyard-agent {__version__}")
         return
     try:
-        serve()
+        fingerprint() if arguments[:1] == ["fingerprint"] else serve()
     except (RuntimeError, OSError, ValueError) as exc:
         print(f"dockyard-agent: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

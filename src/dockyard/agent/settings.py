@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dockyard.agent.tls import CertificateFiles
+
 MAX_CLOCK_SKEW_SECONDS = 300
 
 
@@ -30,6 +32,10 @@ class AgentSettings(BaseSettings):
     @property
     def key_file(self) -> Path:
         return self.state_dir / "agent.key"
+
+    @property
+    def certificate_files(self) -> CertificateFiles:
+        return CertificateFiles(self.state_dir)
 
     @property
     def nonce_file(self) -> Path:

@@ -43,7 +43,8 @@ def up(
     if client is not None:
         port = cluster.settings.agent_port
         for node in cluster.state.nodes:
-            add_server(client, node.name, node.ip, port, "cluster")
+            add_server(client, node.name, node.ip, port, "cluster",
+                       fingerprint=cluster.fingerprint(node))
     show(cluster.status(), STATUS_COLUMNS, as_json)
     if not register:
         done(f"agent secret: {cluster.secret_file}")

@@ -153,7 +153,8 @@ def env_unset(
         release_live_image(project, service)
 
 
-SERVER_COLUMNS = ["id", "name", "provider", "ip", "status", "agent_version", "agent_current"]
+SERVER_COLUMNS = ["id", "name", "provider", "ip", "status", "agent_version", "agent_current",
+                  "agent_fingerprint"]
 
 
 @servers.command("list")
@@ -162,9 +163,12 @@ def servers_list(as_json: JsonFlag = False) -> None:
     show(ApiClient.from_config().get("/infra/servers"), SERVER_COLUMNS, as_json)
 
 
-def add_server(client: ApiClient, name: str, ip: str, port: int, provider: str) -> Any:
-    """Register a server, then ask its agent at once so the answer shows its status."""
-    body = {"name": name, "ip": ip, "agent_port": port, "provider": provider}
+def add_server(client: ApiClient, name: str, ip: str, port: int, provider: str, *,
+               fingerprint: str | None = None, insecure_http: bool = False) -> Any:
+    """Register a server, then ask its agent at once so the answer shows its status (and the
+    pinned certificate fingerprint, to compare with what the agent printed)."""
+    body = {"name": name, "ip": ip, "agent_port": port, "provider": provider,
+            "agent_fingerprint": fingerprint, "insecure_http": insecure_http}
     added = client.post("/infra/servers", body)
     return client.post(f"/infra/servers/{seg(added['id'])}/check", {})
 
@@ -175,10 +179,18 @@ def servers_add(
     ip: Annotated[str, typer.Option(help="Address the control plane reaches the agent at.")],
     port: Annotated[int, typer.Option(help="The agent's port.")] = 8421,
     provider: Annotated[str, typer.Option(help="local, cluster or manual.")] = "manual",
+    fingerprint: Annotated[str | None, typer.Option(
+        help="The certificate fingerprint `dockyard-agent fingerprint` prints on the server; "
+             "without it, the one the agent presents now is pinned.")] = None,
+    insecure_http: Annotated[bool, typer.Option(
+        help="Plain HTTP to an agent run with DOCKYARD_AGENT_TLS=false (private networks "
+             "only).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Add a server whose agent holds this workspace's key (see `servers agent-key`)."""
-    show_one(add_server(ApiClient.from_config(), name, ip, port, provider), as_json)
+    added = add_server(ApiClient.from_config(), name, ip, port, provider,
+                       fingerprint=fingerprint, insecure_http=insecure_http)
+    show_one(added, as_json)
 
 
 @servers.command("check")

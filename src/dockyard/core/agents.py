@@ -63,16 +63,27 @@ async def install_key(p: Platform, actor: Actor) -> AgentKeyPublic:
     return AgentKeyPublic(key=derive_agent_key(secret).hex(), expected_version=__version__)
 
 
+def url_host(ip: str) -> str:
+    """An address as it goes in a URL: IPv6 literals in brackets."""
+    return f"[{ip}]" if ":" in ip else ip
+
+
 def agent_url(server: ServerPublic) -> str:
-    return f"http://{server.ip}:{server.agent_port}"
+    scheme = "http" if server.agent_insecure_http else "https"
+    return f"{scheme}://{url_host(server.ip)}:{server.agent_port}"
+
+
+def client_for(server: ServerPublic, secret: str, timeout: float) -> NodeAgentClient:
+    """A client of the server's agent that only talks to its pinned certificate."""
+    return NodeAgentClient(agent_url(server), secret, fingerprint=server.agent_fingerprint,
+                           timeout=timeout)
 
 
 def client_factory(secrets_by_workspace: dict[str, str]) -> fleet.ClientFactory:
-    def client_for(server: ServerPublic) -> NodeAgentClient:
-        secret = secrets_by_workspace[server.workspace_id]
-        return NodeAgentClient(agent_url(server), secret, timeout=POLL_TIMEOUT)
+    def client_of(server: ServerPublic) -> NodeAgentClient:
+        return client_for(server, secrets_by_workspace[server.workspace_id], POLL_TIMEOUT)
 
-    return client_for
+    return client_of
 
 
 async def poll_all(p: Platform) -> list[fleet.Observation]:
@@ -88,8 +99,8 @@ async def check_server(p: Platform, actor: Actor, server_id: str) -> ServerPubli
         return server, await _secret_of(p, s, actor.workspace_id)
 
     server, secret = await p.db.write(tx, info=actor.audit_info)
-    client = client_factory({server.workspace_id: secret})(server)
-    await fleet.record(p, await fleet.observe(server, client))
+    client_of = client_factory({server.workspace_id: secret})
+    await fleet.record(p, await fleet.observe(server, client_of))
 
     async def reread(s: AsyncSession) -> ServerPublic:
         return ServerPublic.model_validate(await server_by_id(s, actor, server_id))

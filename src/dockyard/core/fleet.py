@@ -28,12 +28,13 @@ class Observation:
     agent_version: str | None
 
 
-async def observe(server: ServerPublic, client: NodeAgentClient) -> Observation:
-    """One server's agent as seen now: active with its version, or unreachable."""
+async def observe(server: ServerPublic, client_for: ClientFactory) -> Observation:
+    """One server's agent as seen now: active with its version, or unreachable (also when
+    no client can be made for it, so one bad row never fails a whole poll)."""
     try:
-        async with client:
+        async with client_for(server) as client:
             info = await client.info()
-    except (AgentError, httpx.HTTPError) as exc:
+    except (AgentError, httpx.HTTPError, httpx.InvalidURL) as exc:
         log.warning("agent of server %s unreachable: %s", server.name, exc)
         return Observation(server.id, ServerStatus.UNREACHABLE, server.agent_version)
     return Observation(server.id, ServerStatus.ACTIVE, info.agent_version)
@@ -67,7 +68,7 @@ async def poll_fleet(platform: Platform, client_for: ClientFactory, *, concurren
 
     async def one(server: ServerPublic) -> Observation:
         async with gate:
-            observation = await observe(server, client_for(server))
+            observation = await observe(server, client_for)
         await record(platform, observation)
         return observation
 

@@ -14,7 +14,7 @@ from dockyard.agent.proxy import Nginx
 from dockyard.core import agents
 from dockyard.core.authz import Actor
 from dockyard.core.platform import Platform
-from dockyard.core.servers import register_server
+from dockyard.core.servers import pin_certificate, register_server
 from dockyard.kernel.settings import Settings
 from dockyard.models.enums import Role
 from dockyard.models.schemas import ServerPublic
@@ -57,20 +57,25 @@ async def _first_owner(p: Platform) -> Actor:
     return await p.db.read(tx)
 
 
-async def _registered(p: Platform, owner: Actor, port: int) -> ServerPublic:
+async def _registered(p: Platform, owner: Actor, launch: local.AgentLaunch) -> ServerPublic:
+    """The local server, its pin the certificate on this machine's disk."""
+
     async def tx(s: AsyncSession) -> Server | None:
         query = select(Server).where(
             Server.workspace_id == owner.workspace_id, Server.name == LOCAL_NAME
         )
         return await s.scalar(query)
 
+    fingerprint = await asyncio.to_thread(launch.fingerprint)
     found = await p.db.read(tx)
-    if found is not None:
-        return ServerPublic.model_validate(found)
-    return await register_server(
-        p, owner.workspace_id, name=LOCAL_NAME, provider="local", ip="127.0.0.1",
-        provider_id=LOCAL_NAME, agent_port=port,
-    )
+    if found is None:
+        return await register_server(
+            p, owner.workspace_id, name=LOCAL_NAME, provider="local", ip=launch.host,
+            provider_id=LOCAL_NAME, agent_port=launch.port, agent_fingerprint=fingerprint,
+        )
+    if found.agent_fingerprint != fingerprint or found.agent_insecure_http:
+        await pin_certificate(p, found.id, fingerprint)
+    return ServerPublic.model_validate(found)
 
 
 async def ensure_local_node(p: Platform) -> ServerPublic:
@@ -80,7 +85,7 @@ async def ensure_local_node(p: Platform) -> ServerPublic:
     key = bytes.fromhex((await agents.install_key(p, owner)).key)
     launch = launch_of(p.settings)
     await asyncio.to_thread(_start, launch, key, p.settings)
-    server = await _registered(p, owner, launch.port)
+    server = await _registered(p, owner, launch)
     return await agents.check_server(p, owner, server.id)
 
 

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent import process
-from dockyard.agent.client import NodeAgentClient
 from dockyard.core import agents
 from dockyard.core.platform import Platform
 from dockyard.deploy import engine, plan
@@ -115,8 +114,8 @@ class DeployRunner:
     async def load(self, deployment_id: str) -> Run:
         row, names, servers = await self.p.db.read(lambda s: _load(s, deployment_id))
         secret = await agents.secret_for(self.p, row.workspace_id)
-        targets = [Target(server.id, server.name, NodeAgentClient(
-            agents.agent_url(server), secret, timeout=AGENT_TIMEOUT)) for server in servers]
+        targets = [Target(server.id, server.name, agents.client_for(server, secret, AGENT_TIMEOUT))
+                   for server in servers]
         config = row.config
         return Run(
             p=self.p, log=self.events, deployment_id=row.id, workspace=names[0],

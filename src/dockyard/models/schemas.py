@@ -157,6 +157,12 @@ class ServerAdopt(Input):
 
 
 class ServerPublic(Output):
+    agent_fingerprint: str | None = Field(
+        default=None, pattern=r"^(?:[0-9A-F]{2}:){31}[0-9A-F]{2}$",
+        description="SHA-256 of the agent's certificate as `dockyard-agent fingerprint` prints "
+                    "it; without it, the certificate the agent presents now is pinned")
+    insecure_http: bool = Field(default=False, description=(
+        "Talk plain HTTP to this agent (DOCKYARD_AGENT_TLS=false): private networks only"))
     id: str
     workspace_id: str
     name: str
@@ -167,6 +173,8 @@ class ServerPublic(Output):
     region: str
     size: str
     agent_version: str | None
+    agent_fingerprint: str
+    agent_insecure_http: bool
     status: ServerStatus
     tags: list[str]
     created_at: datetime

@@ -133,6 +133,8 @@ class Server(IdMixin, TimestampMixin, Base):
     size: Mapped[str] = mapped_column(String(60), default="")
     agent_version: Mapped[str | None] = mapped_column(String(40), default=None)
     agent_port: Mapped[int] = mapped_column(Integer, default=8421)
+    agent_fingerprint: Mapped[str] = mapped_column(String(95), default="")
+    agent_insecure_http: Mapped[bool] = mapped_column(default=False)
     status: Mapped[ServerStatus] = mapped_column(_enum(ServerStatus), default=ServerStatus.PENDING)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
 

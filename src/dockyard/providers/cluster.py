@@ -163,7 +163,7 @@ class Cluster:
         ip = str(subnet.network_address + 10 + index)
         node = NodeRecord(name=f"{prefix}-node{index}", ip=ip, veth=f"{prefix}v{index}h",
                           root=self.root / "nodes" / f"node{index}",
-                          agent_url=f"http://{ip}:{self.settings.agent_port}")
+                          agent_url=f"https://{ip}:{self.settings.agent_port}")
         process.check(netns.add_namespace(node.name))
         self.state.namespaces.append(node.name)
         self.state.nodes.append(node)
@@ -186,6 +186,10 @@ class Cluster:
         return local.AgentLaunch(state_dir=node.agent_dir, host=node.ip,
                                  port=self.settings.agent_port, docker_host=node.docker.host,
                                  nginx_http_port=self.settings.nginx_http_port)
+
+    def fingerprint(self, node: NodeRecord) -> str:
+        """The node agent's certificate fingerprint, read from its state dir on this machine."""
+        return self.launch(node).fingerprint()
 
     def start_agent(self, node: NodeRecord) -> None:
         pid = local.start_agent(self.launch(node), netns.in_netns(node.name))
