@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import socket
+import subprocess
 import tarfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,6 +100,73 @@ async def test_bad_sources_are_refused_at_the_edge(client, shop, source, where):
     assert any(where in ".".join(map(str, e["loc"])) for e in answer.json()["detail"])
 
 
+@pytest.mark.parametrize("url", [
+    "ssh://[-oProxyCommand=touch%20/tmp/pwned]/x", "ssh://git@[-oProxyCommand=x]:22/x",
+    "ssh://[host]/x", "ssh://[::1]:22/-x", "ext::sh -c touch% /tmp/pwned", "git@host:-x",
+    "https://-host/x", "https://host/x\n",
+])
+async def test_option_injection_in_a_git_url_is_refused_by_the_schema(client, shop, url):
+    body = {**IMAGE_BODY, "source": {"kind": "git", "url": url}}
+    answer = await client.post(DEPLOY, json=body, headers=shop.headers)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert isinstance(detail, list), detail  # the model refused it, before any library code
+    assert detail[0]["loc"][-1] == "url"
+    assert "not a git URL" in detail[0]["msg"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", None])
+async def test_a_body_neither_json_nor_an_archive_is_415_naming_the_accepted_types(
+        client, shop, content_type):
+    headers = {**shop.headers, **({"Content-Type": content_type} if content_type else {})}
+    answer = await client.post(DEPLOY, content=json.dumps(IMAGE_BODY), headers=headers)
+    assert answer.status_code == 415, answer.text
+    detail = answer.json()["detail"]
+    assert "application/json" in detail
+    assert all(kind in detail for kind in ("application/gzip", "application/x-tar",
+                                           "application/zip"))
+
+
+async def test_json_with_a_charset_is_still_json(client, shop):
+    answer = await client.post(DEPLOY, content=json.dumps(IMAGE_BODY), headers={
+        **shop.headers, "Content-Type": "application/json; charset=utf-8"})
+    assert answer.status_code == 422
+    assert "no active server" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(("url", "ref", "reason"), [
+    ("{repo}", "nope", "fatal: couldn't find remote ref nope"),
+    ("{repo}-missing", None, "does not appear to be a git repository"),
+])
+async def test_a_failed_git_fetch_is_an_expected_failure_with_gits_reason(
+        client, shop, platform, settings, tmp_path, caplog, url, ref, reason):
+    settings.git_allow_local = True
+    repo = _one_commit_repository(tmp_path / "repo")
+    await add_server(platform, shop, closed_port())
+    body = {**IMAGE_BODY, "source": {"kind": "git", "url": url.format(repo=repo), "ref": ref}}
+    with caplog.at_level(logging.INFO, logger="dockyard"):
+        answer = await client.post(DEPLOY, json=body, headers=shop.headers)
+    done = events_of(answer)[-1]
+    assert (done["kind"], done["status"]) == ("done", "failed")
+    assert reason in done["error"]
+    deploy_logs = [r for r in caplog.records if r.name.startswith("dockyard.deploy")]
+    assert [r.exc_info for r in deploy_logs] == [None], "one line, without a traceback"
+    assert deploy_logs[0].levelno == logging.WARNING
+    assert reason in deploy_logs[0].getMessage()
+    assert "\n" not in deploy_logs[0].getMessage()
+
+
+def _one_commit_repository(path: Path) -> Path:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    path.mkdir()
+    (path / "app.py").write_text("print(1)")
+    for argv in (["init", "--quiet"], ["add", "app.py"], ["commit", "--quiet", "-m", "one"]):
+        subprocess.run(["git", *argv], cwd=path, env=env, check=True, capture_output=True)
+    return path
+
+
 @pytest.mark.parametrize(("url", "fragment"), [
     ("/srv/other-teams-repo", "control plane's own disk"),
     ("file:///etc", "control plane's own disk"),
@@ -106,7 +176,7 @@ async def test_git_urls_that_are_not_remote_repositories_are_refused(client, sho
     body = {**IMAGE_BODY, "source": {"kind": "git", "url": url}}
     answer = await client.post(DEPLOY, json=body, headers=shop.headers)
     assert answer.status_code == 422, answer.text
-    assert fragment in answer.json()["detail"]
+    assert fragment in str(answer.json()["detail"])
 
 
 async def test_deploy_parameters_are_validated(client, shop):

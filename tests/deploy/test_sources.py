@@ -21,6 +21,7 @@ import pytest
 from dockyard.deploy.archives import PayloadTooLarge, receive_archive, unpack_archive
 from dockyard.deploy.sources import (
     CONTEXT_MTIME,
+    GitFailed,
     build_context,
     fetch_git,
     git_checkout_argv,
@@ -376,7 +377,7 @@ def test_fetch_git_takes_a_file_url(origin: Origin, tmp_path: Path) -> None:
 
 
 def test_a_missing_ref_says_what_git_said(origin: Origin, tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(GitFailed) as caught:
         fetch_git(str(origin.path), "nope", tmp_path / "checkout")
     assert caught.value.message == (f"git could not fetch ref 'nope' from {origin.path}: "
                                     "fatal: couldn't find remote ref nope")
@@ -385,7 +386,7 @@ def test_a_missing_ref_says_what_git_said(origin: Origin, tmp_path: Path) -> Non
 def test_a_failed_fetch_never_shows_the_password(tmp_path: Path) -> None:
     if shutil.which("git") is None:
         pytest.fail("git is not installed: apt-get install git")
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(GitFailed) as caught:
         fetch_git("http://deploy:s3cret@127.0.0.1:9/repo.git", "main", tmp_path / "co")
     assert caught.value.message.startswith(
         "git could not fetch ref 'main' from http://***@127.0.0.1:9/repo.git: ")
@@ -403,7 +404,8 @@ def test_a_url_that_looks_like_an_option_never_reaches_git(tmp_path: Path) -> No
 @pytest.mark.parametrize("url", [
     "https://github.com/acme/shop.git", "http://10.0.0.2/shop", "ssh://git@host:2222/shop.git",
     "git://host/shop", "file:///srv/git/shop", "git@github.com:acme/shop.git", "/srv/git/shop",
-    "https://user:token@host/shop.git",
+    "https://user:token@host/shop.git", "ssh://git@[::1]:22/shop.git", "ssh://[2001:db8::1]/x",
+    "git@host:/srv/git/shop.git", "https://host",
 ])
 def test_git_urls_we_accept(url: str) -> None:
     assert validate_git_url(url) == url
@@ -414,6 +416,10 @@ def test_git_urls_we_accept(url: str) -> None:
     "https://host/a b", "https://host/a\tb", "https://host/a\x00", "https://host/\x1b[31m",
     "ssh://-oProxyCommand=x/y", "ssh://user@-oProxyCommand=x/y", "git@-host:x", "git@host:-x",
     "ftp://host/x", "https://host/" + "a" * 2048,
+    "ssh://[-oProxyCommand=x]/y", "ssh://git@[-oProxyCommand=x]:22/y", "ssh://[host]/y",
+    "ssh://[::1%eth0]/y", "ssh://[::1]/-y", "https://host/a/-b", "https://-host/y",
+    "ssh://-l@host/y", "git@host:a/-b", "git@host:", "fd::17", "https://host/y\n",
+    "https://host/y\u202e", "file://",
 ])
 def test_git_urls_we_refuse(url: str) -> None:
     with pytest.raises(InvalidInput, match="is not a git URL"):
@@ -433,7 +439,7 @@ def test_git_refs_we_accept(ref: str) -> None:
 
 
 @pytest.mark.parametrize("ref", ["", "-x", "a..b", "a b", "a" * 256, "HEAD~1", "main^",
-                                 "a:b", "@{-1}", "x\n", "é"])
+                                 "a:b", "@{-1}", "x\n", "é", ".hidden", "/abs", "a/../b"])
 def test_git_refs_we_refuse(ref: str) -> None:
     with pytest.raises(InvalidInput, match="is not a git ref"):
         validate_git_ref(ref)
@@ -467,7 +473,7 @@ def test_a_repository_that_wants_a_password_fails_at_once_instead_of_prompting(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/private.git"
-        with pytest.raises(InvalidInput) as refused:
+        with pytest.raises(GitFailed) as refused:
             fetch_git(url, None, tmp_path / "src", timeout=60)
     finally:
         server.shutdown()

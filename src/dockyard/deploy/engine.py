@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError
 from dockyard.deploy import build, plan, rollout
-from dockyard.deploy.run import DeployFailed, Run, describe
+from dockyard.deploy.run import Run, describe
+from dockyard.kernel.errors import DockyardError
 from dockyard.models.base import utcnow
 from dockyard.models.enums import DeploymentStatus
 from dockyard.models.tables import Deployment, Placement, Service
@@ -33,8 +34,10 @@ async def execute(run: Run) -> None:
             await run.enter("rollout", f"rolling out to {len(run.targets)} server(s)")
             await rollout.roll_out(run)
         await _commit(run)
-    except (DeployFailed, AgentError, httpx.TransportError) as exc:
-        await _undo(run, describe(exc))
+    except (DockyardError, AgentError, httpx.TransportError) as exc:
+        reason = describe(exc)
+        log.warning("deployment %s failed: %s", run.deployment_id, reason.partition("\n")[0])
+        await _undo(run, reason)
     except Exception as exc:
         log.exception("deployment %s failed unexpectedly", run.deployment_id)
         await _undo(run, describe(exc))

@@ -20,22 +20,20 @@ from pydantic import ValidationError
 
 from dockyard.agent import process
 from dockyard.agent.models import ImageRef
-from dockyard.kernel.errors import InvalidInput
-from dockyard.models.fields import IMAGE_REF
+from dockyard.kernel.errors import DockyardError, InvalidInput
+from dockyard.models.fields import GIT_REF, GIT_URL_HELP, IMAGE_REF, is_git_url
 
-_SCHEME_URL = re.compile(r"(?:https?|ssh|git|file)://(?:[^@/]*@)?(?!-)[^/@]*(?:/.*)?")
-_SCP_URL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:(?!-).+")
-_GIT_REF = re.compile(r"(?!-)[A-Za-z0-9._/-]{1,255}")
 # Never wait for a person: no credential prompt, no ssh host-key or passphrase question.
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
 
 
+class GitFailed(DockyardError):
+    """git could not fetch or check out the source; the message is git's own reason."""
+
+
 def validate_git_url(url: str) -> str:
-    unsafe = url.startswith("-") or any(c.isspace() or not c.isprintable() for c in url)
-    known = _SCHEME_URL.fullmatch(url) or _SCP_URL.fullmatch(url) or url.startswith("/")
-    if unsafe or not known or len(url) > 2048:
-        raise InvalidInput(f"{redact_url(url)!r} is not a git URL; use https://, http://, "
-                           "ssh://, git://, file://, user@host:path or an absolute path")
+    if not is_git_url(url):
+        raise InvalidInput(f"{redact_url(url)!r} is {GIT_URL_HELP}")
     return url
 
 
@@ -45,7 +43,7 @@ def is_local_git(url: str) -> bool:
 
 
 def validate_git_ref(ref: str) -> str:
-    if not _GIT_REF.fullmatch(ref) or ".." in ref:
+    if len(ref) > 255 or not re.fullmatch(GIT_REF, ref):
         raise InvalidInput(f"{ref!r} is not a git ref; use letters, digits, '.', '_', '/' and "
                            "'-', not starting with '-', without '..', at most 255 characters")
     return ref
@@ -76,11 +74,16 @@ def _git(argv: list[str], failure: str, url: str, timeout: float) -> str:
     try:
         result = process.run(argv, timeout=timeout, env={**os.environ, **GIT_ENV})
     except subprocess.TimeoutExpired as error:
-        raise InvalidInput(f"{failure}: git took longer than {timeout:.0f} s") from error
+        raise GitFailed(f"{failure}: git took longer than {timeout:.0f} s") from error
     if not result.ok:
-        lines = [line for line in result.output.splitlines() if line.strip()] or ["no output"]
-        raise InvalidInput(f"{failure}: {lines[-1].replace(url, redact_url(url))}")
+        raise GitFailed(f"{failure}: {_reason(result.output).replace(url, redact_url(url))}")
     return result.output.strip()
+
+
+def _reason(output: str) -> str:
+    """git's first `fatal:` or `error:` line (the cause), else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()] or ["no output"]
+    return next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[-1])
 
 
 def fetch_git(url: str, ref: str | None, dest: Path, timeout: float = 300) -> str:

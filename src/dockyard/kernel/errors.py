@@ -34,6 +34,10 @@ class Conflict(DockyardError):
     status_code = 409
 
 
+class UnsupportedMediaType(DockyardError):
+    status_code = 415
+
+
 class RateLimited(DockyardError):
     status_code = 429
 

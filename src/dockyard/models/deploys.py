@@ -8,21 +8,25 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from dockyard.models.enums import DeploymentStatus, SourceKind
-from dockyard.models.fields import ImageRef, Name
+from dockyard.models.fields import (
+    Argument,
+    GitRef,
+    GitUrl,
+    HealthPath,
+    IdPrefix,
+    ImageRef,
+    Name,
+)
 from dockyard.models.schemas import Input, Output
 
-HEALTH_PATH = r"^/[A-Za-z0-9._~/%?=&-]{0,1023}$"
-GIT_REF = r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,254}$"
-ID_PREFIX = r"^[a-f0-9]{4,32}$"
-ServerRef = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9-]+$")]
-Argument = Annotated[str, Field(max_length=4096, pattern=r"^[^\u0000]*$")]
+ServerRef = Name  # a server's name, or its id (32 hex digits are a name too)
 
 
 class DeployParams(Input):
     """How a service is deployed. Every field is optional: unset ones keep their default."""
 
     port: int | None = Field(default=None, ge=1, le=65535, description="Port the app listens on.")
-    health_path: str | None = Field(default=None, max_length=1024, pattern=HEALTH_PATH)
+    health_path: HealthPath | None = None
     health_interval_seconds: float | None = Field(default=None, gt=0, le=60)
     health_timeout_seconds: float | None = Field(default=None, gt=0, le=60)
     health_attempts: int | None = Field(default=None, ge=1, le=1000)
@@ -57,8 +61,8 @@ class Effective(Input):
 
 class GitSource(Input):
     kind: Literal["git"]
-    url: str = Field(min_length=1, max_length=2048, pattern=r"^[^\s\u0000-\u001f-][^\s]*$")
-    ref: str | None = Field(default=None, max_length=255, pattern=GIT_REF)
+    url: GitUrl
+    ref: GitRef | None = None
 
 
 class ImageSource(Input):
@@ -93,8 +97,8 @@ class DeployRequest(DeployTarget):
 class RollbackRequest(Input):
     project: Name
     service: Name
-    release: str | None = Field(
-        default=None, pattern=ID_PREFIX,
+    release: IdPrefix | None = Field(
+        default=None,
         description="Release id (or its first characters); default: the one before the live one.")
 
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    IPvAnyAddress,
-    WithJsonSchema,
-    computed_field,
-)
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from dockyard import __version__
 from dockyard.models.enums import AuditAction, Role, ServerStatus, ServiceKind
-from dockyard.models.fields import EnvKey, EnvValue, ImageRef, Name, ShortText
+from dockyard.models.fields import (
+    EnvKey,
+    EnvKeyName,
+    EnvValue,
+    HealthPath,
+    ImageRef,
+    IpAddress,
+    MultiLine,
+    Name,
+    ProviderToken,
+    SingleLine,
+)
 
 
 class Input(BaseModel):
@@ -48,11 +52,11 @@ class WhoAmI(Output):
 
 class WorkspaceCreate(Input):
     name: Name
-    display_name: ShortText = ""
+    display_name: SingleLine = ""
 
 
 class WorkspaceUpdate(Input):
-    display_name: ShortText | None = None
+    display_name: SingleLine | None = None
 
 
 class WorkspacePublic(Output):
@@ -100,12 +104,12 @@ class ApiTokenCreated(ApiTokenPublic):
 
 class ProjectCreate(Input):
     name: Name
-    description: ShortText = ""
+    description: MultiLine = ""
 
 
 class ProjectUpdate(Input):
     name: Name | None = None
-    description: ShortText | None = None
+    description: MultiLine | None = None
 
 
 class ProjectPublic(Output):
@@ -118,7 +122,7 @@ class ProjectPublic(Output):
 
 class ServiceConfig(Input):
     port: int = Field(default=8000, ge=1, le=65535, description="Port the app listens on.")
-    health_path: str = Field(default="/", max_length=200, pattern=r"^/[A-Za-z0-9._~/%-]*$")
+    health_path: HealthPath = "/"
     replicas: int = Field(default=1, ge=1, le=50)
 
 
@@ -150,8 +154,7 @@ class ServerAdopt(Input):
     """A server that already runs a Dockyard agent installed with this workspace's key."""
 
     name: Name
-    ip: Annotated[IPvAnyAddress, WithJsonSchema(
-        {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})]
+    ip: IpAddress
     agent_port: int = Field(default=8421, ge=1, le=65535)
     provider: Literal["local", "cluster", "manual"] = "manual"
 
@@ -198,7 +201,7 @@ class AgentKeyPublic(Output):
 
 class CredentialSet(Input):
     provider: Literal["digitalocean", "cloudflare"]
-    token: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")]
+    token: ProviderToken
 
 
 class CredentialPublic(Output):
@@ -219,7 +222,7 @@ class EnvVarItem(EnvVarSet):
 
 class EnvPatch(Input):
     set: list[EnvVarItem] = Field(default_factory=list, max_length=500)
-    unset: list[EnvKey] = Field(default_factory=list, max_length=500)
+    unset: list[EnvKeyName] = Field(default_factory=list, max_length=500)
 
 
 class EnvVarPublic(Output):

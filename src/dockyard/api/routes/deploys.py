@@ -15,9 +15,8 @@ from dockyard.api.sse import event_stream
 from dockyard.core import deploy_targets, deployments
 from dockyard.deploy.archives import PayloadTooLarge
 from dockyard.deploy.runner import DeployRunner
-from dockyard.kernel.errors import InvalidInput
+from dockyard.kernel.errors import InvalidInput, UnsupportedMediaType
 from dockyard.models.deploys import (
-    ID_PREFIX,
     DeployConfigCreate,
     DeployConfigPublic,
     DeploymentPublic,
@@ -26,19 +25,23 @@ from dockyard.models.deploys import (
     DeployTarget,
     RollbackRequest,
 )
-from dockyard.models.fields import DNS_LABEL
+from dockyard.models.fields import IdPrefix, Name
+from dockyard.models.schemas import ErrorBody
 
 router = APIRouter(prefix="/infra", tags=["deploys"], responses=WRITE_RESPONSES)
+JSON_TYPE = "application/json"
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar",
                  "application/zip", "application/octet-stream")
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
     "description": "The deployment's events as Server-Sent Events, until its `done` event.",
     "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+DEPLOY_RESPONSES: dict[int | str, dict[str, Any]] = {**SSE_RESPONSE, 415: {
+    "model": ErrorBody, "description": "The body is neither JSON nor an archive."}}
 DEPLOY_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/DeployRequest"}},
     **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in ARCHIVE_TYPES},
 }}}
-DeploymentRef = Annotated[str, Path(pattern=ID_PREFIX, description="Id or its first characters.")]
+DeploymentRef = Annotated[IdPrefix, Path(description="Id or its first characters.")]
 
 
 def get_runner(request: Request) -> DeployRunner:
@@ -84,19 +87,29 @@ def _archive_target(request: Request) -> DeployTarget:
 
 
 @router.post("/deploy", summary="Deploy an archive, a git ref or an image (streams events)",
-             response_class=StreamingResponse, responses=SSE_RESPONSE,
+             response_class=StreamingResponse, responses=DEPLOY_RESPONSES,
              openapi_extra={**DEPLOY_BODY, "parameters": archive_query_parameters()})
 async def deploy(request: Request, platform: PlatformDep, actor: ActorDep, runner: RunnerDep
                  ) -> StreamingResponse:
     """JSON bodies name a git or image source; any archive type streams an upload (tar, tar.gz
     or zip; project, service and deploy parameters then go in the query)."""
-    if request.headers.get("content-type", "").split(";")[0].strip() in ARCHIVE_TYPES:
+    if _media_type(request) in ARCHIVE_TYPES:
         deployment_id = await deployments.start_archive_deploy(
             platform, runner, actor, _archive_target(request), request.stream())
     else:
         body = _json_body(await _small_body(request, platform.settings.max_body_bytes))
         deployment_id = await deployments.start_deploy(platform, runner, actor, body)
     return event_stream(runner.events, deployment_id)
+
+
+def _media_type(request: Request) -> str:
+    """The body's media type, when it is one a deploy takes."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != JSON_TYPE and media_type not in ARCHIVE_TYPES:
+        raise UnsupportedMediaType(
+            f"send the deploy as {JSON_TYPE} (a git, image or release source) or as an archive "
+            f"({', '.join(ARCHIVE_TYPES)}) with project and service in the query")
+    return media_type
 
 
 async def _small_body(request: Request, limit: int) -> bytes:
@@ -127,8 +140,7 @@ async def rollback(body: RollbackRequest, platform: PlatformDep, actor: ActorDep
 
 @router.get("/deployments/history", summary="Deployments of a service, newest first")
 async def history(platform: PlatformDep, actor: ActorDep,
-                  project: Annotated[str, Query(max_length=63, pattern=DNS_LABEL)],
-                  service: Annotated[str, Query(max_length=63, pattern=DNS_LABEL)],
+                  project: Annotated[Name, Query()], service: Annotated[Name, Query()],
                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[DeploymentPublic]:
     return await deployments.history(platform, actor, project, service, limit)
 

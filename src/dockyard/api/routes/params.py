@@ -1,16 +1,14 @@
-"""Path and query parameter types shared by the routes."""
+"""Path parameter types shared by the routes: the API's field types, so a value in a path is
+checked exactly like the same value in a body."""
 
 from typing import Annotated
 
 from fastapi import Path
 
-from dockyard.api.deps import ID_PATTERN
-from dockyard.models.fields import DNS_LABEL, ENV_KEY
+from dockyard.models import fields
 
-ProjectName = Annotated[str, Path(max_length=63, pattern=DNS_LABEL, description="Project name.")]
-ServiceName = Annotated[str, Path(max_length=63, pattern=DNS_LABEL, description="Service name.")]
-EnvKeyPath = Annotated[str, Path(max_length=255, pattern=ENV_KEY, description="Variable name.")]
-CredentialName = Annotated[
-    str, Path(max_length=63, pattern=DNS_LABEL, description="Credential name.")
-]
-ObjectId = Annotated[str, Path(pattern=ID_PATTERN, description="Object id (32 hex digits).")]
+ProjectName = Annotated[fields.Name, Path(description="Project name.")]
+ServiceName = Annotated[fields.Name, Path(description="Service name.")]
+EnvKeyPath = Annotated[fields.EnvKey, Path(description="Variable name.")]
+CredentialName = Annotated[fields.Name, Path(description="Credential name.")]
+ObjectId = Annotated[fields.ObjectId, Path(description="Object id (32 hex digits).")]
