@@ -33,6 +33,7 @@ from dockyard.agent.models import (
     Upstream,
     VolumeMount,
 )
+from dockyard.agent.pinning import pinned_transport
 from dockyard.providers import netns
 from dockyard.providers.cluster import Cluster, ClusterSettings, NodeRecord
 from dockyard.providers.images import Tarball
@@ -129,7 +130,8 @@ class Deployed:
 async def deployed(cluster: Cluster, base_tarball: Tarball) -> AsyncIterator[Deployed]:
     """Base image imported on node 1, app built there and pushed; run behind nginx on 2 and 3."""
     secret = cluster.secret()
-    clients = [NodeAgentClient(n.agent_url, secret, timeout=300) for n in cluster.state.nodes]
+    clients = [NodeAgentClient(n.agent_url, secret, fingerprint=cluster.fingerprint(n),
+                               timeout=300) for n in cluster.state.nodes]
     builder, *runners = clients
     await builder.import_rootfs(base_tarball.path, ImageRef(repository="dockyard/base",
                                                             tag="bookworm"))
@@ -193,7 +195,8 @@ async def test_hostile_server_names_are_refused_with_nothing_written(
     body = json.dumps({**SITE.model_dump(mode="json"), "server_names": names}).encode()
     headers = {**signed_headers(deployed.cluster.secret(), "PUT", "/sites", body),
                "content-type": "application/json"}
-    async with httpx.AsyncClient() as http:
+    transport = pinned_transport(deployed.cluster.fingerprint(node))
+    async with httpx.AsyncClient(transport=transport) as http:
         answer = await http.put(f"{node.agent_url}/sites", content=body, headers=headers)
     assert answer.status_code == 422
     assert sites_and_state(node) == before

@@ -39,7 +39,9 @@ def local_agent() -> Iterator[local.AgentLaunch]:
 async def test_an_agent_on_this_machine_drives_its_docker_and_nginx(
     local_agent: local.AgentLaunch,
 ) -> None:
-    async with NodeAgentClient(local_agent.url, SECRET) as client:
+    assert local_agent.url.startswith("https://")
+    fingerprint = local_agent.fingerprint()
+    async with NodeAgentClient(local_agent.url, SECRET, fingerprint=fingerprint) as client:
         info = await client.info()
         assert info.docker_version not in ("", "unreachable")
         await client.apply_site(Site(service="nothing", server_names=["nothing.test"],
