@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from dockyard.agent import models as agent_models
+from dockyard.kernel.context import bind_request_id
 from dockyard.models import fields
 
 P = "/api/v1/projects"
@@ -181,3 +183,26 @@ async def test_a_server_with_a_scoped_address_is_refused(client, shop, ip):
     answer = await client.post("/api/v1/infra/servers", json=body, headers=shop.headers)
     assert "without a zone id" in _messages(answer)
     assert (await client.get("/api/v1/infra/servers", headers=shop.headers)).json() == []
+
+
+# The node agent's own types and the request id use the same whole-value matching.
+
+AGENT_VALID = {"ServiceName": "web", "ContainerName": "shop-web_1.a", "Tag": "deploy_1a2b",
+               "EnvKey": "PORT", "LabelKey": "dockyard.service", "SafePath": "/etc/certs/a.pem",
+               "ProbePath": "/healthz?full=1", "Repository": "127.0.0.1:5000/shop/web"}
+
+
+@pytest.mark.parametrize("name", AGENT_VALID)
+def test_the_agents_types_match_the_whole_value(name: str) -> None:
+    checked = TypeAdapter(getattr(agent_models, name))
+    assert checked.validate_python(AGENT_VALID[name]) == AGENT_VALID[name]
+    for suffix in SUFFIXES:
+        with pytest.raises(ValidationError):
+            checked.validate_python(AGENT_VALID[name] + suffix)
+
+
+def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
+    assert bind_request_id("abc-123") == "abc-123"
+    fresh = bind_request_id("abc-123\n")
+    assert fresh != "abc-123\n"
+    assert len(fresh) == 32

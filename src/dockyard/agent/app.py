@@ -18,6 +18,7 @@ from dockyard.agent.gate import BodyLimits, SignatureGate
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
+    ContainerName,
     ContainerSpec,
     ContainerSummary,
     ContextPath,
@@ -49,9 +50,8 @@ from dockyard.kernel.errors import DockyardError, InvalidInput
 NDJSON = "application/x-ndjson"
 UPLOAD_PATHS = ("/images/build", "/images/import")
 _END = object()
-NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
-ContainerPath = Annotated[str, Path(pattern=NAME_PATTERN)]
-ServicePath = Annotated[str, Path(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+ContainerPath = Annotated[ContainerName, Path()]
+ServicePath = Annotated[ServiceName, Path()]
 Dockerfile = Annotated[ContextPath, Query()]
 
 
