@@ -104,7 +104,7 @@ async def test_adoption_checks_a_given_fingerprint_only_by_its_form(client, owne
 async def test_adopting_without_an_agent_to_pin_says_what_to_do(client, owner):
     body = {"name": "n", "ip": "127.0.0.1", "agent_port": free_port()}
     answer = await client.post(SERVERS, json=body, headers=owner.headers)
-    assert answer.status_code == 422
+    assert answer.status_code == 409
     assert "agent_fingerprint" in answer.text
     assert (await client.get(SERVERS, headers=owner.headers)).json() == []
 
@@ -128,7 +128,7 @@ async def test_an_agent_without_tls_is_reached_only_when_allowed(client, owner, 
     agent = start_agent(await _agent_key(client, owner), tls=False)
     body = {"name": "plain", "ip": "127.0.0.1", "agent_port": agent.port}
     refused = await client.post(SERVERS, json=body, headers=owner.headers)
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     added = await client.post(SERVERS, json={**body, "insecure_http": True},
                               headers=owner.headers)
     checked = await client.post(f"{SERVERS}/{added.json()['id']}/check", headers=owner.headers)

@@ -13,7 +13,7 @@ from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import server_by_id
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
-from dockyard.kernel.errors import Conflict, InvalidInput
+from dockyard.kernel.errors import Conflict
 from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerAdopt, ServerPublic
 from dockyard.models.tables import Server
@@ -73,11 +73,12 @@ async def pin_certificate(p: Platform, server_id: str, fingerprint: str) -> None
 
 
 async def presented_fingerprint(ip: str, port: int) -> str:
-    """The fingerprint of the certificate the agent at ip:port presents now (TOFU)."""
+    """The fingerprint of the certificate the agent at ip:port presents now (TOFU). No agent
+    there is a conflict with the state of that server, which its admin can resolve."""
     try:
         return await asyncio.to_thread(tls.fetch_fingerprint, ip, port)
     except (OSError, ssl.SSLError, ValueError) as exc:
-        raise InvalidInput(
+        raise Conflict(
             f"could not read the TLS certificate of the agent at {ip} port {port} ({exc}); "
             "start the agent there, or pass the agent_fingerprint that `dockyard-agent "
             "fingerprint` prints on the server") from exc
