@@ -1,5 +1,6 @@
 """`dockyard cluster up --register`: namespace hosts join the inventory with the workspace's
-agent key, and the control plane sees each agent active at the version it expects."""
+agent key and their agents' certificates pinned, and the control plane sees each agent
+active at the version it expects."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dockyard import __version__
+from dockyard.agent import tls
 from tests.agent.conftest import require_the_real_stack
 from tests.live import Live, ok, ok_json
 
@@ -27,6 +29,10 @@ def test_cluster_nodes_register_and_report_their_agent(live: Live) -> None:
         servers = ok_json(live.run("servers", "list", "--json"))
         assert sorted(s["name"] for s in servers) == ["dyr-node1", "dyr-node2"]
         for server in servers:
+            certificate = tls.CertificateFiles(root / "nodes" / server["name"][4:] / "agent")
+            assert server["agent_fingerprint"] == tls.fingerprint_of_file(
+                certificate.certificate)
+            assert server["agent_insecure_http"] is False
             assert (server["status"], server["provider"]) == ("active", "cluster")
             assert (server["agent_version"], server["agent_current"]) == (__version__, True)
         one = ok_json(live.run("servers", "check", servers[0]["id"], "--json"))

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from dockyard import __version__
+from dockyard.agent import tls
 from tests.agent.conftest import base_tarball, require_the_real_stack
 from tests.live import bring_up, dockyard, ok, ok_json, start, stop, wait_until
 from tests.pg import free_port
@@ -70,6 +71,9 @@ def test_up_runs_this_machine_as_a_server_deploys_to_it_and_down_stops_its_agent
         servers = ok_json(dockyard("servers", "list", "--json", env=env))
         assert [(s["name"], s["provider"], s["status"], s["agent_current"])
                 for s in servers] == [("local", "local", "active", True)]
+        certificate = tls.CertificateFiles(Path(env["DOCKYARD_DATA_DIR"]) / "local-agent")
+        assert servers[0]["agent_fingerprint"] == tls.fingerprint_of_file(
+            certificate.certificate)
         again = bring_up(env)  # a second `up` neither restarts nor re-registers it
         assert "already running" in again
         assert len(ok_json(dockyard("servers", "list", "--json", env=env))) == 1
