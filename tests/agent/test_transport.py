@@ -146,3 +146,13 @@ async def test_build_refuses_a_dockerfile_outside_the_context(
         await agent._call("POST", "/images/build", upload=b"", params=params)
     assert refused.value.status_code == 422
     assert "dockerfile" in refused.value.detail
+
+
+async def test_an_upload_other_than_the_signed_one_fails_when_it_ends(
+    agent_transport: httpx.ASGITransport
+) -> None:
+    headers = signed_headers(SECRET, "POST", UPLOAD, b"the signed rootfs")
+    async with httpx.AsyncClient(transport=agent_transport, base_url="http://agent.test") as raw:
+        answer = await raw.post(UPLOAD, content=b"another rootfs", headers=headers)
+    assert answer.status_code == 400
+    assert answer.json() == {"detail": "the request body does not match its signed digest"}
