@@ -94,6 +94,34 @@ async def test_an_agent_whose_certificate_changed_is_refused_naming_both(
     assert presented in warning
 
 
+async def test_an_admin_pins_a_replaced_certificate_again(
+    client, owner, start_agent, member_of
+):
+    key = await _agent_key(client, owner)
+    old, replaced = start_agent(key), start_agent(key)
+    body = {"name": "node-1", "ip": "127.0.0.1", "agent_port": replaced.port,
+            "agent_fingerprint": tls.fetch_fingerprint("127.0.0.1", old.port)}
+    added = await client.post(SERVERS, json=body, headers=owner.headers)
+    server_path = f"{SERVERS}/{added.json()['id']}"
+    member = await member_of(Role.MEMBER)
+    assert (await client.post(f"{server_path}/pin", headers=member.headers)).status_code == 403
+    pinned = await client.post(f"{server_path}/pin", headers=owner.headers)
+    assert pinned.json()["agent_fingerprint"] == tls.fetch_fingerprint("127.0.0.1", replaced.port)
+    checked = await client.post(f"{server_path}/check", headers=owner.headers)
+    assert checked.json()["status"] == "active"
+    given = await client.post(f"{server_path}/pin", headers=owner.headers,
+                              params={"fingerprint": body["agent_fingerprint"]})
+    assert given.json()["agent_fingerprint"] == body["agent_fingerprint"]
+    bad = await client.post(f"{server_path}/pin", headers=owner.headers,
+                            params={"fingerprint": "AB:CD"})
+    assert bad.status_code == 422
+    old.stop()
+    replaced.stop()
+    gone = await client.post(f"{server_path}/pin", headers=owner.headers)
+    assert gone.status_code == 409
+    assert "could not read the TLS certificate" in gone.json()["detail"]
+
+
 async def test_adoption_checks_a_given_fingerprint_only_by_its_form(client, owner):
     for fingerprint in ("AB:CD", "ab" + ":ab" * 31, "AB" + ":AB" * 31 + "\n"):
         body = {"name": "n", "ip": "10.0.0.1", "agent_fingerprint": fingerprint}

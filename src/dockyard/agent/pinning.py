@@ -59,7 +59,7 @@ class _PinnedStream(httpcore.AsyncNetworkStream):
             raise CertificateChanged(
                 f"the agent at {self._where} presented certificate {presented}, but "
                 f"{self._fingerprint} is pinned; refusing to talk to it (if its certificate "
-                "was replaced on purpose, remove the server and add it again)")
+                "was replaced on purpose, pin it again: `dockyard servers pin SERVER_ID`)")
         return secured
 
 
@@ -99,5 +99,5 @@ class Unpinned(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(f"no certificate fingerprint is pinned for the agent at "
-                                 f"{self.url}; remove the server and add it again",
+                                 f"{self.url}; pin it: `dockyard servers pin SERVER_ID`",
                                  request=request)

@@ -200,6 +200,21 @@ def servers_check(server_id: str, as_json: JsonFlag = False) -> None:
     show_one(ApiClient.from_config().post(path, {}), as_json)
 
 
+@servers.command("pin")
+def servers_pin(
+    server_id: str,
+    fingerprint: Annotated[str | None, typer.Option(
+        help="The fingerprint `dockyard-agent fingerprint` prints on the server; without it, "
+             "the certificate the agent presents now is pinned.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pin a server's agent certificate again (after it was replaced on purpose)."""
+    params = {"fingerprint": fingerprint} if fingerprint else {}
+    pinned = ApiClient.from_config().request("POST", f"/infra/servers/{seg(server_id)}/pin",
+                                             params=params)
+    show_one(pinned, as_json)
+
+
 @servers.command("remove")
 def servers_remove(server_id: str) -> None:
     """Forget a server (the machine itself is left alone)."""

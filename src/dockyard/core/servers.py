@@ -104,6 +104,23 @@ async def adopt_server(p: Platform, actor: Actor, body: ServerAdopt) -> ServerPu
     return await p.db.write(tx, info=actor.audit_info)
 
 
+async def pin_server(p: Platform, actor: Actor, server_id: str,
+                     fingerprint: str | None = None) -> ServerPublic:
+    """Pin a server's agent certificate again (admins): `fingerprint`, or else the one its
+    agent presents now. For a certificate replaced on purpose, or a server added without."""
+    actor.require(Permission.MANAGE_SERVERS)
+    server = await get_server(p, actor, server_id)
+    pin = fingerprint or await presented_fingerprint(server.ip, server.agent_port)
+
+    async def tx(s: AsyncSession) -> ServerPublic:
+        row = await server_by_id(s, actor, server_id)
+        row.agent_fingerprint, row.agent_insecure_http = pin, False
+        await s.flush()
+        return ServerPublic.model_validate(row)
+
+    return await p.db.write(tx, info=actor.audit_info)
+
+
 async def remove_server(p: Platform, actor: Actor, server_id: str) -> None:
     """Forget a server: it leaves the inventory; the machine itself is not touched."""
 

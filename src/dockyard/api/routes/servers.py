@@ -1,5 +1,8 @@
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Query
+
+from dockyard.agent.tls import FINGERPRINT_PATTERN
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
@@ -9,33 +12,48 @@ from dockyard.models.schemas import AgentKeyPublic, ServerAdopt, ServerPublic
 router = APIRouter(prefix="/infra", tags=["servers"], responses=WRITE_RESPONSES)
 
 
-@router.get("/servers", summary="List the server inventory with agent status and version")
+@router.get("/servers", operation_id="list_servers",
+            summary="List the server inventory with agent status and version")
 async def list_servers(platform: PlatformDep, actor: ActorDep) -> list[ServerPublic]:
     return await servers.list_servers(platform, actor)
 
 
-@router.post("/servers", status_code=201, summary="Add a server that runs an agent (admins)")
+@router.post("/servers", status_code=201, operation_id="adopt_server",
+             summary="Add a server that runs an agent (admins)")
 async def adopt_server(body: ServerAdopt, platform: PlatformDep, actor: ActorDep) -> ServerPublic:
     return await servers.adopt_server(platform, actor, body)
 
 
-@router.get("/servers/{server_id}", summary="Show a server")
+@router.get("/servers/{server_id}", operation_id="get_server", summary="Show a server")
 async def get_server(server_id: ObjectId, platform: PlatformDep, actor: ActorDep) -> ServerPublic:
     return await servers.get_server(platform, actor, server_id)
 
 
-@router.post("/servers/{server_id}/check", summary="Ask the server's agent now")
+@router.post("/servers/{server_id}/check", operation_id="check_server",
+             summary="Ask the server's agent now")
 async def check_server(
     server_id: ObjectId, platform: PlatformDep, actor: ActorDep
 ) -> ServerPublic:
     return await agents.check_server(platform, actor, server_id)
 
 
-@router.delete("/servers/{server_id}", status_code=204, summary="Forget a server (admins)")
+@router.post("/servers/{server_id}/pin", operation_id="pin_server",
+             summary="Pin the agent's certificate: the given fingerprint, or the one it "
+                     "presents now (admins)")
+async def pin_server(
+    server_id: ObjectId, platform: PlatformDep, actor: ActorDep,
+    fingerprint: Annotated[str | None, Query(pattern=f"^{FINGERPRINT_PATTERN}$")] = None,
+) -> ServerPublic:
+    return await servers.pin_server(platform, actor, server_id, fingerprint)
+
+
+@router.delete("/servers/{server_id}", status_code=204, operation_id="remove_server",
+               summary="Forget a server (admins)")
 async def remove_server(server_id: ObjectId, platform: PlatformDep, actor: ActorDep) -> None:
     await servers.remove_server(platform, actor, server_id)
 
 
-@router.get("/agent-key", summary="The key to install on a new server's agent (admins)")
+@router.get("/agent-key", operation_id="agent_key",
+            summary="The key to install on a new server's agent (admins)")
 async def agent_key(platform: PlatformDep, actor: ActorDep) -> AgentKeyPublic:
     return await agents.install_key(platform, actor)
