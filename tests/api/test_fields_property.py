@@ -175,9 +175,11 @@ async def test_accepted_workspace_names_and_display_names_round_trip(client, sho
             assert (made.status_code != 422) == expected
             if made.status_code == 201:
                 path = f"/api/v1/workspaces/{made.json()['id']}"
-                found = _on(loop, lambda: client.get(path, headers=shop.headers))
+                inside = {**shop.headers, "X-Dockyard-Workspace": made.json()["id"]}
+                found = _on(loop, lambda: client.get(path, headers=inside))
+                assert found.status_code == 200, found.text
                 assert (found.json()["name"], found.json()["display_name"]) == (name, display)
-                gone = _on(loop, lambda: client.delete(path, headers=shop.headers))
+                gone = _on(loop, lambda: client.delete(path, headers=inside))
                 assert gone.status_code == 204, gone.text
 
         workspaces()
