@@ -10,7 +10,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from dockyard.agent import models as agent_models
 from dockyard.kernel.context import bind_request_id
+from dockyard.kernel.settings import Settings
 from dockyard.models import fields
+from dockyard.providers.cluster import ClusterSettings
+from dockyard.providers.images import ImageSettings
 
 P = "/api/v1/projects"
 SVC = f"{P}/shop/services/web"
@@ -206,3 +209,13 @@ def test_a_request_id_with_a_trailing_newline_is_replaced() -> None:
     fresh = bind_request_id("abc-123\n")
     assert fresh != "abc-123\n"
     assert len(fresh) == 32
+
+
+@pytest.mark.parametrize(("settings_class", "field", "good"), [
+    (Settings, "registry", "127.0.0.1:5000"), (Settings, "apps_domain", "apps.example.com"),
+    (ClusterSettings, "prefix", "dy"), (ImageSettings, "suite", "bookworm"),
+])
+def test_operator_settings_match_the_whole_value(settings_class, field, good):
+    assert getattr(settings_class.model_validate({field: good}), field) == good
+    with pytest.raises(ValidationError, match="use "):
+        settings_class.model_validate({field: good + "\n"})

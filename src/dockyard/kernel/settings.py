@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dockyard.models.fields import Whole
 
 
 def _default_data_dir() -> Path:
@@ -49,9 +52,12 @@ class Settings(BaseSettings):
     request_metrics: bool = True
     request_metrics_batch: int = Field(default=100, ge=1, le=10_000)
     # Deploys: where images go, how big an upload may be, and the default host of an app.
-    registry: str = Field(default="127.0.0.1:5000", pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+    registry: Annotated[str, Whole(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?",
+                                   "use host[:port], like '127.0.0.1:5000'")] = "127.0.0.1:5000"
     max_archive_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
-    apps_domain: str = Field(default="localhost", pattern=r"^[a-z0-9.-]{1,200}$")
+    apps_domain: Annotated[str, Whole(r"[a-z0-9.-]{1,200}",
+                                      "use a lowercase domain, like 'apps.example.com'")] = (
+        "localhost")
     keep_releases: int = Field(default=5, ge=1, le=100)
     base_image: str | None = None
     # Whether deployers may build git repositories on the control plane's own disk.

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 from pydantic import BaseModel, Field
@@ -25,6 +26,7 @@ from dockyard.agent import process
 from dockyard.agent.auth import derive_agent_key, write_key_file
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.proxy import Nginx
+from dockyard.models.fields import Whole
 from dockyard.providers import local, netns
 
 log = logging.getLogger("dockyard.cluster")
@@ -35,7 +37,7 @@ class ClusterSettings(BaseSettings):
 
     root: Path = Path("/var/lib/dockyard/cluster")
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.231.0.0/24")
-    prefix: str = Field(default="dy", pattern=r"^[a-z]{1,4}$")
+    prefix: Annotated[str, Whole(r"[a-z]{1,4}", "use 1-4 lowercase letters")] = "dy"
     registry_port: int = Field(default=5000, ge=1, le=65535)
     agent_port: int = Field(default=8421, ge=1, le=65535)
     nginx_http_port: int = Field(default=80, ge=1, le=65535)

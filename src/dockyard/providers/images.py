@@ -11,13 +11,14 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dockyard.agent import commands, process
 from dockyard.agent.models import ImageRef
 from dockyard.agent.runtime import DockerRuntime
+from dockyard.models.fields import Whole
 
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
 APT_SOURCES_LIST = Path("/etc/apt/sources.list")
@@ -29,7 +30,7 @@ class ImageSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOCKYARD_IMAGES_", extra="ignore")
 
     cache_dir: Path = Path("/var/cache/dockyard/images")
-    suite: str | None = Field(default=None, pattern=r"^[a-z]+$")
+    suite: Annotated[str, Whole(r"[a-z]+", "use a Debian suite, like 'bookworm'")] | None = None
 
 
 @dataclass(frozen=True)
