@@ -1,4 +1,5 @@
-"""login, logout, whoami, API tokens, workspaces and the audit history."""
+"""login, logout, whoami, API tokens, workspaces and the audit history (invitations,
+members, sessions and passwords: cli.people)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def login_with_password(
     jwt = ApiClient(url).login(email, password)
     chosen = _find_workspace(ApiClient(url, jwt), workspace)["id"] if workspace else None
     created = ApiClient(url, jwt, chosen).post("/auth/tokens", {"name": _token_name()})
+    ApiClient(url, jwt).post("/auth/logout", None)  # the token outlives the login session
     config = CliConfig(url=url, token=created["token"])
     config.save()
     return config
@@ -42,7 +44,7 @@ def _find_workspace(client: ApiClient, name: str) -> dict[str, Any]:
     return dict(match)
 
 
-def _read_password() -> str:
+def read_password() -> str:
     """Prompt on a terminal; read one line from a pipe (`echo "$PW" | dockyard login`)."""
     if sys.stdin.isatty():
         return str(typer.prompt("Password", hide_input=True))
@@ -69,17 +71,23 @@ def login(
             config.workspace = _find_workspace(ApiClient.from_config(config), workspace)["id"]
     else:
         email = email or typer.prompt("Email")
-        config = login_with_password(url, email, _read_password(), workspace)
+        config = login_with_password(url, email, read_password(), workspace)
     me = ApiClient.from_config(config).get("/auth/me")
     config.save()
     done(f"Logged in to {url} as {me['user']['email']} ({me['role']} of {me['workspace_name']}).")
 
 
 def logout() -> None:
-    """Forget the saved login (revoke the token too with `dockyard tokens revoke`)."""
+    """Revoke the saved API token (and what it minted), then forget it."""
     config = CliConfig.load()
+    try:
+        if config.token:
+            ApiClient.from_config(config).post("/auth/logout", None)
+    except ApiError as exc:
+        if exc.status_code != 401:  # 401: the token was dead already
+            raise
     CliConfig(url=config.url).save()
-    done("Logged out.")
+    done("Logged out; the token is revoked.")
 
 
 def whoami(as_json: JsonFlag = False) -> None:
@@ -92,17 +100,20 @@ def whoami(as_json: JsonFlag = False) -> None:
 def tokens_list(as_json: JsonFlag = False) -> None:
     """List your API tokens."""
     rows = ApiClient.from_config().get("/auth/tokens")
-    show(rows, ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"], as_json)
+    columns = ["id", "name", "prefix", "role", "created_at", "expires_at", "revoked_at"]
+    show(rows, columns, as_json)
 
 
 @tokens.command("create")
 def tokens_create(
     name: str,
     days: Annotated[int | None, typer.Option(help="Expire after this many days.")] = None,
+    role: Annotated[str | None, typer.Option(help="Cap the token at this role.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API token; it is printed once."""
-    created = ApiClient.from_config().post("/auth/tokens", {"name": name, "expires_in_days": days})
+    body = {"name": name, "expires_in_days": days, "role": role}
+    created = ApiClient.from_config().post("/auth/tokens", body)
     show_one(created, as_json)
 
 

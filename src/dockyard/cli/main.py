@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dockyard import __version__
-from dockyard.cli import account, cluster, deploy, images, resources, server, worker
+from dockyard.cli import account, cluster, deploy, images, people, resources, server, worker
 from dockyard.cli.client import CliError
 from dockyard.cli.output import errors
 from dockyard.kernel.errors import DockyardError
@@ -39,6 +39,8 @@ for command in (server.up, server.down, server.serve, server.migrate, worker.wor
     app.command(rich_help_panel="Run Dockyard here")(command)
 for command in (account.login, account.logout, account.whoami, account.history):
     app.command(rich_help_panel="Account")(command)
+for people_command in (people.invite, people.accept, people.passwd):
+    app.command(rich_help_panel="Account")(people_command)
 for deploy_command in (deploy.deploy, deploy.rollback, deploy.releases):
     app.command(rich_help_panel="Deploy")(deploy_command)
 for name, group in (("deployments", deploy.deployments), ("deploy-configs", deploy.deploy_configs)):
@@ -47,6 +49,8 @@ for name, group in (
     ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
     ("servers", resources.servers), ("credentials", resources.credentials),
     ("workspaces", account.workspaces), ("tokens", account.tokens),
+    ("invitations", people.invitations), ("members", people.members),
+    ("sessions", people.sessions), ("account", people.account),
     ("cluster", cluster.app), ("images", images.app),
 ):
     app.add_typer(group, name=name)

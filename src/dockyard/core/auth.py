@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from dockyard.core.authz import Actor, effective_role
 from dockyard.core.platform import Platform
@@ -104,21 +105,30 @@ async def _actor_from_jwt(
     return actor, last_seen
 
 
+def _live(token: type[ApiToken]) -> ColumnElement[bool]:
+    expiry = or_(token.expires_at.is_(None), token.expires_at > utcnow())
+    return and_(token.revoked_at.is_(None), expiry)
+
+
 async def _actor_from_api_token(
     s: AsyncSession, token: str, workspace: str | None
 ) -> tuple[Actor, datetime | None]:
-    """The token's actor at its effective role (one query), and the token's last use."""
+    """The token's actor at its effective role (one query), and the token's last use. A token
+    whose parent is revoked or expired is refused too (revocation also cascades, and a child
+    never outlives its parent, so this holds for the whole lineage)."""
     member = and_(Membership.user_id == ApiToken.user_id,
                   Membership.workspace_id == ApiToken.workspace_id)
+    parent = aliased(ApiToken)
     query = (
         select(ApiToken, Membership.role)
         .join(User, User.id == ApiToken.user_id)
         .outerjoin(Membership, member)
-        .where(ApiToken.token_hash == hash_api_token(token), User.is_active)
+        .outerjoin(parent, parent.id == ApiToken.parent_token_id)
+        .where(ApiToken.token_hash == hash_api_token(token), User.is_active,
+               or_(parent.id.is_(None), _live(parent)), _live(ApiToken))
     )
     row = (await s.execute(query)).first()
-    now = utcnow()
-    if row is None or row[0].revoked_at or (row[0].expires_at and row[0].expires_at <= now):
+    if row is None:
         raise NotAuthenticated(BAD_TOKEN)
     found, role = row
     if workspace and workspace != found.workspace_id:
