@@ -101,12 +101,14 @@ async def test_other_workspace_is_not_found_and_roles_are_enforced(client, world
 async def test_listings_show_nothing_of_another_workspace(client, world):
     stranger = world["stranger"].headers
     for path in ("/api/v1/projects", "/api/v1/infra/servers", "/api/v1/history",
-                 "/api/v1/auth/tokens", "/api/v1/infra/credentials"):
+                 "/api/v1/auth/tokens", "/api/v1/infra/credentials", "/api/v1/auth/sessions",
+                 f"/api/v1/workspaces/{world['stranger'].workspace_id}/invitations"):
         answer = await client.get(path, headers=stranger)
         assert answer.status_code == 200, answer.text
         assert world["ids"]["workspace"] not in answer.text
         assert "shop" not in answer.text
         assert "node-1" not in answer.text
+        assert "invited@example.com" not in answer.text
 
 
 async def test_workspace_header_for_a_workspace_you_are_not_in_is_not_found(client, world):

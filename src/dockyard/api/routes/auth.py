@@ -19,7 +19,8 @@ router = APIRouter(prefix="/auth", tags=["auth"], responses=LIMITED_RESPONSES)
 NO_CONTROL = r"^[^\u0000-\u001f]*$"
 
 
-@router.post("/token", summary="Log in with email and password (OAuth2 password flow)")
+@router.post("/token", operation_id="log_in",
+             summary="Log in with email and password (OAuth2 password flow)")
 async def token(
     platform: PlatformDep, client: ClientDep,
     username: Annotated[str, Form(min_length=1, max_length=320, pattern=NO_CONTROL)],
@@ -35,7 +36,8 @@ async def logout(platform: PlatformDep, actor: ActorDep) -> None:
     await sessions.logout(platform, actor)
 
 
-@router.get("/sessions", operation_id="list_sessions", summary="List your live login sessions")
+@router.get("/sessions", operation_id="list_sessions",
+            summary="List your live login sessions")
 async def list_sessions(platform: PlatformDep, actor: ActorDep) -> list[SessionPublic]:
     return await sessions.list_sessions(platform, actor)
 
@@ -60,24 +62,27 @@ async def delete_account(body: AccountDelete, platform: PlatformDep, client: Cli
     await accounts.delete_account(platform, body, client)
 
 
-@router.get("/tokens", summary="List your API tokens in this workspace")
+@router.get("/tokens", operation_id="list_tokens",
+            summary="List your API tokens in this workspace")
 async def list_tokens(platform: PlatformDep, actor: ActorDep) -> list[ApiTokenPublic]:
     return await tokens.list_api_tokens(platform, actor)
 
 
-@router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
+@router.post("/tokens", status_code=201, operation_id="create_token",
+             summary="Create an API token (shown once)")
 async def create_token(
     body: ApiTokenCreate, platform: PlatformDep, actor: ActorDep, client: ClientDep
 ) -> ApiTokenCreated:
     return await tokens.create_api_token(platform, actor, body, client)
 
 
-@router.delete("/tokens/{token_id}", status_code=204,
+@router.delete("/tokens/{token_id}", operation_id="revoke_token", status_code=204,
                summary="Revoke an API token and every token it created")
 async def revoke_token(token_id: ObjectId, platform: PlatformDep, actor: ActorDep) -> None:
     await tokens.revoke_api_token(platform, actor, token_id)
 
 
-@router.get("/me", summary="Who you are, and in which workspace with which role")
+@router.get("/me", operation_id="who_am_i",
+            summary="Who you are, and in which workspace with which role")
 async def me(platform: PlatformDep, actor: ActorDep) -> WhoAmI:
     return await auth.whoami(platform, actor)

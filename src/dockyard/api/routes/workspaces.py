@@ -16,38 +16,43 @@ from dockyard.models.schemas import (
 router = APIRouter(prefix="/workspaces", tags=["workspaces"], responses=WRITE_RESPONSES)
 
 
-@router.get("", summary="List the workspaces you belong to")
+@router.get("", operation_id="list_workspaces",
+            summary="List the workspaces you belong to")
 async def list_workspaces(platform: PlatformDep, actor: ActorDep) -> list[WorkspacePublic]:
     return await workspaces.list_workspaces(platform, actor)
 
 
-@router.post("", status_code=201, summary="Create a workspace you own")
+@router.post("", status_code=201, operation_id="create_workspace",
+             summary="Create a workspace you own")
 async def create_workspace(
     body: WorkspaceCreate, platform: PlatformDep, actor: ActorDep
 ) -> WorkspacePublic:
     return await workspaces.create_workspace(platform, actor, body)
 
 
-@router.get("/{workspace_id}", summary="Show the current workspace")
+@router.get("/{workspace_id}", operation_id="get_workspace",
+            summary="Show the current workspace")
 async def get_workspace(
     workspace_id: ObjectId, platform: PlatformDep, actor: ActorDep
 ) -> WorkspacePublic:
     return await workspaces.get_workspace(platform, actor, workspace_id)
 
 
-@router.patch("/{workspace_id}", summary="Change the current workspace (owners)")
+@router.patch("/{workspace_id}", operation_id="update_workspace",
+              summary="Change the current workspace (owners)")
 async def update_workspace(
     workspace_id: ObjectId, body: WorkspaceUpdate, platform: PlatformDep, actor: ActorDep
 ) -> WorkspacePublic:
     return await workspaces.update_workspace(platform, actor, workspace_id, body)
 
 
-@router.delete("/{workspace_id}", status_code=204, summary="Delete the workspace (owners)")
+@router.delete("/{workspace_id}", status_code=204, operation_id="delete_workspace",
+               summary="Delete the workspace (owners)")
 async def delete_workspace(workspace_id: ObjectId, platform: PlatformDep, actor: ActorDep) -> None:
     await workspaces.delete_workspace(platform, actor, workspace_id)
 
 
-@router.get("/{workspace_id}/members", summary="List members")
+@router.get("/{workspace_id}/members", operation_id="list_members", summary="List members")
 async def list_members(
     workspace_id: ObjectId, platform: PlatformDep, actor: ActorDep
 ) -> list[MemberPublic]:
@@ -78,7 +83,8 @@ async def revoke_invitation(
     await invitations.revoke_invitation(platform, actor, workspace_id, invitation_id)
 
 
-@router.patch("/{workspace_id}/members/{user_id}", summary="Change a member's role (admins)")
+@router.patch("/{workspace_id}/members/{user_id}", operation_id="update_member",
+              summary="Change a member's role (admins)")
 async def update_member(
     workspace_id: ObjectId, user_id: ObjectId, body: MemberUpdate,
     platform: PlatformDep, actor: ActorDep,
@@ -86,7 +92,8 @@ async def update_member(
     return await workspaces.update_member(platform, actor, workspace_id, user_id, body)
 
 
-@router.delete("/{workspace_id}/members/{user_id}", status_code=204, summary="Remove a member")
+@router.delete("/{workspace_id}/members/{user_id}", status_code=204, operation_id="remove_member",
+               summary="Remove a member (admins; anyone may remove themselves)")
 async def remove_member(
     workspace_id: ObjectId, user_id: ObjectId, platform: PlatformDep, actor: ActorDep
 ) -> None:
