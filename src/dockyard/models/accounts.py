@@ -7,9 +7,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from dockyard.models.emails import Email
 from dockyard.models.enums import Role
-from dockyard.models.fields import Password
+from dockyard.models.fields import Email, Password
 from dockyard.models.schemas import Input, Output
 
 AnyPassword = Annotated[str, Field(min_length=1, max_length=256)]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
 # Letters that look like a Latin letter once lowercased (Cyrillic, Greek, Armenian, IPA and
@@ -68,8 +66,3 @@ def valid_email(email: str) -> str:
                                   {"reason": str(exc)}) from None
     return normalize_email(checked.normalized)
 
-
-Email = Annotated[
-    str, Field(min_length=3, max_length=320, json_schema_extra={"format": "email"}),
-    AfterValidator(valid_email),
-]

@@ -166,3 +166,13 @@ def _unscoped(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:
 
 IpAddress = Annotated[IPvAnyAddress, AfterValidator(_unscoped), WithJsonSchema(
     {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})]
+
+
+from dockyard.models.emails import valid_email  # noqa: E402 (appended with the Email type)
+
+# An email address in its one stored spelling (stripped, NFKC, lowercase), checked by
+# email-validator; see models/emails.py for the look-alike skeleton accounts also store.
+Email = Annotated[
+    str, Field(min_length=3, max_length=320, json_schema_extra={"format": "email"}),
+    AfterValidator(valid_email),
+]
