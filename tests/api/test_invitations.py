@@ -10,7 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import text, update
 
+from dockyard.core.bootstrap import create_owner
 from dockyard.core.platform import Platform
+from dockyard.kernel.errors import Conflict
 from dockyard.models.base import utcnow
 from dockyard.models.enums import Role
 from dockyard.models.tables import Invitation
@@ -217,3 +219,8 @@ async def test_bad_addresses_are_422(client, owner, email):
     answer = await client.post(invitations_of(owner), json={"email": email},
                                headers=owner.headers)
     assert answer.status_code == 422
+
+
+async def test_an_operator_cannot_create_a_look_alike_owner(platform: Platform, owner):
+    with pytest.raises(Conflict, match="looks like it"):
+        await create_owner(platform, "\u043ewner@example.com", PASSWORD, "look-alike")

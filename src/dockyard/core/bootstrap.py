@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.core.auth import normalize_email
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import Conflict
+from dockyard.models.emails import email_skeleton
 from dockyard.models.enums import Role
 from dockyard.models.tables import Membership, User, Workspace
 
@@ -25,8 +26,8 @@ class FirstOwner:
 async def _create_owner(s: AsyncSession, email: str, password_hash: str, workspace: str) -> User:
     if await s.scalar(select(Workspace.id).where(Workspace.name == workspace)):
         raise Conflict(f"a workspace named {workspace!r} already exists")
-    if await s.scalar(select(User.id).where(User.email == email)):
-        raise Conflict(f"an account for {email} already exists")
+    if await s.scalar(select(User.id).where(User.email_skeleton == email_skeleton(email))):
+        raise Conflict(f"an account for {email} (or an address that looks like it) exists")
     user = User(email=email, password_hash=password_hash)
     space = Workspace(name=workspace, display_name=workspace)
     s.add_all([user, space])
