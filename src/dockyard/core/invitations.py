@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.auth import limit, user_by_password
@@ -71,7 +71,7 @@ async def _refuse_current_member(s: AsyncSession, workspace_id: str, email: str)
         raise Conflict(f"{email} is already a member of this workspace")
 
 
-def _pending(workspace_id: str):  # type: ignore[no-untyped-def]
+def _pending(workspace_id: str) -> Select[Invitation]:
     return select(Invitation).where(
         Invitation.workspace_id == workspace_id, Invitation.accepted_at.is_(None),
         Invitation.revoked_at.is_(None), Invitation.expires_at > utcnow(),

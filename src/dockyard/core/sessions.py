@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor
@@ -14,7 +14,7 @@ from dockyard.models.base import utcnow
 from dockyard.models.tables import UserSession
 
 
-def _live(user_id: str):  # type: ignore[no-untyped-def]
+def _live(user_id: str) -> Select[UserSession]:
     return select(UserSession).where(
         UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
         UserSession.expires_at > utcnow(),
