@@ -197,3 +197,15 @@ async def test_token_creation_is_rate_limited(tmp_path, database_url):
                                     headers=account.headers)).status_code for i in range(3)]
     await platform.close()
     assert codes == [201, 201, 429]
+
+
+async def test_a_jwt_works_only_with_a_live_session_of_its_own_user(client, owner, stranger,
+                                                                    platform):
+    key, hour = platform.keys.jwt, timedelta(hours=1)
+    claims = decode_jwt(key, stranger.headers["Authorization"].split()[1])
+    assert claims is not None
+    without_session = issue_jwt(key, owner.user_id, owner.workspace_id, hour)
+    others_session = issue_jwt(key, owner.user_id, owner.workspace_id, hour, claims["sid"])
+    for token in (without_session, others_session):
+        answer = await client.get("/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 401
