@@ -94,6 +94,18 @@ async def test_a_password_change_through_a_token_keeps_that_token(client, owner)
     assert (await client.get(ME, headers=owner.headers)).status_code == 401
 
 
+async def test_a_password_change_through_a_minted_token_keeps_only_that_token(client, owner):
+    parent = (await new_token(client, owner))["token"]
+    child = await client.post("/api/v1/auth/tokens", json={"name": "child"},
+                              headers=bearer(parent))
+    asking = bearer(child.json()["token"])
+    changed = await client.post("/api/v1/auth/password", headers=asking,
+                                json={"old_password": PASSWORD, "new_password": NEW_PASSWORD})
+    assert changed.json() == {"sessions_ended": 1, "tokens_ended": 1}
+    assert (await client.get(ME, headers=asking)).status_code == 200
+    assert (await client.get(ME, headers=bearer(parent))).status_code == 401
+
+
 async def test_a_password_change_needs_the_old_password(client, owner):
     refused = await client.post("/api/v1/auth/password", headers=owner.headers,
                                 json={"old_password": "wrong", "new_password": NEW_PASSWORD})

@@ -110,10 +110,15 @@ async def revoke_tokens(s: AsyncSession, roots: Iterable[str]) -> int:
 
 
 async def revoke_tokens_of_user(s: AsyncSession, user_id: str, keep: str | None) -> int:
-    """Revoke every token of the user in every workspace, except `keep` (even when it was
-    minted by one of them: it is the credential asking)."""
+    """Revoke every token of the user in every workspace, except `keep`: the credential that
+    proved the old password and set the new one. It now stands on the new password's
+    authority, so it is detached from the (revoked) token that minted it."""
     query = select(ApiToken.id).where(ApiToken.user_id == user_id, ApiToken.id != (keep or ""))
-    return await _revoke(s, set(await s.scalars(query)))
+    ended = await _revoke(s, set(await s.scalars(query)))
+    kept = await s.get(ApiToken, keep) if keep else None
+    if kept is not None:
+        kept.parent_token_id = None
+    return ended
 
 
 async def _revoke(s: AsyncSession, ids: set[str]) -> int:
