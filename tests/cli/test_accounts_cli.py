@@ -31,9 +31,20 @@ def test_an_invited_person_joins_changes_password_leaves_and_deletes_the_account
     assert ok_json(live.run("invitations", "list", "--json")) == []
     one_line_error(live.run("accept", token, **ana), "used already", "HTTP 410")
 
+    # Ana's own workspace invites the owner, who accepts while logged in.
+    ok(live.run("workspaces", "create", "anas", **ana))
+    ok(live.run("login", "--url", live.url, "--email", PERSON, "--workspace", "anas",
+                input=f"{FIRST}\n", **ana))
+    back = ok(live.run("invite", ADMIN_EMAIL, "--role", "owner", **ana))
+    accepted = live.run("accept", next(w for w in back.split() if w.startswith("dyi_")))
+    assert f"owner of anas as {ADMIN_EMAIL}" in ok(accepted)
+
     changed = live.run("passwd", input=f"{FIRST}\n{SECOND}\n{SECOND}\n", **ana)
-    assert "ended 0 other session(s) and 0 API token(s)" in ok(changed)
-    assert ok_json(live.run("whoami", "--json", **ana))["role"] == "member"
+    assert "ended 0 other session(s) and 1 API token(s)" in ok(changed)  # the first login's
+    assert ok_json(live.run("whoami", "--json", **ana))["role"] == "owner"
+    assert "Removed ana@example.com" in ok(live.run("members", "remove", PERSON, **ana))  # leaves
+    ok(live.run("login", "--url", live.url, "--email", PERSON, "--workspace", "default",
+                input=f"{SECOND}\n", **ana))
 
     still_in = live.run("account", "delete", "--email", PERSON, input=f"{SECOND}\n", **ana)
     one_line_error(still_in, "still a member", "HTTP 409")
