@@ -29,11 +29,11 @@ def bearer(token: str) -> dict[str, str]:
 async def test_a_jwt_names_its_session_and_the_session_is_listed(client, owner, platform):
     claims = decode_jwt(platform.keys.jwt, owner.headers["Authorization"].split()[1])
     assert claims is not None
-    listed = await client.get("/api/v1/auth/sessions",
-                              headers={**owner.headers, "User-Agent": "pytest-agent"})
+    listed = await client.get("/api/v1/auth/sessions", headers=owner.headers)
     assert listed.status_code == 200
     [session] = listed.json()
     assert session["id"] == claims["sid"]
+    assert session["user_agent"].startswith("python-httpx/")  # the login's, kept
     assert session["current"] is True
     assert session["last_seen_at"] is not None
 
