@@ -224,3 +224,10 @@ async def test_bad_addresses_are_422(client, owner, email):
 async def test_an_operator_cannot_create_a_look_alike_owner(platform: Platform, owner):
     with pytest.raises(Conflict, match="looks like it"):
         await create_owner(platform, "\u043ewner@example.com", PASSWORD, "look-alike")
+
+
+@pytest.mark.parametrize("token", ["dyi_" + "x" * 43 + "\n", "dy_" + "x" * 43, "x" * 50])
+async def test_a_malformed_invitation_token_is_422(client, token):
+    answer = await accept(client, token, "a-fine-password")
+    assert answer.status_code == 422
+    assert "dyi_" in answer.text
