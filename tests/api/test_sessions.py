@@ -3,12 +3,15 @@ accounts in no workspace deleted by their owner."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
 
 from dockyard.core.platform import Platform
 from dockyard.kernel.security import decode_jwt
+from dockyard.models.base import utcnow
 from dockyard.models.enums import Role
-from dockyard.models.tables import User
+from dockyard.models.tables import User, UserSession
 from tests.conftest import PASSWORD, Account, log_in
 
 ME = "/api/v1/auth/me"
@@ -142,3 +145,19 @@ async def test_an_account_in_no_workspace_is_deleted_by_its_user(
     gone = await client.post("/api/v1/auth/token",
                              data={"username": member.email, "password": PASSWORD})
     assert gone.status_code == 401
+
+
+async def test_sessions_that_ended_long_ago_are_forgotten_at_the_next_login(
+    client, owner, platform
+):
+    async def age(s):  # type: ignore[no-untyped-def]
+        old = utcnow() - timedelta(days=31)
+        await s.execute(update(UserSession).values(expires_at=old, created_at=old))
+
+    await platform.db.write(age)
+    await log_in(client, owner.email)
+
+    async def count(s):  # type: ignore[no-untyped-def]
+        return await s.scalar(select(func.count()).select_from(UserSession))
+
+    assert await platform.db.read(count) == 1  # only the new one

@@ -10,6 +10,7 @@ from sqlalchemy.orm import aliased
 
 from dockyard.core.authz import Actor, effective_role
 from dockyard.core.platform import Platform
+from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Forbidden, NotAuthenticated, NotFound
 from dockyard.kernel.security import API_TOKEN_PREFIX, decode_jwt, hash_api_token, issue_jwt
 from dockyard.models.base import utcnow
@@ -22,6 +23,7 @@ __all__ = ["authenticate", "limit", "login", "normalize_email", "user_by_passwor
 BAD_LOGIN = "incorrect email or password"
 BAD_TOKEN = "missing, invalid or expired credentials; log in again"  # noqa: S105
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+FORGET_SESSIONS_AFTER = timedelta(days=30)
 
 
 def limit(p: Platform, action: str, client: str, account: str) -> None:
@@ -60,6 +62,7 @@ async def login(
         return user.id, membership.workspace_id
 
     async def start(s: AsyncSession) -> str:
+        await _forget_old_sessions(s, user_id)
         session = UserSession(user_id=user_id, expires_at=utcnow() + lifetime,
                               user_agent=_printable(user_agent)[:200])
         s.add(session)
@@ -70,6 +73,14 @@ async def login(
     session_id = await p.db.write(start, info={"actor_user_id": user_id})
     jwt = issue_jwt(p.keys.jwt, user_id, workspace_id, lifetime, session_id)
     return TokenResponse(access_token=jwt)
+
+
+async def _forget_old_sessions(s: AsyncSession, user_id: str) -> None:
+    """Sessions that ended long ago are deleted (with their audit rows) when the user logs in."""
+    query = select(UserSession).where(UserSession.user_id == user_id,
+                                      UserSession.expires_at < utcnow() - FORGET_SESSIONS_AFTER)
+    for old in (await s.scalars(query)).all():
+        await delete_recorded(s, old)
 
 
 def _printable(text: str) -> str:
