@@ -157,15 +157,15 @@ class ServerAdopt(Input):
     ip: IpAddress
     agent_port: int = Field(default=8421, ge=1, le=65535)
     provider: Literal["local", "cluster", "manual"] = "manual"
-
-
-class ServerPublic(Output):
     agent_fingerprint: str | None = Field(
         default=None, pattern=r"^(?:[0-9A-F]{2}:){31}[0-9A-F]{2}$",
         description="SHA-256 of the agent's certificate as `dockyard-agent fingerprint` prints "
                     "it; without it, the certificate the agent presents now is pinned")
     insecure_http: bool = Field(default=False, description=(
         "Talk plain HTTP to this agent (DOCKYARD_AGENT_TLS=false): private networks only"))
+
+
+class ServerPublic(Output):
     id: str
     workspace_id: str
     name: str
@@ -173,11 +173,11 @@ class ServerPublic(Output):
     provider_id: str
     ip: str
     agent_port: int
+    agent_fingerprint: str
+    agent_insecure_http: bool
     region: str
     size: str
     agent_version: str | None
-    agent_fingerprint: str
-    agent_insecure_http: bool
     status: ServerStatus
     tags: list[str]
     created_at: datetime
