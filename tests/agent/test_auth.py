@@ -62,7 +62,8 @@ def test_parse_claim_reads_the_headers_and_reports_missing_or_malformed_ones() -
     parsed = auth.parse_claim(headers, "POST", "/sites?x=1")
     assert parsed == (claim(), auth.sign(KEY, claim()))
     assert auth.parse_claim({}, "POST", "/") is AuthFailure.MISSING
-    for name, value in (("x-dockyard-timestamp", "soon"), ("x-dockyard-nonce", "abc"),
+    for name, value in (("x-dockyard-timestamp", "soon"), ("x-dockyard-timestamp", "\u00b2"),
+                        ("x-dockyard-nonce", "abc"),
                         ("x-dockyard-nonce", "0123456789\n"),
                         ("x-dockyard-content-sha256", "A" * 64)):
         assert auth.parse_claim({**headers, name: value}, "POST", "/") is AuthFailure.MALFORMED

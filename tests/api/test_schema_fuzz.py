@@ -66,10 +66,12 @@ def _cases() -> list[Any]:
 
 
 def _unexpressible(case: Any) -> list[Any]:
-    """An archive upload needs project and service in its query, a JSON deploy in its body;
-    OpenAPI cannot say "required for this media type only", so a schema-valid upload without
-    them is rightly refused (422) and that one check is left out for uploads."""
-    return [positive_data_acceptance] if case.media_type in ARCHIVE_TYPES else []
+    """Schema-valid requests that are rightly refused (422), so that one check is left out:
+    an archive upload needs project and service in its query, a JSON deploy in its body, and
+    OpenAPI cannot say "required for this media type only"; an env patch may not set and
+    unset the same key, and JSON Schema cannot say two arrays share no item."""
+    env_patch = case.method == "PATCH" and case.path.endswith("/env")
+    return [positive_data_acceptance] if case.media_type in ARCHIVE_TYPES or env_patch else []
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), _cases())

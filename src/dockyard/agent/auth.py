@@ -26,6 +26,7 @@ SIGNATURE_HEADER = "X-Dockyard-Signature"
 DIGEST_HEADER = "X-Dockyard-Content-SHA256"
 _NONCE = re.compile(r"[A-Za-z0-9_-]{8,64}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 MAX_REMEMBERED_NONCES = 100_000
 
 
@@ -84,7 +85,9 @@ def parse_claim(headers: dict[str, str], method: str, path: str
     timestamp, nonce, signature, digest = (headers.get(h.lower()) for h in names)
     if timestamp is None or nonce is None or signature is None or digest is None:
         return AuthFailure.MISSING
-    if not (timestamp.isdigit() and _NONCE.fullmatch(nonce) and _DIGEST.fullmatch(digest)):
+    well_formed = (_TIMESTAMP.fullmatch(timestamp) and _NONCE.fullmatch(nonce)
+                   and _DIGEST.fullmatch(digest))
+    if not well_formed:
         return AuthFailure.MALFORMED
     return SignedRequest(method, path, digest, int(timestamp), nonce), signature
 
@@ -136,7 +139,7 @@ class NonceCache:
         lines = journal.read_text().splitlines() if journal.exists() else []
         for line in lines[-self.capacity:]:
             seen, _, nonce = line.partition(" ")
-            if seen.isdigit() and _NONCE.fullmatch(nonce):
+            if _TIMESTAMP.fullmatch(seen) and _NONCE.fullmatch(nonce):
                 self._seen[nonce] = float(seen)
         self._forget_older_than(now - 2 * self.max_age)
         self._rewrite(journal)

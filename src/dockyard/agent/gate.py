@@ -102,7 +102,7 @@ class SignatureGate:
             return
         limit = self.limits.of(scope["path"])
         declared = Headers(scope=scope).get("content-length", "0")
-        if not declared.isdigit() or int(declared) > limit:
+        if not (declared.isascii() and declared.isdigit()) or int(declared) > limit:
             await _answer(send, _too_large(limit))
             return
         await self._pass_on(scope, CheckedBody(receive, claim.body_sha256, limit), send)

@@ -54,7 +54,7 @@ class BodyLimitMiddleware:
         limit = self.streamed.get(scope["path"], self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None or scope["path"] in self.streamed:
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 await self._reject(send, limit)
                 return
             await self.app(scope, receive, send)
