@@ -3,7 +3,7 @@ higher role, not another workspace; revoking or expiring a token ends what it mi
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
@@ -11,6 +11,7 @@ from dockyard.models.base import utcnow
 from dockyard.models.enums import Role
 from dockyard.models.tables import ApiToken
 from tests.api.test_sessions import bearer, new_token
+from tests.conftest import PASSWORD
 
 TOKENS = "/api/v1/auth/tokens"
 PROJECTS = "/api/v1/projects"
@@ -115,3 +116,22 @@ async def test_a_token_made_from_a_login_outlives_that_session(client, owner):
     token = await new_token(client, owner)
     assert (await client.post("/api/v1/auth/logout", headers=owner.headers)).status_code == 204
     assert (await client.get(PROJECTS, headers=bearer(token["token"]))).status_code == 200
+
+
+async def test_a_token_minted_by_a_login_expires_with_its_session(client, owner):
+    """A stolen JWT cannot mint a credential that outlives it."""
+    minted = await mint(client, owner.headers)  # asks for no expiry at all
+    longer = await mint(client, owner.headers, expires_in_days=30)
+    for token in (minted, longer):
+        assert token["expires_at"] is not None
+        ends = datetime.fromisoformat(token["expires_at"])
+        assert utcnow() < ends <= utcnow() + timedelta(minutes=480)
+
+
+async def test_the_password_typed_again_lets_a_token_outlive_the_login(client, owner):
+    minted = await mint(client, owner.headers, password=PASSWORD)
+    assert minted["expires_at"] is None
+    wrong = await client.post(TOKENS, json={"name": "x", "password": "not-the-password"},
+                              headers=owner.headers)
+    assert wrong.status_code == 401
+    assert "incorrect email or password" in wrong.text

@@ -29,7 +29,8 @@ def login_with_password(
     token is bound to `workspace` (a name or id), or to the account's default one."""
     jwt = ApiClient(url).login(email, password)
     chosen = _find_workspace(ApiClient(url, jwt), workspace)["id"] if workspace else None
-    created = ApiClient(url, jwt, chosen).post("/auth/tokens", {"name": _token_name()})
+    body = {"name": _token_name(), "password": password}  # so the token outlives the login
+    created = ApiClient(url, jwt, chosen).post("/auth/tokens", body)
     ApiClient(url, jwt).post("/auth/logout", None)  # the token outlives the login session
     config = CliConfig(url=url, token=created["token"])
     config.save()

@@ -3,9 +3,11 @@
 - Role: a token may carry a role cap no higher than its creator's role; the effective role
   is the lower of the member's role and the cap. A token made by a token inherits its cap.
 - Life: a token made by a token expires no later than its parent and is revoked with it
-  (revocation cascades to everything it minted). A token made from a login session carries
-  the user's password authority: it outlives that session (so `dockyard login` can end its
-  session) and ends when the password changes or the member leaves the workspace.
+  (revocation cascades to everything it minted). A token made from a login session expires
+  with that session, unless the password is typed again with the request: then it carries
+  the password's authority, outlives the session (so `dockyard login` can end its session)
+  and ends when the password changes or the member leaves the workspace. A stolen login
+  token (JWT) therefore cannot mint a credential that outlives it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.core.auth import limit
+from dockyard.core.auth import BAD_LOGIN, limit
 from dockyard.core.authz import Actor, Permission, role_within
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import Forbidden, NotAuthenticated, NotFound
@@ -24,7 +26,7 @@ from dockyard.kernel.security import hash_api_token, new_api_token
 from dockyard.models.base import utcnow
 from dockyard.models.enums import Role
 from dockyard.models.schemas import ApiTokenCreate, ApiTokenCreated, ApiTokenPublic
-from dockyard.models.tables import ApiToken
+from dockyard.models.tables import ApiToken, User, UserSession
 
 
 def _cap(actor: Actor, wanted: Role | None) -> Role | None:
@@ -46,6 +48,30 @@ async def _live_parent(s: AsyncSession, token_id: str) -> ApiToken:
     return parent
 
 
+async def _password_proven(p: Platform, actor: Actor, password: str | None) -> bool:
+    """Whether the caller typed the account's password again (checked outside any write)."""
+    if password is None:
+        return False
+
+    async def tx(s: AsyncSession) -> bool:
+        user = await s.get_one(User, actor.user_id)
+        if not p.passwords.verify(user.password_hash, password):
+            raise NotAuthenticated(BAD_LOGIN)
+        return True
+
+    return await p.db.read(tx)
+
+
+async def _creator_ends(s: AsyncSession, actor: Actor, proven: bool) -> datetime | None:
+    """When the credential making a token ends: its parent token's expiry, or its login
+    session's unless the password was proven again (then nothing bounds it)."""
+    if actor.token_id:
+        return (await _live_parent(s, actor.token_id)).expires_at
+    if proven or actor.session_id is None:
+        return None
+    return (await s.get_one(UserSession, actor.session_id)).expires_at
+
+
 async def create_api_token(
     p: Platform, actor: Actor, body: ApiTokenCreate, client: str
 ) -> ApiTokenCreated:
@@ -53,13 +79,13 @@ async def create_api_token(
     limit(p, "token", client, actor.user_id)
     secret, cap = new_api_token(), _cap(actor, body.role)
     expires = utcnow() + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    proven = await _password_proven(p, actor, body.password)
 
     async def tx(s: AsyncSession) -> ApiTokenCreated:
-        parent = await _live_parent(s, actor.token_id) if actor.token_id else None
         row = ApiToken(
             workspace_id=actor.workspace_id, user_id=actor.user_id, name=body.name,
             prefix=secret[:10], token_hash=hash_api_token(secret), role=cap,
-            expires_at=_earliest(expires, parent.expires_at if parent else None),
+            expires_at=_earliest(expires, await _creator_ends(s, actor, proven)),
             parent_token_id=actor.token_id, session_id=actor.session_id,
         )
         s.add(row)

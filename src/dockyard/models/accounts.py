@@ -8,10 +8,9 @@ from typing import Annotated
 from pydantic import Field
 
 from dockyard.models.enums import Role
-from dockyard.models.fields import Email, Password, Whole
+from dockyard.models.fields import AnyPassword, Email, Password, Whole
 from dockyard.models.schemas import Input, Output
 
-AnyPassword = Annotated[str, Field(min_length=1, max_length=256)]
 InvitationToken = Annotated[
     str, Field(min_length=10, max_length=100, description="The invitation's secret (`dyi_...`)."),
     Whole(r"dyi_[A-Za-z0-9_-]+", "an invitation token starts with 'dyi_'; paste it whole, or "

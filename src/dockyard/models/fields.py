@@ -155,6 +155,8 @@ ProviderToken = Annotated[str, Field(min_length=1, max_length=4096), Whole(
     r"[\x21-\x7e]+", "paste the token as the provider shows it: printable ASCII, no spaces")]
 # Pydantic itself refuses strings that are not valid Unicode (unpaired surrogates).
 Password = Annotated[str, Field(min_length=8, max_length=256)]
+# A password typed again to prove it (whatever rules it was set under).
+AnyPassword = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 def _unscoped(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:

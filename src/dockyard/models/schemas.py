@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from dockyard import __version__
 from dockyard.models.enums import AuditAction, Role, ServerStatus, ServiceKind
 from dockyard.models.fields import (
+    AnyPassword,
     EnvKey,
     EnvKeyName,
     EnvValue,
@@ -84,6 +85,9 @@ class ApiTokenCreate(Input):
     role: Role | None = Field(
         default=None, description="Cap the token at this role (at most your own role)."
     )
+    password: AnyPassword | None = Field(default=None, description=(
+        "Your password, typed again: only then may a token made from a login session outlive "
+        "that session (without it, the token expires when the session does)."))
 
 
 class ApiTokenPublic(Output):
