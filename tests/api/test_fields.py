@@ -219,3 +219,15 @@ def test_operator_settings_match_the_whole_value(settings_class, field, good):
     assert getattr(settings_class.model_validate({field: good}), field) == good
     with pytest.raises(ValidationError, match="use "):
         settings_class.model_validate({field: good + "\n"})
+
+
+async def test_headers_and_forms_are_matched_whole(client, owner) -> None:  # type: ignore[no-untyped-def]
+    """The workspace header, the login form and a pin's fingerprint refuse a trailing newline."""
+    workspace = {**owner.headers, "X-Dockyard-Workspace": owner.workspace_id + "\n"}
+    assert (await client.get("/api/v1/projects", headers=workspace)).status_code == 422
+    login = {"username": "owner@example.com\n", "password": "x"}
+    assert (await client.post("/api/v1/auth/token", data=login)).status_code == 422
+    pin = await client.post(f"/api/v1/infra/servers/{'a' * 32}/pin",
+                            params={"fingerprint": ":".join(["AB"] * 32) + "\n"},
+                            headers=owner.headers)
+    assert pin.status_code == 422

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -112,7 +112,7 @@ class PortBinding(Strict):
     container_port: int = Field(ge=1, le=65535)
     host_port: int = Field(ge=0, le=65535)
     host_ip: UpstreamHost = "0.0.0.0"  # noqa: S104 - the node's nginx and peers reach it here
-    protocol: str = Field(default="tcp", pattern=r"^(tcp|udp)$")
+    protocol: Literal["tcp", "udp"] = "tcp"
 
 
 class HealthCheck(Strict):

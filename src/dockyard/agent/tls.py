@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-FINGERPRINT_PATTERN = r"(?:[0-9A-F]{2}:){31}[0-9A-F]{2}"
 VALID_DAYS = 3650
 
 

@@ -12,9 +12,13 @@ from dockyard.core.authz import Actor
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import NotAuthenticated
 from dockyard.kernel.metrics.record import note_identity
+from dockyard.models import fields
 
-ID_PATTERN = r"^[a-f0-9]{32}$"
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+BearerDep = Annotated[str | None, Depends(_bearer)]
+WorkspaceHeader = Annotated[fields.ObjectId | None, Header(
+    alias="X-Dockyard-Workspace",
+    description="Act in this workspace instead of the credential's default one.")]
 
 
 def get_platform(request: Request) -> Platform:
@@ -28,14 +32,8 @@ def client_address(request: Request) -> str:
 
 async def get_actor(
     platform: Annotated[Platform, Depends(get_platform)],
-    token: Annotated[str | None, Depends(_bearer)],
-    workspace: Annotated[
-        str | None,
-        Header(
-            alias="X-Dockyard-Workspace", pattern=ID_PATTERN,
-            description="Act in this workspace instead of the credential's default one.",
-        ),
-    ] = None,
+    token: BearerDep,
+    workspace: WorkspaceHeader = None,
 ) -> Actor:
     if not token:
         raise NotAuthenticated("authentication required: send 'Authorization: Bearer <token>'")

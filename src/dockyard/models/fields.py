@@ -32,6 +32,8 @@ HEALTH_PATH = r"/[A-Za-z0-9._~/%?=&-]{0,1023}"
 OBJECT_ID = r"[a-f0-9]{32}"
 ID_PREFIX = r"[a-f0-9]{4,32}"
 NO_NUL = r"[^\x00]*"
+NO_CONTROL = r"[^\x00-\x1f\x7f]*"
+FINGERPRINT = r"(?:[0-9A-F]{2}:){31}[0-9A-F]{2}"
 # Characters that rewrite a terminal or a line of text: C0 and C1 controls (NUL, ESC, CR, ...),
 # DEL, the line and paragraph separators and the bidirectional controls (U+202E and kin).
 _INVISIBLE = r"\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
@@ -154,9 +156,17 @@ GitUrl = Annotated[str, Field(min_length=1, max_length=2048,
 ProviderToken = Annotated[str, Field(min_length=1, max_length=4096), Whole(
     r"[\x21-\x7e]+", "paste the token as the provider shows it: printable ASCII, no spaces")]
 # Pydantic itself refuses strings that are not valid Unicode (unpaired surrogates).
-Password = Annotated[str, Field(min_length=8, max_length=256)]
-# A password typed again to prove it (whatever rules it was set under).
-AnyPassword = Annotated[str, Field(min_length=1, max_length=256)]
+_NO_CONTROL_HELP = "cannot hold control characters (tab, newline, escape, NUL)"
+Password = Annotated[str, Field(min_length=8, max_length=256), Whole(
+    NO_CONTROL, f"a password {_NO_CONTROL_HELP}")]
+# A password typed again to prove it (whatever length rules it was set under).
+AnyPassword = Annotated[str, Field(min_length=1, max_length=256), Whole(
+    NO_CONTROL, f"a password {_NO_CONTROL_HELP}")]
+LoginName = Annotated[str, Field(min_length=1, max_length=320), Whole(
+    NO_CONTROL, f"an email address {_NO_CONTROL_HELP}")]
+Fingerprint = Annotated[str, Whole(
+    FINGERPRINT, "use the SHA-256 fingerprint as `dockyard-agent fingerprint` prints it: 32 "
+                 "pairs of uppercase hex digits joined by ':'")]
 
 
 def _unscoped(address: IPv4Address | IPv6Address) -> IPv4Address | IPv6Address:

@@ -14,6 +14,7 @@ from dockyard.models.fields import (
     EnvKey,
     EnvKeyName,
     EnvValue,
+    Fingerprint,
     HealthPath,
     ImageRef,
     IpAddress,
@@ -161,10 +162,9 @@ class ServerAdopt(Input):
     ip: IpAddress
     agent_port: int = Field(default=8421, ge=1, le=65535)
     provider: Literal["local", "cluster", "manual"] = "manual"
-    agent_fingerprint: str | None = Field(
-        default=None, pattern=r"^(?:[0-9A-F]{2}:){31}[0-9A-F]{2}$",
-        description="SHA-256 of the agent's certificate as `dockyard-agent fingerprint` prints "
-                    "it; without it, the certificate the agent presents now is pinned")
+    agent_fingerprint: Fingerprint | None = Field(default=None, description=(
+        "SHA-256 of the agent's certificate as `dockyard-agent fingerprint` prints it; "
+        "without it, the certificate the agent presents now is pinned"))
     insecure_http: bool = Field(default=False, description=(
         "Talk plain HTTP to this agent (DOCKYARD_AGENT_TLS=false): private networks only"))
 

@@ -6,6 +6,7 @@ from dockyard.api.deps import ActorDep, ClientDep, PlatformDep
 from dockyard.api.errors import LIMITED_RESPONSES
 from dockyard.api.routes.params import ObjectId
 from dockyard.core import accounts, auth, sessions, tokens
+from dockyard.models import fields
 from dockyard.models.accounts import AccountDelete, PasswordChange, PasswordChanged, SessionPublic
 from dockyard.models.schemas import (
     ApiTokenCreate,
@@ -16,15 +17,14 @@ from dockyard.models.schemas import (
 )
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=LIMITED_RESPONSES)
-NO_CONTROL = r"^[^\u0000-\u001f]*$"
 
 
 @router.post("/token", operation_id="log_in",
              summary="Log in with email and password (OAuth2 password flow)")
 async def token(
     platform: PlatformDep, client: ClientDep,
-    username: Annotated[str, Form(min_length=1, max_length=320, pattern=NO_CONTROL)],
-    password: Annotated[str, Form(min_length=1, max_length=256, pattern=NO_CONTROL)],
+    username: Annotated[fields.LoginName, Form()],
+    password: Annotated[fields.AnyPassword, Form()],
     user_agent: Annotated[str, Header(max_length=1000)] = "",
 ) -> TokenResponse:
     return await auth.login(platform, username, password, client, user_agent)

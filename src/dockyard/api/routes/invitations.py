@@ -1,9 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
-from fastapi.security import OAuth2PasswordBearer
+from fastapi import APIRouter, Depends
 
-from dockyard.api.deps import ID_PATTERN, ClientDep, PlatformDep
+from dockyard.api.deps import BearerDep, ClientDep, PlatformDep, WorkspaceHeader
 from dockyard.api.errors import LIMITED_RESPONSES
 from dockyard.core import auth, invitations
 from dockyard.core.authz import Actor
@@ -13,13 +12,8 @@ from dockyard.models.schemas import ErrorBody
 GONE = {"model": ErrorBody, "description": "The invitation was used, revoked or has expired."}
 router = APIRouter(prefix="/invitations", tags=["workspaces"],
                    responses={**LIMITED_RESPONSES, 410: GONE})
-_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-
-
 async def optional_actor(
-    platform: PlatformDep, token: Annotated[str | None, Depends(_bearer)],
-    workspace: Annotated[str | None, Header(alias="X-Dockyard-Workspace",
-                                            pattern=ID_PATTERN)] = None,
+    platform: PlatformDep, token: BearerDep, workspace: WorkspaceHeader = None
 ) -> Actor | None:
     return await auth.authenticate(platform, token, workspace) if token else None
 

@@ -2,11 +2,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from dockyard.agent.tls import FINGERPRINT_PATTERN
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
 from dockyard.core import agents, servers
+from dockyard.models import fields
 from dockyard.models.schemas import AgentKeyPublic, ServerAdopt, ServerPublic
 
 router = APIRouter(prefix="/infra", tags=["servers"], responses=WRITE_RESPONSES)
@@ -42,7 +42,7 @@ async def check_server(
                      "presents now (admins)")
 async def pin_server(
     server_id: ObjectId, platform: PlatformDep, actor: ActorDep,
-    fingerprint: Annotated[str | None, Query(pattern=f"^{FINGERPRINT_PATTERN}$")] = None,
+    fingerprint: Annotated[fields.Fingerprint | None, Query()] = None,
 ) -> ServerPublic:
     return await servers.pin_server(platform, actor, server_id, fingerprint)
 
