@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from dockyard import __version__
-from dockyard.agent import auth
+from dockyard.agent import auth, buildconfig
 from dockyard.agent.auth import KeyStore, NonceCache
 from dockyard.agent.gate import BodyLimits, SignatureGate
 from dockyard.agent.models import (
@@ -106,6 +106,8 @@ async def build(request: Request, node: NodeDep, repository: Annotated[Repositor
                 tag: Annotated[Tag, Query()], dockerfile: Dockerfile = "Dockerfile"
                 ) -> StreamingResponse:
     context = await spool_body(request)
+    if dockerfile == buildconfig.GENERATED_DOCKERFILE:  # its build stage reads this machine's
+        buildconfig.add_to_context(context, buildconfig.machine_config())  # package config
     target = ImageRef(repository=repository, tag=tag)
     return await stream_ndjson(node.build(context, target, dockerfile))
 

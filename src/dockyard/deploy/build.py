@@ -17,8 +17,6 @@ from dockyard.deploy.run import DeployFailed, Run, Target
 from dockyard.models.enums import SourceKind
 from dockyard.providers import images
 
-OFFLINE_REPOSITORY = "dockyard/base"
-
 
 def work_dir(run: Run) -> Path:
     return run.p.settings.data_dir / "builds" / run.deployment_id
@@ -64,7 +62,8 @@ async def _build(run: Run, builder: Target, app_dir: Path) -> None:
     text = None
     if stack.kind != "dockerfile":
         base = await _base_image(run, builder, dockerfile.base_image_for(
-            stack, run.params.base_image or run.p.settings.base_image))
+            stack, run.params.base_image or run.p.settings.base_image),
+            images.RECIPES[dockerfile.offline_recipe(stack)])
         text = dockerfile.render_dockerfile(stack, base, run.params.port)
     context = work_dir(run) / "context.tar"
     name = await to_thread.run_sync(sources.build_context, app_dir, context, text)
@@ -94,7 +93,7 @@ async def _has_image(target: Target, reference: str) -> bool:
     return any(reference in image.tags for image in await target.client.images())
 
 
-async def _base_image(run: Run, builder: Target, wanted: str) -> str:
+async def _base_image(run: Run, builder: Target, wanted: str, offline: images.Recipe) -> str:
     """`wanted` when the builder has it or can pull it; otherwise the offline base."""
     ref = parse_image(wanted)
     if await _has_image(builder, ref.reference):
@@ -104,22 +103,23 @@ async def _base_image(run: Run, builder: Target, wanted: str) -> str:
             pass
         return wanted
     except AgentError as exc:
-        offline = await _offline_base(run, builder)
+        reference = await _offline_base(run, builder, offline)
         await run.emit("warning", f"could not pull {wanted} ({exc.detail}); building on the "
-                                  f"offline base {offline} instead")
-        return offline
+                                  f"offline base {reference} instead")
+        return reference
 
 
-async def _offline_base(run: Run, builder: Target) -> str:
+async def _offline_base(run: Run, builder: Target, recipe: images.Recipe) -> str:
     """The debootstrapped base on the builder, imported from this machine's cache if needed."""
-    tarball = images.cached_tarball(images.RECIPES["base"], images.ImageSettings())
-    reference = f"{OFFLINE_REPOSITORY}:{tarball.suite}"
+    tarball = images.cached_tarball(recipe, images.ImageSettings())
+    reference = f"{recipe.repository()}:{tarball.suite}"
     if await _has_image(builder, reference):
         return reference
     if not tarball.path.exists():
         raise DeployFailed(f"no base image: {builder.name} has no {reference} and this machine "
-                           "has none cached; run `dockyard images bootstrap --image base`")
+                           "has none cached; run `dockyard images bootstrap --image "
+                           f"{recipe.name}`")
     await run.emit("log", f"importing the offline base {reference} into {builder.name}")
     await builder.client.import_rootfs(tarball.path,
-                                       ImageRef(repository=OFFLINE_REPOSITORY, tag=tarball.suite))
+                                       ImageRef(repository=recipe.repository(), tag=tarball.suite))
     return reference

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,7 @@ class Stack:
     web_command: list[str] | None
     notes: list[str]  # human lines for the deploy log
     install: Install | None = None  # how dependencies are installed, if at all
+    dependencies: tuple[str, ...] = ()  # pyproject's [project].dependencies, installed by name
 
 
 DEFAULT_BASE_IMAGES: dict[str, str] = {
@@ -31,6 +33,7 @@ DEFAULT_BASE_IMAGES: dict[str, str] = {
     "static": "python:3.12-slim", "procfile": "python:3.12-slim",
 }
 OFFLINE_BASE = "dockyard/base"  # debootstrapped, tagged by Debian suite; python3, no pip
+BUILD_CONFIG = ".dockyard-build"  # the builder's pip/npm config and CA, added by the agent
 NOBODY = "65534:65534"
 PYTHON_MARKERS = ("requirements.txt", "pyproject.toml", "app.py", "main.py", "wsgi.py")
 LOOKS_FOR = ("a Dockerfile; requirements.txt, pyproject.toml, app.py, main.py or wsgi.py "
@@ -106,28 +109,71 @@ def _requirements(app_dir: Path) -> list[str]:
     return [line for line in lines if line]
 
 
-def _python_default(present: list[str], requirements: list[str]) -> list[str] | None:
+def _pyproject_dependencies(app_dir: Path) -> tuple[str, ...]:
+    """`[project].dependencies` of pyproject.toml; InvalidInput if it is not valid TOML."""
+    try:
+        project = tomllib.loads(_read(app_dir, "pyproject.toml") or "").get("project", {})
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidInput(f"pyproject.toml is not valid TOML: {error}") from error
+    found = project.get("dependencies", []) if isinstance(project, dict) else []
+    return tuple(item for item in found if isinstance(item, str)) if isinstance(
+        found, list) else ()
+
+
+def _depends_on(requirements: list[str] | tuple[str, ...], name: str) -> bool:
+    return any(re.match(rf"{name}(?![\w.-])", line, re.I) for line in requirements)
+
+
+def _django_project(app_dir: Path) -> str | None:
+    """The package holding wsgi.py beside manage.py, as Django's startproject lays it out."""
+    if not (app_dir / "manage.py").is_file():
+        return None
+    found = sorted(path.parent.name for path in app_dir.glob("*/wsgi.py"))
+    return found[0] if found else None
+
+
+def _inferred_server(app_dir: Path, present: list[str], requirements: list[str]
+                     ) -> tuple[list[str], str] | None:
+    """A start command and why, the way Nixpacks and Railpack infer one."""
     module = next((name[:-3] for name in present if name.endswith(".py")), None)
-    if module and any(re.match(r"gunicorn(?![\w.-])", line, re.I) for line in requirements):
+    django = _django_project(app_dir)
+    if django and _depends_on(requirements, "gunicorn"):
+        return (shell_argv(f"gunicorn --bind 0.0.0.0:$PORT {django}.wsgi:application"),
+                f"Django project {django} (manage.py) and gunicorn is a dependency")
+    if module and _depends_on(requirements, "gunicorn"):
         target = f"{module}:{'application' if module == 'wsgi' else 'app'}"
-        return shell_argv(f"gunicorn --bind 0.0.0.0:$PORT {target}")
-    return ["python3", f"{module}.py"] if module in ("app", "main") else None
+        return (shell_argv(f"gunicorn --bind 0.0.0.0:$PORT {target}"),
+                f"gunicorn is a dependency and {module}.py is the entry module")
+    if module and _depends_on(requirements, "uvicorn"):
+        return (shell_argv(f"uvicorn {module}:app --host 0.0.0.0 --port $PORT"),
+                f"uvicorn is a dependency (ASGI: FastAPI, Starlette) and {module}.py is the "
+                "entry module")
+    if module in ("app", "main"):
+        return ["python3", f"{module}.py"], f"{module}.py is the entry module"
+    return None
 
 
 def _python(app_dir: Path, web: str | None) -> Stack | None:
     present = [name for name in PYTHON_MARKERS if (app_dir / name).is_file()]
+    if (app_dir / "manage.py").is_file():
+        present.append("manage.py")
     if not present:
         return None
     requirements = _requirements(app_dir)
+    dependencies = () if requirements or "pyproject.toml" not in present else (
+        _pyproject_dependencies(app_dir))
     install: Install | None = "requirements" if requirements else (
         "pyproject" if "pyproject.toml" in present else None)
-    command = shell_argv(web) if web else _python_default(present, requirements)
-    if command is None:
+    inferred = None if web else _inferred_server(app_dir, present,
+                                                 requirements or list(dependencies))
+    if web is None and inferred is None:
         raise InvalidInput("found a Python app but not how to start it: add a Procfile with a "
                            "'web:' line, or an app.py or main.py that listens on $PORT")
+    command = shell_argv(web) if web else inferred[0] if inferred else []
     notes = [f"no Dockerfile; detected a Python app ({', '.join(present)})",
-             *(_web_notes(web) if web else [f"web command: {' '.join(command)}"])]
-    return Stack("python", command, notes, install)
+             *(_web_notes(web) if web else [f"web command: {' '.join(command)} (inferred: "
+                                           f"{inferred[1] if inferred else ''})"])]
+    return Stack("python", command, notes, install, dependencies)
 
 
 def _has_start(app_dir: Path) -> bool:
@@ -169,32 +215,60 @@ _LABELS = {"python": "Python app", "node": "Node app", "static": "static site",
            "procfile": "Procfile app"}
 _ENV = {"node": "HOME=/tmp NODE_ENV=production"}
 _PYTHON_ENV = "HOME=/tmp PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1"
-_BEFORE_COPY: dict[Install | None, list[str]] = {
-    "requirements": ["COPY requirements.txt ./",
-                     "RUN python3 -m pip install --no-cache-dir -r requirements.txt"],
-    "npm-ci": ["COPY package*.json ./", "RUN npm ci"],
-    "npm-install": ["COPY package*.json ./", "RUN npm install --omit=dev"],
+_PIP_ENV = (f"ENV PIP_CONFIG_FILE=/{BUILD_CONFIG}/pip.conf PIP_NO_CACHE_DIR=1 "
+            "PIP_DISABLE_PIP_VERSION_CHECK=1")
+_NPM_ENV = f"ENV NPM_CONFIG_USERCONFIG=/{BUILD_CONFIG}/npmrc NODE_ENV=production"
+_VENV = "RUN python3 -m venv /venv"
+_INSTALL: dict[Install, list[str]] = {
+    "requirements": [_PIP_ENV, _VENV, "COPY requirements.txt ./",
+                     "RUN /venv/bin/pip install -r requirements.txt"],
+    "pyproject": [_PIP_ENV, _VENV],
+    "npm-ci": [_NPM_ENV, "COPY package*.json ./", "RUN npm ci --omit=dev"],
+    "npm-install": [_NPM_ENV, "COPY package*.json ./", "RUN npm install --omit=dev"],
 }
-_AFTER_COPY: dict[Install | None, list[str]] = {
-    "pyproject": ["RUN python3 -m pip install --no-cache-dir ."],
-}
+_INSTALLED = {"python": "COPY --from=dependencies /venv /venv",
+              "node": "COPY --from=dependencies /app/node_modules /app/node_modules"}
+
+
+def _header(stack: Stack) -> str:
+    return (f"# Generated by Dockyard for a {_LABELS[stack.kind]}; "
+            "add a Dockerfile to the app to take over.")
+
+
+def _dependency_stages(stack: Stack, install: Install, base_image: str) -> list[str]:
+    """A stage that installs the dependencies with the builder's package config (which stays
+    in that stage), and one holding the app without that config."""
+    pyproject = [f"RUN {json.dumps(['/venv/bin/pip', 'install', *stack.dependencies])}"
+                 ] if install == "pyproject" and stack.dependencies else []
+    return [f"FROM {base_image} AS dependencies", f"COPY {BUILD_CONFIG}/ /{BUILD_CONFIG}/",
+            "WORKDIR /app", *_INSTALL[install], *pyproject,
+            f"FROM {base_image} AS source", "COPY . /app", f"RUN rm -rf /app/{BUILD_CONFIG}"]
+
+
+def _final_stage(stack: Stack, base_image: str, port: int) -> list[str]:
+    env = _ENV.get(stack.kind, _PYTHON_ENV)
+    if stack.install is None:
+        return [f"FROM {base_image}", "WORKDIR /app", f"ENV PORT={port} {env}", "COPY . ."]
+    path = "PATH=/venv/bin:$PATH " if stack.kind == "python" else ""
+    return [f"FROM {base_image}", "WORKDIR /app", f"ENV PORT={port} {path}{env}",
+            "COPY --from=source /app /app", _INSTALLED[stack.kind]]
 
 
 def render_dockerfile(stack: Stack, base_image: str, port: int) -> str:
     """The Dockerfile text for `stack` on `base_image`, serving on `port` (also $PORT)."""
     if stack.kind == "dockerfile" or stack.web_command is None:
         raise ValueError("an app with its own Dockerfile needs no generated one")
-    lines = [
-        f"# Generated by Dockyard for a {_LABELS[stack.kind]}; "
-        "add a Dockerfile to the app to take over.",
-        f"FROM {base_image}",
-        "WORKDIR /app",
-        f"ENV PORT={port} {_ENV.get(stack.kind, _PYTHON_ENV)}",
-        *_BEFORE_COPY.get(stack.install, []),
-        "COPY . .",
-        *_AFTER_COPY.get(stack.install, []),
-        f"USER {NOBODY}",
-        f"EXPOSE {port}",
-        f"CMD {json.dumps(stack.web_command)}",
-    ]
+    stages = [] if stack.install is None else _dependency_stages(stack, stack.install,
+                                                                 base_image)
+    lines = [_header(stack), *stages, *_final_stage(stack, base_image, port),
+             f"USER {NOBODY}", f"EXPOSE {port}", f"CMD {json.dumps(stack.web_command)}"]
     return "\n".join(lines) + "\n"
+
+
+OFFLINE_RECIPES: dict[Install | None, str] = {
+    "requirements": "python", "pyproject": "python", "npm-ci": "node", "npm-install": "node"}
+
+
+def offline_recipe(stack: Stack) -> str:
+    """Which offline base (providers.images recipe) carries what `stack` needs to build."""
+    return OFFLINE_RECIPES.get(stack.install, "base")

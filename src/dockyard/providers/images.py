@@ -55,6 +55,9 @@ class Recipe:
 
 RECIPES = {
     "base": Recipe("base", ("python3", "ca-certificates"), ('CMD ["python3"]',)),
+    "python": Recipe("python", ("python3", "python3-pip", "python3-venv", "ca-certificates"),
+                     ('CMD ["python3"]',)),
+    "node": Recipe("node", ("nodejs", "npm", "ca-certificates"), ('CMD ["node"]',)),
     "redis": Recipe("redis", ("redis-server",),
                     ('CMD ["redis-server", "--protected-mode", "no", "--dir", "/data"]',),
                     directories=("data",)),
