@@ -27,9 +27,8 @@ from dockyard.api.routes import (
     workspaces,
 )
 from dockyard.api.routes import metrics as metrics_routes
-from dockyard.core import agents, health
+from dockyard.core import agents, deployments, health
 from dockyard.core.platform import Platform
-from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import NotMigrated
 from dockyard.kernel.metrics.middleware import install_request_metrics
 from dockyard.kernel.migrate import is_migrated
@@ -59,7 +58,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = platform or await open_platform(settings)
         if platform is None:
-            app.state.deploys = DeployRunner(app.state.platform)
+            app.state.deploys = deployments.new_runner(app.state.platform)
         await app.state.deploys.recover()
         async with _agent_polling(app.state.platform):
             yield
@@ -70,7 +69,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app = FastAPI(title="Dockyard", version=__version__, lifespan=lifespan)
     if platform is not None:
         app.state.platform = platform
-        app.state.deploys = DeployRunner(platform)
+        app.state.deploys = deployments.new_runner(platform)
     api = APIRouter(prefix=API_PREFIX)
     for module in ROUTERS:
         api.include_router(module.router)

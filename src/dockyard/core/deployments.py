@@ -5,35 +5,66 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.agent.client import NodeAgentClient
+from dockyard.core import agents
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.deploy_targets import effective_params, hosts_of, target_servers
 from dockyard.core.lookup import service_named
 from dockyard.core.platform import Platform
-from dockyard.deploy import archives, plan, sources
+from dockyard.deploy import archives, sources
+from dockyard.deploy import plan as deploy_plan
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
 from dockyard.models.base import new_id, utcnow
-from dockyard.models.deploys import DeploymentPublic, DeployRequest, DeployTarget, RollbackRequest
-from dockyard.models.enums import ACTIVE_STATUSES, DeploymentStatus, ServiceKind, SourceKind
+from dockyard.models.deployment_plan import (
+    DeploymentPlan,
+    FromArchive,
+    FromGit,
+    FromRelease,
+    Origin,
+    Progress,
+    origin_of,
+)
+from dockyard.models.deploys import (
+    DeploymentPublic,
+    DeployRequest,
+    DeployTarget,
+    Effective,
+    RollbackRequest,
+)
+from dockyard.models.enums import ACTIVE_STATUSES, DeploymentStatus, ServiceKind
+from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Deployment, EnvVar, Project, Service, Workspace
+
+AGENT_TIMEOUT = 900.0
+
+
+def new_runner(p: Platform) -> DeployRunner:
+    """The deploy engine of this process; it reaches each server's agent at its pinned
+    certificate with the workspace's agent secret."""
+
+    async def connect(server: ServerPublic) -> NodeAgentClient:
+        secret = await agents.secret_for(p, server.workspace_id)
+        return agents.client_for(server, secret, AGENT_TIMEOUT)
+
+    return DeployRunner(p.db, p.settings, p.box, connect)
 
 
 async def start_deploy(p: Platform, runner: DeployRunner, actor: Actor, body: DeployRequest
                        ) -> str:
     """A deployment of a git ref, an image, or the live release with today's variables."""
-    source = body.source.model_dump(exclude_none=True)
-    kind = SourceKind(source.pop("kind"))
-    if kind is SourceKind.GIT:
-        _check_git(p, source["url"], source.get("ref"))
-    return await _start(p, runner, actor, body, kind, source, new_id())
+    source = origin_of(body.source)
+    if isinstance(source, FromGit):
+        _check_git(p, source.url, source.ref)
+    return await _start(p, runner, actor, body, source, new_id())
 
 
 def _check_git(p: Platform, url: str, ref: str | None) -> None:
@@ -54,19 +85,19 @@ async def start_archive_deploy(p: Platform, runner: DeployRunner, actor: Actor,
     staging = p.settings.data_dir / "builds" / deployment_id
     try:
         source = await _unpacked(p, chunks, staging)
-        return await _start(p, runner, actor, target, SourceKind.ARCHIVE, source, deployment_id)
+        return await _start(p, runner, actor, target, source, deployment_id)
     except BaseException:
         await to_thread.run_sync(shutil.rmtree, staging, True)
         raise
 
 
-async def _unpacked(p: Platform, chunks: AsyncIterator[bytes], staging: Path) -> dict[str, Any]:
+async def _unpacked(p: Platform, chunks: AsyncIterator[bytes], staging: Path) -> FromArchive:
     await to_thread.run_sync(lambda: staging.mkdir(parents=True))
     archive = await archives.receive_archive(chunks, staging / "upload",
                                             p.settings.max_archive_bytes)
     app_dir = await to_thread.run_sync(archives.unpack_archive, archive, staging / "app")
     size = await to_thread.run_sync(_size_then_remove, archive)
-    return {"path": str(app_dir), "bytes": size}
+    return FromArchive(path=str(app_dir), bytes=size)
 
 
 def _size_then_remove(path: Path) -> int:
@@ -79,15 +110,15 @@ async def start_rollback(p: Platform, runner: DeployRunner, actor: Actor,
                          body: RollbackRequest) -> str:
     """Put a retained release back: its exact image tag, its variables and its config."""
     target = DeployTarget(project=body.project, service=body.service)
-    source = {"release": body.release} if body.release else {}
-    return await _start(p, runner, actor, target, SourceKind.ROLLBACK, source, new_id())
+    source = FromRelease(kind="rollback", release=body.release)
+    return await _start(p, runner, actor, target, source, new_id())
 
 
 async def _start(p: Platform, runner: DeployRunner, actor: Actor, target: DeployTarget,
-                 kind: SourceKind, source: dict[str, Any], deployment_id: str) -> str:
+                 source: Origin, deployment_id: str) -> str:
     async def tx(s: AsyncSession) -> None:
-        row = await _new_deployment(p, s, actor, target, kind, source, deployment_id)
-        row.progress = {"owner": runner.owner.as_dict()}
+        row = await _new_deployment(p, s, actor, target, source, deployment_id)
+        row.progress = Progress(owner=runner.owner).to_column()
         s.add(row)
         await s.flush()
 
@@ -116,32 +147,48 @@ async def _deployable(s: AsyncSession, actor: Actor, target: DeployTarget) -> Se
     return service
 
 
+@dataclass(frozen=True)
+class _Release:
+    """What a deployment runs: its source, image, parameters and encrypted variables."""
+
+    source: Origin
+    image: str
+    params: Effective
+    env_ciphertext: str
+    rollback_of: str | None = None
+
+
 async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: DeployTarget,
-                          kind: SourceKind, source: dict[str, Any], deployment_id: str
-                          ) -> Deployment:
+                          source: Origin, deployment_id: str) -> Deployment:
     service = await _deployable(s, actor, target)
-    row = Deployment(id=deployment_id, workspace_id=actor.workspace_id, service_id=service.id,
-                     source_kind=kind, source=source, triggered_by=actor.user_id,
-                     status=DeploymentStatus.RUNNING, started_at=utcnow())
-    if kind in (SourceKind.ROLLBACK, SourceKind.RELEASE):
-        await _reuse(p, s, row, service, source, target)
+    if isinstance(source, FromRelease):
+        release = await _reuse(p, s, service, source, target)
     else:
-        params = await effective_params(p, s, actor, service, target)
-        base = await _image_base(p, s, service)
-        row.image_tag = plan.release_image(base, deployment_id).reference
-        row.env_ciphertext = p.box.encrypt(json.dumps(await _env(p, s, service)))
-        row.config = {"params": params.model_dump(mode="json")}
+        release = await _new_release(p, s, actor, service, target, source, deployment_id)
     servers = await target_servers(s, actor, service, target.servers)
-    row.config = {**row.config, "servers": [x.id for x in servers],
-                  "site": plan.site_name(target.project, target.service),
-                  "hosts": await hosts_of(p, s, service, target.project)}
-    return row
+    plan = DeploymentPlan(source=release.source, image=release.image, params=release.params,
+                          servers=[x.id for x in servers],
+                          site=deploy_plan.site_name(target.project, target.service),
+                          hosts=await hosts_of(p, s, service, target.project))
+    return Deployment(id=deployment_id, workspace_id=actor.workspace_id, service_id=service.id,
+                      **plan.to_columns(), env_ciphertext=release.env_ciphertext,
+                      rollback_of=release.rollback_of, triggered_by=actor.user_id,
+                      status=DeploymentStatus.RUNNING, started_at=utcnow())
+
+
+async def _new_release(p: Platform, s: AsyncSession, actor: Actor, service: Service,
+                       target: DeployTarget, source: Origin, deployment_id: str) -> _Release:
+    params = await effective_params(p, s, actor, service, target)
+    base = await _image_base(p, s, service)
+    image = deploy_plan.release_image(base, deployment_id).reference
+    return _Release(source, image, params, p.box.encrypt(json.dumps(await _env(p, s, service))))
 
 
 async def _image_base(p: Platform, s: AsyncSession, service: Service) -> str:
     workspace = await s.get_one(Workspace, service.workspace_id)
     project = await s.get_one(Project, service.project_id)
-    return plan.image_base(p.settings.registry, workspace.name, project.name, service.name)
+    return deploy_plan.image_base(p.settings.registry, workspace.name, project.name,
+                                  service.name)
 
 
 async def _env(p: Platform, s: AsyncSession, service: Service) -> dict[str, str]:
@@ -149,20 +196,22 @@ async def _env(p: Platform, s: AsyncSession, service: Service) -> dict[str, str]
     return {row.key: p.box.decrypt(row.value_ciphertext) for row in rows}
 
 
-async def _reuse(p: Platform, s: AsyncSession, row: Deployment, service: Service,
-                 source: dict[str, Any], target: DeployTarget) -> None:
+async def _reuse(p: Platform, s: AsyncSession, service: Service, source: FromRelease,
+                 target: DeployTarget) -> _Release:
     """A rollback takes its release's image, variables and config exactly; a new release of
     the live image takes today's variables and any parameters the request changes."""
-    params = target.params.model_dump(exclude_none=True) if target.params else {}
-    if row.source_kind is SourceKind.RELEASE:
-        release = await _live(s, service)
-        row.env_ciphertext = p.box.encrypt(json.dumps(await _env(p, s, service)))
+    if source.kind == "release":
+        row = await _live(s, service)
+        env = p.box.encrypt(json.dumps(await _env(p, s, service)))
+        changes = target.params.model_dump(exclude_none=True) if target.params else {}
+        rollback_of = None
     else:
-        release = await _rollback_target(s, service, source.get("release"))
-        row.env_ciphertext, row.rollback_of, params = release.env_ciphertext, release.id, {}
-    row.image_tag = release.image_tag
-    row.config = {"params": {**release.config["params"], **params}}
-    source["release"] = release.id
+        row = await _rollback_target(s, service, source.release)
+        env, changes, rollback_of = row.env_ciphertext, {}, row.id
+    old = DeploymentPlan.from_row(row)
+    params = Effective.model_validate({**old.params.model_dump(), **changes})
+    return _Release(source.model_copy(update={"release": row.id}), old.image, params, env,
+                    rollback_of)
 
 
 async def _releases(s: AsyncSession, service: Service) -> list[Deployment]:
@@ -234,9 +283,10 @@ async def get_deployment(p: Platform, actor: Actor, ref: str) -> DeploymentPubli
 
 
 def _public(row: Deployment, project: str, service: str, live: bool) -> DeploymentPublic:
+    plan = DeploymentPlan.from_row(row)
     return DeploymentPublic.model_validate({
         **{c: getattr(row, c) for c in DeploymentPublic.model_fields if hasattr(row, c)},
         "project": project, "service": service, "live": live,
-        "config": {"params": row.config.get("params", {}), "hosts": row.config.get("hosts", [])},
-        "source": {k: v for k, v in row.source.items() if k != "path"},
+        "config": {"params": plan.params.model_dump(mode="json"), "hosts": plan.hosts},
+        "source": plan.public_source(),
     })

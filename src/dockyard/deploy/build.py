@@ -14,43 +14,43 @@ from dockyard.agent.models import ImageRef
 from dockyard.deploy import dockerfile, sources
 from dockyard.deploy.plan import parse_image
 from dockyard.deploy.run import DeployFailed, Run, Target
-from dockyard.models.enums import SourceKind
+from dockyard.models.deployment_plan import FromArchive, FromGit, FromImage, FromRelease, Phase
 from dockyard.providers import images
 
 
 def work_dir(run: Run) -> Path:
-    return run.p.settings.data_dir / "builds" / run.deployment_id
+    return run.settings.data_dir / "builds" / run.deployment_id
 
 
 async def build_release(run: Run) -> None:
     """Make `run.image` exist in the registry; rollbacks and restarts reuse theirs."""
-    if run.source_kind in (SourceKind.ROLLBACK, SourceKind.RELEASE):
+    source = run.source
+    if isinstance(source, FromRelease):
         return
     builder = run.targets[0]
-    if run.source_kind is SourceKind.IMAGE:
-        await _retag(run, builder, parse_image(run.source["image"]))
+    if isinstance(source, FromImage):
+        await _retag(run, builder, parse_image(source.image))
     else:
-        await _build(run, builder, await _checkout(run))
-    await run.enter("push", f"pushing {run.image.reference}")
+        await _build(run, builder, await _checkout(run, source))
+    await run.enter(Phase.PUSH, f"pushing {run.image.reference}")
     await _relay(run, builder.client.push(run.image), "push")
     await to_thread.run_sync(shutil.rmtree, work_dir(run), True)
 
 
-async def _checkout(run: Run) -> Path:
-    if run.source_kind is SourceKind.ARCHIVE:
-        return Path(run.source["path"])
-    await run.enter("fetch", f"fetching {run.source['url']} {run.source.get('ref') or 'HEAD'}")
+async def _checkout(run: Run, source: FromArchive | FromGit) -> Path:
+    if isinstance(source, FromArchive):
+        return Path(source.path)
+    await run.enter(Phase.FETCH, f"fetching {source.url} {source.ref or 'HEAD'}")
     dest = work_dir(run) / "git"
     await to_thread.run_sync(shutil.rmtree, dest, True)
     dest.mkdir(parents=True)
-    commit = await to_thread.run_sync(sources.fetch_git, run.source["url"],
-                                      run.source.get("ref"), dest)
+    commit = await to_thread.run_sync(sources.fetch_git, source.url, source.ref, dest)
     await run.emit("log", f"checked out commit {commit}", commit=commit)
     return dest
 
 
 async def _retag(run: Run, builder: Target, source: ImageRef) -> None:
-    await run.enter("pull", f"pulling {source.reference} on {builder.name}")
+    await run.enter(Phase.PULL, f"pulling {source.reference} on {builder.name}")
     await _relay(run, builder.client.pull(source), "pull")
     await builder.client.tag(source, run.image)
 
@@ -62,12 +62,12 @@ async def _build(run: Run, builder: Target, app_dir: Path) -> None:
     text = None
     if stack.kind != "dockerfile":
         base = await _base_image(run, builder, dockerfile.base_image_for(
-            stack, run.params.base_image or run.p.settings.base_image),
+            stack, run.params.base_image or run.settings.base_image),
             images.RECIPES[dockerfile.offline_recipe(stack)])
         text = dockerfile.render_dockerfile(stack, base, run.params.port)
     context = work_dir(run) / "context.tar"
     name = await to_thread.run_sync(sources.build_context, app_dir, context, text)
-    await run.enter("build", f"building {run.image.reference} on {builder.name}")
+    await run.enter(Phase.BUILD, f"building {run.image.reference} on {builder.name}")
     await _relay(run, builder.client.build(context, run.image, name), "build")
 
 

@@ -16,22 +16,19 @@ from dockyard.deploy import build, plan, rollout
 from dockyard.deploy.run import Run, describe
 from dockyard.kernel.errors import DockyardError
 from dockyard.models.base import utcnow
+from dockyard.models.deployment_plan import Phase
 from dockyard.models.enums import DeploymentStatus
 from dockyard.models.tables import Deployment, Placement, Service
 
 log = logging.getLogger("dockyard.deploy")
-COMMIT = "commit"
-DONE = "done"
-
-
 async def execute(run: Run) -> None:
     """Carry `run` to its end: succeeded, or failed with the previous release serving."""
     try:
-        if not run.phase:
+        if run.phase is Phase.START:
             await _announce(run)
-        if run.phase != COMMIT:
+        if not run.phase.past_switch:
             await build.build_release(run)
-            await run.enter("rollout", f"rolling out to {len(run.targets)} server(s)")
+            await run.enter(Phase.ROLLOUT, f"rolling out to {len(run.targets)} server(s)")
             await rollout.roll_out(run)
         await _commit(run)
     except (DockyardError, AgentError, httpx.TransportError) as exc:
@@ -54,7 +51,7 @@ async def recover(run: Run) -> None:
     """Finish a deployment whose control plane died: past the switch it completes, before it
     the previous release is put back."""
     await run.emit("warning", f"the control plane restarted during phase {run.phase or 'start'}")
-    if run.phase == COMMIT:
+    if run.phase.past_switch:
         await execute(run)
     else:
         await _undo(run, f"interrupted by a control-plane restart during phase "
@@ -62,14 +59,14 @@ async def recover(run: Run) -> None:
 
 
 async def _commit(run: Run) -> None:
-    problems = await rollout.commit(run, await run.p.db.read(lambda s: _retained_tags(s, run)))
+    problems = await rollout.commit(run, await run.db.read(lambda s: _retained_tags(s, run)))
     for problem in problems:
         await run.emit("warning", f"clean-up: {problem}")
     await _finish(run, DeploymentStatus.SUCCEEDED, "")
 
 
 async def _undo(run: Run, reason: str) -> None:
-    await run.enter("revert", "putting the previous release back")
+    await run.enter(Phase.REVERT, "putting the previous release back")
     try:
         problems = await rollout.revert(run)
     except Exception as exc:  # the reason the deploy failed matters more; say both
@@ -82,12 +79,12 @@ async def _undo(run: Run, reason: str) -> None:
 async def _finish(run: Run, status: DeploymentStatus, error: str) -> None:
     """The final status and the `done` event in one transaction: a reader never waits for a
     `done` that a crash kept from being written, and a finished deployment is never resumed."""
-    run.phase = DONE
+    run.phase = Phase.DONE
 
     async def record(s: AsyncSession) -> None:
         row = await s.get_one(Deployment, run.deployment_id)
         row.status, row.error, row.finished_at = status, error, utcnow()
-        row.phase, row.progress = DONE, dict(run.progress)
+        row.phase, row.progress = run.phase.value, run.progress.to_column()
         if status is DeploymentStatus.SUCCEEDED:
             await _record_release(s, run)
 

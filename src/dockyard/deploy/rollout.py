@@ -10,6 +10,7 @@ from dockyard.agent.client import AgentError
 from dockyard.agent.models import ContainerSummary
 from dockyard.deploy import plan
 from dockyard.deploy.run import DeployFailed, Run, Target, describe
+from dockyard.models.deployment_plan import Phase, Step, StepState
 
 LOG_TAIL = 20
 
@@ -48,50 +49,53 @@ async def _server_up(run: Run, target: Target) -> None:
         await _wait_healthy(run, target, port)
         if run.aborted.is_set():
             raise DeployFailed("stopped before switching because another server failed")
-        await run.step(target, "switch", "started", "switching traffic")
+        await run.step(target, Step.SWITCH, StepState.STARTED, "switching traffic")
         await target.client.apply_site(plan.site_for(run.site, run.hosts, [port]))
-        await run.step(target, "switch", "done", "now serving the new release")
+        await run.step(target, Step.SWITCH, StepState.DONE, "now serving the new release")
     except Exception:
         run.aborted.set()
         raise
 
 
 async def _pull(run: Run, target: Target) -> None:
-    await run.step(target, "pull", "started", f"pulling {run.image.reference}")
+    await run.step(target, Step.PULL, StepState.STARTED, f"pulling {run.image.reference}")
     try:
         async for _ in target.client.pull(run.image):
             pass
     except AgentError as exc:
         raise DeployFailed(f"pull failed: {exc.detail}") from exc
-    await run.step(target, "pull", "done", "image pulled")
+    await run.step(target, Step.PULL, StepState.DONE, "image pulled")
 
 
 async def _start(run: Run, target: Target) -> int:
-    await run.step(target, "start", "started", "starting the new container beside the old one")
+    await run.step(target, Step.START, StepState.STARTED,
+                   "starting the new container beside the old one")
     env = plan.release_env(run.env, run.params, run.deployment_id, f"{run.project}/{run.service}")
     spec = plan.container_spec(run.site, run.deployment_id, run.image, env, run.params)
     await _remove_quietly(target, spec.name)
     summary = await target.client.run_container(spec)
     port = summary.ports[0].host_port
-    await run.step(target, "start", "done", f"container {spec.name} started on port {port}")
+    await run.step(target, Step.START, StepState.DONE,
+                   f"container {spec.name} started on port {port}")
     return port
 
 
 async def _wait_healthy(run: Run, target: Target, port: int) -> None:
     p = run.params
     name = plan.container_name(run.site, run.deployment_id)
-    await run.step(target, "health", "started", f"waiting for GET {p.health_path} to answer")
+    await run.step(target, Step.HEALTH, StepState.STARTED,
+                   f"waiting for GET {p.health_path} to answer")
     last = ""
     for _ in range(p.health_attempts):
         probe = await target.client.probe(port, p.health_path, p.health_timeout_seconds)
         if probe.ok:
-            await run.step(target, "health", "done", f"healthy (HTTP {probe.status})")
+            await run.step(target, Step.HEALTH, StepState.DONE, f"healthy (HTTP {probe.status})")
             return
         last = f"HTTP {probe.status}" if probe.status else (probe.error or "no answer")
         if (await target.client.health(name)).state in ("exited", "dead") or run.aborted.is_set():
             break
         await asyncio.sleep(p.health_interval_seconds)
-    await run.step(target, "health", "failed", f"not healthy: {last}")
+    await run.step(target, Step.HEALTH, StepState.FAILED, f"not healthy: {last}")
     raise DeployFailed(f"health check GET {p.health_path} failed ({last}); last log lines of "
                        f"{name}:\n{await _log_tail(target, name)}")
 
@@ -130,19 +134,21 @@ async def _revert_server(run: Run, target: Target) -> None:
     previous = [port.host_port for c in others if c.state == "running" for port in c.ports]
     site = {s.service: s for s in await target.client.sites()}.get(run.site)
     if previous and (site is None or {u.port for u in site.upstreams} != set(previous)):
-        await run.step(target, "revert", "started", "switching back to the previous release")
+        await run.step(target, Step.REVERT, StepState.STARTED,
+                       "switching back to the previous release")
         await target.client.apply_site(plan.site_for(run.site, run.hosts, previous))
     elif not previous and site is not None:
         await target.client.remove_site(run.site)
     for container in mine:
         await _remove_quietly(target, container.name)
-    await run.step(target, "revert", "done", "previous release in place")
+    await run.step(target, Step.REVERT, StepState.DONE, "previous release in place")
 
 
 async def commit(run: Run, retain: list[str]) -> list[str]:
     """Every server serves the new release: let the old containers drain, stop them, and
     keep only the release images tagged `retain`."""
-    await run.enter("commit", f"draining the previous release for {run.params.grace_seconds:g} s")
+    await run.enter(Phase.COMMIT,
+                    f"draining the previous release for {run.params.grace_seconds:g} s")
     await asyncio.sleep(run.params.grace_seconds)
     return await in_parallel(run, lambda target: _retire_old(run, target, retain))
 
@@ -150,9 +156,9 @@ async def commit(run: Run, retain: list[str]) -> list[str]:
 async def _retire_old(run: Run, target: Target, retain: list[str]) -> None:
     _, others = _split(run, await target.client.containers(run.site))
     for container in others:
-        await run.step(target, "stop", "started", f"stopping {container.name}")
+        await run.step(target, Step.STOP, StepState.STARTED, f"stopping {container.name}")
         await target.client.stop_container(container.name, run.params.stop_timeout_seconds)
         await _remove_quietly(target, container.name)
     pruned = await target.client.prune(run.params.keep_releases, run.image.repository, retain)
-    await run.step(target, "stop", "done",
+    await run.step(target, Step.STOP, StepState.DONE,
                    f"old release stopped; {len(pruned.removed)} old image(s) removed")

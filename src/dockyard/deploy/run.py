@@ -1,21 +1,31 @@
-"""One deployment in flight: what it deploys, where, and its persisted progress."""
+"""One deployment in flight: its plan, its agents, and its persisted phase and progress."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import ImageRef
-from dockyard.core.platform import Platform
 from dockyard.deploy.events import EventLog
+from dockyard.deploy.plan import parse_image
+from dockyard.kernel.db import Database
 from dockyard.kernel.errors import DockyardError
+from dockyard.kernel.settings import Settings
+from dockyard.models.deployment_plan import DeploymentPlan, Origin, Phase, Progress, Step, StepState
 from dockyard.models.deploys import Effective
 from dockyard.models.enums import SourceKind
+from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Deployment
+
+Connect = Callable[[ServerPublic], Awaitable[NodeAgentClient]]
+"""A client of a server's agent (the control plane builds it from the server's pinned
+certificate and the workspace's agent secret)."""
 
 
 class DeployFailed(DockyardError):
@@ -42,49 +52,68 @@ class Target:
 
 @dataclass
 class Run:
-    p: Platform
+    db: Database
+    settings: Settings
     log: EventLog
     deployment_id: str
     workspace: str
     project: str
     service: str
-    site: str
-    hosts: list[str]
-    params: Effective
+    plan: DeploymentPlan
     env: dict[str, str]
-    image: ImageRef
-    source_kind: SourceKind
-    source: dict[str, Any]
     targets: list[Target]
-    phase: str = ""
-    progress: dict[str, Any] = field(default_factory=dict)
+    phase: Phase = Phase.START
+    progress: Progress = field(default_factory=Progress)
     aborted: asyncio.Event = field(default_factory=asyncio.Event)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def image(self) -> ImageRef:
+        return parse_image(self.plan.image)
+
+    @property
+    def params(self) -> Effective:
+        return self.plan.params
+
+    @property
+    def source(self) -> Origin:
+        return self.plan.source
+
+    @property
+    def source_kind(self) -> SourceKind:
+        return self.plan.source_kind
+
+    @property
+    def site(self) -> str:
+        return self.plan.site
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.plan.hosts
 
     async def emit(self, kind: str, message: str, **data: Any) -> None:
         await self.log.append(self.deployment_id, kind, message, **data)
 
-    async def step(self, target: Target, step: str, state: str, message: str) -> None:
-        servers = self.progress.setdefault("servers", {})
-        servers[target.id] = {**servers.get(target.id, {}), "step": step, "state": state}
+    async def step(self, target: Target, step: Step, state: StepState, message: str) -> None:
+        self.progress = self.progress.with_step(target.id, step, state)
         await self.save()
-        await self.emit("step", message, server=target.name, step=step, state=state)
+        await self.emit("step", message, server=target.name, step=step.value, state=state.value)
 
-    async def enter(self, phase: str, message: str) -> None:
+    async def enter(self, phase: Phase, message: str) -> None:
         self.phase = phase
         await self.save()
-        await self.emit("phase", message, phase=phase)
+        await self.emit("phase", message, phase=phase.value)
 
     async def save(self) -> None:
         """Persist the phase and each server's step."""
         async with self._lock:
-            progress = dict(self.progress)
+            phase, progress = self.phase.value, self.progress.to_column()
 
-            async def tx(s: Any) -> None:
+            async def tx(s: AsyncSession) -> None:
                 row = await s.get_one(Deployment, self.deployment_id)
-                row.phase, row.progress = self.phase, progress
+                row.phase, row.progress = phase, progress
 
-            await self.p.db.write(tx)
+            await self.db.write(tx)
 
     async def close(self) -> None:
         for target in self.targets:

@@ -5,57 +5,42 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import secrets
-import socket
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent import process
-from dockyard.core import agents
-from dockyard.core.platform import Platform
-from dockyard.deploy import engine, plan
+from dockyard.deploy import engine
 from dockyard.deploy.events import EventLog
-from dockyard.deploy.run import Run, Target
-from dockyard.models.deploys import Effective
+from dockyard.deploy.run import Connect, Run, Target
+from dockyard.kernel.db import Database
+from dockyard.kernel.security import SecretBox
+from dockyard.kernel.settings import Settings
+from dockyard.models.deployment_plan import DeploymentPlan, Owner, Phase, Progress
 from dockyard.models.enums import ACTIVE_STATUSES
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Deployment, Project, Server, Service, Workspace
 
 log = logging.getLogger("dockyard.deploy")
-AGENT_TIMEOUT = 900.0
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The process running a deployment; another process takes over only if it is gone."""
-
-    host: str
-    pid: int
-    nonce: str
-
-    @classmethod
-    def of_this_process(cls) -> Owner:
-        return cls(socket.gethostname(), os.getpid(), secrets.token_hex(8))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "pid": self.pid, "nonce": self.nonce}
-
-    def orphaned(self, record: dict[str, Any]) -> bool:
-        """Whether `record` names a process of this host that no longer runs it."""
-        if record.get("host") != self.host or record.get("nonce") == self.nonce:
-            return False
-        pid = int(record.get("pid", 0))
-        return pid == self.pid or pid <= 0 or not process.is_running(pid)
+def orphaned(recorded: Owner | None, me: Owner) -> bool:
+    """Whether `recorded` is a process of this host, other than `me`, that no longer runs."""
+    if recorded is None or recorded.host != me.host or recorded.nonce == me.nonce:
+        return False
+    pid = recorded.pid
+    return pid == me.pid or pid <= 0 or not process.is_running(pid)
 
 
 class DeployRunner:
-    def __init__(self, platform: Platform) -> None:
-        self.p = platform
-        self.events = EventLog(platform.db)
+    """`connect` gives the engine a client of a server's agent."""
+
+    def __init__(self, db: Database, settings: Settings, box: SecretBox, connect: Connect
+                 ) -> None:
+        self.db, self.settings, self.box, self.connect = db, settings, box, connect
+        self.events = EventLog(db)
         self.owner = Owner.of_this_process()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -74,7 +59,7 @@ class DeployRunner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, deployment_id: str, how: Any) -> None:
+    async def _run(self, deployment_id: str, how: Callable[[Run], Awaitable[None]]) -> None:
         try:
             run = await self.load(deployment_id)
         except Exception:
@@ -104,26 +89,24 @@ class DeployRunner:
             query = select(Deployment).where(Deployment.status.in_(ACTIVE_STATUSES))
             taken = []
             for row in await s.scalars(query):
-                if self.owner.orphaned(row.progress.get("owner", {})):
-                    row.progress = {**row.progress, "owner": self.owner.as_dict()}
+                progress = Progress.from_column(row.progress)
+                if orphaned(progress.owner, self.owner):
+                    row.progress = progress.with_owner(self.owner).to_column()
                     taken.append(row.id)
             return taken
 
-        return await self.p.db.write(tx)
+        return await self.db.write(tx)
 
     async def load(self, deployment_id: str) -> Run:
-        row, names, servers = await self.p.db.read(lambda s: _load(s, deployment_id))
-        secret = await agents.secret_for(self.p, row.workspace_id)
-        targets = [Target(server.id, server.name, agents.client_for(server, secret, AGENT_TIMEOUT))
+        row, names, servers = await self.db.read(lambda s: _load(s, deployment_id))
+        targets = [Target(server.id, server.name, await self.connect(server))
                    for server in servers]
-        config = row.config
         return Run(
-            p=self.p, log=self.events, deployment_id=row.id, workspace=names[0],
-            project=names[1], service=names[2], site=config["site"], hosts=config["hosts"],
-            params=Effective.model_validate(config["params"]),
-            env=json.loads(self.p.box.decrypt(row.env_ciphertext)),
-            image=plan.parse_image(row.image_tag or ""), source_kind=row.source_kind,
-            source=row.source, targets=targets, phase=row.phase, progress=dict(row.progress),
+            db=self.db, settings=self.settings, log=self.events, deployment_id=row.id,
+            workspace=names[0], project=names[1], service=names[2],
+            plan=DeploymentPlan.from_row(row),
+            env=json.loads(self.box.decrypt(row.env_ciphertext)), targets=targets,
+            phase=Phase(row.phase), progress=Progress.from_column(row.progress),
         )
 
 
@@ -133,7 +116,7 @@ async def _load(s: AsyncSession, deployment_id: str
     service = await s.get_one(Service, row.service_id)
     project = await s.get_one(Project, service.project_id)
     workspace = await s.get_one(Workspace, row.workspace_id)
-    ids = row.config["servers"]
+    ids = DeploymentPlan.from_row(row).servers
     found = {x.id: x for x in await s.scalars(select(Server).where(Server.id.in_(ids)))}
     servers = [ServerPublic.model_validate(found[i]) for i in ids if i in found]
     return row, (workspace.name, project.name, service.name), servers
