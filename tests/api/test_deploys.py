@@ -348,3 +348,27 @@ async def test_saved_deploy_configs_shape_the_deployment(client, shop, platform)
         "/healthz", 5, 9000)
     assert history[0]["config"]["hosts"] == ["web.shop.localhost"]
     assert answer.status_code == 200
+
+
+async def test_a_config_saved_for_one_service_is_refused_for_another(client, shop, platform):
+    created = await client.post(f"{P}/shop/services", json={"name": "api"}, headers=shop.headers)
+    assert created.status_code == 201, created.text
+    for name, service in (("web-only", {"project": "shop", "service": "web"}), ("any", None)):
+        saved = await client.post("/api/v1/infra/deploy-configs", headers=shop.headers, json={
+            "name": name, "service": service, "params": {"port": 9000}})
+        assert saved.status_code == 201, saved.text
+    await add_server(platform, shop, closed_port())
+    body = {**IMAGE_BODY, "service": "api", "config_name": "web-only"}
+    refused = await client.post(DEPLOY, json=body, headers=shop.headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"] == (
+        "deploy config 'web-only' is saved for service shop/web, not shop/api; use a config "
+        "saved for this service or for any service (saved without one)")
+    history = await client.get(HISTORY, params={"project": "shop", "service": "api"},
+                               headers=shop.headers)
+    assert history.json() == []
+    shared = await client.post(DEPLOY, json={**body, "config_name": "any"}, headers=shop.headers)
+    assert shared.status_code == 200, shared.text
+    history = (await client.get(HISTORY, params={"project": "shop", "service": "api"},
+                                headers=shop.headers)).json()
+    assert history[0]["config"]["params"]["port"] == 9000

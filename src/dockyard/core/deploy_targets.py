@@ -59,7 +59,7 @@ async def effective_params(p: Platform, s: AsyncSession, actor: Actor, service: 
         {k: v for k, v in service.config.items() if k in ("port", "health_path")},
     ]
     if target.config_name:
-        layers.append(await _saved_params(s, actor, target.config_name))
+        layers.append(await _saved_params(s, actor, target.config_name, service))
     if target.params:
         layers.append(target.params.model_dump(exclude_none=True))
     merged: dict[str, Any] = {}
@@ -68,12 +68,23 @@ async def effective_params(p: Platform, s: AsyncSession, actor: Actor, service: 
     return Effective.model_validate(merged)
 
 
-async def _saved_params(s: AsyncSession, actor: Actor, name: str) -> dict[str, Any]:
+async def _saved_params(s: AsyncSession, actor: Actor, name: str, service: Service
+                        ) -> dict[str, Any]:
+    """A saved config's parameters; one saved for a service applies to that service only."""
     saved = await s.scalar(select(DeployConfig).where(
         DeployConfig.workspace_id == actor.workspace_id, DeployConfig.name == name))
     if saved is None:
         raise NotFound("deploy config", name)
+    if saved.service_id is not None and saved.service_id != service.id:
+        public = await _config_public(s, saved)
+        raise InvalidInput(f"deploy config {name!r} is saved for service {public.project}/"
+                           f"{public.service}, not {await _path_of(s, service)}; use a config "
+                           "saved for this service or for any service (saved without one)")
     return {k: v for k, v in saved.params.items() if v is not None}
+
+
+async def _path_of(s: AsyncSession, service: Service) -> str:
+    return f"{(await s.get_one(Project, service.project_id)).name}/{service.name}"
 
 
 async def hosts_of(p: Platform, s: AsyncSession, service: Service, project: str) -> list[str]:
