@@ -316,7 +316,12 @@ def test_offline_recipes_carry_what_the_stack_installs_with() -> None:
     assert {name for name in images.RECIPES} >= {"base", "python", "node"}
     assert images.RECIPES["python"].packages == (
         "python3", "python3-pip", "python3-venv", "ca-certificates")
-    assert images.RECIPES["node"].packages == ("nodejs", "npm", "ca-certificates")
+    node = images.RECIPES["node"]
+    assert (node.packages, node.apt_installed) == (("nodejs", "ca-certificates"), ("npm",))
+    apt = ["chroot", "/w/r", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q"]
+    assert images.apt_install_argvs(node, Path("/w/r")) == [
+        [*apt, "update"], [*apt, "install", "-y", "--no-install-recommends", "npm"]]
+    assert images.apt_install_argvs(images.RECIPES["python"], Path("/w/r")) == []
 
 
 def test_static_and_procfile_dockerfiles() -> None:

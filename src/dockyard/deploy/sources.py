@@ -20,6 +20,8 @@ from pydantic import ValidationError
 
 from dockyard.agent import process
 from dockyard.agent.models import ImageRef
+from dockyard.deploy import dockerignore
+from dockyard.deploy.dockerfile import BUILD_CONFIG
 from dockyard.kernel.errors import DockyardError, InvalidInput
 from dockyard.models.fields import GIT_REF, GIT_URL_HELP, IMAGE_REF, is_git_url
 
@@ -178,10 +180,12 @@ def build_context(app_dir: Path, dest: Path, dockerfile_text: str | None) -> str
     Dockerfile when given. Returns the Dockerfile name to build with."""
     if dockerfile_text is None and not (app_dir / "Dockerfile").is_file():
         raise InvalidInput("the app has no Dockerfile and none was generated for it")
+    ignored = dockerignore.for_app(app_dir, never=() if dockerfile_text is None else (
+        GENERATED_DOCKERFILE, BUILD_CONFIG))  # the generated file and the builder's config
     with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
         for path in _walk(app_dir):
             name = path.relative_to(app_dir).as_posix()
-            if dockerfile_text is None or name != GENERATED_DOCKERFILE:
+            if not ignored(name):
                 _add_path(tar, path, name)
         if dockerfile_text is None:
             return "Dockerfile"

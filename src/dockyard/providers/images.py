@@ -48,6 +48,9 @@ class Recipe:
     packages: tuple[str, ...]
     changes: tuple[str, ...] = ()
     directories: tuple[str, ...] = ()  # made in the root file system, e.g. a data directory
+    # Installed afterwards by apt inside the root: debootstrap's resolver cannot pick among
+    # virtual packages (Debian's npm needs that).
+    apt_installed: tuple[str, ...] = ()
 
     def repository(self) -> str:
         return f"dockyard/{self.name}"
@@ -57,7 +60,8 @@ RECIPES = {
     "base": Recipe("base", ("python3", "ca-certificates"), ('CMD ["python3"]',)),
     "python": Recipe("python", ("python3", "python3-pip", "python3-venv", "ca-certificates"),
                      ('CMD ["python3"]',)),
-    "node": Recipe("node", ("nodejs", "npm", "ca-certificates"), ('CMD ["node"]',)),
+    "node": Recipe("node", ("nodejs", "ca-certificates"), ('CMD ["node"]',),
+                   apt_installed=("npm",)),
     "redis": Recipe("redis", ("redis-server",),
                     ('CMD ["redis-server", "--protected-mode", "no", "--dir", "/data"]',),
                     directories=("data",)),
@@ -123,6 +127,15 @@ def debootstrap_argv(recipe: Recipe, suite: str, mirror: str, target: Path, cach
             f"--cache-dir={cache}", suite, str(target), mirror]
 
 
+def apt_install_argvs(recipe: Recipe, root: Path) -> list[list[str]]:
+    """apt inside the new root, from the mirror debootstrap wrote into its sources.list."""
+    if not recipe.apt_installed:
+        return []
+    apt = ["chroot", str(root), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q"]
+    return [[*apt, "update"],
+            [*apt, "install", "-y", "--no-install-recommends", *recipe.apt_installed]]
+
+
 def tar_argv(root: Path, tarball: Path) -> list[str]:
     return ["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."]
 
@@ -183,6 +196,8 @@ def bootstrap_tarball(recipe: Recipe, settings: ImageSettings) -> Tarball:
     try:
         process.check(debootstrap_argv(recipe, suite, mirror, work, settings.cache_dir / "debs"),
                       timeout=1800)
+        for argv in apt_install_argvs(recipe, work):
+            process.check(argv, timeout=1800)
         _finish_rootfs(recipe, work)
         partial = tarball.with_suffix(".partial")
         process.check(tar_argv(work, partial), timeout=600)
