@@ -74,6 +74,10 @@ async def _start(run: Run, target: Target) -> int:
     spec = plan.container_spec(run.site, run.deployment_id, run.image, env, run.params)
     await _remove_quietly(target, spec.name)
     summary = await target.client.run_container(spec)
+    if not summary.ports:  # Docker publishes no port for a container that already exited
+        raise DeployFailed(f"container {spec.name} stopped as soon as it started "
+                           f"({summary.state}); last log lines:\n"
+                           f"{await _log_tail(target, spec.name)}")
     port = summary.ports[0].host_port
     await run.step(target, Step.START, StepState.DONE,
                    f"container {spec.name} started on port {port}")
