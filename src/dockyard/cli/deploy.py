@@ -22,10 +22,8 @@ from dockyard.cli.sse import StreamClient, watch
 deployments = typer.Typer(help="Deployments: follow one as it runs.", no_args_is_help=True)
 deploy_configs = typer.Typer(help="Saved, named deploy parameters.", no_args_is_help=True)
 
-RELEASE_COLUMNS = ["live", "id", "status", "source_kind", "image_tag", "created_at",
-                   "finished_at", "error"]
+RELEASE_COLUMNS = ["live", "id", "status", "source_kind", "image_tag", "created_at", "error"]
 CONFIG_COLUMNS = ["name", "project", "service", "params"]
-ERROR_WIDTH = 60
 
 PathArg = Annotated[Path | None, typer.Argument(
     help="A directory to pack and upload (one source: PATH, --git or --image).",
@@ -192,11 +190,7 @@ def rollback(
 
 
 def _release_row(row: dict[str, Any]) -> dict[str, Any]:
-    error = row.get("error")
-    if error and len(error) > ERROR_WIDTH:
-        error = error[: ERROR_WIDTH - 3] + "..."
-    return {**row, "live": "*" if row.get("live") else "", "id": str(row.get("id", ""))[:8],
-            "error": error}
+    return {**row, "live": "*" if row.get("live") else "", "error": row.get("error") or ""}
 
 
 def releases(

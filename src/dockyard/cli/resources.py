@@ -153,7 +153,7 @@ def env_unset(
         release_live_image(project, service)
 
 
-SERVER_COLUMNS = ["id", "name", "provider", "ip", "status", "agent_version", "agent_current",
+SERVER_COLUMNS = ["id", "name", "ip", "status", "agent_version", "agent_current",
                   "agent_fingerprint"]
 
 
