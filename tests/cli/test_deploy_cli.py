@@ -415,3 +415,30 @@ def test_deploy_configs_list_and_save(standin: StandIn, tmp_path: Path) -> None:
     assert standin.received[0].json() == {
         "name": "prod", "service": {"project": "shop", "service": "web"},
         "params": {"port": 8080, "health_path": "/up"}}
+
+
+# Build flags: --root --dockerfile --build-arg (the build arguments repeated in an upload).
+
+FLAGS = ("--root", "services/web", "--dockerfile", "docker/web.Dockerfile",
+         "--build-arg", "NODE_ENV=production", "--build-arg", "GREETING=hi there")
+
+
+def test_an_archive_upload_carries_the_build_flags(standin: StandIn, tmp_path: Path
+                                                   ) -> None:
+    ok(run(standin, tmp_path, "deploy", str(make_app(tmp_path)), "-p", "shop", "-s", "web",
+           *FLAGS))
+    [upload] = standin.received
+    assert upload.query == [("project", "shop"), ("service", "web"),
+                            ("build_arg", "NODE_ENV=production"),
+                            ("build_arg", "GREETING=hi there"), ("root", "services/web"),
+                            ("dockerfile", "docker/web.Dockerfile")]
+
+
+def test_a_git_deploy_carries_them_as_params(standin: StandIn, tmp_path: Path
+                                             ) -> None:
+    ok(run(standin, tmp_path, "deploy", "-p", "shop", "-s", "web",
+           "--git", "https://git.example/shop.git", *FLAGS))
+    [git] = standin.received
+    assert git.json()["params"] == {
+        "root": "services/web", "dockerfile": "docker/web.Dockerfile",
+        "build_args": ["NODE_ENV=production", "GREETING=hi there"]}

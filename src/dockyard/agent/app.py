@@ -46,6 +46,7 @@ from dockyard.agent.state import StateFile
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import RequestIdMiddleware
 from dockyard.kernel.errors import DockyardError, InvalidInput
+from dockyard.models.fields import BuildArg
 
 NDJSON = "application/x-ndjson"
 UPLOAD_PATHS = ("/images/build", "/images/import")
@@ -103,13 +104,16 @@ async def rotate_key(body: KeyRotation, request: Request) -> None:
 
 @router.post("/images/build")
 async def build(request: Request, node: NodeDep, repository: Annotated[Repository, Query()],
-                tag: Annotated[Tag, Query()], dockerfile: Dockerfile = "Dockerfile"
-                ) -> StreamingResponse:
+                tag: Annotated[Tag, Query()], dockerfile: Dockerfile = "Dockerfile",
+                build_arg: Annotated[list[BuildArg] | None, Query(max_length=64)] = None,
+                memory_mb: Annotated[int | None, Query(ge=6)] = None,
+                cpus: Annotated[int | None, Query(ge=1, le=1024)] = None) -> StreamingResponse:
+    options = buildconfig.BuildOptions(tuple(build_arg or ()), memory_mb, cpus)
     context = await spool_body(request)
     if dockerfile == buildconfig.GENERATED_DOCKERFILE:  # its build stage reads this machine's
         buildconfig.add_to_context(context, buildconfig.machine_config())  # package config
     target = ImageRef(repository=repository, tag=tag)
-    return await stream_ndjson(node.build(context, target, dockerfile))
+    return await stream_ndjson(node.build(context, target, dockerfile, options))
 
 
 @router.post("/images/import", status_code=204)

@@ -102,3 +102,25 @@ def add_to_context(context: IO[bytes], config: PackageConfig) -> None:
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Per build: build arguments (KEY=value) and the limits of the build's containers."""
+
+    build_args: tuple[str, ...] = ()
+    memory_mb: int | None = None
+    cpus: int | None = None
+
+    def engine_build_args(self) -> dict[str, str] | None:
+        pairs = (arg.partition("=") for arg in self.build_args)
+        return {key: value for key, _, value in pairs} or None
+
+    def container_limits(self, machine_cpus: int | None = None) -> dict[str, int | str] | None:
+        """The legacy builder's limits: memory without swap; the first `cpus` CPUs."""
+        limits: dict[str, int | str] = {}
+        if self.memory_mb is not None:
+            limits["memory"] = limits["memswap"] = self.memory_mb * 1024 * 1024
+        if self.cpus is not None:
+            limits["cpusetcpus"] = f"0-{min(self.cpus, machine_cpus or os.cpu_count() or 1) - 1}"
+        return limits or None

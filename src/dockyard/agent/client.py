@@ -13,6 +13,7 @@ import anyio
 import httpx
 
 from dockyard.agent import auth
+from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
@@ -148,9 +149,12 @@ class NodeAgentClient:
                          body={"sealed_key": auth.seal_key(self._key, new_key)})
         self._key = new_key
 
-    def build(self, context: Upload, target: ImageRef, dockerfile: str = "Dockerfile"
-              ) -> AsyncIterator[dict[str, Any]]:
-        params = {"repository": target.repository, "tag": target.tag, "dockerfile": dockerfile}
+    def build(self, context: Upload, target: ImageRef, dockerfile: str = "Dockerfile",
+              options: BuildOptions = BuildOptions()) -> AsyncIterator[dict[str, Any]]:
+        params = {"repository": target.repository, "tag": target.tag, "dockerfile": dockerfile,
+                  "build_arg": list(options.build_args), "memory_mb": options.memory_mb,
+                  "cpus": options.cpus}
+        params = {name: value for name, value in params.items() if value not in (None, [])}
         return self._lines("POST", "/images/build", upload=context, params=params)
 
     async def import_rootfs(self, rootfs: Upload, target: ImageRef) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.models import ContainerSpec, HealthCheck, ImageRef, ImageSummary
 
 MANAGED_LABEL = "dockyard.managed"
@@ -113,10 +114,13 @@ def container_logs(name: str, *, follow: bool, tail: int) -> EngineCall:
                                "tail": tail, "stdout": True, "stderr": True})
 
 
-def build_image(context: IO[bytes], target: ImageRef, dockerfile: str) -> EngineCall:
+def build_image(context: IO[bytes], target: ImageRef, dockerfile: str,
+                options: BuildOptions = BuildOptions()) -> EngineCall:
     return EngineCall("build", {
         "fileobj": context, "custom_context": True, "tag": target.reference,
         "dockerfile": dockerfile, "rm": True, "forcerm": True, "decode": True,
+        "buildargs": options.engine_build_args(),
+        "container_limits": options.container_limits(),
     })
 
 

@@ -16,6 +16,7 @@ from dockyard import __version__
 from dockyard.agent import commands as cmd
 from dockyard.agent import ports as host_ports
 from dockyard.agent import probe as http_probe
+from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
@@ -107,8 +108,9 @@ class Node:
 
     # Images
 
-    def build(self, context: IO[bytes], target: ImageRef, dockerfile: str) -> AsyncIterator[Any]:
-        return self.runtime.stream(cmd.build_image(context, target, dockerfile))
+    def build(self, context: IO[bytes], target: ImageRef, dockerfile: str,
+              options: BuildOptions = BuildOptions()) -> AsyncIterator[Any]:
+        return self.runtime.stream(cmd.build_image(context, target, dockerfile, options))
 
     async def import_rootfs(self, rootfs: IO[bytes], target: ImageRef) -> None:
         chunks = iter(lambda: rootfs.read(1024 * 1024), b"")

@@ -38,6 +38,12 @@ PortOpt = Annotated[int | None, typer.Option(
     "--port", min=1, max=65535, help="Port the app listens on.")]
 HealthOpt = Annotated[str | None, typer.Option(
     "--health-path", help="HTTP path that answers 2xx when the app is healthy.")]
+RootOpt = Annotated[str | None, typer.Option(
+    "--root", help="Build this subdirectory of the source (an app in a monorepo).")]
+DockerfileOpt = Annotated[str | None, typer.Option(
+    "--dockerfile", help="Build with this Dockerfile (a path inside the app).")]
+BuildArgOpt = Annotated[list[str] | None, typer.Option(
+    "--build-arg", help="KEY=value handed to the build (Dockerfile ARG); repeat for several.")]
 CreateOpt = Annotated[bool, typer.Option(
     "--create", help="Create the project and the service first when they do not exist.")]
 EventsJson = Annotated[bool, typer.Option("--json", help="Print each event as one JSON line.")]
@@ -117,8 +123,12 @@ def _one_source(path: Path | None, git: str | None, ref: str | None, image: str 
         raise CliError(f"{path} is not a directory")
 
 
-def _params(port: int | None, health_path: str | None) -> dict[str, Any] | None:
-    params = {k: v for k, v in (("port", port), ("health_path", health_path)) if v is not None}
+def _params(port: int | None, health_path: str | None, root: str | None = None,
+            dockerfile: str | None = None, build_args: list[str] | None = None
+            ) -> dict[str, Any] | None:
+    pairs = (("port", port), ("health_path", health_path), ("root", root),
+             ("dockerfile", dockerfile), ("build_args", build_args or None))
+    params = {k: v for k, v in pairs if v is not None}
     return params or None
 
 
@@ -128,7 +138,8 @@ def _query(project: str, service: str, servers: list[str] | None, config: str | 
     query = [("project", project), ("service", service)]
     query += [("server", s) for s in servers or []]
     query += [("config_name", config)] if config is not None else []
-    return query + [(k, str(v)) for k, v in (params or {}).items()]
+    query += [("build_arg", arg) for arg in (params or {}).get("build_args", [])]
+    return query + [(k, str(v)) for k, v in (params or {}).items() if k != "build_args"]
 
 
 def _json_source(git: str | None, ref: str | None, image: str | None) -> dict[str, Any]:
@@ -141,11 +152,13 @@ def deploy(
     project: ProjectOpt, service: ServiceOpt, path: PathArg = None, git: GitOpt = None,
     ref: RefOpt = None, image: ImageOpt = None, server: ServerOpt = None,
     config: ConfigOpt = None, port: PortOpt = None, health_path: HealthOpt = None,
+    root: RootOpt = None, dockerfile: DockerfileOpt = None, build_arg: BuildArgOpt = None,
     create: CreateOpt = False, as_json: EventsJson = False,
 ) -> None:
     """Deploy a directory, a git repository or an image, and follow it to the end."""
     _one_source(path, git, ref, image)
-    api, params = StreamClient.from_config(), _params(port, health_path)
+    api = StreamClient.from_config()
+    params = _params(port, health_path, root, dockerfile, build_arg)
     if create:
         _create_missing(api, project, service)
     if path is not None:

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from anyio import to_thread
 
+from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.client import AgentError
 from dockyard.agent.models import ImageRef
 from dockyard.deploy import dockerfile, sources
@@ -16,6 +18,8 @@ from dockyard.deploy.plan import parse_image
 from dockyard.deploy.run import DeployFailed, Run, Target
 from dockyard.models.deployment_plan import FromArchive, FromGit, FromImage, FromRelease, Phase
 from dockyard.providers import images
+
+OOM_EXIT = "returned a non-zero code: 137"  # the legacy builder's words for a SIGKILLed step
 
 
 def work_dir(run: Run) -> Path:
@@ -55,20 +59,54 @@ async def _retag(run: Run, builder: Target, source: ImageRef) -> None:
     await builder.client.tag(source, run.image)
 
 
-async def _build(run: Run, builder: Target, app_dir: Path) -> None:
-    stack = await to_thread.run_sync(dockerfile.detect_stack, app_dir)
+def _app_root(checkout: Path, root: str | None) -> Path:
+    """The directory to build: the whole source, or its `root` subdirectory."""
+    app_dir = checkout / root if root else checkout
+    if not app_dir.resolve().is_relative_to(checkout.resolve()) or not app_dir.is_dir():
+        raise DeployFailed(f"root {root!r} is not a directory of the app's source")
+    return app_dir
+
+
+async def _build(run: Run, builder: Target, checkout: Path) -> None:
+    params, settings = run.params, run.settings
+    app_dir = _app_root(checkout, params.root)
+    stack = await to_thread.run_sync(dockerfile.detect_stack, app_dir, params.dockerfile)
     for note in stack.notes:
         await run.emit("log", note)
+    if params.command and stack.kind != "dockerfile":
+        await run.emit("log", f"the service's command overrides it: {' '.join(params.command)}")
     text = None
     if stack.kind != "dockerfile":
         base = await _base_image(run, builder, dockerfile.base_image_for(
-            stack, run.params.base_image or run.settings.base_image),
+            stack, params.base_image or settings.base_image),
             images.RECIPES[dockerfile.offline_recipe(stack)])
-        text = dockerfile.render_dockerfile(stack, base, run.params.port)
+        text = dockerfile.render_dockerfile(stack, base, params.port)
     context = work_dir(run) / "context.tar"
-    name = await to_thread.run_sync(sources.build_context, app_dir, context, text)
+    name = await to_thread.run_sync(sources.build_context, app_dir, context, text,
+                                    params.dockerfile or "Dockerfile")
     await run.enter(Phase.BUILD, f"building {run.image.reference} on {builder.name}")
-    await _relay(run, builder.client.build(context, run.image, name), "build")
+    options = BuildOptions(tuple(params.build_args or ()), settings.build_memory_mb,
+                           settings.build_cpus)
+    await _limited_build(run, builder.client.build(context, run.image, name, options))
+
+
+async def _limited_build(run: Run, lines: AsyncIterator[dict[str, Any]]) -> None:
+    """The build's output relayed; past the time limit, or killed for memory, it fails
+    saying which limit it hit and the setting that raises it."""
+    settings = run.settings
+    try:
+        with anyio.fail_after(settings.build_timeout_seconds):
+            await _relay(run, lines, "build")
+    except TimeoutError as exc:
+        raise DeployFailed(f"the build took longer than its time limit of "
+                           f"{settings.build_timeout_seconds:g} s (setting "
+                           "DOCKYARD_BUILD_TIMEOUT_SECONDS)") from exc
+    except DeployFailed as exc:
+        if OOM_EXIT not in str(exc):
+            raise
+        raise DeployFailed(f"{exc}: killed for using more than the build's memory limit of "
+                           f"{settings.build_memory_mb} MB (setting DOCKYARD_BUILD_MEMORY_MB)"
+                           ) from exc
 
 
 async def _relay(run: Run, lines: AsyncIterator[dict[str, Any]], what: str) -> None:

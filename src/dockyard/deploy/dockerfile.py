@@ -84,8 +84,12 @@ def _web_notes(web: str) -> list[str]:
     return notes
 
 
-def detect_stack(app_dir: Path) -> Stack:
+def detect_stack(app_dir: Path, named_dockerfile: str | None = None) -> Stack:
     """How to build the app in `app_dir`; InvalidInput says what Dockyard looks for."""
+    if named_dockerfile is not None:
+        if _read(app_dir, named_dockerfile) is None:
+            raise InvalidInput(f"the Dockerfile {named_dockerfile!r} is not a file in the app")
+        return Stack("dockerfile", None, [f"using the app's Dockerfile {named_dockerfile}"])
     if (app_dir / "Dockerfile").is_file():
         return Stack("dockerfile", None, ["using the app's own Dockerfile"])
     procfile = _read(app_dir, "Procfile")

@@ -175,11 +175,14 @@ def _add_path(tar: tarfile.TarFile, path: Path, name: str) -> None:
         tar.addfile(info)
 
 
-def build_context(app_dir: Path, dest: Path, dockerfile_text: str | None) -> str:
+def build_context(app_dir: Path, dest: Path, dockerfile_text: str | None,
+                  dockerfile: str = "Dockerfile") -> str:
     """Write `app_dir` (without `.git`) as an uncompressed tar to `dest`, plus the generated
     Dockerfile when given. Returns the Dockerfile name to build with."""
-    if dockerfile_text is None and not (app_dir / "Dockerfile").is_file():
-        raise InvalidInput("the app has no Dockerfile and none was generated for it")
+    if dockerfile == GENERATED_DOCKERFILE:  # the agent hands that one its package config
+        raise InvalidInput(f"{GENERATED_DOCKERFILE} is Dockyard's name; rename the Dockerfile")
+    if dockerfile_text is None and not (app_dir / dockerfile).is_file():
+        raise InvalidInput(f"the app has no {dockerfile} and none was generated for it")
     ignored = dockerignore.for_app(app_dir, never=() if dockerfile_text is None else (
         GENERATED_DOCKERFILE, BUILD_CONFIG))  # the generated file and the builder's config
     with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -188,7 +191,7 @@ def build_context(app_dir: Path, dest: Path, dockerfile_text: str | None) -> str
             if not ignored(name):
                 _add_path(tar, path, name)
         if dockerfile_text is None:
-            return "Dockerfile"
+            return dockerfile
         data = dockerfile_text.encode()
         info = tarfile.TarInfo(GENERATED_DOCKERFILE)
         info.size, info.mode, info.mtime = len(data), 0o644, CONTEXT_MTIME

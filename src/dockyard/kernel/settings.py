@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         "localhost")
     keep_releases: int = Field(default=5, ge=1, le=100)
     base_image: str | None = None
+    # Limits of an image build on its server, so a heavy build cannot starve the apps there.
+    build_memory_mb: int = Field(default=2048, ge=64)
+    build_cpus: int = Field(default=2, ge=1, le=1024)
+    build_timeout_seconds: float = Field(default=1800, gt=0)
     # Whether deployers may build git repositories on the control plane's own disk.
     git_allow_local: bool = False
 

@@ -9,7 +9,9 @@ from pydantic import Field
 
 from dockyard.models.enums import DeploymentStatus, SourceKind
 from dockyard.models.fields import (
+    AppPath,
     Argument,
+    BuildArg,
     GitRef,
     GitUrl,
     HealthPath,
@@ -39,6 +41,9 @@ class DeployParams(Input):
     cpus: float | None = Field(default=None, gt=0, le=256)
     command: list[Argument] | None = Field(default=None, max_length=256)
     base_image: ImageRef | None = None
+    root: AppPath | None = Field(default=None, description="Build this subdirectory.")
+    dockerfile: AppPath | None = Field(default=None, description="Build with this Dockerfile.")
+    build_args: list[BuildArg] | None = Field(default=None, max_length=64)
 
 
 class Effective(Input):
@@ -57,6 +62,9 @@ class Effective(Input):
     cpus: float | None = None
     command: list[str] | None = None
     base_image: str | None = None
+    root: str | None = None
+    dockerfile: str | None = None
+    build_args: list[str] | None = None
 
 
 class GitSource(Input):

@@ -188,3 +188,14 @@ Email = Annotated[
     str, Field(min_length=3, max_length=320, json_schema_extra={"format": "email"}),
     AfterValidator(valid_email),
 ]
+
+# A path inside an app's source tree (a monorepo's subdirectory, a Dockerfile's name):
+# relative, '/'-separated names of letters, digits and ._-, none of them '.' or '..'.
+APP_PATH = r"(?!(?:.*/)?\.{1,2}(?:/|$))[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*"
+AppPath = Annotated[str, Field(min_length=1, max_length=1024), Whole(
+    APP_PATH, "use a relative path inside the app like 'services/web' or 'docker/Dockerfile' "
+              "(letters, digits, '.', '_', '-' and '/'; no '..')")]
+# A build argument: KEY=value, the key in the environment variable grammar, the value one line.
+BUILD_ARG = r"[A-Za-z_][A-Za-z0-9_]*=[^\x00-\x1f\x7f]*"
+BuildArg = Annotated[str, Field(min_length=2, max_length=4096), Whole(
+    BUILD_ARG, "use KEY=value (a key of letters, digits and '_', a value on one line)")]

@@ -52,7 +52,8 @@ def get_runner(request: Request) -> DeployRunner:
 RunnerDep = Annotated[DeployRunner, Depends(get_runner)]
 
 
-PARAM_FIELDS = tuple(name for name in DeployParams.model_fields if name != "command")
+PARAM_FIELDS = tuple(name for name in DeployParams.model_fields
+                     if name not in ("command", "build_args"))
 
 
 def archive_query_parameters() -> list[dict[str, Any]]:
@@ -62,10 +63,12 @@ def archive_query_parameters() -> list[dict[str, Any]]:
     described = {"project": target["project"], "service": target["service"],
                  "config_name": target["config_name"],
                  "server": {"type": "array", "items": target["servers"]["anyOf"][0]["items"]},
+                 "build_arg": {"type": "array",
+                               "items": params["build_args"]["anyOf"][0]["items"]},
                  **{name: params[name] for name in PARAM_FIELDS}}
     return [{"name": name, "in": "query", "required": False,
              "schema": {k: v for k, v in schema.items() if k not in ("default", "title")},
-             **({"style": "form", "explode": True} if name == "server" else {})}
+             **({"style": "form", "explode": True} if name in ("server", "build_arg") else {})}
             for name, schema in described.items()]
 
 
@@ -73,7 +76,9 @@ def _archive_target(request: Request) -> DeployTarget:
     """project, service, server (repeated), config_name and any scalar deploy parameter
     (port, health_path, grace_seconds, ...) from the query of an archive upload."""
     query = request.query_params
-    params = {name: query[name] for name in PARAM_FIELDS if name in query}
+    params: dict[str, Any] = {name: query[name] for name in PARAM_FIELDS if name in query}
+    if "build_arg" in query:
+        params["build_args"] = query.getlist("build_arg")
     try:
         return DeployTarget(project=query.get("project", ""), service=query.get("service", ""),
                             servers=query.getlist("server") or None,
