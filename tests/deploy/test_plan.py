@@ -26,7 +26,7 @@ from dockyard.models.deployment_plan import (
     origin_of,
 )
 from dockyard.models.deploys import DeployRequest
-from dockyard.models.enums import DeploymentStatus, Role, SourceKind
+from dockyard.models.enums import DeploymentStatus, Role, ServiceKind, SourceKind
 from dockyard.models.tables import Deployment, Server, Service
 
 OWNER = {"host": "cp-1", "pid": 4242, "nonce": "0123456789abcdef"}
@@ -113,3 +113,30 @@ def test_a_plan_written_is_read_back_equal() -> None:
     assert row.source == {"url": "https://example.test/a.git"}
     assert set(row.config) == {"params", "servers", "site", "hosts"}
     assert DeploymentPlan.from_row(row) == plan
+
+
+async def test_an_unreadable_progress_is_not_taken_over_and_does_not_stop_the_others(
+        platform: Platform, shop: Any, make_runner: Callable[..., DeployRunner],
+        caplog: pytest.LogCaptureFixture) -> None:
+    runner = make_runner()
+    dead = {**runner.owner.model_dump(), "nonce": "another-process"}  # same pid: a restart
+
+    async def insert(s: Any) -> list[str]:
+        ids = []
+        for name, progress in (("bad", {"owner": "garbage"}), ("good", {"owner": dead})):
+            service = Service(workspace_id=shop.workspace_id, project_id=(
+                await s.scalar(select(Service).where(Service.name == "web"))).project_id,
+                name=name, kind=ServiceKind.APP)
+            s.add(service)
+            await s.flush()
+            columns = {**old_row(SourceKind.IMAGE, {"image": "nginx:1.27"}, ["x"]),
+                       "phase": "build", "progress": progress}
+            row = Deployment(id=new_id(), workspace_id=shop.workspace_id, service_id=service.id,
+                             status=DeploymentStatus.RUNNING, **columns)
+            s.add(row)
+            ids.append(row.id)
+        return ids
+
+    bad, good = await platform.db.write(insert)
+    assert await runner._claim_orphans() == [good]
+    assert f"deployment {bad} has unreadable progress" in caplog.text

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,8 +90,8 @@ class DeployRunner:
             query = select(Deployment).where(Deployment.status.in_(ACTIVE_STATUSES))
             taken = []
             for row in await s.scalars(query):
-                progress = Progress.from_column(row.progress)
-                if orphaned(progress.owner, self.owner):
+                progress = _progress_of(row)
+                if progress is not None and orphaned(progress.owner, self.owner):
                     row.progress = progress.with_owner(self.owner).to_column()
                     taken.append(row.id)
             return taken
@@ -99,8 +100,14 @@ class DeployRunner:
 
     async def load(self, deployment_id: str) -> Run:
         row, names, servers = await self.db.read(lambda s: _load(s, deployment_id))
-        targets = [Target(server.id, server.name, await self.connect(server))
-                   for server in servers]
+        targets: list[Target] = []
+        try:
+            for server in servers:
+                targets.append(Target(server.id, server.name, await self.connect(server)))
+        except BaseException:
+            for target in targets:
+                await target.client.aclose()
+            raise
         return Run(
             db=self.db, settings=self.settings, log=self.events, deployment_id=row.id,
             workspace=names[0], project=names[1], service=names[2],
@@ -108,6 +115,15 @@ class DeployRunner:
             env=json.loads(self.box.decrypt(row.env_ciphertext)), targets=targets,
             phase=Phase(row.phase), progress=Progress.from_column(row.progress),
         )
+
+
+def _progress_of(row: Deployment) -> Progress | None:
+    """The row's progress; None (never taken over) if it cannot be read, which is logged."""
+    try:
+        return Progress.from_column(row.progress)
+    except ValidationError as exc:
+        log.error("deployment %s has unreadable progress %r: %s", row.id, row.progress, exc)
+        return None
 
 
 async def _load(s: AsyncSession, deployment_id: str
