@@ -4,17 +4,22 @@ HTTP, a code change reuses the dependency layer, and no package config stays in 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
 import pytest
 
-from dockyard.agent import buildconfig
+from dockyard.agent import buildconfig, commands
+from dockyard.agent.buildconfig import BuildOptions
+from dockyard.agent.models import ImageRef
 from dockyard.agent.runtime import DockerRuntime
+from dockyard.deploy.build import OOM_EXIT
 from dockyard.deploy.dockerfile import detect_stack, offline_recipe, render_dockerfile
 from dockyard.deploy.sources import GENERATED_DOCKERFILE, build_context
 from dockyard.providers import images
@@ -36,7 +41,9 @@ def client() -> Iterator[docker.APIClient]:
     api.close()
 
 
+@functools.cache
 def offline_base(recipe: str) -> str:
+    """Imported once per run: each import is a new image, which no cached layer builds on."""
     tarball = images.bootstrap_tarball(images.RECIPES[recipe], images.ImageSettings())
     return images.import_tarball(DockerRuntime("unix:///var/run/docker.sock"),
                                  tarball).reference
@@ -75,25 +82,35 @@ def answers(port: int) -> bool:
         return False
 
 
-def leftovers(client: docker.APIClient, tag: str) -> str:
+def config_files(client: docker.APIClient, image: str) -> set[str]:
     """Package config, CA copies and the build directory, wherever they are in the image."""
-    container = client.create_container(tag, user="0", command=[
+    container = client.create_container(image, user="0", command=[
         "sh", "-c", "find / -xdev \\( -name pip.conf -o -name npmrc -o -name .npmrc "
-        "-o -name ca.crt -o -name .dockyard-build \\) -print; env"])
+        "-o -name ca.crt -o -name .dockyard-build \\) -print"])
     try:
         client.start(container)
         client.wait(container, timeout=60)
         out: bytes = client.logs(container)
     finally:
         client.remove_container(container, force=True)
-    return out.decode()
+    return set(out.decode().split())
+
+
+def nothing_left_of_the_build_config(client: docker.APIClient, tag: str, base: str) -> None:
+    """The image holds no config file its base did not (Debian's npm ships its own npmrc),
+    and no variable pointing at one."""
+    assert config_files(client, tag) == config_files(client, base)
+    env = " ".join(client.inspect_image(tag)["Config"]["Env"])  # type: ignore[no-untyped-call]
+    assert "PIP_CONFIG_FILE" not in env
+    assert "NPM_CONFIG_USERCONFIG" not in env
 
 
 @pytest.fixture
 def tagged(client: docker.APIClient) -> Iterator[list[str]]:
     tags: list[str] = []
     yield tags
-    for tag in tags:
+    present = {tag for image in client.images() for tag in image.get("RepoTags") or []}
+    for tag in set(tags) & present:
         client.remove_image(tag, force=True)
 
 
@@ -109,10 +126,8 @@ def test_the_example_builds_offline_and_answers(client: docker.APIClient, tmp_pa
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).json()["greeting"] == "hi"
     finally:
         client.remove_container(container, force=True)
-    found = leftovers(client, tag)
-    for name in ("pip.conf", "npmrc", "ca.crt", ".dockyard-build", "PIP_CONFIG_FILE",
-                 "NPM_CONFIG_USERCONFIG"):
-        assert name not in found, found
+    nothing_left_of_the_build_config(
+        client, tag, offline_base(offline_recipe(detect_stack(EXAMPLES / example))))
 
 
 def test_a_code_change_reuses_the_dependency_layer(client: docker.APIClient, tmp_path: Path,
@@ -124,7 +139,54 @@ def test_a_code_change_reuses_the_dependency_layer(client: docker.APIClient, tmp
     build(client, app, tmp_path, tag)
     (app / "app.py").write_text((app / "app.py").read_text().replace("Hello", "Hi"))
     output = build(client, app, tmp_path, tag)
-    install = next(i for i, line in enumerate(output) if "pip install -r" in line)
-    assert "Using cache" in output[install + 1]
-    assert not any("Using cache" in line for line in output[
-        next(i for i, line in enumerate(output) if "COPY . /app" in line) + 1:][:1])
+    steps = "".join(output).split("Step ")
+    install = next(step for step in steps if "pip install -r" in step)
+    assert "Using cache" in install
+    assert "Using cache" not in next(step for step in steps if "COPY . /app" in step)
+
+
+def build_with(client: docker.APIClient, app: Path, work: Path, tag: str, dockerfile: str,
+               options: BuildOptions) -> list[dict[str, Any]]:
+    """Build as the agent does (commands.build_image) with build arguments and limits."""
+    name = build_context(app, work / "context.tar", None, dockerfile)
+    with (work / "context.tar").open("rb") as fileobj:
+        call = commands.build_image(fileobj, ImageRef(repository=tag.split(":")[0],
+                                                      tag=tag.split(":")[1]), name, options)
+        return list(getattr(client, call.method)(**call.kwargs))
+
+
+def test_a_monorepo_root_a_named_dockerfile_and_build_args(
+        client: docker.APIClient, tmp_path: Path, tagged: list[str]) -> None:
+    base = offline_base("base")
+    app = tmp_path / "repo" / "services" / "web"
+    (app / "docker").mkdir(parents=True)
+    (app / "docker" / "web.Dockerfile").write_text(
+        f"FROM {base}\nARG GREETING\nRUN test \"$GREETING\" = 'hello there' && "
+        "echo \"$GREETING\" > /greeting\n")
+    tag = f"dockyard-test/args:{uuid.uuid4().hex[:8]}"
+    tagged.append(tag)
+    lines = build_with(client, app, tmp_path, tag, "docker/web.Dockerfile",
+                       BuildOptions(("GREETING=hello there",), memory_mb=256, cpus=1))
+    assert not [line for line in lines if "error" in line], lines
+    container = client.create_container(tag, command=["cat", "/greeting"])
+    try:
+        client.start(container)
+        client.wait(container, timeout=60)
+        assert client.logs(container) == b"hello there\n"
+    finally:
+        client.remove_container(container, force=True)
+
+
+def test_a_build_over_its_memory_limit_is_killed(client: docker.APIClient, tmp_path: Path,
+                                                 tagged: list[str]) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text(
+        f"FROM {offline_base('base')}\n"
+        "RUN python3 -c \"import time; b = bytearray(512 * 1024 * 1024); time.sleep(1)\"\n")
+    tag = f"dockyard-test/oom:{uuid.uuid4().hex[:8]}"
+    tagged.append(tag)
+    lines = build_with(client, app, tmp_path, tag, "Dockerfile", BuildOptions(memory_mb=64))
+    errors = [str(line["error"]) for line in lines if "error" in line]
+    assert errors
+    assert OOM_EXIT in errors[0]
