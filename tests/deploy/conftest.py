@@ -24,6 +24,7 @@ from dockyard.agent.settings import AgentSettings
 from dockyard.agent.state import StateFile
 from dockyard.core.platform import Platform
 from dockyard.core.servers import register_server
+from dockyard.deploy.run import Connect
 from dockyard.deploy.runner import DeployRunner
 from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerPublic
@@ -107,9 +108,6 @@ async def shop(client: httpx.AsyncClient, owner: Any, platform: Platform,
 
         await platform.db.write(activate)
     return owner
-
-
-Connect = Callable[[ServerPublic], Any]
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from dockyard.models.enums import DeploymentStatus
 from dockyard.models.tables import Deployment, Placement, Service
 
 log = logging.getLogger("dockyard.deploy")
+
+
 async def execute(run: Run) -> None:
     """Carry `run` to its end: succeeded, or failed with the previous release serving."""
     try:
