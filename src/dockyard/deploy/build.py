@@ -13,9 +13,10 @@ from anyio import to_thread
 from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.client import AgentError
 from dockyard.agent.models import ImageRef
-from dockyard.deploy import dockerfile, sources
+from dockyard.deploy import dockerfile, runtimes, sources
 from dockyard.deploy.plan import parse_image
 from dockyard.deploy.run import DeployFailed, Run, Target
+from dockyard.deploy.runtimes import Declared
 from dockyard.models.deployment_plan import FromArchive, FromGit, FromImage, FromRelease, Phase
 from dockyard.providers import images
 
@@ -79,7 +80,7 @@ async def _build(run: Run, builder: Target, checkout: Path) -> None:
     if stack.kind != "dockerfile":
         base = await _base_image(run, builder, dockerfile.base_image_for(
             stack, params.base_image or settings.base_image),
-            images.RECIPES[dockerfile.offline_recipe(stack)])
+            images.RECIPES[dockerfile.offline_recipe(stack)], stack.runtime)
         text = dockerfile.render_dockerfile(stack, base, params.port)
     context = work_dir(run) / "context.tar"
     name = await to_thread.run_sync(sources.build_context, app_dir, context, text,
@@ -131,8 +132,10 @@ async def _has_image(target: Target, reference: str) -> bool:
     return any(reference in image.tags for image in await target.client.images())
 
 
-async def _base_image(run: Run, builder: Target, wanted: str, offline: images.Recipe) -> str:
-    """`wanted` when the builder has it or can pull it; otherwise the offline base."""
+async def _base_image(run: Run, builder: Target, wanted: str, offline: images.Recipe,
+                      runtime: Declared | None) -> str:
+    """`wanted` when the builder has it or can pull it; otherwise the offline base, if it
+    has the runtime version the app declares."""
     ref = parse_image(wanted)
     if await _has_image(builder, ref.reference):
         return wanted
@@ -141,6 +144,10 @@ async def _base_image(run: Run, builder: Target, wanted: str, offline: images.Re
             pass
         return wanted
     except AgentError as exc:
+        suite = images.cached_tarball(offline, images.ImageSettings()).suite
+        problem = runtimes.offline_problem(runtime, suite) if runtime else None
+        if problem:
+            raise DeployFailed(f"could not pull {wanted} ({exc.detail}), and {problem}") from exc
         reference = await _offline_base(run, builder, offline)
         await run.emit("warning", f"could not pull {wanted} ({exc.detail}); building on the "
                                   f"offline base {reference} instead")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dockyard.deploy.runtimes import Declared, declared_node, declared_python, public_image
 from dockyard.kernel.errors import InvalidInput
 
 StackKind = Literal["dockerfile", "python", "node", "static", "procfile"]
@@ -26,6 +27,7 @@ class Stack:
     notes: list[str]  # human lines for the deploy log
     install: Install | None = None  # how dependencies are installed, if at all
     dependencies: tuple[str, ...] = ()  # pyproject's [project].dependencies, installed by name
+    runtime: Declared | None = None  # the version the app asks for, if it does
 
 
 DEFAULT_BASE_IMAGES: dict[str, str] = {
@@ -45,10 +47,13 @@ _COMPOUND = re.compile(r"[;&|\n`()]|^\s*(?:\w+=|(?:exec|cd|if|for|while|until|ca
 
 
 def base_image_for(stack: Stack, configured: str | None) -> str:
-    """The image to build `stack` on: the configured one, else the stack's default."""
+    """The image to build `stack` on: the configured one, else one of the version the app
+    declares, else the stack's default."""
     if stack.kind == "dockerfile":
         raise ValueError("an app with its own Dockerfile chooses its own base image")
-    return configured or DEFAULT_BASE_IMAGES[stack.kind]
+    if configured or stack.runtime is None:
+        return configured or DEFAULT_BASE_IMAGES[stack.kind]
+    return public_image(stack.runtime)
 
 
 def _read(app_dir: Path, name: str) -> str | None:
@@ -177,7 +182,7 @@ def _python(app_dir: Path, web: str | None) -> Stack | None:
     notes = [f"no Dockerfile; detected a Python app ({', '.join(present)})",
              *(_web_notes(web) if web else [f"web command: {' '.join(command)} (inferred: "
                                            f"{inferred[1] if inferred else ''})"])]
-    return Stack("python", command, notes, install, dependencies)
+    return Stack("python", command, notes, install, dependencies, declared_python(app_dir))
 
 
 def _has_start(app_dir: Path) -> bool:
@@ -201,7 +206,8 @@ def _node(app_dir: Path, web: str | None) -> Stack | None:
     install: Install = "npm-ci" if (app_dir / "package-lock.json").is_file() else "npm-install"
     notes = ["no Dockerfile; detected a Node app (package.json)",
              *(_web_notes(web) if web else ["web command: npm start"])]
-    return Stack("node", shell_argv(web) if web else ["npm", "start"], notes, install)
+    return Stack("node", shell_argv(web) if web else ["npm", "start"], notes, install,
+                 runtime=declared_node(app_dir))
 
 
 STATIC_SERVER = "python3 -m http.server $PORT --directory /app"
