@@ -6,16 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.deploy.build import _offline_settings
 from dockyard.deploy.dockerfile import base_image_for, detect_stack
+from dockyard.deploy.run import DeployFailed
 from dockyard.deploy.runtimes import (
     Declared,
     declared_node,
     declared_python,
     offline_problem,
     public_image,
+    releases_for,
     satisfies,
 )
 from dockyard.kernel.errors import InvalidInput
+from dockyard.providers import images
 
 
 @pytest.mark.parametrize(("version", "spec", "expected"), [
@@ -80,3 +84,48 @@ def test_the_declared_version_chooses_the_public_base(tmp_path: Path) -> None:
     assert stack.runtime == Declared("python", "3.11", ".python-version")
     assert base_image_for(stack, None) == "python:3.11-slim"
     assert base_image_for(stack, "python:3.12-slim") == "python:3.12-slim"  # configured wins
+
+
+# The offline base's Debian release, chosen by the declared version.
+
+def test_another_release_from_the_same_mirror() -> None:
+    sources = images.parse_one_line("deb http://m.invalid/debian bookworm main\n"
+                                    "deb http://m.invalid/debian bookworm-updates main\n")
+    assert images.mirror_and_suite(sources, None) == ("http://m.invalid/debian", "bookworm")
+    assert images.mirror_and_suite(sources, "trixie") == ("http://m.invalid/debian", "trixie")
+    assert releases_for(Declared("python", ">=3.12", "x")) == ["trixie"]
+    assert releases_for(Declared("node", ">=12", "x")) == ["bullseye", "bookworm", "trixie"]
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DOCKYARD_IMAGES_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("DOCKYARD_IMAGES_SUITE", raising=False)
+    return tmp_path
+
+
+def test_the_machines_release_when_it_satisfies(cache: Path) -> None:
+    python = images.RECIPES["python"]
+    assert _offline_settings(python, None, "why").suite is None
+    assert _offline_settings(python, Declared("python", ">=3.11", "x"), "why").suite is None
+
+
+def test_a_release_that_satisfies_is_named_until_its_base_is_built(cache: Path) -> None:
+    python, wants = images.RECIPES["python"], Declared("python", "3.13", ".python-version")
+    own = images.cached_tarball(python, images.ImageSettings()).suite
+    assert own == "bookworm", "this test expects a bookworm machine"
+    with pytest.raises(DeployFailed) as refused:
+        _offline_settings(python, wants, "could not pull python:3.13-slim (no registry)")
+    assert str(refused.value) == (
+        "could not pull python:3.13-slim (no registry), and the app asks for Python 3.13 "
+        "(.python-version); the offline base, from Debian bookworm (the release this machine's "
+        "mirror carries), has Python 3.11.2; Debian trixie would: build its base with "
+        "`DOCKYARD_IMAGES_SUITE=trixie dockyard images bootstrap --image python`")
+    images.cached_tarball(python, images.ImageSettings(suite="trixie")).path.write_bytes(b"")
+    assert _offline_settings(python, wants, "why").suite == "trixie"
+
+
+def test_a_version_no_release_has(cache: Path) -> None:
+    with pytest.raises(DeployFailed, match=r"has Python 3\.11\.2\Z"):
+        _offline_settings(images.RECIPES["python"], Declared("python", "3.8", "runtime.txt"),
+                          "could not pull python:3.8-slim")

@@ -144,19 +144,36 @@ async def _base_image(run: Run, builder: Target, wanted: str, offline: images.Re
             pass
         return wanted
     except AgentError as exc:
-        suite = images.cached_tarball(offline, images.ImageSettings()).suite
-        problem = runtimes.offline_problem(runtime, suite) if runtime else None
-        if problem:
-            raise DeployFailed(f"could not pull {wanted} ({exc.detail}), and {problem}") from exc
-        reference = await _offline_base(run, builder, offline)
+        settings = _offline_settings(offline, runtime, f"could not pull {wanted} ({exc.detail})")
+        reference = await _offline_base(run, builder, offline, settings)
         await run.emit("warning", f"could not pull {wanted} ({exc.detail}); building on the "
                                   f"offline base {reference} instead")
         return reference
 
 
-async def _offline_base(run: Run, builder: Target, recipe: images.Recipe) -> str:
+def _offline_settings(recipe: images.Recipe, runtime: Declared | None, why: str
+                      ) -> images.ImageSettings:
+    """The offline base's release: the machine's own, else a cached one whose packages
+    satisfy the version the app declares; DeployFailed naming what there is otherwise."""
+    settings = images.ImageSettings()
+    suite = images.cached_tarball(recipe, settings).suite
+    problem = runtimes.offline_problem(runtime, suite) if runtime else None
+    if runtime is None or problem is None:
+        return settings
+    others = [other for other in runtimes.releases_for(runtime) if other != suite]
+    for other in others:
+        candidate = images.ImageSettings(suite=other)
+        if images.cached_tarball(recipe, candidate).path.exists():
+            return candidate
+    hint = (f"; Debian {others[0]} would: build its base with `DOCKYARD_IMAGES_SUITE={others[0]} "
+            f"dockyard images bootstrap --image {recipe.name}`" if others else "")
+    raise DeployFailed(f"{why}, and {problem}{hint}")
+
+
+async def _offline_base(run: Run, builder: Target, recipe: images.Recipe,
+                        settings: images.ImageSettings) -> str:
     """The debootstrapped base on the builder, imported from this machine's cache if needed."""
-    tarball = images.cached_tarball(recipe, images.ImageSettings())
+    tarball = images.cached_tarball(recipe, settings)
     reference = f"{recipe.repository()}:{tarball.suite}"
     if await _has_image(builder, reference):
         return reference

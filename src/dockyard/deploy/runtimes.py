@@ -98,6 +98,12 @@ def offline_problem(declared: Declared, suite: str) -> str | None:
             f"(the release this machine's mirror carries), has {has}")
 
 
+def releases_for(declared: Declared) -> list[str]:
+    """The Debian releases whose packages satisfy the declared version."""
+    return [suite for suite, provided in DEBIAN.items()
+            if satisfies(provided[declared.language], declared.spec)]
+
+
 def _first_line(app_dir: Path, name: str) -> str | None:
     path = app_dir / name
     if path.is_symlink() or not path.is_file():

@@ -110,6 +110,14 @@ def main_mirror(sources: list[AptSource], suite: str | None = None) -> tuple[str
     raise RuntimeError("no Debian mirror found in /etc/apt/sources.list.d or sources.list")
 
 
+def mirror_and_suite(sources: list[AptSource], suite: str | None) -> tuple[str, str]:
+    """The machine's main mirror, and `suite` (another Debian release it serves, when it is not
+    one the machine uses) or the machine's own release."""
+    mirror, own = main_mirror(sources)
+    listed = [candidate for source in sources for candidate in source.suites]
+    return (main_mirror(sources, suite) if suite in listed else (mirror, suite or own))
+
+
 def machine_sources(directory: Path = APT_SOURCES_DIR, classic: Path = APT_SOURCES_LIST
                     ) -> list[AptSource]:
     found: list[AptSource] = []
@@ -179,7 +187,7 @@ class Tarball:
 
 def cached_tarball(recipe: Recipe, settings: ImageSettings) -> Tarball:
     """Where `recipe`'s tarball is (or would be) cached for this machine's mirror."""
-    mirror, suite = main_mirror(machine_sources(), settings.suite)
+    mirror, suite = mirror_and_suite(machine_sources(), settings.suite)
     return Tarball(recipe, settings.cache_dir / tarball_name(recipe, suite, mirror), suite)
 
 
@@ -189,7 +197,7 @@ def bootstrap_tarball(recipe: Recipe, settings: ImageSettings) -> Tarball:
     if cached.path.exists():
         return cached
     tarball, suite = cached.path, cached.suite
-    mirror, _ = main_mirror(machine_sources(), settings.suite)
+    mirror, _ = mirror_and_suite(machine_sources(), settings.suite)
     work = settings.cache_dir / f"build-{recipe.name}"
     shutil.rmtree(work, ignore_errors=True)
     (settings.cache_dir / "debs").mkdir(parents=True, exist_ok=True)
