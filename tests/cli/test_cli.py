@@ -146,3 +146,18 @@ def test_errors_without_a_reachable_api(tmp_path: Path) -> None:
     down = {**env, "DOCKYARD_URL": f"http://127.0.0.1:{free_port()}", "DOCKYARD_TOKEN": "dy_x"}
     one_line_error(dockyard("projects", "list", env=down), "dockyard up")
     assert ok(dockyard("--version", env=env)).strip() == f"dockyard {__version__}"
+
+
+def test_open_hands_the_service_address_to_the_browser(live: Live, tmp_path: Path) -> None:
+    ok(live.run("projects", "create", "site"))
+    ok(live.run("services", "create", "web", "-p", "site"))
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    answer = live.run("open", "-p", "site", "-s", "web", BROWSER=f"{browser} %s")
+    assert ok(answer).splitlines()[0] == "http://web.site.localhost/"
+    assert opened.read_text() == "http://web.site.localhost/"
+    printed = live.run("open", "-p", "site", "-s", "web", "--print", BROWSER="false")
+    assert ok(printed).strip() == "http://web.site.localhost/"
+    one_line_error(live.run("open", "-p", "site", "-s", "nothing"), "'site/nothing' was not found")

@@ -43,6 +43,7 @@ for people_command in (people.invite, people.accept, people.passwd):
     app.command(rich_help_panel="Account")(people_command)
 for deploy_command in (deploy.deploy, deploy.rollback, deploy.releases):
     app.command(rich_help_panel="Deploy")(deploy_command)
+app.command("open", rich_help_panel="Deploy")(resources.open_service)
 for name, group in (("deployments", deploy.deployments), ("deploy-configs", deploy.deploy_configs)):
     app.add_typer(group, name=name, rich_help_panel="Deploy")
 for name, group in (

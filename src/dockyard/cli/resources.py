@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import webbrowser
 from typing import Annotated, Any
 
 import typer
@@ -79,6 +80,20 @@ def services_create(
 def services_show(name: str, project: ProjectOpt, as_json: JsonFlag = False) -> None:
     """Show a service."""
     show_one(ApiClient.from_config().get(f"/projects/{seg(project)}/services/{seg(name)}"), as_json)
+
+
+def open_service(
+    project: ProjectOpt, service: ServiceOpt,
+    print_only: Annotated[bool, typer.Option("--print", help="Only print the address.")] = False,
+) -> None:
+    """Open the service's address in a browser (and print it)."""
+    found = ApiClient.from_config().get(f"/projects/{seg(project)}/services/{seg(service)}")
+    if not found.get("urls"):
+        raise CliError(f"{project}/{service} has no address yet; deploy it first")
+    url = found["urls"][0]
+    done(url)
+    if not print_only and not webbrowser.open(url):
+        done("(no browser could be started here; open the address above)")
 
 
 @services.command("update")

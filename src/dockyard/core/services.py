@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor, Permission
+from dockyard.core.deploy_targets import hosts_of
 from dockyard.core.lookup import project_named, service_named
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
@@ -31,9 +32,13 @@ async def list_services(p: Platform, actor: Actor, project: str) -> list[Service
 
 
 async def get_service(p: Platform, actor: Actor, project: str, name: str) -> ServicePublic:
+    """The service, with the addresses it answers at on its servers."""
+
     async def tx(s: AsyncSession) -> ServicePublic:
         actor.require(Permission.READ)
-        return ServicePublic.model_validate(await service_named(s, actor, project, name))
+        service = await service_named(s, actor, project, name)
+        urls = [f"http://{host}/" for host in await hosts_of(p, s, service, project)]
+        return ServicePublic.model_validate(service).model_copy(update={"urls": urls})
 
     return await p.db.read(tx)
 

@@ -153,6 +153,8 @@ class ServicePublic(Output):
     config: ServiceConfig
     created_at: datetime
     updated_at: datetime
+    urls: list[str] = Field(default_factory=list, description=(
+        "Where the app answers on the servers it runs on (filled when one service is read)."))
 
 
 class ServerAdopt(Input):
