@@ -27,6 +27,7 @@ from tests.deploy.test_dockerfile import free_port
 from tests.live import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+POETRY_APP = Path(__file__).resolve().parents[1] / "fixtures" / "apps" / "poetry-flask"
 pytestmark = pytest.mark.slow
 
 
@@ -114,12 +115,14 @@ def tagged(client: docker.APIClient) -> Iterator[list[str]]:
         client.remove_image(tag, force=True)
 
 
-@pytest.mark.parametrize("example", ["flask-gunicorn", "fastapi-pyproject", "express"])
+@pytest.mark.parametrize("app", [EXAMPLES / "flask-gunicorn", EXAMPLES / "fastapi-pyproject",
+                                 EXAMPLES / "express", POETRY_APP], ids=lambda app: app.name)
 def test_the_example_builds_offline_and_answers(client: docker.APIClient, tmp_path: Path,
-                                                tagged: list[str], example: str) -> None:
+                                                tagged: list[str], app: Path) -> None:
+    example = app.name
     tag = f"dockyard-test/{example}:{uuid.uuid4().hex[:8]}"
     tagged.append(tag)
-    build(client, EXAMPLES / example, tmp_path, tag)
+    build(client, app, tmp_path, tag)
     container, port = serve(client, tag)
     try:
         wait_until(lambda: answers(port), f"{example} answers /healthz", timeout=60)
@@ -127,7 +130,7 @@ def test_the_example_builds_offline_and_answers(client: docker.APIClient, tmp_pa
     finally:
         client.remove_container(container, force=True)
     nothing_left_of_the_build_config(
-        client, tag, offline_base(offline_recipe(detect_stack(EXAMPLES / example))))
+        client, tag, offline_base(offline_recipe(detect_stack(app))))
 
 
 def test_a_code_change_reuses_the_dependency_layer(client: docker.APIClient, tmp_path: Path,

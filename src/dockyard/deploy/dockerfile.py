@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dockyard.deploy.pylocks import locked_pins
 from dockyard.deploy.runtimes import Declared, declared_node, declared_python, public_image
 from dockyard.kernel.errors import InvalidInput
 
@@ -169,8 +170,9 @@ def _python(app_dir: Path, web: str | None) -> Stack | None:
     if not present:
         return None
     requirements = _requirements(app_dir)
+    locked = None if requirements or "pyproject.toml" not in present else locked_pins(app_dir)
     dependencies = () if requirements or "pyproject.toml" not in present else (
-        _pyproject_dependencies(app_dir))
+        locked[1] if locked else _pyproject_dependencies(app_dir))
     install: Install | None = "requirements" if requirements else (
         "pyproject" if "pyproject.toml" in present else None)
     inferred = None if web else _inferred_server(app_dir, present,
@@ -181,7 +183,9 @@ def _python(app_dir: Path, web: str | None) -> Stack | None:
     command = shell_argv(web) if web else inferred[0] if inferred else []
     notes = [f"no Dockerfile; detected a Python app ({', '.join(present)})",
              *(_web_notes(web) if web else [f"web command: {' '.join(command)} (inferred: "
-                                           f"{inferred[1] if inferred else ''})"])]
+                                           f"{inferred[1] if inferred else ''})"]),
+             *([f"dependencies pinned by {locked[0]} ({len(locked[1])} packages)"]
+               if locked else [])]
     return Stack("python", command, notes, install, dependencies, declared_python(app_dir))
 
 
