@@ -15,6 +15,7 @@ from dockyard import __version__
 from dockyard.agent import auth, buildconfig
 from dockyard.agent.auth import KeyStore, NonceCache
 from dockyard.agent.gate import BodyLimits, SignatureGate
+from dockyard.agent.logbuffer import LogPage
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
@@ -187,6 +188,13 @@ async def container_logs(name: ContainerPath, node: NodeDep, follow: bool = Fals
     return StreamingResponse(chunks, media_type="text/plain")
 
 
+@router.get("/logs")
+async def log_page(node: NodeDep, after: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> LogPage:
+    """Buffered lines of every managed container after the sequence number `after`."""
+    return await node.log_page(after, limit)
+
+
 @router.post("/probe")
 async def probe(body: ProbeRequest, node: NodeDep) -> ProbeResult:
     return await node.probe(body)
@@ -227,7 +235,7 @@ def build_node(settings: AgentSettings) -> Node:
     return Node(
         state_dir=settings.state_dir, certs_dir=settings.certs_dir,
         runtime=DockerRuntime(settings.docker_host), nginx=Nginx(layout, settings.nginx_binary),
-        state_file=StateFile(settings.state_file),
+        state_file=StateFile(settings.state_file), log_buffer_bytes=settings.log_buffer_bytes,
     )
 
 

@@ -14,6 +14,7 @@ import httpx
 
 from dockyard.agent import auth
 from dockyard.agent.buildconfig import BuildOptions
+from dockyard.agent.logbuffer import LogPage
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
@@ -211,6 +212,11 @@ class NodeAgentClient:
                 yield line
         finally:
             await response.aclose()
+
+    async def log_page(self, after: int, limit: int = 1000) -> LogPage:
+        """Buffered container log lines after the sequence number `after`."""
+        params = {"after": after, "limit": limit}
+        return LogPage.model_validate(await self._call("GET", "/logs", params=params))
 
     async def probe(self, port: int, path: str, timeout_seconds: float = 2.0, *,
                     host: str = "127.0.0.1") -> ProbeResult:

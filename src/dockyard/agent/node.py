@@ -17,6 +17,7 @@ from dockyard.agent import commands as cmd
 from dockyard.agent import ports as host_ports
 from dockyard.agent import probe as http_probe
 from dockyard.agent.buildconfig import BuildOptions
+from dockyard.agent.logbuffer import DEFAULT_LOG_BUFFER_BYTES, LogBuffer, LogPage
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
@@ -86,7 +87,8 @@ def container_health(raw: dict[str, Any]) -> ContainerHealth:
 
 class Node:
     def __init__(self, state_dir: Path, certs_dir: Path, runtime: DockerRuntime,
-                 nginx: Nginx, state_file: StateFile) -> None:
+                 nginx: Nginx, state_file: StateFile,
+                 log_buffer_bytes: int = DEFAULT_LOG_BUFFER_BYTES) -> None:
         self.state_dir = state_dir
         self.certs_dir = certs_dir
         self.runtime = runtime
@@ -94,6 +96,8 @@ class Node:
         self.state_file = state_file
         self.state = state_file.load()
         self._lock = asyncio.Lock()
+        self.log_buffer = LogBuffer(state_dir / "logs", log_buffer_bytes)
+        self._log_lock = asyncio.Lock()
 
     async def info(self) -> AgentInfo:
         try:
@@ -190,7 +194,24 @@ class Node:
 
     async def remove_container(self, name: str) -> None:
         await self._forget_container(name)
+        await self._keep_last_logs(name)
         await self.runtime.run(cmd.remove_container(name))
+
+    async def _keep_last_logs(self, name: str) -> None:
+        async with self._log_lock:
+            inspect = cmd.EngineCall("inspect_container", {"container": name})
+            try:
+                raw = await self.runtime.run(inspect)
+            except EngineError:
+                return
+            labels = raw.get("Config", {}).get("Labels") or {}
+            await self.log_buffer.sync_container(self.runtime, name, labels)
+
+    async def log_page(self, after: int, limit: int) -> LogPage:
+        """Lines after the `after` sequence number, copied from Docker first."""
+        async with self._log_lock:
+            await self.log_buffer.sync(self.runtime)
+            return self.log_buffer.read(after, limit)
 
     async def _forget_container(self, name: str) -> None:
         async with self._lock:

@@ -28,6 +28,8 @@ class AgentSettings(BaseSettings):
     signature_max_age_seconds: int = Field(default=MAX_CLOCK_SKEW_SECONDS, ge=1)
     log_level: str = "INFO"
     log_json: bool | None = None
+    # The bound of the on-disk buffer of container logs awaiting the control plane.
+    log_buffer_bytes: int = Field(default=64 * 1024**2, ge=64 * 1024)
 
     @property
     def key_file(self) -> Path:

@@ -1,0 +1,157 @@
+"""The agent's log buffer: stdout and stderr of the containers it manages, copied from Docker
+into a bounded on-disk journal with a sequence number per line, so the control plane can pull
+every line after the last one it stored. The journal is two segments of at most half the
+bound each; when the newer fills, the older is dropped (the bound is what an outage can hold)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from dockyard.agent.commands import MANAGED_LABEL, SERVICE_LABEL, EngineCall
+from dockyard.agent.runtime import DockerRuntime, EngineError
+
+STREAMS = ("stdout", "stderr")
+MAX_LINE_CHARS = 16 * 1024
+DEFAULT_LOG_BUFFER_BYTES = 64 * 1024**2
+
+
+class LogEntry(BaseModel):
+    seq: int
+    container: str
+    service: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    stream: str
+    time: datetime
+    line: str
+
+
+class LogPage(BaseModel):
+    """Entries after a cursor; `first_seq` is the oldest still buffered (a gap shows lost lines)."""
+
+    entries: list[LogEntry]
+    first_seq: int
+    last_seq: int
+
+
+def _parse_line(raw: str) -> tuple[datetime, str] | None:
+    stamp, _, text = raw.partition(" ")
+    try:
+        return datetime.fromisoformat(stamp), text[:MAX_LINE_CHARS]
+    except ValueError:
+        return None
+
+
+class LogBuffer:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.segment_bytes = max(max_bytes // 2, 1)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._older, self._newer = directory / "journal.0", directory / "journal.1"
+        self._cursors_file = directory / "cursors.json"
+        self._cursors: dict[str, str] = self._load_cursors()
+        self._next_seq = self._last_seq() + 1
+
+    def _load_cursors(self) -> dict[str, str]:
+        if not self._cursors_file.exists():
+            return {}
+        found: dict[str, str] = json.loads(self._cursors_file.read_text())
+        return found
+
+    def _records(self) -> Iterator[LogEntry]:
+        for segment in (self._older, self._newer):
+            if segment.exists():
+                with segment.open() as handle:
+                    yield from (LogEntry.model_validate_json(line) for line in handle if line)
+
+    def _last_seq(self) -> int:
+        return max((entry.seq for entry in self._records()), default=0)
+
+    def read(self, after: int, limit: int) -> LogPage:
+        entries: list[LogEntry] = []
+        first = 0
+        for entry in self._records():
+            first = first or entry.seq
+            if entry.seq > after and len(entries) < limit:
+                entries.append(entry)
+        return LogPage(entries=entries, first_seq=first or self._next_seq,
+                       last_seq=self._next_seq - 1)
+
+    def append(self, entries: list[LogEntry]) -> None:
+        pending = iter(entries)
+        while chunk := self._fill_segment(pending):
+            if chunk >= self.segment_bytes:
+                self._newer.replace(self._older)
+
+    def _fill_segment(self, pending: Iterator[LogEntry]) -> int:
+        """Write entries until the newer segment is full; returns its size, 0 when none left."""
+        size = self._newer.stat().st_size if self._newer.exists() else 0
+        wrote = False
+        with self._newer.open("a") as handle:
+            for entry in pending:
+                size += handle.write(entry.model_dump_json() + "\n")
+                wrote = True
+                if size >= self.segment_bytes:
+                    break
+        return size if wrote else 0
+
+    async def sync(self, runtime: DockerRuntime) -> int:
+        """Copy the new lines of every managed container; returns how many were copied."""
+        containers = await runtime.run(EngineCall("containers", {
+            "all": True, "filters": {"label": [f"{MANAGED_LABEL}=true"]}}))
+        copied = 0
+        for raw in containers:
+            copied += await self.sync_container(runtime, raw["Names"][0].lstrip("/"),
+                                                raw.get("Labels") or {})
+        return copied
+
+    async def sync_container(self, runtime: DockerRuntime, name: str,
+                             labels: dict[str, str]) -> int:
+        entries: list[LogEntry] = []
+        for stream in STREAMS:
+            entries += await self._new_lines(runtime, name, labels, stream)
+        entries.sort(key=lambda entry: entry.time)
+        for entry in entries:
+            entry.seq, self._next_seq = self._next_seq, self._next_seq + 1
+        self.append(entries)
+        self._save_cursors()
+        return len(entries)
+
+    async def _new_lines(self, runtime: DockerRuntime, name: str, labels: dict[str, str],
+                         stream: str) -> list[LogEntry]:
+        key = f"{name}/{stream}"
+        cursor = self._cursors.get(key)
+        since = datetime.fromisoformat(cursor).timestamp() if cursor else None
+        try:
+            raw: bytes = await runtime.run(EngineCall("logs", {
+                "container": name, "stdout": stream == "stdout",
+                "stderr": stream == "stderr", "timestamps": True,
+                **({"since": since} if since else {})}))
+        except EngineError:
+            return []
+        entries = self._entries(raw, name, labels, stream, cursor)
+        if entries:
+            self._cursors[key] = entries[-1].time.isoformat()
+        return entries
+
+    @staticmethod
+    def _entries(raw: bytes, name: str, labels: dict[str, str], stream: str,
+                 cursor: str | None) -> list[LogEntry]:
+        after = datetime.fromisoformat(cursor) if cursor else None
+        ours = {key: value for key, value in labels.items() if key.startswith("dockyard.")}
+        found = []
+        for parsed in map(_parse_line, raw.decode(errors="replace").splitlines()):
+            if parsed is None or (after is not None and parsed[0] <= after):
+                continue
+            found.append(LogEntry(seq=0, container=name, service=labels.get(SERVICE_LABEL, ""),
+                                  labels=ours, stream=stream, time=parsed[0], line=parsed[1]))
+        return found
+
+    def _save_cursors(self) -> None:
+        temporary = self._cursors_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self._cursors))
+        temporary.replace(self._cursors_file)
