@@ -269,3 +269,37 @@ class Invitation(IdMixin, TimestampMixin, Base):
     accepted_at: Mapped[datetime | None] = mapped_column(default=None)
     accepted_by: Mapped[str | None] = _fk("users.id", nullable=True, cascade=False)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class LogLine(Base):
+    """One line a container of a service wrote, as its agent buffered it; append-only and
+    pruned by age and size, so it has no audit rows of its own."""
+
+    __tablename__ = "log_lines"
+    __table_args__ = (Index("ix_log_lines_service_time", "service_id", "time"),)
+    __audited__ = False
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    service_id: Mapped[str] = _fk("services.id")
+    server_id: Mapped[str | None] = _fk("servers.id", nullable=True, cascade=False)
+    server_name: Mapped[str] = mapped_column(String(63), default="")
+    process_type: Mapped[str] = mapped_column(String(40), default="web")
+    replica: Mapped[int] = mapped_column(Integer, default=0)
+    release: Mapped[str] = mapped_column(String(32), default="", index=True)
+    container: Mapped[str] = mapped_column(String(128), default="")
+    stream: Mapped[str] = mapped_column(String(6))
+    time: Mapped[datetime] = mapped_column()
+    line: Mapped[str] = mapped_column(Text, default="")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LogCursor(Base):
+    """How far the control plane has read each server's log buffer (its sequence number)."""
+
+    __tablename__ = "log_cursors"
+    __audited__ = False
+    server_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    lost: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
