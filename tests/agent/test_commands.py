@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from dockyard.agent import commands as cmd
+from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.commands import EngineCall
 from dockyard.agent.models import (
     ContainerSpec,
@@ -99,7 +100,13 @@ def test_build_and_import_carry_their_streams() -> None:
     assert cmd.build_image(context, IMAGE, "docker/Dockerfile") == EngineCall("build", {
         "fileobj": context, "custom_context": True,
         "tag": "10.0.0.1:5000/shop/web:deploy_0123abcd", "dockerfile": "docker/Dockerfile",
-        "rm": True, "forcerm": True, "decode": True})
+        "rm": True, "forcerm": True, "decode": True, "buildargs": None,
+        "container_limits": None})
+    limited = cmd.build_image(context, IMAGE, "Dockerfile", BuildOptions(
+        ("A=1",), memory_mb=100, cpus=1)).kwargs
+    assert (limited["buildargs"], limited["container_limits"]) == (
+        {"A": "1"}, {"memory": 100 * 1024 * 1024, "memswap": 100 * 1024 * 1024,
+                     "cpusetcpus": "0-0"})
     chunks = [b"a", b"b"]
     assert cmd.import_image(chunks, IMAGE, ('CMD ["python3"]',)) == EngineCall(
         "import_image_from_stream", {"stream": chunks, "repository": "10.0.0.1:5000/shop/web",
