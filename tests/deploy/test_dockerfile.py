@@ -136,6 +136,12 @@ def test_node_with_lock_file(tmp_path: Path) -> None:
         "npm-ci")
 
 
+def test_node_with_a_pnpm_lock(tmp_path: Path) -> None:
+    app = app_with(tmp_path, package_json='{"scripts": {"start": "node server.js"}}',
+                   pnpm__lock_yaml="lockfileVersion: '9.0'\n", package__lock_json="{}")
+    assert detect_stack(app).install == "pnpm"
+
+
 def test_node_without_lock_file_or_start_script_but_server_js(tmp_path: Path) -> None:
     app = app_with(tmp_path, package_json='{"name": "x"}', server_js="")
     stack = detect_stack(app)
@@ -284,16 +290,19 @@ def test_a_dependency_line_cannot_add_a_dockerfile_instruction() -> None:
     assert 'RUN ["/venv/bin/pip", "install", "x\\nRUN curl evil"]' in text
 
 
-@pytest.mark.parametrize(("install", "run"), [("npm-ci", "npm ci --omit=dev"),
-                                              ("npm-install", "npm install --omit=dev")])
-def test_node_dockerfile(install: str, run: str) -> None:
+@pytest.mark.parametrize(("install", "copy", "run"), [
+    ("npm-ci", "package*.json", "npm ci --omit=dev"),
+    ("npm-install", "package*.json", "npm install --omit=dev"),
+    ("pnpm", "package.json pnpm-lock.yaml",
+     "npx --yes pnpm@9.15.0 install --frozen-lockfile --prod")])
+def test_node_dockerfile(install: str, copy: str, run: str) -> None:
     stack = Stack("node", ["npm", "start"], [], install)  # type: ignore[arg-type]
     assert render_dockerfile(stack, "node:20-slim", 3000) == HEADER.format("Node app") + (
         "FROM node:20-slim AS dependencies\n"
         "COPY .dockyard-build/ /.dockyard-build/\n"
         "WORKDIR /app\n"
         "ENV NPM_CONFIG_USERCONFIG=/.dockyard-build/npmrc NODE_ENV=production\n"
-        "COPY package*.json ./\n"
+        f"COPY {copy} ./\n"
         f"RUN {run}\n"
         f"{source_stage('node:20-slim')}"
         "FROM node:20-slim\n"

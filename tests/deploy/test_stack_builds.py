@@ -28,6 +28,7 @@ from tests.live import wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 POETRY_APP = Path(__file__).resolve().parents[1] / "fixtures" / "apps" / "poetry-flask"
+PNPM_APP = POETRY_APP.parent / "express-pnpm"
 pytestmark = pytest.mark.slow
 
 
@@ -116,7 +117,8 @@ def tagged(client: docker.APIClient) -> Iterator[list[str]]:
 
 
 @pytest.mark.parametrize("app", [EXAMPLES / "flask-gunicorn", EXAMPLES / "fastapi-pyproject",
-                                 EXAMPLES / "express", POETRY_APP], ids=lambda app: app.name)
+                                 EXAMPLES / "express", POETRY_APP, PNPM_APP],
+                         ids=lambda app: app.name)
 def test_the_example_builds_offline_and_answers(client: docker.APIClient, tmp_path: Path,
                                                 tagged: list[str], app: Path) -> None:
     example = app.name

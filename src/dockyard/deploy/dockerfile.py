@@ -18,7 +18,7 @@ from dockyard.deploy.runtimes import Declared, declared_node, declared_python, p
 from dockyard.kernel.errors import InvalidInput
 
 StackKind = Literal["dockerfile", "python", "node", "static", "procfile"]
-Install = Literal["requirements", "pyproject", "npm-ci", "npm-install"]
+Install = Literal["requirements", "pyproject", "npm-ci", "npm-install", "pnpm"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ DEFAULT_BASE_IMAGES: dict[str, str] = {
 OFFLINE_BASE = "dockyard/base"  # debootstrapped, tagged by Debian suite; python3, no pip
 BUILD_CONFIG = ".dockyard-build"  # the builder's pip/npm config and CA, added by the agent
 NOBODY = "65534:65534"
+PNPM_VERSION = "9.15.0"  # run through npx: neither base ships pnpm
 PYTHON_MARKERS = ("requirements.txt", "pyproject.toml", "app.py", "main.py", "wsgi.py")
 LOOKS_FOR = ("a Dockerfile; requirements.txt, pyproject.toml, app.py, main.py or wsgi.py "
              "(Python); package.json (Node); index.html (static site); or a Procfile with a "
@@ -207,7 +208,8 @@ def _node(app_dir: Path, web: str | None) -> Stack | None:
         raise InvalidInput("found a Node app without a start script: add `scripts.start` to "
                            "package.json (for example \"node server.js\") or a Procfile 'web:' "
                            "line")
-    install: Install = "npm-ci" if (app_dir / "package-lock.json").is_file() else "npm-install"
+    install: Install = "pnpm" if (app_dir / "pnpm-lock.yaml").is_file() else (
+        "npm-ci" if (app_dir / "package-lock.json").is_file() else "npm-install")
     notes = ["no Dockerfile; detected a Node app (package.json)",
              *(_web_notes(web) if web else ["web command: npm start"])]
     return Stack("node", shell_argv(web) if web else ["npm", "start"], notes, install,
@@ -239,6 +241,8 @@ _INSTALL: dict[Install, list[str]] = {
     "pyproject": [_PIP_ENV, _VENV],
     "npm-ci": [_NPM_ENV, "COPY package*.json ./", "RUN npm ci --omit=dev"],
     "npm-install": [_NPM_ENV, "COPY package*.json ./", "RUN npm install --omit=dev"],
+    "pnpm": [_NPM_ENV, "COPY package.json pnpm-lock.yaml ./",
+             f"RUN npx --yes pnpm@{PNPM_VERSION} install --frozen-lockfile --prod"],
 }
 _INSTALLED = {"python": "COPY --from=dependencies /venv /venv",
               "node": "COPY --from=dependencies /app/node_modules /app/node_modules"}
@@ -280,7 +284,8 @@ def render_dockerfile(stack: Stack, base_image: str, port: int) -> str:
 
 
 OFFLINE_RECIPES: dict[Install | None, str] = {
-    "requirements": "python", "pyproject": "python", "npm-ci": "node", "npm-install": "node"}
+    "requirements": "python", "pyproject": "python", "npm-ci": "node", "npm-install": "node",
+    "pnpm": "node"}
 
 
 def offline_recipe(stack: Stack) -> str:
