@@ -99,6 +99,13 @@ def test_a_procfile_overrides_the_inferred_server(tmp_path: Path) -> None:
     assert detect_stack(app).web_command == ["sh", "-c", "exec gunicorn -w 4 app:app"]
 
 
+def test_a_pyproject_dependency_is_never_a_pip_option(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="lists the dependency '--index-url=http://x'; a "
+                                           "dependency starts with a package name"):
+        detect_stack(app_with(tmp_path, main_py="", pyproject_toml=(
+            '[project]\ndependencies = ["flask", "--index-url=http://x"]\n')))
+
+
 def test_pyproject_must_be_toml(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"pyproject\.toml is not valid TOML"):
         detect_stack(app_with(tmp_path, pyproject_toml="[project\n", main_py=""))

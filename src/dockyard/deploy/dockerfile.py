@@ -127,8 +127,13 @@ def _pyproject_dependencies(app_dir: Path) -> tuple[str, ...]:
     except tomllib.TOMLDecodeError as error:
         raise InvalidInput(f"pyproject.toml is not valid TOML: {error}") from error
     found = project.get("dependencies", []) if isinstance(project, dict) else []
-    return tuple(item for item in found if isinstance(item, str)) if isinstance(
+    listed = tuple(item for item in found if isinstance(item, str)) if isinstance(
         found, list) else ()
+    for item in listed:
+        if not re.match(r"[A-Za-z0-9]", item):  # pip would read it as an option
+            raise InvalidInput(f"pyproject.toml lists the dependency {item!r}; a dependency "
+                               "starts with a package name")
+    return listed
 
 
 def _depends_on(requirements: list[str] | tuple[str, ...], name: str) -> bool:
