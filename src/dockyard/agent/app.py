@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from dockyard import __version__
-from dockyard.agent import auth, buildconfig
+from dockyard.agent import auth, buildconfig, processes
 from dockyard.agent.auth import KeyStore, NonceCache
 from dockyard.agent.gate import BodyLimits, SignatureGate
 from dockyard.agent.logbuffer import LogPage
@@ -26,8 +26,10 @@ from dockyard.agent.models import (
     ImageRef,
     ImageSummary,
     KeyRotation,
+    OneOffRun,
     ProbeRequest,
     ProbeResult,
+    ProcessState,
     PruneRequest,
     PruneResult,
     Repository,
@@ -164,6 +166,17 @@ async def run_container(spec: ContainerSpec, node: NodeDep) -> ContainerSummary:
 async def list_containers(node: NodeDep, service: Annotated[ServiceName | None, Query()] = None
                           ) -> list[ContainerSummary]:
     return await node.containers({"dockyard.service": service} if service else {})
+
+
+@router.get("/processes")
+async def list_processes(service: Annotated[ServiceName, Query()], node: NodeDep
+                         ) -> list[ProcessState]:
+    return await processes.service_processes(node.runtime, service)
+
+
+@router.post("/runs")
+async def run_one_off(body: OneOffRun, node: NodeDep) -> StreamingResponse:
+    return await stream_ndjson(processes.run_one_off(node.runtime, body))
 
 
 @router.post("/containers/{name}/stop", status_code=204)

@@ -22,8 +22,10 @@ from dockyard.agent.models import (
     ContainerSummary,
     ImageRef,
     ImageSummary,
+    OneOffRun,
     ProbeRequest,
     ProbeResult,
+    ProcessState,
     PruneRequest,
     PruneResult,
     Site,
@@ -192,6 +194,15 @@ class NodeAgentClient:
         params = {"service": service} if service else None
         return [ContainerSummary.model_validate(c)
                 for c in await self._call("GET", "/containers", params=params)]
+
+    async def processes(self, service: str) -> list[ProcessState]:
+        return [ProcessState.model_validate(p)
+                for p in await self._call("GET", "/processes", params={"service": service})]
+
+    def run_one_off(self, request: OneOffRun) -> AsyncIterator[dict[str, Any]]:
+        """The run's NDJSON lines: `container`, `output` chunks, then `exit_code`."""
+        return self._lines("POST", "/runs", body=request.model_dump(mode="json"),
+                           seconds=request.timeout_seconds + 60.0)
 
     async def stop_container(self, name: str, grace_seconds: int = 10) -> None:
         await self._call("POST", f"/containers/{name}/stop", body={"grace_seconds": grace_seconds})

@@ -109,9 +109,27 @@ def list_containers(labels: Mapping[str, str]) -> EngineCall:
     return EngineCall("containers", {"all": True, "filters": {"label": selectors}})
 
 
+def container_stats(name: str) -> EngineCall:
+    return EngineCall("stats", {"container": name, "stream": False, "one_shot": True})
+
+
+def wait_container(name: str) -> EngineCall:
+    return EngineCall("wait", {"container": name})
+
+
+def kill_container(name: str) -> EngineCall:
+    return EngineCall("kill", {"container": name})
+
+
 def container_logs(name: str, *, follow: bool, tail: int) -> EngineCall:
     return EngineCall("logs", {"container": name, "stream": True, "follow": follow,
                                "tail": tail, "stdout": True, "stderr": True})
+
+
+def follow_logs(name: str) -> EngineCall:
+    """Everything the container writes, from its start until it exits."""
+    return EngineCall("logs", {"container": name, "stream": True, "follow": True,
+                               "tail": "all", "stdout": True, "stderr": True})
 
 
 def build_image(context: IO[bytes], target: ImageRef, dockerfile: str,

@@ -178,6 +178,17 @@ class ProbeRequest(Strict):
     host: UpstreamHost = "127.0.0.1"
 
 
+class OneOffRun(Strict):
+    """A command in a new container of `image`, removed when it ends or its caller leaves."""
+
+    service: ServiceName
+    image: ImageRef
+    command: list[Argument] = Field(min_length=1, max_length=256)
+    env: dict[EnvKey, Argument] = Field(default_factory=dict, max_length=1000)
+    labels: dict[LabelKey, Argument] = Field(default_factory=dict, max_length=200)
+    timeout_seconds: int = Field(default=3600, ge=1, le=86400)
+
+
 class KeyRotation(Strict):
     sealed_key: str = Field(min_length=1, max_length=1024)
 
@@ -206,6 +217,20 @@ class ContainerSummary(BaseModel):
     status: str
     labels: dict[str, str]
     ports: list[PublishedPort] = Field(default_factory=list)
+
+
+class ProcessState(BaseModel):
+    """One container of a service as Docker sees it: its state, restarts, last exit, memory."""
+
+    name: str
+    labels: dict[str, str]
+    state: str
+    started_at: str | None
+    finished_at: str | None
+    restart_count: int
+    exit_code: int | None
+    oom_killed: bool
+    memory_bytes: int | None
 
 
 class ContainerHealth(BaseModel):

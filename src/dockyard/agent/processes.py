@@ -1,0 +1,117 @@
+"""What runs for a service on this node (`ps`), and one-off commands in new containers (`run`)."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from dockyard.agent import commands as cmd
+from dockyard.agent.models import ContainerSpec, OneOffRun, ProcessState, RestartPolicy
+from dockyard.agent.runtime import DockerRuntime, EngineError
+
+ONE_OFF_LABEL = "dockyard.one-off"
+
+
+def process_state(inspected: dict[str, Any], stats: dict[str, Any] | None) -> ProcessState:
+    """A container from Docker's inspect (and its stats while it runs)."""
+    state = inspected.get("State") or {}
+    running = state.get("Status") == "running"  # "restarting" also counts as Running
+    exit_code = state.get("ExitCode")
+    memory = (stats or {}).get("memory_stats", {}).get("usage")
+    return ProcessState(
+        name=inspected["Name"].lstrip("/"),
+        labels=(inspected.get("Config") or {}).get("Labels") or {},
+        state=state.get("Status", ""),
+        started_at=_moment(state.get("StartedAt")), finished_at=_moment(state.get("FinishedAt")),
+        restart_count=inspected.get("RestartCount", 0),
+        exit_code=None if running or state.get("FinishedAt", "").startswith("0001") else exit_code,
+        oom_killed=bool(state.get("OOMKilled")), memory_bytes=memory if running else None,
+    )
+
+
+def _moment(value: str | None) -> str | None:
+    """Docker's zero time ("0001-01-01T00:00:00Z") means never."""
+    return None if not value or value.startswith("0001") else value
+
+
+async def service_processes(runtime: DockerRuntime, service: str) -> list[ProcessState]:
+    """Every container of `service` on this node but one-off runs, by name."""
+    found = await runtime.run(cmd.list_containers({cmd.MANAGED_LABEL: "true",
+                                                    cmd.SERVICE_LABEL: service}))
+    names = sorted(raw["Names"][0].lstrip("/") for raw in found
+                   if ONE_OFF_LABEL not in (raw.get("Labels") or {}))
+    return [await _process(runtime, name) for name in names]
+
+
+async def _process(runtime: DockerRuntime, name: str) -> ProcessState:
+    inspected = await runtime.run(cmd.inspect_container(name))
+    running = (inspected.get("State") or {}).get("Status") == "running"
+    stats = await runtime.run(cmd.container_stats(name)) if running else None
+    return process_state(inspected, stats)
+
+
+def one_off_spec(request: OneOffRun) -> ContainerSpec:
+    name = f"{request.service}-run-{secrets.token_hex(4)}"
+    return ContainerSpec(name=name, service=request.service, image=request.image,
+                         command=request.command, env=request.env,
+                         labels={**request.labels, ONE_OFF_LABEL: "true"},
+                         restart=RestartPolicy.NO)
+
+
+async def run_one_off(runtime: DockerRuntime, request: OneOffRun) -> AsyncIterator[dict[str, Any]]:
+    """`{"container"}` once started, `{"output"}` chunks, then `{"exit_code", "timed_out"}`.
+    The container is removed at the end, also when the caller goes away mid-stream."""
+    spec = one_off_spec(request)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    timer = loop.call_later(request.timeout_seconds, _kill, runtime, spec.name)
+    try:
+        await runtime.run_all(cmd.run_container(spec))
+        yield {"container": spec.name}
+        async for text in _output(runtime, spec.name):
+            yield {"output": text}
+        result = await runtime.run(cmd.wait_container(spec.name))
+        timed_out = loop.time() - started >= request.timeout_seconds
+        yield {"exit_code": result.get("StatusCode", -1), "timed_out": timed_out}
+    finally:
+        timer.cancel()
+        with anyio.CancelScope(shield=True):
+            await _remove(runtime, spec.name)
+
+
+_KILLS: set[asyncio.Task[None]] = set()
+
+
+def _kill(runtime: DockerRuntime, name: str) -> None:
+    """Kill a one-off run that outlived its time limit; its output stream then ends."""
+    async def kill() -> None:
+        try:
+            await runtime.run(cmd.kill_container(name))
+        except EngineError:  # it ended meanwhile
+            return
+
+    task = asyncio.get_running_loop().create_task(kill())
+    _KILLS.add(task)
+    task.add_done_callback(_KILLS.discard)
+
+
+async def _output(runtime: DockerRuntime, name: str) -> AsyncIterator[str]:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    async for chunk in runtime.stream(cmd.follow_logs(name)):
+        if text := decoder.decode(chunk):
+            yield text
+    if rest := decoder.decode(b"", final=True):
+        yield rest
+
+
+async def _remove(runtime: DockerRuntime, name: str) -> None:
+    try:
+        await runtime.run(cmd.remove_container(name))
+    except EngineError as exc:
+        if exc.status_code != 404:
+            raise
