@@ -12,6 +12,7 @@ from dockyard.kernel.settings import Settings
 app = typer.Typer(help="Run the job queue's processes.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 
+LOG_TASKS = "dockyard.core.logcollect:TASKS"
 RedisUrl = Annotated[
     str | None,
     typer.Option("--redis-url", help="Redis to use (default: REDIS_URL; none: the database)."),
@@ -42,7 +43,8 @@ def worker(
     settings = Settings()
     config = WorkerConfig(
         redis_url=redis_url or settings.redis_url, broker=broker,
-        queues=tuple(queue or ["default"]), task_modules=tuple(tasks or [BUILTIN_TASKS]),
+        queues=tuple(queue or ["default"]),
+        task_modules=tuple(tasks or [BUILTIN_TASKS, LOG_TASKS]),
         reclaim_after=reclaim_after,
         options=WorkerOptions(concurrency=concurrency, keep_alive_every=reclaim_after / 3,
                               shutdown_grace=shutdown_grace),

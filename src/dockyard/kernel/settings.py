@@ -64,8 +64,14 @@ class Settings(BaseSettings):
     build_memory_mb: int = Field(default=2048, ge=64)
     build_cpus: int = Field(default=2, ge=1, le=1024)
     build_timeout_seconds: float = Field(default=1800, gt=0)
+    # The longest a one-off `dockyard run` may take before its container is killed.
+    run_timeout_seconds: int = Field(default=3600, ge=1, le=86400)
     # Whether deployers may build git repositories on the control plane's own disk.
     git_allow_local: bool = False
+    # Container logs: kept this many days, and at most this many bytes per service (its
+    # oldest lines go first); enforced by the worker's `logs.prune` job every 10 minutes.
+    log_retention_days: float = Field(default=7, gt=0)
+    log_max_bytes_per_service: int = Field(default=64 * 1024**2, ge=1024)
 
     @property
     def sqlalchemy_url(self) -> str:
