@@ -149,6 +149,15 @@ def test_node_with_a_pnpm_lock(tmp_path: Path) -> None:
     assert detect_stack(app).install == "pnpm"
 
 
+def test_node_with_a_yarn_lock(tmp_path: Path) -> None:
+    app = app_with(tmp_path, package_json='{"scripts": {"start": "node server.js"}}',
+                   yarn_lock="# yarn lockfile v1\n")
+    assert detect_stack(app).install == "yarn"
+    (app / "yarn.lock").write_text('__metadata:\n  version: 8\n')
+    with pytest.raises(InvalidInput, match=r"yarn\.lock was written by Yarn 2 or later"):
+        detect_stack(app)
+
+
 def test_node_without_lock_file_or_start_script_but_server_js(tmp_path: Path) -> None:
     app = app_with(tmp_path, package_json='{"name": "x"}', server_js="")
     stack = detect_stack(app)
@@ -301,7 +310,9 @@ def test_a_dependency_line_cannot_add_a_dockerfile_instruction() -> None:
     ("npm-ci", "package*.json", "npm ci --omit=dev"),
     ("npm-install", "package*.json", "npm install --omit=dev"),
     ("pnpm", "package.json pnpm-lock.yaml",
-     "npx --yes pnpm@9.15.0 install --frozen-lockfile --prod")])
+     "npx --yes pnpm@9.15.0 install --frozen-lockfile --prod"),
+    ("yarn", "package.json yarn.lock",
+     "npx --yes yarn@1.22.22 install --frozen-lockfile --production --non-interactive")])
 def test_node_dockerfile(install: str, copy: str, run: str) -> None:
     stack = Stack("node", ["npm", "start"], [], install)  # type: ignore[arg-type]
     assert render_dockerfile(stack, "node:20-slim", 3000) == HEADER.format("Node app") + (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,26 @@ def test_the_example_builds_offline_and_answers(client: docker.APIClient, tmp_pa
         client.remove_container(container, force=True)
     nothing_left_of_the_build_config(
         client, tag, offline_base(offline_recipe(detect_stack(app))))
+
+
+def test_an_express_app_locked_by_yarn(client: docker.APIClient, tmp_path: Path,
+                                       tagged: list[str]) -> None:
+    """The lock is made here by Yarn 1 (it names the registry's host, so it is not stored)."""
+    app = tmp_path / "express-yarn"
+    shutil.copytree(EXAMPLES / "express", app, ignore=shutil.ignore_patterns("package-lock.json"))
+    subprocess.run(["npx", "--yes", "yarn@1.22.22", "install", "--ignore-scripts", "--silent"],
+                   cwd=app, check=True, timeout=300)
+    shutil.rmtree(app / "node_modules")
+    assert detect_stack(app).install == "yarn"
+    tag = f"dockyard-test/yarn:{uuid.uuid4().hex[:8]}"
+    tagged.append(tag)
+    output = "".join(build(client, app, tmp_path, tag))
+    assert "yarn@1.22.22 install --frozen-lockfile" in output
+    container, port = serve(client, tag)
+    try:
+        wait_until(lambda: answers(port), "the Yarn-built app answers /healthz", timeout=60)
+    finally:
+        client.remove_container(container, force=True)
 
 
 def test_a_code_change_reuses_the_dependency_layer(client: docker.APIClient, tmp_path: Path,

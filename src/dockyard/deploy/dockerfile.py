@@ -18,7 +18,7 @@ from dockyard.deploy.runtimes import Declared, declared_node, declared_python, p
 from dockyard.kernel.errors import InvalidInput
 
 StackKind = Literal["dockerfile", "python", "node", "static", "procfile"]
-Install = Literal["requirements", "pyproject", "npm-ci", "npm-install", "pnpm"]
+Install = Literal["requirements", "pyproject", "npm-ci", "npm-install", "pnpm", "yarn"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ DEFAULT_BASE_IMAGES: dict[str, str] = {
 OFFLINE_BASE = "dockyard/base"  # debootstrapped, tagged by Debian suite; python3, no pip
 BUILD_CONFIG = ".dockyard-build"  # the builder's pip/npm config and CA, added by the agent
 NOBODY = "65534:65534"
-PNPM_VERSION = "9.15.0"  # run through npx: neither base ships pnpm
+PNPM_VERSION = "9.15.0"  # run through npx: the offline base ships neither pnpm nor Yarn
+YARN_VERSION = "1.22.22"
 PYTHON_MARKERS = ("requirements.txt", "pyproject.toml", "app.py", "main.py", "wsgi.py")
 LOOKS_FOR = ("a Dockerfile; requirements.txt, pyproject.toml, app.py, main.py or wsgi.py "
              "(Python); package.json (Node); index.html (static site); or a Procfile with a "
@@ -206,6 +207,19 @@ def _has_start(app_dir: Path) -> bool:
     return (isinstance(start, str) and bool(start.strip())) or (app_dir / "server.js").is_file()
 
 
+def _node_install(app_dir: Path) -> Install:
+    """By the lock file: pnpm, Yarn 1, npm ci; npm install without one."""
+    if (app_dir / "pnpm-lock.yaml").is_file():
+        return "pnpm"
+    yarn_lock = _read(app_dir, "yarn.lock")
+    if yarn_lock is not None and "__metadata:" in yarn_lock:
+        raise InvalidInput("yarn.lock was written by Yarn 2 or later, which Dockyard does not "
+                           "run yet; use Yarn 1, npm (package-lock.json) or pnpm")
+    if yarn_lock is not None:
+        return "yarn"
+    return "npm-ci" if (app_dir / "package-lock.json").is_file() else "npm-install"
+
+
 def _node(app_dir: Path, web: str | None) -> Stack | None:
     if not (app_dir / "package.json").is_file():
         return None
@@ -213,8 +227,7 @@ def _node(app_dir: Path, web: str | None) -> Stack | None:
         raise InvalidInput("found a Node app without a start script: add `scripts.start` to "
                            "package.json (for example \"node server.js\") or a Procfile 'web:' "
                            "line")
-    install: Install = "pnpm" if (app_dir / "pnpm-lock.yaml").is_file() else (
-        "npm-ci" if (app_dir / "package-lock.json").is_file() else "npm-install")
+    install = _node_install(app_dir)
     notes = ["no Dockerfile; detected a Node app (package.json)",
              *(_web_notes(web) if web else ["web command: npm start"])]
     return Stack("node", shell_argv(web) if web else ["npm", "start"], notes, install,
@@ -248,6 +261,9 @@ _INSTALL: dict[Install, list[str]] = {
     "npm-install": [_NPM_ENV, "COPY package*.json ./", "RUN npm install --omit=dev"],
     "pnpm": [_NPM_ENV, "COPY package.json pnpm-lock.yaml ./",
              f"RUN npx --yes pnpm@{PNPM_VERSION} install --frozen-lockfile --prod"],
+    "yarn": [_NPM_ENV, "COPY package.json yarn.lock ./",
+             f"RUN npx --yes yarn@{YARN_VERSION} install --frozen-lockfile --production "
+             "--non-interactive"],
 }
 _INSTALLED = {"python": "COPY --from=dependencies /venv /venv",
               "node": "COPY --from=dependencies /app/node_modules /app/node_modules"}
@@ -290,7 +306,7 @@ def render_dockerfile(stack: Stack, base_image: str, port: int) -> str:
 
 OFFLINE_RECIPES: dict[Install | None, str] = {
     "requirements": "python", "pyproject": "python", "npm-ci": "node", "npm-install": "node",
-    "pnpm": "node"}
+    "pnpm": "node", "yarn": "node"}
 
 
 def offline_recipe(stack: Stack) -> str:
