@@ -38,6 +38,7 @@ CASES = [
     Case("PATCH", f"{SVC}/env", Role.MEMBER, {"set": [{"key": "B", "value": "2"}]}),
     Case("PUT", f"{SVC}/env/A", Role.MEMBER, {"value": "3"}),
     Case("DELETE", f"{SVC}/env/A", Role.MEMBER),
+    Case("GET", f"{SVC}/processes", Role.VIEWER),
     Case("GET", "/api/v1/infra/servers/{server}", Role.VIEWER),
     Case("POST", "/api/v1/infra/servers/{server}/check", Role.MEMBER),
     Case("DELETE", "/api/v1/infra/servers/{server}", Role.ADMIN),

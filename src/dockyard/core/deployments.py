@@ -222,6 +222,11 @@ async def _releases(s: AsyncSession, service: Service) -> list[Deployment]:
     return list(await s.scalars(query))
 
 
+async def live_release(s: AsyncSession, service: Service) -> Deployment:
+    """The service's live release; 422 if it has none yet."""
+    return await _live(s, service)
+
+
 async def _live(s: AsyncSession, service: Service) -> Deployment:
     releases = await _releases(s, service)
     if not releases:

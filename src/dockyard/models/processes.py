@@ -1,0 +1,48 @@
+"""What `ps` shows and what `run` asks for."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from dockyard.models.deploys import ServerRef
+from dockyard.models.fields import Argument
+from dockyard.models.schemas import Input, Output
+
+
+class ProcessPublic(Output):
+    """One container of a service on one server."""
+
+    server: str
+    type: str
+    replica: int
+    release: str | None = Field(description="The deployment whose container this is.")
+    name: str
+    state: str
+    started_at: str | None
+    restarts: int
+    memory_bytes: int | None
+    exit_code: int | None = Field(description="How the last run ended, while not running.")
+    oom_killed: bool
+
+
+class UnreachableServer(Output):
+    server: str
+    error: str
+
+
+class ProcessListing(Output):
+    """Every process found, and the servers that did not answer (their processes unknown)."""
+
+    processes: list[ProcessPublic]
+    unreachable: list[UnreachableServer]
+
+
+class RunRequest(Input):
+    command: list[Argument] = Field(min_length=1, max_length=256,
+                                    description="The program and its arguments (no shell).")
+    server: ServerRef | None = Field(default=None,
+                                     description="Default: the first server the service runs on.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=86400,
+        description="Kill the command after this long; default and upper bound: the "
+                    "DOCKYARD_RUN_TIMEOUT_SECONDS setting.")

@@ -1,0 +1,71 @@
+"""ps, restart and run through the API without Docker: roles, workspaces, validation, and a
+server that does not answer. With real agents they are proven in tests/e2e."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from dockyard.models.enums import Role
+from dockyard.models.tables import Placement, Server, Service
+from tests.api.test_deploys import add_server, closed_port
+
+SVC = "/api/v1/projects/shop/services/web"
+
+
+async def place(platform: Any, owner: Any) -> None:
+    """Record that shop/web runs on node1."""
+    async def tx(s: Any) -> None:
+        server = await s.scalar(select(Server.id).where(Server.name == "node1"))
+        service = await s.scalar(select(Service.id).where(Service.name == "web"))
+        s.add(Placement(workspace_id=owner.workspace_id, service_id=service, server_id=server))
+
+    await platform.db.write(tx)
+
+
+async def test_ps_of_a_service_not_yet_deployed_is_empty(client, shop):
+    answer = await client.get(f"{SVC}/processes", headers=shop.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"processes": [], "unreachable": []}
+
+
+async def test_ps_lists_a_server_that_does_not_answer_without_failing(client, shop, platform):
+    await add_server(platform, shop, closed_port())
+    await place(platform, shop)
+    answer = await client.get(f"{SVC}/processes", headers=shop.headers)
+    assert answer.status_code == 200, answer.text
+    [down] = answer.json()["unreachable"]
+    assert down["server"] == "node1"
+    assert down["error"]
+
+
+@pytest.mark.parametrize("path", ["restart", "run"])
+async def test_restart_and_run_are_for_members_and_not_for_other_workspaces(
+        client, shop, member_of, stranger, path):
+    body = {"command": ["true"]}
+    viewer = await member_of(Role.VIEWER)
+    member = await member_of(Role.MEMBER)
+    assert (await client.post(f"{SVC}/{path}", json=body, headers=stranger.headers)
+            ).status_code == 404
+    assert (await client.post(f"{SVC}/{path}", json=body, headers=viewer.headers)
+            ).status_code == 403
+    answer = await client.post(f"{SVC}/{path}", json=body, headers=member.headers)
+    assert answer.status_code == 422, answer.text
+    assert "no release yet" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [
+    {"command": "sh -c 'ls'"}, {"command": []}, {"command": ["a\x00b"]},
+    {"command": ["true"], "timeout_seconds": 0}, {"command": ["true"], "server": "../x"},
+    {"command": ["true"], "shell": True}])
+async def test_a_run_takes_an_argv_list_and_nothing_else(client, shop, body):
+    answer = await client.post(f"{SVC}/run", json=body, headers=shop.headers)
+    assert answer.status_code == 422, answer.text
+
+
+async def test_a_run_longer_than_the_setting_allows_is_refused(client, shop, settings):
+    body = {"command": ["true"], "timeout_seconds": settings.run_timeout_seconds + 1}
+    answer = await client.post(f"{SVC}/run", json=body, headers=shop.headers)
+    assert answer.status_code == 422, answer.text
