@@ -170,29 +170,43 @@ def _inferred_server(app_dir: Path, present: list[str], requirements: list[str]
     return None
 
 
+def _python_install(app_dir: Path, present: list[str], requirements: list[str]
+                    ) -> tuple[Install | None, tuple[str, ...], list[str]]:
+    """How dependencies are installed, the pins or names pip gets, and a note on the lock."""
+    if requirements:
+        return "requirements", (), []
+    if "pyproject.toml" not in present:
+        return None, (), []
+    locked = locked_pins(app_dir)
+    if locked is None:
+        return "pyproject", _pyproject_dependencies(app_dir), []
+    lock, pins = locked
+    return "pyproject", pins, [f"dependencies pinned by {lock} ({len(pins)} packages)"]
+
+
+def _python_command(app_dir: Path, web: str | None, present: list[str],
+                    dependencies: list[str]) -> tuple[list[str], list[str]]:
+    """The web command and the notes saying where it came from."""
+    if web:
+        return shell_argv(web), _web_notes(web)
+    inferred = _inferred_server(app_dir, present, dependencies)
+    if inferred is None:
+        raise InvalidInput("found a Python app but not how to start it: add a Procfile with a "
+                           "'web:' line, or an app.py or main.py that listens on $PORT")
+    command, why = inferred
+    return command, [f"web command: {' '.join(command)} (inferred: {why})"]
+
+
 def _python(app_dir: Path, web: str | None) -> Stack | None:
-    present = [name for name in PYTHON_MARKERS if (app_dir / name).is_file()]
-    if (app_dir / "manage.py").is_file():
-        present.append("manage.py")
+    present = [name for name in (*PYTHON_MARKERS, "manage.py") if (app_dir / name).is_file()]
     if not present:
         return None
     requirements = _requirements(app_dir)
-    locked = None if requirements or "pyproject.toml" not in present else locked_pins(app_dir)
-    dependencies = () if requirements or "pyproject.toml" not in present else (
-        locked[1] if locked else _pyproject_dependencies(app_dir))
-    install: Install | None = "requirements" if requirements else (
-        "pyproject" if "pyproject.toml" in present else None)
-    inferred = None if web else _inferred_server(app_dir, present,
-                                                 requirements or list(dependencies))
-    if web is None and inferred is None:
-        raise InvalidInput("found a Python app but not how to start it: add a Procfile with a "
-                           "'web:' line, or an app.py or main.py that listens on $PORT")
-    command = shell_argv(web) if web else inferred[0] if inferred else []
-    notes = [f"no Dockerfile; detected a Python app ({', '.join(present)})",
-             *(_web_notes(web) if web else [f"web command: {' '.join(command)} (inferred: "
-                                           f"{inferred[1] if inferred else ''})"]),
-             *([f"dependencies pinned by {locked[0]} ({len(locked[1])} packages)"]
-               if locked else [])]
+    install, dependencies, lock_notes = _python_install(app_dir, present, requirements)
+    command, command_notes = _python_command(app_dir, web, present,
+                                             requirements or list(dependencies))
+    notes = [f"no Dockerfile; detected a Python app ({', '.join(present)})", *command_notes,
+             *lock_notes]
     return Stack("python", command, notes, install, dependencies, declared_python(app_dir))
 
 
