@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from dockyard.agent.buildconfig import BuildOptions
-from dockyard.deploy.build import _app_root
+from dockyard.deploy.build import _app_root, limit_failure
 from dockyard.deploy.dockerfile import Stack, detect_stack
 from dockyard.deploy.run import DeployFailed
 from dockyard.deploy.sources import GENERATED_DOCKERFILE, build_context
@@ -71,3 +71,18 @@ def test_limits() -> None:
     settings = Settings()
     assert (settings.build_memory_mb, settings.build_cpus, settings.build_timeout_seconds) == (
         2048, 2, 1800)
+
+
+def test_a_build_over_a_limit_says_which() -> None:
+    settings = Settings(build_memory_mb=256, build_timeout_seconds=90)
+    assert str(limit_failure(settings, None)) == (
+        "the build took longer than its time limit of 90 s (setting "
+        "DOCKYARD_BUILD_TIMEOUT_SECONDS)")
+    killed = DeployFailed("build failed: The command '/bin/sh -c make' returned a non-zero "
+                          "code: 137")
+    assert str(limit_failure(settings, killed)) == (
+        "build failed: The command '/bin/sh -c make' returned a non-zero code: 137: killed for "
+        "using more than the build's memory limit of 256 MB (setting DOCKYARD_BUILD_MEMORY_MB)")
+    other = DeployFailed("build failed: The command '/bin/sh -c make' returned a non-zero "
+                         "code: 2")
+    assert limit_failure(settings, other) is other

@@ -17,6 +17,7 @@ from dockyard.deploy import dockerfile, runtimes, sources
 from dockyard.deploy.plan import parse_image
 from dockyard.deploy.run import DeployFailed, Run, Target
 from dockyard.deploy.runtimes import Declared
+from dockyard.kernel.settings import Settings
 from dockyard.models.deployment_plan import FromArchive, FromGit, FromImage, FromRelease, Phase
 from dockyard.providers import images
 
@@ -94,20 +95,28 @@ async def _build(run: Run, builder: Target, checkout: Path) -> None:
 async def _limited_build(run: Run, lines: AsyncIterator[dict[str, Any]]) -> None:
     """The build's output relayed; past the time limit, or killed for memory, it fails
     saying which limit it hit and the setting that raises it."""
-    settings = run.settings
     try:
-        with anyio.fail_after(settings.build_timeout_seconds):
+        with anyio.fail_after(run.settings.build_timeout_seconds):
             await _relay(run, lines, "build")
     except TimeoutError as exc:
-        raise DeployFailed(f"the build took longer than its time limit of "
-                           f"{settings.build_timeout_seconds:g} s (setting "
-                           "DOCKYARD_BUILD_TIMEOUT_SECONDS)") from exc
+        raise limit_failure(run.settings, None) from exc
     except DeployFailed as exc:
-        if OOM_EXIT not in str(exc):
+        named = limit_failure(run.settings, exc)
+        if named is exc:
             raise
-        raise DeployFailed(f"{exc}: killed for using more than the build's memory limit of "
-                           f"{settings.build_memory_mb} MB (setting DOCKYARD_BUILD_MEMORY_MB)"
-                           ) from exc
+        raise named from exc
+
+
+def limit_failure(settings: Settings, failure: DeployFailed | None) -> DeployFailed:
+    """The build's failure (None: it ran out of time), naming the limit it hit if it did."""
+    if failure is None:
+        return DeployFailed(f"the build took longer than its time limit of "
+                            f"{settings.build_timeout_seconds:g} s (setting "
+                            "DOCKYARD_BUILD_TIMEOUT_SECONDS)")
+    if OOM_EXIT not in str(failure):
+        return failure
+    return DeployFailed(f"{failure}: killed for using more than the build's memory limit of "
+                        f"{settings.build_memory_mb} MB (setting DOCKYARD_BUILD_MEMORY_MB)")
 
 
 async def _relay(run: Run, lines: AsyncIterator[dict[str, Any]], what: str) -> None:
