@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from dockyard import __version__
-from dockyard.cli import account, cluster, deploy, images, people, resources, server, worker
+from dockyard.cli import (
+    account,
+    cluster,
+    deploy,
+    images,
+    people,
+    processes,
+    resources,
+    server,
+    worker,
+)
 from dockyard.cli.client import CliError
 from dockyard.cli.output import errors
 from dockyard.kernel.errors import DockyardError
@@ -44,6 +54,9 @@ for people_command in (people.invite, people.accept, people.passwd):
 for deploy_command in (deploy.deploy, deploy.rollback, deploy.releases):
     app.command(rich_help_panel="Deploy")(deploy_command)
 app.command("open", rich_help_panel="Deploy")(resources.open_service)
+for process_command in (processes.ps, processes.restart):
+    app.command(rich_help_panel="Deploy")(process_command)
+app.command("run", rich_help_panel="Deploy")(processes.run_command)
 for name, group in (("deployments", deploy.deployments), ("deploy-configs", deploy.deploy_configs)):
     app.add_typer(group, name=name, rich_help_panel="Deploy")
 for name, group in (

@@ -72,11 +72,12 @@ class StreamClient(ApiClient):
             raise TypeError("ApiClient.from_config did not build a StreamClient")
         return client
 
-    def open_stream(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def open_stream(self, method: str, path: str, timeout: httpx.Timeout = STREAM_TIMEOUT,
+                    **kwargs: Any) -> httpx.Response:
         """An open `text/event-stream` response (the caller closes it); an error status
         raises ApiError, a network failure httpx.TransportError."""
         request = self._http.build_request(
-            method, f"/api/v1{path}", timeout=STREAM_TIMEOUT, **kwargs)
+            method, f"/api/v1{path}", timeout=timeout, **kwargs)
         response = self._http.send(request, stream=True)
         if response.status_code >= 400:
             response.read()
