@@ -1,0 +1,112 @@
+"""ps, run and restart end to end on a 3-node namespace cluster, through the CLI: the example
+app deployed to every node, its processes listed, a one-off command with the service's
+variables and its exit code, and a rolling restart under a strict client with 0 failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+from bench.nginx_reload import Tally, worker
+
+from tests.agent.conftest import base_tarball, require_the_real_stack
+from tests.e2e.stage import EXAMPLE, Stage, staged
+from tests.live import dockyard, ok, ok_json
+
+pytestmark = pytest.mark.slow
+__all__ = ["base_tarball"]
+FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
+HOST = "hello.shop.localhost"
+SERVICE = ["-p", "shop", "-s", "hello"]
+CONCURRENCY = 16
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory: pytest.TempPathFactory, base_tarball: Any) -> Iterator[Stage]:
+    require_the_real_stack()
+    yield from staged(tmp_path_factory.mktemp("processes"))
+
+
+@pytest.fixture(scope="module")
+def live(stage: Stage) -> str:
+    """shop/hello with X set, deployed to every node; its release id."""
+    stage.ensure_service("shop", "hello")
+    answer = stage.http.put("/projects/shop/services/hello/env/X", json={"value": "from-env"})
+    assert answer.status_code == 200, answer.text
+    events = stage.deploy_archive(EXAMPLE, project="shop", service="hello",
+                                  server=[n["name"] for n in stage.nodes], **FAST)
+    assert events[-1]["status"] == "succeeded", events[-3:]
+    release: str = events[-1]["deployment_id"]
+    return release
+
+
+def processes(stage: Stage) -> list[dict[str, Any]]:
+    listing = ok_json(dockyard("ps", *SERVICE, "--json", env=stage.env))
+    assert listing["unreachable"] == []
+    found: list[dict[str, Any]] = listing["processes"]
+    return found
+
+
+def test_ps_shows_the_web_process_on_every_server(stage: Stage, live: str) -> None:
+    found = processes(stage)
+    assert sorted(p["server"] for p in found) == sorted(n["name"] for n in stage.nodes)
+    for process in found:
+        assert (process["type"], process["replica"], process["release"]) == ("web", 1, live)
+        assert (process["state"], process["exit_code"]) == ("running", None)
+        assert process["memory_bytes"] > 0
+    table = ok(dockyard("ps", *SERVICE, env={**stage.env, "COLUMNS": "80"}))
+    assert live[:8] in table
+    assert all(len(line) <= 80 for line in table.splitlines())
+
+
+def one_offs(stage: Stage) -> list[Any]:
+    found = []
+    for node in stage.nodes:
+        client = docker.APIClient(base_url=stage.docker_socket(node))
+        found += client.containers(all=True, filters={"label": "dockyard.one-off=true"})
+        client.close()
+    return found
+
+
+def test_run_has_the_services_variables_returns_the_exit_code_and_leaves_nothing(
+        stage: Stage, live: str) -> None:
+    code = "import os; print(os.environ['X'], os.environ['DOCKYARD_RELEASE']); raise SystemExit(3)"
+    result = dockyard("run", *SERVICE, "--server", stage.nodes[1]["name"], "--",
+                      "python3", "-c", code, env=stage.env)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == f"from-env {live[:8]}\n"
+    assert one_offs(stage) == []
+
+
+def test_restart_rolls_out_the_live_release_again_with_no_failed_request(
+        stage: Stage, live: str) -> None:
+    tally, stop = Tally(), threading.Event()
+    load = threading.Thread(target=lambda: asyncio.run(strict_load(stage, tally, stop)))
+    load.start()
+    try:
+        output = ok(dockyard("restart", *SERVICE, env=stage.env, timeout=300))
+    finally:
+        stop.set()
+        load.join()
+    print(f"restart under a strict client (concurrency {CONCURRENCY}, no retries): "
+          f"{tally.ok} ok, {tally.failed} failed {tally.errors}")
+    assert "Deployed shop/hello" in output
+    assert tally.failed == 0, tally.errors
+    assert tally.ok > 100
+    releases = {p["release"] for p in processes(stage)}
+    assert len(releases) == 1
+    assert releases != {live}
+
+
+async def strict_load(stage: Stage, tally: Tally, stop: threading.Event) -> None:
+    halt = asyncio.Event()
+    request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    workers = [asyncio.create_task(worker(80, halt, tally, stage.nodes[0]["ip"], request))
+               for _ in range(CONCURRENCY)]
+    await asyncio.to_thread(stop.wait)
+    halt.set()
+    await asyncio.gather(*workers)
