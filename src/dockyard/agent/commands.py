@@ -113,6 +113,13 @@ def container_stats(name: str) -> EngineCall:
     return EngineCall("stats", {"container": name, "stream": False, "one_shot": True})
 
 
+def container_exits(container_id: str, since: int, until: float) -> EngineCall:
+    """Docker's `die` and `oom` events of one container between two Unix times."""
+    return EngineCall("events", {
+        "since": since, "until": f"{until:.9f}", "decode": True,
+        "filters": {"container": [container_id], "event": ["die", "oom"]}})
+
+
 def wait_container(name: str) -> EngineCall:
     return EngineCall("wait", {"container": name})
 

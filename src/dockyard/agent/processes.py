@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import codecs
 import secrets
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -17,20 +20,40 @@ from dockyard.agent.runtime import DockerRuntime, EngineError
 ONE_OFF_LABEL = "dockyard.one-off"
 
 
-def process_state(inspected: dict[str, Any], stats: dict[str, Any] | None) -> ProcessState:
-    """A container from Docker's inspect (and its stats while it runs)."""
+@dataclass(frozen=True)
+class LastExit:
+    code: int | None = None
+    oom_killed: bool = False
+
+
+def last_exit(events: list[dict[str, Any]]) -> LastExit:
+    """How the container last ended, from its `die` events (an `oom` event precedes the
+    `die` of a process the kernel killed for memory)."""
+    found, oom = LastExit(), False
+    for event in events:
+        if event.get("Action") == "oom":
+            oom = True
+        elif event.get("Action") == "die":
+            code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode", "")
+            found, oom = LastExit(int(code) if code.lstrip("-").isdigit() else None, oom), False
+    return found
+
+
+def process_state(inspected: dict[str, Any], stats: dict[str, Any] | None, ended: LastExit
+                  ) -> ProcessState:
+    """A container from Docker's inspect, its stats while it runs, and how it last ended
+    (Docker forgets that in inspect once it restarts the container; its events keep it)."""
     state = inspected.get("State") or {}
     running = state.get("Status") == "running"  # "restarting" also counts as Running
-    exit_code = state.get("ExitCode")
     memory = (stats or {}).get("memory_stats", {}).get("usage")
     return ProcessState(
         name=inspected["Name"].lstrip("/"),
         labels=(inspected.get("Config") or {}).get("Labels") or {},
         state=state.get("Status", ""),
         started_at=_moment(state.get("StartedAt")), finished_at=_moment(state.get("FinishedAt")),
-        restart_count=inspected.get("RestartCount", 0),
-        exit_code=None if running or state.get("FinishedAt", "").startswith("0001") else exit_code,
-        oom_killed=bool(state.get("OOMKilled")), memory_bytes=memory if running else None,
+        restart_count=inspected.get("RestartCount", 0), exit_code=ended.code,
+        oom_killed=ended.oom_killed or bool(state.get("OOMKilled")),
+        memory_bytes=memory if running else None,
     )
 
 
@@ -52,7 +75,10 @@ async def _process(runtime: DockerRuntime, name: str) -> ProcessState:
     inspected = await runtime.run(cmd.inspect_container(name))
     running = (inspected.get("State") or {}).get("Status") == "running"
     stats = await runtime.run(cmd.container_stats(name)) if running else None
-    return process_state(inspected, stats)
+    created = int(datetime.fromisoformat(inspected["Created"]).timestamp())
+    call = cmd.container_exits(inspected["Id"], created, time.time())
+    events = [event async for event in runtime.stream(call)]
+    return process_state(inspected, stats, last_exit(events))
 
 
 def one_off_spec(request: OneOffRun) -> ContainerSpec:

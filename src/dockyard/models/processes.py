@@ -21,7 +21,8 @@ class ProcessPublic(Output):
     started_at: str | None
     restarts: int
     memory_bytes: int | None
-    exit_code: int | None = Field(description="How the last run ended, while not running.")
+    exit_code: int | None = Field(
+        description="How its last run ended (also after Docker restarted it); null if never.")
     oom_killed: bool
 
 
