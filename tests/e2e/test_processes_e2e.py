@@ -5,6 +5,8 @@ variables and its exit code, and a rolling restart under a strict client with 0 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +17,7 @@ from bench.nginx_reload import Tally, worker
 
 from tests.agent.conftest import base_tarball, require_the_real_stack
 from tests.e2e.stage import EXAMPLE, Stage, staged
-from tests.live import dockyard, ok, ok_json
+from tests.live import dockyard, ok, ok_json, wait_until
 
 pytestmark = pytest.mark.slow
 __all__ = ["base_tarball"]
@@ -110,3 +112,22 @@ async def strict_load(stage: Stage, tally: Tally, stop: threading.Event) -> None
     await asyncio.to_thread(stop.wait)
     halt.set()
     await asyncio.gather(*workers)
+
+
+def test_a_killed_process_is_restarted_by_docker_and_ps_records_the_crash(
+        stage: Stage, live: str) -> None:
+    node = stage.nodes[2]
+    client = docker.APIClient(base_url=stage.docker_socket(node))
+    [container] = client.containers(filters={"label": "dockyard.service=shop-hello"})
+    os.kill(client.inspect_container(container["Id"])["State"]["Pid"], signal.SIGKILL)
+    client.close()
+
+    def restarted() -> bool:
+        [mine] = [p for p in processes(stage) if p["server"] == node["name"]]
+        return bool(mine["restarts"] >= 1 and mine["state"] == "running")
+
+    wait_until(restarted, "Docker restarts the killed container", timeout=60)
+    [mine] = [p for p in processes(stage) if p["server"] == node["name"]]
+    assert (mine["exit_code"], mine["oom_killed"]) == (137, False)
+    answer = stage.app(node, HOST)
+    assert answer.status_code == 200, answer.text
