@@ -39,6 +39,7 @@ CASES = [
     Case("PUT", f"{SVC}/env/A", Role.MEMBER, {"value": "3"}),
     Case("DELETE", f"{SVC}/env/A", Role.MEMBER),
     Case("GET", f"{SVC}/processes", Role.VIEWER),
+    Case("GET", f"{SVC}/logs?since=1h&tail=5", Role.VIEWER),
     Case("GET", "/api/v1/infra/servers/{server}", Role.VIEWER),
     Case("POST", "/api/v1/infra/servers/{server}/check", Role.MEMBER),
     Case("DELETE", "/api/v1/infra/servers/{server}", Role.ADMIN),

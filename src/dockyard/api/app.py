@@ -21,6 +21,7 @@ from dockyard.api.routes import (
     env,
     history,
     invitations,
+    logs,
     processes,
     projects,
     servers,
@@ -38,7 +39,7 @@ from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
 ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
-           deploys, processes)
+           deploys, logs, processes)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 SHUTDOWN_WAIT_SECONDS = 30.0
 
