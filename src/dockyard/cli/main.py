@@ -13,6 +13,7 @@ from dockyard.cli import (
     cluster,
     deploy,
     images,
+    logs,
     people,
     processes,
     resources,
@@ -57,6 +58,7 @@ app.command("open", rich_help_panel="Deploy")(resources.open_service)
 for process_command in (processes.ps, processes.restart):
     app.command(rich_help_panel="Deploy")(process_command)
 app.command("run", rich_help_panel="Deploy")(processes.run_command)
+app.command("logs", rich_help_panel="Deploy")(logs.logs)
 for name, group in (("deployments", deploy.deployments), ("deploy-configs", deploy.deploy_configs)):
     app.add_typer(group, name=name, rich_help_panel="Deploy")
 for name, group in (
