@@ -62,22 +62,26 @@ class LogBuffer:
         found: dict[str, str] = json.loads(self._cursors_file.read_text())
         return found
 
-    def _records(self) -> Iterator[LogEntry]:
+    def _records(self) -> Iterator[tuple[int, str]]:
+        """(sequence number, JSON) of each buffered line, oldest first; the number is read
+        from the record's head (`{"seq":N,...`) so that skipping lines stays cheap."""
         for segment in (self._older, self._newer):
             if segment.exists():
                 with segment.open() as handle:
-                    yield from (LogEntry.model_validate_json(line) for line in handle if line)
+                    yield from ((int(line[7:line.index(",")]), line) for line in handle if line)
 
     def _last_seq(self) -> int:
-        return max((entry.seq for entry in self._records()), default=0)
+        return max((seq for seq, _ in self._records()), default=0)
 
     def read(self, after: int, limit: int) -> LogPage:
         entries: list[LogEntry] = []
         first = 0
-        for entry in self._records():
-            first = first or entry.seq
-            if entry.seq > after and len(entries) < limit:
-                entries.append(entry)
+        for seq, record in self._records():
+            first = first or seq
+            if seq > after:
+                entries.append(LogEntry.model_validate_json(record))
+                if len(entries) == limit:
+                    break
         return LogPage(entries=entries, first_seq=first or self._next_seq,
                        last_seq=self._next_seq - 1)
 
