@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -16,7 +16,7 @@ from dockyard.agent import auth
 from dockyard.agent.app import create_app
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import ContainerSpec, ImageRef, OneOffRun, ProcessState, RestartPolicy
-from dockyard.agent.processes import LastExit, last_exit
+from dockyard.agent.processes import LastExit, last_exit, with_heartbeats
 from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
 from dockyard.providers import images, local
@@ -173,3 +173,21 @@ def die(code: str) -> dict[str, object]:
 def test_the_last_exit_is_the_last_die_event_and_an_oom_right_before_it(
         events: list[dict[str, object]], expected: LastExit) -> None:
     assert last_exit(events) == expected
+
+
+async def test_a_silent_stream_gets_heartbeats_and_is_cleaned_up_when_its_caller_leaves(
+        ) -> None:
+    cleaned = asyncio.Event()
+
+    async def silent() -> AsyncGenerator[int, None]:
+        try:
+            yield 1
+            await asyncio.sleep(60)
+            yield 2
+        finally:
+            cleaned.set()
+
+    stream = with_heartbeats(silent(), 0.05, 0)
+    assert [await anext(stream) for _ in range(3)] == [1, 0, 0]
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert cleaned.is_set()

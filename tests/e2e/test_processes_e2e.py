@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +18,7 @@ from bench.nginx_reload import Tally, worker
 
 from tests.agent.conftest import base_tarball, require_the_real_stack
 from tests.e2e.stage import EXAMPLE, Stage, staged
-from tests.live import dockyard, ok, ok_json, wait_until
+from tests.live import DOCKYARD, dockyard, ok, ok_json, wait_until
 
 pytestmark = pytest.mark.slow
 __all__ = ["base_tarball"]
@@ -131,3 +132,15 @@ def test_a_killed_process_is_restarted_by_docker_and_ps_records_the_crash(
     assert (mine["exit_code"], mine["oom_killed"]) == (137, False)
     answer = stage.app(node, HOST)
     assert answer.status_code == 200, answer.text
+
+
+def test_a_run_whose_client_goes_away_leaves_no_container(stage: Stage, live: str) -> None:
+    code = "import time; print('up', flush=True); time.sleep(300)"
+    command = subprocess.Popen([DOCKYARD, "run", *SERVICE, "--", "python3", "-c", code],
+                               env=stage.env, stdout=subprocess.PIPE, text=True)
+    assert command.stdout is not None
+    assert command.stdout.readline() == "up\n"
+    assert len(one_offs(stage)) == 1
+    command.kill()
+    command.wait()
+    wait_until(lambda: one_offs(stage) == [], "the one-off container is removed", timeout=30)

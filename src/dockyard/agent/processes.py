@@ -6,10 +6,10 @@ import asyncio
 import codecs
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -18,6 +18,8 @@ from dockyard.agent.models import ContainerSpec, OneOffRun, ProcessState, Restar
 from dockyard.agent.runtime import DockerRuntime, EngineError
 
 ONE_OFF_LABEL = "dockyard.one-off"
+HEARTBEAT_SECONDS = 5.0
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,47 @@ def one_off_spec(request: OneOffRun) -> ContainerSpec:
                          restart=RestartPolicy.NO)
 
 
-async def run_one_off(runtime: DockerRuntime, request: OneOffRun) -> AsyncIterator[dict[str, Any]]:
+def run_one_off(runtime: DockerRuntime, request: OneOffRun) -> AsyncIterator[dict[str, Any]]:
+    """The run's lines, with a `{"heartbeat": true}` line after each silent HEARTBEAT_SECONDS:
+    a server only learns that its caller left when it writes, so a silent command would
+    otherwise keep its container until it ends."""
+    return with_heartbeats(_run_one_off(runtime, request), HEARTBEAT_SECONDS,
+                           {"heartbeat": True})
+
+
+async def with_heartbeats(items: AsyncGenerator[Item, None], seconds: float, beat: Item
+                          ) -> AsyncIterator[Item]:
+    """`items`, with `beat` whenever none came for `seconds`."""
+    pending: asyncio.Future[Item] | None = None
+    try:
+        while True:
+            step = pending = pending or asyncio.ensure_future(anext(items))
+            done, _ = await asyncio.wait({step}, timeout=seconds)
+            if not done:
+                yield beat
+                continue
+            pending = None
+            try:
+                item = step.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _stop(pending, items)
+
+
+async def _stop(pending: asyncio.Future[Item] | None, items: AsyncGenerator[Item, None]
+                ) -> None:
+    """Cancel the step under way and let `items` run its own clean-up."""
+    if pending is not None:
+        pending.cancel()
+        await asyncio.wait({pending})
+    await items.aclose()
+
+
+async def _run_one_off(runtime: DockerRuntime, request: OneOffRun
+                       ) -> AsyncGenerator[dict[str, Any], None]:
     """`{"container"}` once started, `{"output"}` chunks, then `{"exit_code", "timed_out"}`.
     The container is removed at the end, also when the caller goes away mid-stream."""
     spec = one_off_spec(request)

@@ -108,7 +108,7 @@ class AgentUnavailable(DockyardError):
 @dataclass(frozen=True)
 class RunEvent:
     """`started` {container, server}, `output` {text}, then `exit` {exit_code, timed_out}
-    or `error` {message}."""
+    or `error` {message}; `heartbeat` while the command is silent."""
 
     kind: str
     data: dict[str, object]
@@ -150,6 +150,8 @@ async def _events(started: RunEvent, lines: AsyncIterator[dict[str, object]], se
                 yield RunEvent("output", {"text": line["output"]})
             elif "exit_code" in line:
                 yield RunEvent("exit", line)
+            elif "heartbeat" in line:  # passed on, so a client that left is noticed
+                yield RunEvent("heartbeat", {})
     except AGENT_FAILURES as exc:
         yield RunEvent("error", {"message": f"lost the command on server {server}: {exc}"})
 

@@ -13,7 +13,7 @@ from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import SSE_RESPONSE, RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
-from dockyard.api.sse import event_stream
+from dockyard.api.sse import KEEPALIVE, event_stream
 from dockyard.core import processes
 from dockyard.core.processes import RunEvent
 from dockyard.models.processes import ProcessListing, RunRequest
@@ -52,5 +52,8 @@ async def run(project: ProjectName, service: ServiceName, body: RunRequest,
 
 async def _frames(events: AsyncIterator[RunEvent]) -> AsyncIterator[bytes]:
     async for event in events:
+        if event.kind == "heartbeat":
+            yield KEEPALIVE
+            continue
         payload = json.dumps(event.data, separators=(",", ":"))
         yield f"event: {event.kind}\ndata: {payload}\n\n".encode()
