@@ -3,6 +3,7 @@ signed with the workspace's secret), and the server row it stands for."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from dockyard.agent import auth
 from dockyard.agent import commands as cmd
 from dockyard.agent.app import create_app
 from dockyard.agent.client import NodeAgentClient
-from dockyard.agent.runtime import DockerRuntime
+from dockyard.agent.runtime import DockerRuntime, EngineError
 from dockyard.agent.settings import AgentSettings
 from dockyard.core import agents
 from dockyard.core.platform import Platform
@@ -38,7 +39,8 @@ async def runtime() -> AsyncIterator[DockerRuntime]:
     docker.started = names  # type: ignore[attr-defined]
     yield docker
     for name in names:
-        await docker.run(cmd.EngineCall("remove_container", {"container": name, "force": True}))
+        with contextlib.suppress(EngineError):  # a test may have removed it already
+            await docker.run(cmd.EngineCall("remove_container", {"container": name, "force": True}))
     docker.close()
 
 

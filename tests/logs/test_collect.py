@@ -109,3 +109,14 @@ async def test_retention_by_size_keeps_the_newest(platform: Platform, shop: Acco
 
     assert await platform.db.read(total) == 2000
     assert len(await stored_lines(platform)) == 2
+
+
+async def test_the_last_lines_of_a_removed_container_are_still_collected(
+        platform: Platform, shop: Account, client_of: ClientOf, runtime: DockerRuntime) -> None:
+    server = await add_server(platform, shop.workspace_id)
+    name = await run_printer(runtime)
+    async with client_of(server) as agent:
+        await agent.remove_container(name)
+        assert name not in {c.name for c in await agent.containers()}
+    await logcollect.collect(platform, client_of)
+    assert len([r for r in await stored_lines(platform) if r.container == name]) == 4

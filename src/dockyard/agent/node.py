@@ -198,14 +198,15 @@ class Node:
         await self.runtime.run(cmd.remove_container(name))
 
     async def _keep_last_logs(self, name: str) -> None:
+        """Copy a container's last lines before it goes; a failure never stops the removal."""
         async with self._log_lock:
-            inspect = cmd.EngineCall("inspect_container", {"container": name})
             try:
-                raw = await self.runtime.run(inspect)
-            except EngineError:
-                return
-            labels = raw.get("Config", {}).get("Labels") or {}
-            await self.log_buffer.sync_container(self.runtime, name, labels)
+                raw = await self.runtime.run(cmd.EngineCall("inspect_container",
+                                                            {"container": name}))
+                labels = raw.get("Config", {}).get("Labels") or {}
+                await self.log_buffer.sync_container(self.runtime, name, labels)
+            except Exception as exc:  # the removal matters more than its last lines
+                log.warning("the last log lines of %s were not kept: %s", name, exc)
 
     async def log_page(self, after: int, limit: int) -> LogPage:
         """Lines after the `after` sequence number, copied from Docker first."""
