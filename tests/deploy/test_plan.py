@@ -140,3 +140,11 @@ async def test_an_unreadable_progress_is_not_taken_over_and_does_not_stop_the_ot
     bad, good = await platform.db.write(insert)
     assert await runner._claim_orphans() == [good]
     assert f"deployment {bad} has unreadable progress" in caplog.text
+
+
+def test_a_containers_process_comes_from_its_labels() -> None:
+    from dockyard.deploy.plan import PROCESS_TYPE_LABEL, REPLICA_LABEL, process_of
+
+    assert process_of({}) == ("web", 1)
+    assert process_of({PROCESS_TYPE_LABEL: "worker", REPLICA_LABEL: "3"}) == ("worker", 3)
+    assert process_of({REPLICA_LABEL: "x"}) == ("web", 1)

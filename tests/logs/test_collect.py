@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.agent.runtime import DockerRuntime
 from dockyard.core import logcollect
 from dockyard.core.platform import Platform
+from dockyard.deploy.plan import PROCESS_TYPE_LABEL, REPLICA_LABEL
 from dockyard.models.base import utcnow
 from dockyard.models.tables import LogCursor, LogLine
 from tests.conftest import Account
@@ -26,8 +27,7 @@ async def stored_lines(platform: Platform) -> list[LogLine]:
 async def test_collection_stores_each_line_once_tagged(
         platform: Platform, shop: Account, client_of: ClientOf, runtime: DockerRuntime) -> None:
     server = await add_server(platform, shop.workspace_id)
-    name = await run_printer(runtime, labels={"dockyard.process": "worker",
-                                              "dockyard.replica": "2"})
+    name = await run_printer(runtime, labels={PROCESS_TYPE_LABEL: "worker", REPLICA_LABEL: "2"})
     await logcollect.collect(platform, client_of)
     await logcollect.collect(platform, client_of)
     mine = [row for row in await stored_lines(platform) if row.container == name]

@@ -19,7 +19,7 @@ from dockyard.agent.client import AgentError
 from dockyard.agent.logbuffer import LogEntry
 from dockyard.core import agents, fleet
 from dockyard.core.platform import Platform
-from dockyard.deploy.plan import DEPLOYMENT_LABEL, site_name
+from dockyard.deploy.plan import DEPLOYMENT_LABEL, process_of, site_name
 from dockyard.kernel.queue import JobContext, Tasks
 from dockyard.kernel.security import Keys, SecretBox, read_key_file
 from dockyard.models.base import utcnow
@@ -27,8 +27,6 @@ from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import LogCursor, LogLine, Project, Server, Service
 
 log = logging.getLogger("dockyard.logs")
-PROCESS_LABEL = "dockyard.process"
-REPLICA_LABEL = "dockyard.replica"
 PAGE_SIZE = 1000
 MAX_PAGES_PER_RUN = 50
 COLLECT_TASK = "logs.collect"
@@ -110,11 +108,10 @@ async def _services_by_site(s: AsyncSession, workspace_id: str) -> dict[str, str
 
 
 def _row(server: ServerPublic, service_id: str, entry: LogEntry) -> LogLine:
-    replica = entry.labels.get(REPLICA_LABEL, "0")
+    kind, replica = process_of(entry.labels)
     return LogLine(
         workspace_id=server.workspace_id, service_id=service_id, server_id=server.id,
-        server_name=server.name, process_type=entry.labels.get(PROCESS_LABEL, "web"),
-        replica=int(replica) if replica.isdigit() else 0,
+        server_name=server.name, process_type=kind, replica=replica,
         release=entry.labels.get(DEPLOYMENT_LABEL, "")[:32], container=entry.container[:128],
         stream=entry.stream, time=entry.time, line=entry.line,
         size=len(entry.line.encode()))

@@ -32,8 +32,6 @@ from dockyard.models.processes import (
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Placement, Server
 
-TYPE_LABEL = "dockyard.process-type"
-REPLICA_LABEL = "dockyard.replica"
 PS_TIMEOUT = 10.0
 AGENT_FAILURES = (AgentError, httpx.HTTPError, httpx.InvalidURL)
 
@@ -77,10 +75,9 @@ async def _processes_on(server: ServerPublic, secret: str, site: str
 
 
 def _public(server: str, state: ProcessState) -> ProcessPublic:
-    replica = state.labels.get(REPLICA_LABEL, "1")
+    kind, replica = deploy_plan.process_of(state.labels)
     return ProcessPublic(
-        server=server, type=state.labels.get(TYPE_LABEL, "web"),
-        replica=int(replica) if replica.isdigit() else 1,
+        server=server, type=kind, replica=replica,
         release=state.labels.get(deploy_plan.DEPLOYMENT_LABEL), name=state.name,
         state=state.state, started_at=state.started_at, restarts=state.restart_count,
         memory_bytes=state.memory_bytes, exit_code=state.exit_code,

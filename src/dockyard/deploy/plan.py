@@ -8,8 +8,17 @@ from dockyard.agent.models import ContainerSpec, ImageRef, PortBinding, Site, Up
 from dockyard.models.deploys import Effective
 
 DEPLOYMENT_LABEL = "dockyard.deployment"
+PROCESS_TYPE_LABEL = "dockyard.process-type"
+REPLICA_LABEL = "dockyard.replica"
 LOOPBACK = "127.0.0.1"
 _MAX_SITE = 40  # the switch layer's unix socket path is named after it (108 bytes at most)
+
+
+def process_of(labels: dict[str, str]) -> tuple[str, int]:
+    """A container's process type and replica number from its labels (`web`, 1 until
+    deploys set them)."""
+    replica = labels.get(REPLICA_LABEL, "1")
+    return labels.get(PROCESS_TYPE_LABEL, "web"), int(replica) if replica.isdigit() else 1
 
 
 def deploy_tag(deployment_id: str) -> str:
