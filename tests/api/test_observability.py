@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pytest
 
@@ -107,3 +108,14 @@ async def test_openapi_shows_the_real_parameters_of_every_route(client):
         for method, operation in operations.items():
             assert operation.get("summary") or operation.get("description"), (method, path)
     assert "OAuth2PasswordBearer" in spec["components"]["securitySchemes"]
+
+
+async def test_openapi_has_short_unique_operation_ids_and_every_schema_it_names(client):
+    """What a standard generator needs for a complete typed client."""
+    spec = (await client.get("/openapi.json")).json()
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z][a-z_]{1,29}", op) for op in ids), ids
+    named = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert named <= set(spec["components"]["schemas"])
+    assert "DeployRequest" in named

@@ -13,7 +13,7 @@ from dockyard import __version__
 from dockyard.api.deps import PlatformDep
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
-from dockyard.api.openapi import install_openapi
+from dockyard.api.openapi import install_openapi, operation_id
 from dockyard.api.routes import (
     auth,
     credentials,
@@ -68,7 +68,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         if platform is None:
             await app.state.platform.close()
 
-    app = FastAPI(title="Dockyard", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="Dockyard", version=__version__, lifespan=lifespan,
+                  generate_unique_id_function=operation_id)
     if platform is not None:
         app.state.platform = platform
         app.state.deploys = deployments.new_runner(platform)
@@ -77,7 +78,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(metrics_routes.router)  # at /metrics/requests, as PRODUCT.md names it
-    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"])
+    app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"], name="healthz")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        streamed={DEPLOY_PATH: settings.max_archive_bytes})
     install_request_metrics(app, settings)  # inside RequestIdMiddleware: records see the id

@@ -143,7 +143,8 @@ async def rollback(body: RollbackRequest, platform: PlatformDep, actor: ActorDep
     return event_stream(runner.events, deployment_id)
 
 
-@router.get("/deployments/history", summary="Deployments of a service, newest first")
+@router.get("/deployments/history", operation_id="deployment_history",
+            summary="Deployments of a service, newest first")
 async def history(platform: PlatformDep, actor: ActorDep,
                   project: Annotated[Name, Query()], service: Annotated[Name, Query()],
                   limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[DeploymentPublic]:
@@ -156,7 +157,8 @@ async def get_deployment(deployment_id: DeploymentRef, platform: PlatformDep, ac
     return await deployments.get_deployment(platform, actor, deployment_id)
 
 
-@router.get("/deployments/{deployment_id}/events", summary="Replay and follow a deployment",
+@router.get("/deployments/{deployment_id}/events", operation_id="deployment_events",
+            summary="Replay and follow a deployment",
             response_class=StreamingResponse, responses=SSE_RESPONSE)
 async def events(deployment_id: DeploymentRef, platform: PlatformDep, actor: ActorDep,
                  runner: RunnerDep,

@@ -15,7 +15,7 @@ PathPrefix = Annotated[str | None, Query(max_length=2048, description="Paths sta
 MinLatency = Annotated[float | None, Query(ge=0, description="Only requests this slow (ms).")]
 
 
-@router.get("", summary="Recent requests in this workspace")
+@router.get("", operation_id="recent_requests", summary="Recent requests in this workspace")
 async def recent(
     platform: PlatformDep, actor: ActorDep, limit: Limit = 100,
     path_prefix: PathPrefix = None, min_latency_ms: MinLatency = None,
@@ -23,19 +23,20 @@ async def recent(
     return await store.recent_requests(platform, actor, limit, path_prefix, min_latency_ms)
 
 
-@router.get("/stats", summary="Totals, latency, slow and failing endpoints")
+@router.get("/stats", operation_id="request_stats",
+            summary="Totals, latency, slow and failing endpoints")
 async def stats(platform: PlatformDep, actor: ActorDep, hours: Hours = 24) -> RequestStats:
     return await store.request_stats(platform, actor, hours)
 
 
-@router.get("/slow", summary="Requests that took over one second")
+@router.get("/slow", operation_id="slow_requests", summary="Requests that took over one second")
 async def slow(
     platform: PlatformDep, actor: ActorDep, hours: Hours = 24, limit: Limit = 100
 ) -> list[RequestMetricPublic]:
     return await store.slow_requests(platform, actor, hours, limit)
 
 
-@router.get("/errors", summary="Requests answered with 4xx or 5xx")
+@router.get("/errors", operation_id="failed_requests", summary="Requests answered with 4xx or 5xx")
 async def errors(
     platform: PlatformDep, actor: ActorDep, hours: Hours = 24, limit: Limit = 100
 ) -> list[RequestMetricPublic]:
