@@ -8,13 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 
 from tests.pg import free_port
 
@@ -166,3 +169,23 @@ def live(tmp_path: Path) -> Iterator[Live]:
         yield Live(url, env, base, bring_up(env))
     finally:
         stop(env)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a free loopback port in a thread; yields its URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical",
+                            lifespan="off", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -13,7 +13,6 @@ import selectors
 import signal
 import subprocess
 import tarfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -21,14 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.live import DOCKYARD, clean_environ, dockyard, ok, one_line_error
-from tests.pg import free_port
+from tests.live import DOCKYARD, clean_environ, dockyard, ok, one_line_error, serving
 
 DEP_ID = "1a2b3c4d" + "0" * 20 + "beef"  # 32 hex digits, like the API's ids
 IMAGE = "registry.local/shop/web:deploy_1a2b3c4d"
@@ -141,20 +138,9 @@ class StandIn:
 @pytest.fixture
 def standin() -> Iterator[StandIn]:
     stand = StandIn()
-    port = free_port()
-    stand.url = f"http://127.0.0.1:{port}"
-    config = uvicorn.Config(stand.app(), host="127.0.0.1", port=port, log_level="critical",
-                            lifespan="off", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the stand-in API did not start"
-        time.sleep(0.02)
-    yield stand
-    server.should_exit = True
-    thread.join(10)
+    with serving(stand.app()) as url:
+        stand.url = url
+        yield stand
 
 
 def env_for(stand: StandIn, tmp_path: Path) -> dict[str, str]:

@@ -4,23 +4,19 @@ stand-in API that speaks the processes contract and records what it received."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.cli.test_deploy_cli import DEP_ID, TOKEN, script
-from tests.live import clean_environ, dockyard, ok, one_line_error
-from tests.pg import free_port
+from tests.live import clean_environ, dockyard, ok, one_line_error, serving
 
 SVC = "/api/v1/projects/shop/services/web"
 RELEASE = "9f8e7d6c" + "0" * 24
@@ -77,19 +73,9 @@ class StandIn:
 @pytest.fixture
 def standin() -> Iterator[StandIn]:
     stand = StandIn()
-    port = free_port()
-    stand.url = f"http://127.0.0.1:{port}"
-    server = uvicorn.Server(uvicorn.Config(stand.app(), host="127.0.0.1", port=port,
-                                           log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the stand-in API did not start"
-        time.sleep(0.02)
-    yield stand
-    server.should_exit = True
-    thread.join(10)
+    with serving(stand.app()) as url:
+        stand.url = url
+        yield stand
 
 
 def run(stand: StandIn, tmp_path: Path, *args: str, columns: int = 80) -> Any:
