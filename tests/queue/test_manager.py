@@ -136,3 +136,26 @@ async def test_periodic_ticks_are_enqueued_once_however_many_schedulers_run(
     await second.tick()
     entries = await redis.xrange(keys.stream("default"))
     assert [Job.decode(f["job"]).payload for _id, f in entries] == [{"full": True}] * 2
+
+
+async def test_a_job_kept_behind_its_key_does_not_spend_the_half_open_probe(
+    redis_url: str, platform: Platform
+) -> None:
+    """Once the outbox has drained, the next job of the key goes to Redis at once: an earlier
+    job that went to the outbox behind its key did not use up the breaker's probe."""
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=1.0, clock=lambda: now[0])
+    queue = QueueManager(redis_url=redis_url, db=platform.db, breaker=breaker)
+    breaker.record_failure()  # Redis was unreachable: the key's job goes to the outbox
+    assert (await queue.enqueue("step", {"n": 0}, key="k")).route == "outbox"
+    now[0] = 5.0  # past reset_after, but the key still has a job in the outbox
+    assert (await queue.enqueue("step", {"n": 1}, key="k")).route == "outbox"
+
+    async def drain(s: AsyncSession) -> None:
+        for row in (await s.scalars(select(OutboxEvent))).all():
+            await s.delete(row)
+
+    await platform.db.write(drain)  # what the relay does, in effect
+    assert (await queue.enqueue("step", {"n": 2}, key="k")).route == "redis"
+    assert breaker.state is BreakerState.CLOSED
+    await queue.close()

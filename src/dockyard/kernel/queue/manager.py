@@ -122,14 +122,14 @@ class QueueManager:
             await self.redis.aclose()
 
     async def _redis_may_take(self, jobs: Sequence[Job]) -> bool:
-        """Not while the breaker is open, nor before older jobs of a key left the outbox."""
-        if not self.breaker.allow():
-            return False
+        """Not before older jobs of a key left the outbox, nor while the breaker is open. The
+        breaker is asked last: when half-open, `allow` hands out its one probe, which must
+        not be spent on a job that then goes to the outbox anyway."""
         keys = {job.key for job in jobs if job.key in self._keys_in_outbox}
         for key in keys:
             if key is not None and await self._key_still_in_outbox(key):
                 return False
-        return True
+        return self.breaker.allow()
 
     async def _key_still_in_outbox(self, key: str) -> bool:
         assert self.db is not None  # a key only enters the set through the outbox
