@@ -311,6 +311,10 @@ def test_down_removes_what_up_created_and_nothing_else() -> None:
             started = [(node.dockerd.pid, "dockerd"), (node.agent.pid, "dockyard.agent.main"),
                        (small.state.registry.pid, "docker-registry")]
             assert all(netns.alive(pid, program) for pid, program in started)
+            rules = small.state.host_rules
+            assert len(rules) == 4  # the bridge, out, replies in, masquerade
+            assert all(process.run(rule.argv("-C")).ok for rule in rules)
+        assert not any(process.run(rule.argv("-C")).ok for rule in rules)
         assert not netns.namespace_exists(node.name)
         assert not netns.link_exists(node.veth)
         assert not netns.link_exists("dyu-br0")

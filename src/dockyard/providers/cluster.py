@@ -30,6 +30,8 @@ from dockyard.models.fields import Whole
 from dockyard.providers import local, netns
 
 log = logging.getLogger("dockyard.cluster")
+RESOLV_CONFS = (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf"))
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 
 class ClusterSettings(BaseSettings):
@@ -69,7 +71,8 @@ class NodeRecord(BaseModel):
 class ClusterState(BaseModel):
     registry_address: str = ""
     bridge: str | None = None
-    forward_rule: list[str] | None = None
+    forward_rule: list[str] | None = None  # written by earlier versions; removed at `down`
+    host_rules: list[netns.Rule] = Field(default_factory=list)
     registry: Running | None = None
     namespaces: list[str] = Field(default_factory=list)
     nodes: list[NodeRecord] = Field(default_factory=list)
@@ -142,10 +145,26 @@ class Cluster:
         self.state.bridge = bridge
         self._save()
         self._run_all(netns.bridge_up(bridge, f"{self.bridge_ip}/{self.settings.subnet.prefixlen}"))
-        rule = netns.bridge_forward_rule(bridge)
-        process.check(netns.iptables_insert(rule))
-        self.state.forward_rule = rule
+        self._add_rule(netns.bridge_forward_rule(bridge))
+        self._allow_outbound(bridge)
+
+    def _allow_outbound(self, bridge: str) -> None:
+        """Forward and masquerade the subnet out of the machine's default route."""
+        uplink = netns.default_interface(Path("/proc/net/route").read_text())
+        if uplink is None:
+            log.warning("this machine has no default route: the nodes reach only each other")
+            return
+        if IP_FORWARD.read_text().strip() != "1":
+            log.warning("IP forwarding is off (%s): the nodes reach only each other", IP_FORWARD)
+        for rule in netns.outbound_rules(bridge, str(self.settings.subnet), uplink):
+            self._add_rule(rule)
+
+    def _add_rule(self, rule: netns.Rule) -> None:
+        """Recorded first, inserted unless an earlier run left it in place."""
+        self.state.host_rules.append(rule)
         self._save()
+        if not process.run(rule.argv("-C")).ok:
+            process.check(rule.argv("-I"))
 
     def _registry(self) -> None:
         address = f"{self.bridge_ip}:{self.settings.registry_port}"
@@ -173,13 +192,14 @@ class Cluster:
         self._run_all(netns.veth_into_namespace(
             node.veth, f"{prefix}v{index}n", node.name, self.state.bridge or "",
             f"{ip}/{subnet.prefixlen}"))
+        process.check(netns.default_route(node.name, self.bridge_ip))
         self._start_dockerd(node)
         write_key_file(node.agent_dir / "agent.key", self._agent_key)
         self.start_agent(node)
 
     def _start_dockerd(self, node: NodeRecord) -> None:
         layout = local.DockerdLayout(node.docker.root, (self.state.registry_address,),
-                                     shutdown_timeout=3)
+                                     shutdown_timeout=3, dns=tuple(node_resolvers()))
         pid = local.start_dockerd(layout, netns.in_netns(node.name))
         node.dockerd = Running(pid=pid, program="dockerd")
         self._save()
@@ -254,8 +274,11 @@ class Cluster:
 
     def _remove_bridge(self) -> None:
         if self.state.forward_rule is not None:
-            process.run(netns.iptables_delete(self.state.forward_rule))
+            process.run(["iptables", "-D", *self.state.forward_rule])
             self.state.forward_rule = None
+        while self.state.host_rules:
+            process.run(self.state.host_rules[-1].argv("-D"))
+            self.state.host_rules.pop()
         if self.state.bridge is not None:
             _delete_link(self.state.bridge)
             self.state.bridge = None
@@ -271,6 +294,16 @@ class Cluster:
                          "state": _up(local.agent_answers(node.agent_url)),
                          "docker": _up(local.docker_responds(node.docker.host))})
         return rows
+
+
+def node_resolvers() -> list[str]:
+    """The machine's resolvers a node can reach: /etc/resolv.conf's, or systemd-resolved's
+    upstream ones when /etc/resolv.conf names only its local stub."""
+    for path in RESOLV_CONFS:
+        found = netns.nameservers(path.read_text()) if path.is_file() else []
+        if found:
+            return found
+    return []
 
 
 def _answers(url: str) -> bool:

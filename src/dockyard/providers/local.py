@@ -42,6 +42,7 @@ class DockerdLayout:
     root: Path
     insecure_registries: tuple[str, ...] = ()
     shutdown_timeout: int | None = None
+    dns: tuple[str, ...] = ()  # the containers' resolvers; Docker's own choice when empty
 
     @property
     def socket(self) -> Path:
@@ -71,6 +72,8 @@ def dockerd_argv(layout: DockerdLayout) -> list[str]:
         argv += ["--insecure-registry", registry]
     if layout.shutdown_timeout is not None:
         argv += ["--shutdown-timeout", str(layout.shutdown_timeout)]
+    for address in layout.dns:
+        argv += ["--dns", address]
     return argv
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 NETNS_DIR = Path("/var/run/netns")
@@ -24,17 +26,60 @@ def bridge_up(bridge: str, address: str) -> list[list[str]]:
     ]
 
 
-def bridge_forward_rule(bridge: str) -> list[str]:
+@dataclass(frozen=True)
+class Rule:
+    """One iptables rule the cluster adds to the host (and removes again at `down`)."""
+
+    table: str
+    chain: str
+    spec: tuple[str, ...]
+
+    def argv(self, action: str) -> list[str]:
+        """`action` is -C (check), -I (insert at the top) or -D (delete)."""
+        return ["iptables", "-t", self.table, action, self.chain, *self.spec]
+
+
+def bridge_forward_rule(bridge: str) -> Rule:
     """Let nodes talk across the bridge even when Docker set the FORWARD policy to DROP."""
-    return ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+    return Rule("filter", "FORWARD", ("-i", bridge, "-o", bridge, "-j", "ACCEPT"))
 
 
-def iptables_insert(rule: list[str]) -> list[str]:
-    return ["iptables", "-I", *rule]
+def outbound_rules(bridge: str, subnet: str, uplink: str) -> list[Rule]:
+    """Let nodes reach out through the host's `uplink` as a real server would: forward the
+    bridge's subnet out and its replies back, and masquerade that subnet (and only it)."""
+    return [
+        Rule("filter", "FORWARD", ("-i", bridge, "-o", uplink, "-s", subnet, "-j", "ACCEPT")),
+        Rule("filter", "FORWARD", ("-i", uplink, "-o", bridge, "-d", subnet, "-m", "conntrack",
+                                   "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT")),
+        Rule("nat", "POSTROUTING", ("-s", subnet, "-o", uplink, "-j", "MASQUERADE")),
+    ]
 
 
-def iptables_delete(rule: list[str]) -> list[str]:
-    return ["iptables", "-D", *rule]
+def default_route(namespace: str, gateway: str) -> list[str]:
+    return [*in_netns(namespace), "ip", "route", "add", "default", "via", gateway]
+
+
+def default_interface(route_table: str) -> str | None:
+    """The interface of the default route with the lowest metric, from /proc/net/route."""
+    defaults = []
+    for line in route_table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 7 and fields[1] == "00000000" and fields[7] == "00000000":
+            defaults.append((int(fields[6]), fields[0]))
+    return min(defaults)[1] if defaults else None
+
+
+def nameservers(resolv_conf: str) -> list[str]:
+    """The resolv.conf nameservers a node can reach through the host: IPv4, not loopback."""
+    found = []
+    for line in resolv_conf.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                address = ipaddress.ip_address(words[1])
+                if address.version == 4 and not address.is_loopback:
+                    found.append(str(address))
+    return found
 
 
 def add_namespace(namespace: str) -> list[str]:
