@@ -13,6 +13,7 @@ from dockyard.cli import (
     cluster,
     deploy,
     images,
+    install,
     logs,
     people,
     processes,
@@ -46,7 +47,7 @@ def _main(
 
 
 for command in (server.up, server.down, server.serve, server.migrate, worker.worker,
-                worker.relay):
+                worker.relay, install.install, install.uninstall):
     app.command(rich_help_panel="Run Dockyard here")(command)
 for command in (account.login, account.logout, account.whoami, account.history):
     app.command(rich_help_panel="Account")(command)

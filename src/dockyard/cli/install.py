@@ -1,0 +1,72 @@
+"""`dockyard install` and `dockyard uninstall`: Dockyard under systemd on this machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dockyard.cli.output import done
+from dockyard.kernel.settings import Settings
+
+if TYPE_CHECKING:
+    from dockyard.core.install import Machine, Roles
+
+ControlPlane = Annotated[bool, typer.Option(
+    "--control-plane", help="The API, the worker (and the relay with Redis).")]
+Node = Annotated[bool, typer.Option(
+    "--node", help="This machine's node agent (and the loopback image registry).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be done; do nothing.")]
+Prefix = Annotated[Path, typer.Option(
+    "--prefix", help="The root to install into: `/`, or an image's root (enabled for its "
+    "boot with `systemctl --root`, not started).")]
+
+
+def _machine(prefix: Path) -> Machine:
+    from dockyard.core.install import Machine
+
+    return Machine(Settings(), Path(sys.executable), dict(os.environ), prefix.absolute())
+
+
+def _roles(control_plane: bool, node: bool) -> Roles:
+    from dockyard.core.install import Roles
+
+    either = control_plane or node
+    return Roles(control_plane or not either, node or not either)
+
+
+def install(control_plane: ControlPlane = False, node: Node = False, dry_run: DryRun = False,
+            prefix: Prefix = Path("/")) -> None:
+    """Run Dockyard under systemd: write the units and their environment files (0600), then
+    enable and start them. Without --control-plane or --node: both."""
+    from dockyard.core import install as installer
+
+    machine = _machine(prefix)
+    plan = installer.plan_install(machine, _roles(control_plane, node))
+    if dry_run:
+        done("\n".join(installer.describe_install(plan)))
+        return
+    installer.require_systemd(machine.root)
+    installer.apply_install(plan)
+    names = installer.unit_names(plan)
+    done(f"Installed, enabled and started: {', '.join(names)} "
+         f"(see: systemctl status {' '.join(names)}).")
+
+
+def uninstall(control_plane: ControlPlane = False, node: Node = False, dry_run: DryRun = False,
+              prefix: Prefix = Path("/")) -> None:
+    """Stop and disable the units, remove them and their environment files; the data stays.
+    Without --control-plane or --node: both."""
+    from dockyard.core import install as installer
+
+    machine = _machine(prefix)
+    plan = installer.plan_uninstall(machine, _roles(control_plane, node))
+    if dry_run:
+        done("\n".join(installer.describe_uninstall(plan)))
+        return
+    installer.require_systemd(machine.root)
+    installer.apply_uninstall(plan)
+    done(f"Removed {len(plan.removals)} files; the data directories are kept.")
