@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dockyard.cli.client import CliError
 from dockyard.cli.output import done
 from dockyard.kernel.settings import Settings
 
@@ -23,6 +26,17 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be don
 Prefix = Annotated[Path, typer.Option(
     "--prefix", help="The root to install into: `/`, or an image's root (enabled for its "
     "boot with `systemctl --root`, not started).")]
+
+
+@contextmanager
+def _as_cli_errors() -> Iterator[None]:
+    """A setting systemd cannot carry (say, a newline in a path) is the user's to fix."""
+    from dockyard.providers.systemd import UnitValueError
+
+    try:
+        yield
+    except UnitValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _machine(prefix: Path) -> Machine:
@@ -45,13 +59,17 @@ def install(control_plane: ControlPlane = False, node: Node = False, dry_run: Dr
     from dockyard.core import install as installer
 
     machine = _machine(prefix)
-    plan = installer.plan_install(machine, _roles(control_plane, node))
+    with _as_cli_errors():
+        plan = installer.plan_install(machine, _roles(control_plane, node))
     if dry_run:
         done("\n".join(installer.describe_install(plan)))
         return
     installer.require_systemd(machine.root)
     installer.apply_install(plan)
     names = installer.unit_names(plan)
+    if machine.root != Path("/"):
+        done(f"Written into {machine.root} and enabled for its boot: {', '.join(names)}.")
+        return
     done(f"Installed, enabled and started: {', '.join(names)} "
          f"(see: systemctl status {' '.join(names)}).")
 

@@ -273,8 +273,9 @@ def run_checked(argv: Sequence[str]) -> object:
 
 
 def apply_install(plan: InstallPlan, run: Runner = run_checked) -> None:
-    for directory in plan.directories:
+    for directory in plan.directories:  # Dockyard's own: the master key and database live there
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
     for file in plan.files:
         _write(file)
     for argv in plan.commands:

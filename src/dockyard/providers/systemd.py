@@ -16,10 +16,11 @@ SYSTEMCTL = "systemctl"
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_EXECUTABLE = re.compile(r"[\x00-\x1f\x7f\"'\\]")
 
 
 class UnitValueError(ValueError):
-    """A value that systemd could not read back as it was meant (a control character)."""
+    """A value that systemd could not read back as it was meant."""
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,30 @@ def _refuse_control(value: str) -> str:
     return value
 
 
-def quote_word(word: str) -> str:
-    """One word of an `ExecStart=` line, read back by systemd as exactly `word`."""
-    escaped = _refuse_control(word).replace("%", "%%").replace("$", "$$")
+def _quoted(escaped: str) -> str:
     if _PLAIN_WORD.fullmatch(escaped):
         return escaped
     return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def quote_word(word: str) -> str:
+    """One argument of an `ExecStart=` line, read back by systemd as exactly `word`."""
+    return _quoted(_refuse_control(word).replace("%", "%%").replace("$", "$$"))
+
+
+def quote_executable(path: str) -> str:
+    """A command's program: absolute, and without the characters systemd refuses there
+    (quotes, backslashes); `$` is not expanded in it, `%` is."""
+    if not path.startswith("/") or _UNSAFE_EXECUTABLE.search(path):
+        raise UnitValueError(f"systemd cannot run {path!r}: the program must be an absolute "
+                             "path without quotes, backslashes or control characters")
+    return _quoted(path.replace("%", "%%"))
+
+
 def command_line(argv: Sequence[str]) -> str:
-    if not argv or not argv[0].startswith("/"):
-        raise UnitValueError(f"a unit's command must start with an absolute path: {argv!r}")
-    return " ".join(quote_word(word) for word in argv)
+    if not argv:
+        raise UnitValueError("a unit's command cannot be empty")
+    return " ".join([quote_executable(argv[0]), *(quote_word(word) for word in argv[1:])])
 
 
 def path_value(path: Path) -> str:

@@ -1,0 +1,152 @@
+"""`dockyard install` / `uninstall`: into a prefix with the real `systemctl --root`, as a user
+runs them, and the library's plan carried out through an injected runner."""
+
+from __future__ import annotations
+
+import stat
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from dockyard.core import install
+from dockyard.kernel.settings import Settings
+from dockyard.providers import systemd
+from tests.live import clean_environ, dockyard, ok, one_line_error
+
+DATA_DIR = Path("/var/lib/dockyard-install-test")
+SECRET = "s3cret-db-password"
+DATABASE_URL = f"postgresql://dockyard:{SECRET}@127.0.0.1/dockyard"
+UNITS = ["dockyard-api.service", "dockyard-worker.service", "dockyard-agent.service",
+         "dockyard-registry.service"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**clean_environ(), "DOCKYARD_DATA_DIR": str(DATA_DIR),
+            "DATABASE_URL": DATABASE_URL, "DOCKYARD_ADMIN_PASSWORD": "not-for-the-units",
+            **extra}
+
+
+def _with_agent_key(prefix: Path) -> Path:
+    key = install.under(prefix, DATA_DIR / "local-agent" / "agent.key")
+    key.parent.mkdir(parents=True)
+    key.write_text("ab" * 32)
+    return key
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _settings() -> Settings:
+    return Settings.model_validate({"data_dir": DATA_DIR, "database_url": DATABASE_URL})
+
+
+def test_install_into_a_prefix_writes_and_enables_the_units_and_uninstall_removes_them(
+    tmp_path: Path,
+) -> None:
+    prefix = tmp_path / "image"
+    key = _with_agent_key(prefix)
+    output = ok(dockyard("install", "--prefix", str(prefix), env=_env()))
+    assert output == f"Written into {prefix} and enabled for its boot: {', '.join(UNITS)}.\n"
+    unit_dir = prefix / "etc/systemd/system"
+    api = install.control_plane_units(_settings(), Path(sys.executable))[0]
+    assert (unit_dir / "dockyard-api.service").read_text() == systemd.render_unit(api)
+    assert sorted(p.name for p in (unit_dir / "multi-user.target.wants").iterdir()) == sorted(
+        UNITS)
+    assert (unit_dir / "multi-user.target.wants/dockyard-agent.service").readlink() == Path(
+        "/etc/systemd/system/dockyard-agent.service")
+    env_file = prefix / "etc/dockyard/dockyard.env"
+    assert _mode(env_file) == 0o600
+    assert env_file.read_text() == (f'DATABASE_URL="{DATABASE_URL}"\n'
+                                    f'DOCKYARD_DATA_DIR="{DATA_DIR}"\n')
+    agent_env = (prefix / "etc/dockyard/agent.env").read_text()
+    assert f'DOCKYARD_AGENT_STATE_DIR="{DATA_DIR}/local-agent"\n' in agent_env
+    assert _mode(prefix / "etc/dockyard/agent.env") == 0o600
+    assert _mode(install.under(prefix, DATA_DIR)) == 0o700
+    assert "rootdirectory: " in install.under(prefix, DATA_DIR / "registry/config.yml").read_text()
+
+    removed = ok(dockyard("uninstall", "--prefix", str(prefix), env=_env()))
+    assert removed == "Removed 6 files; the data directories are kept.\n"
+    assert sorted(p.name for p in unit_dir.iterdir()) == []
+    assert not (prefix / "etc/dockyard/dockyard.env").exists()
+    assert key.read_text() == "ab" * 32
+
+
+def test_dry_run_shows_units_and_commands_but_no_secret_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    output = ok(dockyard("install", "--control-plane", "--dry-run", "--prefix", str(tmp_path),
+                         env=_env()))
+    assert SECRET not in output
+    assert "    DATABASE_URL=<hidden>\n" in output
+    assert f"    ExecStart={sys.executable} -m dockyard.cli.main serve\n" in output
+    assert output.endswith(f"would run: systemctl --root={tmp_path} enable "
+                           "dockyard-api.service dockyard-worker.service\n")
+    assert list(tmp_path.iterdir()) == []
+    on_this_machine = ok(dockyard("install", "--control-plane", "--dry-run", env=_env()))
+    assert on_this_machine.endswith("would run: systemctl daemon-reload\nwould run: systemctl "
+                                    "enable --now dockyard-api.service dockyard-worker.service\n")
+
+
+def test_a_node_without_its_agent_key_is_refused_with_the_fix(tmp_path: Path) -> None:
+    refused = dockyard("install", "--node", "--prefix", str(tmp_path), env=_env())
+    one_line_error(refused, "agent.key is missing", "run `dockyard up --local-node` once")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_setting_systemd_cannot_carry_is_one_clear_error(tmp_path: Path) -> None:
+    refused = dockyard("install", "--control-plane", "--prefix", str(tmp_path),
+                       env=_env(DOCKYARD_DATA_DIR="/var/lib/two\nlines"))
+    one_line_error(refused, "control character")
+    assert list(tmp_path.iterdir()) == []
+
+
+class Recorder:
+    """The runner seam: records each command and succeeds, as systemctl would."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str]) -> None:
+        self.commands.append(list(argv))
+
+
+def test_the_plan_runs_its_commands_through_the_runner_after_writing_the_files(
+    tmp_path: Path,
+) -> None:
+    machine = install.Machine(_settings(), Path("/opt/dy/bin/python"), {}, tmp_path)
+    _with_agent_key(tmp_path)
+    plan = install.plan_install(machine, install.Roles(control_plane=False, node=True))
+    ran = Recorder()
+    install.apply_install(plan, ran)
+    assert ran.commands == [["systemctl", f"--root={tmp_path}", "enable",
+                             "dockyard-agent.service", "dockyard-registry.service"]]
+    assert sorted(p.name for p in (tmp_path / "etc/systemd/system").iterdir()) == [
+        "dockyard-agent.service", "dockyard-registry.service"]
+    undone = Recorder()
+    install.apply_uninstall(install.plan_uninstall(machine, install.Roles(False, True)), undone)
+    assert undone.commands == [["systemctl", f"--root={tmp_path}", "disable",
+                                "dockyard-agent.service", "dockyard-registry.service"]]
+    assert list((tmp_path / "etc/systemd/system").iterdir()) == []
+
+
+def test_this_machine_without_systemd_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(install.InstallError, match=r"systemd is not the init system here .*"
+                       r"\./scripts/up.*--prefix DIR"):
+        install.require_systemd(Path("/"), booted_marker=tmp_path / "run/systemd/system")
+    (tmp_path / "run/systemd/system").mkdir(parents=True)
+    install.require_systemd(Path("/"), booted_marker=tmp_path / "run/systemd/system")
+    install.require_systemd(tmp_path / "image", booted_marker=tmp_path / "nowhere")
+
+
+def test_a_provisioned_server_gets_the_same_agent_unit(tmp_path: Path) -> None:
+    machine = install.Machine(_settings(), Path("/opt/dy/bin/python"), {}, tmp_path)
+    plan = install.node_install_plan(machine)
+    agent = install.agent_unit(install.PROVISIONED_AGENT, Path("/opt/dy/bin/python"))
+    assert plan.files[0] == install.FileToWrite(
+        tmp_path / "etc/systemd/system/dockyard-agent.service", systemd.render_unit(agent))
+    assert 'DOCKYARD_AGENT_HOST="0.0.0.0"\n' in plan.files[1].text
+    assert plan.commands == ((("systemctl", f"--root={tmp_path}", "enable",
+                               "dockyard-agent.service"),))
