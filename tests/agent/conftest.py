@@ -189,8 +189,8 @@ class AgentProcess:
         self.proxy.stop()
 
 
-def spawn_agent(state_dir: Path, key: bytes, *, host: str = "127.0.0.1", tls: bool = True
-                ) -> AgentProcess:
+def spawn_agent(state_dir: Path, key: bytes, *, host: str = "127.0.0.1", tls: bool = True,
+                env: dict[str, str] | None = None) -> AgentProcess:
     """Start `dockyard-agent` holding `key` (Docker absent: enough for the transport) and wait
     until it answers its public health check."""
     port, http, https = free_port(), free_port(), free_port()
@@ -200,7 +200,7 @@ def spawn_agent(state_dir: Path, key: bytes, *, host: str = "127.0.0.1", tls: bo
            "DOCKYARD_AGENT_DOCKER_HOST": f"unix://{state_dir}/no-docker.sock",
            "DOCKYARD_AGENT_NGINX_HTTP_PORT": str(http),
            "DOCKYARD_AGENT_NGINX_HTTPS_PORT": str(https),
-           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})}
     log = (state_dir / "agent.log").open("wb")
     child = subprocess.Popen([AGENT_PROGRAM], env=env, stdout=log, stderr=log)
     agent = AgentProcess(state_dir, host, port, tls, child,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from tempfile import SpooledTemporaryFile
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from dockyard.agent.models import (
     ImageRef,
     ImageSummary,
     KeyRotation,
+    NodeHealth,
     OneOffRun,
     ProbeRequest,
     ProbeResult,
@@ -46,6 +48,7 @@ from dockyard.agent.proxy import Nginx
 from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
 from dockyard.agent.state import StateFile
+from dockyard.agent.supervise import Supervisor
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import RequestIdMiddleware
 from dockyard.kernel.errors import DockyardError, InvalidInput
@@ -97,6 +100,12 @@ async def spool_body(request: Request) -> SpooledTemporaryFile[bytes]:
 @router.get("/info")
 async def info(node: NodeDep) -> AgentInfo:
     return await node.info()
+
+
+@router.get("/health")
+async def node_health(node: NodeDep) -> NodeHealth:
+    """Both nginx layers, a request through the edge to each site, recent supervision."""
+    return await node.node_health()
 
 
 @router.post("/auth/rotate", status_code=204)
@@ -252,6 +261,25 @@ def build_node(settings: AgentSettings) -> Node:
     )
 
 
+@asynccontextmanager
+async def supervising(node: Node, settings: AgentSettings) -> AsyncIterator[None]:
+    """The supervisor runs while the agent serves; it is stopped first when the agent stops,
+    so it never restarts what is being stopped on purpose."""
+    if settings.supervise_seconds == 0:
+        yield
+        return
+    supervisor = Supervisor(node.nginx_layers(), node.revive_nginx, node.events,
+                            interval=settings.supervise_seconds,
+                            max_backoff=settings.supervise_max_backoff_seconds)
+    task = asyncio.create_task(supervisor.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
     """The agent. The key file must exist; the node is restored to its desired state at start."""
     keys = KeyStore(settings.key_file)
@@ -260,7 +288,8 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_node.restore()
-        yield
+        async with supervising(the_node, settings):
+            yield
         the_node.runtime.close()
 
     app = FastAPI(title="Dockyard agent", version=__version__, lifespan=lifespan,

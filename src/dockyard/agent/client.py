@@ -22,6 +22,7 @@ from dockyard.agent.models import (
     ContainerSummary,
     ImageRef,
     ImageSummary,
+    NodeHealth,
     OneOffRun,
     ProbeRequest,
     ProbeResult,
@@ -144,6 +145,11 @@ class NodeAgentClient:
 
     async def info(self) -> AgentInfo:
         return AgentInfo.model_validate(await self._call("GET", "/info"))
+
+    async def node_health(self) -> NodeHealth:
+        """The node's data path (both nginx layers, each site through the edge) and the
+        supervisor's recent events."""
+        return NodeHealth.model_validate(await self._call("GET", "/health"))
 
     async def rotate_key(self, new_secret: str | bytes) -> None:
         """Move the agent to the key of `new_secret`; the old key stops working at once."""

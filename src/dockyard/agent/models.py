@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -259,3 +260,31 @@ class ProbeResult(BaseModel):
     status: int | None
     error: str | None
     elapsed_ms: float
+
+
+SupervisionAction = Literal["restarted", "restart failed"]
+
+
+class SupervisionEvent(BaseModel):
+    """Something the agent's supervisor did: a layer found dead and restarted, or not."""
+
+    time: datetime
+    process: str
+    action: SupervisionAction
+    detail: str
+
+
+class SiteHealth(BaseModel):
+    """A request through the edge to one live site, as its visitors would make it."""
+
+    service: str
+    status: int | None
+    error: str | None
+
+
+class NodeHealth(BaseModel):
+    """The data path as seen from the node: `problems` is empty when it serves."""
+
+    problems: list[str]
+    sites: list[SiteHealth]
+    events: list[SupervisionEvent]

@@ -14,6 +14,7 @@ from anyio import to_thread
 
 from dockyard import __version__
 from dockyard.agent import commands as cmd
+from dockyard.agent import datapath
 from dockyard.agent import ports as host_ports
 from dockyard.agent import probe as http_probe
 from dockyard.agent.buildconfig import BuildOptions
@@ -25,6 +26,7 @@ from dockyard.agent.models import (
     ContainerSummary,
     ImageRef,
     ImageSummary,
+    NodeHealth,
     ProbeRequest,
     ProbeResult,
     PruneRequest,
@@ -34,9 +36,10 @@ from dockyard.agent.models import (
     TagRequest,
     VolumeRequest,
 )
-from dockyard.agent.proxy import Nginx
+from dockyard.agent.proxy import Nginx, NginxInstance
 from dockyard.agent.runtime import DockerRuntime, EngineError
 from dockyard.agent.state import StateFile
+from dockyard.agent.supervise import EventLog
 from dockyard.kernel.errors import InvalidInput, NotFound
 
 log = logging.getLogger("dockyard.agent")
@@ -98,6 +101,7 @@ class Node:
         self._lock = asyncio.Lock()
         self.log_buffer = LogBuffer(state_dir / "logs", log_buffer_bytes)
         self._log_lock = asyncio.Lock()
+        self.events = EventLog(state_dir / "supervision-events.json")
 
     async def info(self) -> AgentInfo:
         try:
@@ -272,6 +276,24 @@ class Node:
 
     def sites(self) -> list[Site]:
         return list(self.state.sites.values())
+
+    # Supervision and health from the data path
+
+    def nginx_layers(self) -> dict[str, NginxInstance]:
+        """Both layers by name, the switch first: its sockets must exist when the edge serves."""
+        return {"switch nginx": self.nginx.switch, "edge nginx": self.nginx.edge}
+
+    async def revive_nginx(self, instance: NginxInstance) -> None:
+        """Start a dead layer again from the desired state (no site change runs meanwhile)."""
+        async with self._lock:
+            if instance.running_pid() is None:
+                await to_thread.run_sync(instance.revive, self.sites())
+
+    async def node_health(self) -> NodeHealth:
+        down = [name for name, layer in self.nginx_layers().items()
+                if layer.running_pid() is None]
+        return await datapath.node_health(self.nginx.layout.http_port, self.sites(), down,
+                                          self.events.recent())
 
     # Restore after a restart
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import stat
 import time
@@ -50,6 +51,50 @@ def _replaced(master: int, old_workers: set[int]) -> bool:
     """New workers run and no old one still accepts connections (old ones may drain)."""
     current = children_of(master)
     return bool(current - old_workers) and all(_shutting_down(p) for p in current & old_workers)
+
+
+def _is_master_of(pid: int, layout: NginxLayout) -> bool:
+    """Whether `pid` is an nginx started with `layout`'s configuration (before or after it
+    names itself `nginx: master process ...`)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    words = cmdline.replace(b"\0", b" ").split()
+    program = Path(words[0].decode(errors="replace")).name if words else ""
+    return program.startswith("nginx") and str(layout.conf).encode() in words
+
+
+def _is_nginx_worker(proc: Path) -> bool:
+    try:
+        title = (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return title.startswith(b"nginx: ") and not title.startswith(b"nginx: master")
+
+
+def _holds_open(proc: Path, path: Path) -> bool:
+    try:
+        return any(os.readlink(fd) == str(path) for fd in (proc / "fd").iterdir())
+    except OSError:
+        return False
+
+
+def leftover_workers(layout: NginxLayout) -> set[int]:
+    """Workers of this instance whose master is gone: they still hold its error log open
+    (and its ports, so that a new master could not bind them)."""
+    return {int(proc.name) for proc in Path("/proc").glob("[0-9]*")
+            if _is_nginx_worker(proc) and _holds_open(proc, layout.error_log)}
+
+
+def kill_leftover_workers(layout: NginxLayout) -> None:
+    """SIGKILL the workers a dead master left behind, and wait until they are gone."""
+    alive = leftover_workers(layout)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while any(process.is_running(pid) for pid in alive) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -136,12 +181,13 @@ class NginxInstance:
             raise NginxRejected(f"nginx rejected the configuration: {result.output.strip()}")
 
     def running_pid(self) -> int | None:
+        """The master's pid, while that process lives and is this instance's master (the pid
+        file of a killed nginx stays, and its pid may be reused)."""
         try:
             pid = int(self.layout.pid_file.read_text().strip())
-            os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        return pid
+        return pid if process.is_running(pid) and _is_master_of(pid, self.layout) else None
 
     def workers(self) -> set[int]:
         master = self.running_pid()
@@ -176,6 +222,14 @@ class NginxInstance:
     def stop(self) -> None:
         if self.running_pid() is not None:
             process.check(nginx.stop_argv(self.binary, self.layout), timeout=30)
+
+    def revive(self, sites: list[Site]) -> None:
+        """Start this instance again after its master died: the configuration written anew
+        from `sites` and checked, the workers the dead master left behind killed, started."""
+        self.prepare()
+        self.write_all(sites)
+        kill_leftover_workers(self.layout)
+        self._start()
 
 
 class Nginx:

@@ -30,6 +30,10 @@ class AgentSettings(BaseSettings):
     log_json: bool | None = None
     # The bound of the on-disk buffer of container logs awaiting the control plane.
     log_buffer_bytes: int = Field(default=64 * 1024**2, ge=64 * 1024)
+    # How often the supervisor checks that both nginx layers run (0: it does not run), and
+    # the longest pause between restarts of a layer that keeps dying.
+    supervise_seconds: float = Field(default=1.0, ge=0)
+    supervise_max_backoff_seconds: float = Field(default=30.0, ge=1)
 
     @property
     def key_file(self) -> Path:

@@ -1,0 +1,180 @@
+"""The agent's supervisor on a real agent process and a real nginx pair (no Docker): each
+layer SIGKILLed (master and workers) comes back by itself, with an event; health from the
+data path names what is broken while it is."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dockyard.agent import auth
+from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.models import NodeHealth, Site, SupervisionEvent
+from dockyard.agent.proxy import NginxInstance, children_of
+from dockyard.agent.supervise import EventLog, backoff
+from tests.agent.conftest import SECRET, AgentProcess, require_nginx, spawn_agent
+from tests.agent.test_switch import serving
+
+HOST = "shop.test"
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """Real agents (plain HTTP, no Docker) with their nginx; all stopped afterwards."""
+    require_nginx()
+    agents: list[AgentProcess] = []
+
+    def start(**env: str) -> AgentProcess:
+        state = tmp_path / f"agent-{len(agents)}"
+        agents.append(spawn_agent(state, auth.derive_agent_key(SECRET), tls=False, env=env))
+        return agents[-1]
+
+    yield start
+    for agent in agents:
+        agent.stop()
+
+
+@pytest.fixture
+async def shop(started: Callable[..., AgentProcess]
+               ) -> AsyncIterator[tuple[AgentProcess, NodeAgentClient]]:
+    """An agent serving the site `shop` (a local backend answering "a") through both layers."""
+    async with AsyncExitStack() as stack:
+        agent = started()
+        client = await stack.enter_async_context(NodeAgentClient(agent.url, SECRET))
+        upstream = stack.enter_context(serving("a"))
+        await client.apply_site(Site(service="shop", server_names=[HOST], upstreams=[upstream]))
+        assert (await visit(agent)).text == "a"
+        yield agent, client
+
+
+async def visit(agent: AgentProcess) -> httpx.Response:
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as http:
+        return await http.get(f"http://127.0.0.1:{agent.proxy.layout.http_port}/",
+                              headers={"Host": HOST})
+
+
+async def answers(agent: AgentProcess) -> bool:
+    try:
+        return (await visit(agent)).text == "a"
+    except httpx.HTTPError:
+        return False
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 15) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {within:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+def kill_layer(layer: NginxInstance, *, workers: bool = True) -> set[int]:
+    """SIGKILL a layer's master (and, by default, every worker), as an OOM kill would."""
+    master = layer.running_pid()
+    assert master is not None
+    doomed = {master} | (children_of(master) if workers else set())
+    for pid in doomed:
+        os.kill(pid, signal.SIGKILL)
+    return doomed
+
+
+def restarts(health: NodeHealth, layer: str) -> list[SupervisionEvent]:
+    return [e for e in health.events if e.process == layer and e.action == "restarted"]
+
+
+async def restarted(client: NodeAgentClient, layer: str) -> bool:
+    return bool(restarts(await client.node_health(), layer))
+
+
+@pytest.mark.parametrize("layer", ["edge", "switch"])
+async def test_a_killed_layer_is_restarted_and_the_site_answers_again(
+    shop: tuple[AgentProcess, NodeAgentClient], layer: str
+) -> None:
+    agent, client = shop
+    killed = kill_layer(getattr(agent.proxy, layer))
+    await until(lambda: answers(agent), f"the site answering after the {layer} was killed")
+    await until(lambda: restarted(client, f"{layer} nginx"), "the restart event")
+    health = await client.node_health()
+    assert health.problems == []
+    assert [s.status for s in health.sites] == [200]
+    [event] = restarts(health, f"{layer} nginx")
+    assert "serving again after" in event.detail
+    assert getattr(agent.proxy, layer).running_pid() not in killed
+
+
+async def test_workers_left_by_a_killed_master_are_replaced(
+    shop: tuple[AgentProcess, NodeAgentClient]
+) -> None:
+    """Workers outlive their master and keep its ports: the new master could not bind."""
+    agent, client = shop
+    old_workers = agent.proxy.edge.workers()
+    kill_layer(agent.proxy.edge, workers=False)
+    await until(lambda: restarted(client, "edge nginx"), "the restart event")
+    assert await answers(agent)
+    assert not agent.proxy.edge.workers() & old_workers
+
+
+def occupy(port: int) -> socket.socket:
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", port))  # noqa: S104 - where the edge listens
+    holder.listen()
+    return holder
+
+
+async def test_a_failed_restart_is_recorded_and_tried_again(
+    shop: tuple[AgentProcess, NodeAgentClient]
+) -> None:
+    agent, client = shop
+    kill_layer(agent.proxy.edge)
+    with occupy(agent.proxy.layout.http_port):
+        async def failed() -> bool:
+            events = (await client.node_health()).events
+            return any(e.action == "restart failed" for e in events)
+
+        await until(failed, "a failed restart recorded", within=30)
+    await until(lambda: answers(agent), "the site answering once the port is free", within=30)
+    [failure, *_] = [e for e in (await client.node_health()).events
+                     if e.action == "restart failed"]
+    assert failure.process == "edge nginx"
+    assert "Address already in use" in failure.detail
+
+
+async def test_health_names_the_broken_layer_while_nothing_restarts_it(
+    started: Callable[..., AgentProcess]
+) -> None:
+    agent = started(DOCKYARD_AGENT_SUPERVISE_SECONDS="0")
+    async with NodeAgentClient(agent.url, SECRET) as client:
+        with serving("a") as upstream:
+            site = Site(service="shop", server_names=[HOST], upstreams=[upstream])
+            await client.apply_site(site)
+            kill_layer(agent.proxy.switch)
+            assert (await client.node_health()).problems == [
+                "switch nginx not running", "site shop: HTTP 502"]
+            kill_layer(agent.proxy.edge)
+            assert (await client.node_health()).problems == [
+                "switch nginx not running", "edge nginx not running",
+                "edge nginx not answering: connection refused"]
+            agent.proxy.reload()  # what the supervisor would have done
+            assert (await client.node_health()).problems == []
+
+
+def test_the_pause_between_restarts_doubles_up_to_its_bound() -> None:
+    assert [backoff(n, 30) for n in range(8)] == [0, 1, 2, 4, 8, 16, 30, 30]
+
+
+def test_events_survive_a_restart_of_the_agent(tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    log = EventLog(path, keep=2)
+    for number in range(3):
+        log.add(SupervisionEvent(time="2026-12-02T00:00:00Z", process="edge nginx",
+                                 action="restarted", detail=f"restart {number}"))
+    assert [e.detail for e in EventLog(path, keep=2).recent()] == ["restart 1", "restart 2"]
