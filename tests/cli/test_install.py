@@ -25,6 +25,9 @@ UNITS = ["dockyard-api.service", "dockyard-worker.service", "dockyard-agent.serv
 def _env(**extra: str) -> dict[str, str]:
     return {**clean_environ(), "DOCKYARD_DATA_DIR": str(DATA_DIR),
             "DATABASE_URL": DATABASE_URL, "DOCKYARD_ADMIN_PASSWORD": "not-for-the-units",
+            # The CLI's own credential is no setting of the services: never copied to them.
+            "DOCKYARD_TOKEN": "dy_the-cli-token", "DOCKYARD_URL": "http://127.0.0.1:1",
+            "DOCKYARD_AGENT_NGINX_HTTPS_PORT": "8443", "DOCKYARD_AGENT_POLL_SECONDS": "5",
             **extra}
 
 
@@ -60,9 +63,16 @@ def test_install_into_a_prefix_writes_and_enables_the_units_and_uninstall_remove
     env_file = prefix / "etc/dockyard/dockyard.env"
     assert _mode(env_file) == 0o600
     assert env_file.read_text() == (f'DATABASE_URL="{DATABASE_URL}"\n'
+                                    'DOCKYARD_AGENT_POLL_SECONDS="5"\n'
                                     f'DOCKYARD_DATA_DIR="{DATA_DIR}"\n')
-    agent_env = (prefix / "etc/dockyard/agent.env").read_text()
-    assert f'DOCKYARD_AGENT_STATE_DIR="{DATA_DIR}/local-agent"\n' in agent_env
+    assert (prefix / "etc/dockyard/agent.env").read_text() == (
+        'DOCKYARD_AGENT_DOCKER_HOST="unix:///var/run/docker.sock"\n'
+        'DOCKYARD_AGENT_HOST="127.0.0.1"\n'
+        'DOCKYARD_AGENT_LOG_JSON="true"\n'
+        'DOCKYARD_AGENT_NGINX_HTTPS_PORT="8443"\n'
+        'DOCKYARD_AGENT_NGINX_HTTP_PORT="80"\n'
+        'DOCKYARD_AGENT_PORT="8421"\n'
+        f'DOCKYARD_AGENT_STATE_DIR="{DATA_DIR}/local-agent"\n')
     assert _mode(prefix / "etc/dockyard/agent.env") == 0o600
     assert _mode(install.under(prefix, DATA_DIR)) == 0o700
     assert "rootdirectory: " in install.under(prefix, DATA_DIR / "registry/config.yml").read_text()

@@ -12,7 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
 from dockyard.agent import process
+from dockyard.agent.settings import AgentSettings
 from dockyard.kernel.settings import Settings
 from dockyard.providers import local, registry, systemd
 from dockyard.providers.cluster import registry_config
@@ -34,7 +38,6 @@ PROVISIONED_AGENT = local.AgentLaunch(
 _CONTROL_PLANE_AFTER = ("network-online.target", "postgresql.service", "redis-server.service")
 _DESCRIPTIONS = {"serve": "Dockyard API", "worker": "Dockyard worker",
                  "relay": "Dockyard outbox relay"}
-_HIDDEN_SETTINGS = ("DOCKYARD_AGENT_", "DOCKYARD_ADMIN_")  # the agent's own; the first owner's
 
 Runner = Callable[[Sequence[str]], object]
 
@@ -118,16 +121,30 @@ def registry_unit(program: Path, config: Path) -> systemd.Unit:
                         environment_file=CONTROL_PLANE_ENV, working_directory=config.parent)
 
 
+def setting_variables(settings_class: type[BaseSettings]) -> frozenset[str]:
+    """The environment variables a settings class reads, and only those: the CLI's own
+    DOCKYARD_TOKEN, say, is no setting of the services and is never copied to them."""
+    prefix = settings_class.model_config.get("env_prefix", "")
+    names: set[str] = set()
+    for name, field in settings_class.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(choice for choice in alias.choices if isinstance(choice, str))
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return frozenset(names)
+
+
 def control_plane_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
     """The control plane's settings as this shell has them, with the data directory fixed."""
-    values = {name: value for name, value in environ.items()
-              if (name.startswith("DOCKYARD_") and not name.startswith(_HIDDEN_SETTINGS))
-              or name in ("DATABASE_URL", "REDIS_URL")}
+    wanted = setting_variables(Settings)
+    values = {name: value for name, value in environ.items() if name in wanted}
     return {**values, "DOCKYARD_DATA_DIR": str(settings.data_dir)}
 
 
 def agent_environment(launch: local.AgentLaunch, environ: Mapping[str, str]) -> dict[str, str]:
-    own = {name: value for name, value in environ.items() if name.startswith("DOCKYARD_AGENT_")}
+    wanted = setting_variables(AgentSettings)
+    own = {name: value for name, value in environ.items() if name in wanted}
     return local.agent_env(launch, own)
 
 
