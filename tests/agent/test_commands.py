@@ -91,6 +91,8 @@ def test_simple_calls() -> None:
         "image": "a:latest", "repository": "10.0.0.1:5000/shop/web", "tag": "deploy_0123abcd"})
     assert cmd.remove_image("a:b") == EngineCall(
         "remove_image", {"image": "a:b", "force": False, "noprune": False})
+    assert cmd.prune_dangling_images() == EngineCall(  # a week of build cache is kept
+        "prune_images", {"filters": {"dangling": True, "until": "168h"}})
     assert cmd.list_volumes("web") == EngineCall(
         "volumes", {"filters": {"label": ["dockyard.service=web"]}})
 

@@ -181,8 +181,14 @@ def remove_image(reference: str) -> EngineCall:
     return EngineCall("remove_image", {"image": reference, "force": False, "noprune": False})
 
 
+BUILD_CACHE_HOURS = 168
+
+
 def prune_dangling_images() -> EngineCall:
-    return EngineCall("prune_images", {"filters": {"dangling": True}})
+    """Untagged images older than a week. Younger ones include the dependency stage of recent
+    builds: the build cache that lets a change of app code alone skip the install."""
+    return EngineCall("prune_images",
+                      {"filters": {"dangling": True, "until": f"{BUILD_CACHE_HOURS}h"}})
 
 
 def list_volumes(service: str) -> EngineCall:
