@@ -16,12 +16,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard.agent import auth
+from dockyard.agent import auth, process
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.models import NodeHealth, Site, SupervisionEvent
 from dockyard.agent.proxy import NginxInstance, children_of
 from dockyard.agent.supervise import EventLog, backoff
-from tests.agent.conftest import SECRET, AgentProcess, require_nginx, spawn_agent
+from tests.agent.conftest import (
+    SECRET,
+    AgentProcess,
+    eventually_true,
+    require_nginx,
+    spawn_agent,
+)
 from tests.agent.test_switch import serving
 
 HOST = "shop.test"
@@ -84,6 +90,8 @@ def kill_layer(layer: NginxInstance, *, workers: bool = True) -> set[int]:
     doomed = {master} | (children_of(master) if workers else set())
     for pid in doomed:
         os.kill(pid, signal.SIGKILL)
+    eventually_true(lambda: not any(process.is_running(pid) for pid in doomed),
+                    "the killed processes exiting")
     return doomed
 
 

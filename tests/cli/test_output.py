@@ -9,7 +9,7 @@ from rich.console import Console
 from dockyard.cli import output
 from dockyard.cli.deploy import RELEASE_COLUMNS, _release_row
 from dockyard.cli.output import ago, cell
-from dockyard.cli.resources import SERVER_COLUMNS
+from dockyard.cli.resources import SERVER_COLUMNS, status_reasons
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -60,6 +60,16 @@ def test_servers_fit_80_columns() -> None:
     row = lines[-2].split()  # every short value whole on one line (no emoji for ":ab:")
     assert row == ["aaaaaaaa", "web-1", "10.231.0.11", "unreachable", "0.1.0", "True",
                    "AB:AB:AB:AB"]
+
+
+def test_why_a_server_is_degraded_is_told_under_the_table_within_80_columns() -> None:
+    reason = "edge nginx not running; edge nginx not answering: connection refused"
+    servers = [{"name": "web-1", "status": "degraded", "status_reason": reason},
+               {"name": "web-2", "status": "active", "status_reason": ""}]
+    [told] = status_reasons(servers)
+    assert told.splitlines() == [
+        "web-1 degraded: edge nginx not running; edge nginx not answering: connection",
+        "  refused"]
 
 
 def test_times_are_relative_and_ids_short() -> None:

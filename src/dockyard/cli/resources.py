@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 import webbrowser
 from typing import Annotated, Any
 
@@ -174,8 +175,20 @@ SERVER_COLUMNS = ["id", "name", "ip", "status", "agent_version", "agent_current"
 
 @servers.command("list")
 def servers_list(as_json: JsonFlag = False) -> None:
-    """List the server inventory: status, agent version, and whether it is the expected one."""
-    show(ApiClient.from_config().get("/infra/servers"), SERVER_COLUMNS, as_json)
+    """List the server inventory: status, agent version, and whether it is the expected one;
+    under the table, why a server is degraded or unreachable."""
+    listed = ApiClient.from_config().get("/infra/servers")
+    show(listed, SERVER_COLUMNS, as_json)
+    if not as_json:
+        for line in status_reasons(listed):
+            done(line)
+
+
+def status_reasons(servers: list[dict[str, Any]], width: int = 80) -> list[str]:
+    """`name: reason` for each server that has one, wrapped to `width` columns."""
+    return [textwrap.fill(f"{s['name']} {s['status']}: {s['status_reason']}", width,
+                          subsequent_indent="  ")
+            for s in servers if s.get("status_reason")]
 
 
 def add_server(client: ApiClient, name: str, ip: str, port: int, provider: str, *,

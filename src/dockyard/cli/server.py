@@ -111,11 +111,13 @@ async def _local_node(settings: Settings) -> ServerPublic:
 
 
 def _report_local_node(server: ServerPublic) -> None:
-    if server.status != "active":
+    if server.status not in ("active", "degraded"):
         raise CliError(f"this machine's agent at {server.ip}:{server.agent_port} does not "
                        "answer; see the agent log in the data directory (local-agent/)")
     done(f"This machine is server '{server.name}' (agent {server.agent_version}, "
          f"port {server.agent_port}).")
+    if server.status_reason:
+        done(f"It is {server.status}: {server.status_reason}")
 
 
 def _report_owner(url: str, owner: FirstOwner, chosen: bool) -> None:

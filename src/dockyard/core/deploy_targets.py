@@ -19,7 +19,7 @@ from dockyard.models.deploys import (
     DeployTarget,
     Effective,
 )
-from dockyard.models.enums import ServerStatus
+from dockyard.models.enums import DEPLOYABLE_SERVER_STATUSES
 from dockyard.models.tables import DeployConfig, Domain, Placement, Project, Server, Service
 
 
@@ -36,7 +36,7 @@ async def target_servers(s: AsyncSession, actor: Actor, service: Service,
     else:
         placed = select(Placement.server_id).where(Placement.service_id == service.id)
         found = list(await s.scalars(query.where(Server.id.in_(placed)))) or list(
-            await s.scalars(query.where(Server.status == ServerStatus.ACTIVE)))
+            await s.scalars(query.where(Server.status.in_(DEPLOYABLE_SERVER_STATUSES))))
     return _usable(sorted(found, key=lambda x: x.name))
 
 
@@ -44,7 +44,7 @@ def _usable(servers: list[Server]) -> list[Server]:
     if not servers:
         raise InvalidInput("there is no active server to deploy to; add one with "
                            "`dockyard servers add` or run `dockyard up --local-node` as root")
-    down = [x.name for x in servers if x.status is not ServerStatus.ACTIVE]
+    down = [x.name for x in servers if x.status not in DEPLOYABLE_SERVER_STATUSES]
     if down:
         raise InvalidInput(f"server(s) {', '.join(down)} are not active; check them with "
                            "`dockyard servers check` or choose others with --server")

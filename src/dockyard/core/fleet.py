@@ -1,4 +1,6 @@
-"""Agent health polling: ask each server's agent for its info and record what it says."""
+"""Agent health polling: ask each server's agent for its info and its node's data path
+(both nginx layers, a request through the edge to each site), and record what it says:
+`active`, `degraded` with the problems it found, or `unreachable` with why."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dockyard.models.tables import Server
 
 log = logging.getLogger("dockyard.fleet")
 ClientFactory = Callable[[ServerPublic], NodeAgentClient]
+MAX_REASON = 1000
 
 
 @dataclass(frozen=True)
@@ -26,18 +29,35 @@ class Observation:
     server_id: str
     status: ServerStatus
     agent_version: str | None
+    reason: str = ""
+
+
+async def data_path_problems(client: NodeAgentClient) -> list[str]:
+    """What the agent finds broken on its node's data path (nothing from an agent too old
+    to have the health route)."""
+    try:
+        return (await client.node_health()).problems
+    except AgentError as exc:
+        if exc.status_code == 404:
+            return []
+        raise
 
 
 async def observe(server: ServerPublic, client_for: ClientFactory) -> Observation:
-    """One server's agent as seen now: active with its version, or unreachable (also when
-    no client can be made for it, so one bad row never fails a whole poll)."""
+    """One server's agent as seen now: active with its version, degraded with its node's
+    problems, or unreachable (also when no client can be made for it, so one bad row never
+    fails a whole poll)."""
     try:
         async with client_for(server) as client:
             info = await client.info()
+            problems = await data_path_problems(client)
     except (AgentError, httpx.HTTPError, httpx.InvalidURL) as exc:
         log.warning("agent of server %s unreachable: %s", server.name, exc)
-        return Observation(server.id, ServerStatus.UNREACHABLE, server.agent_version)
-    return Observation(server.id, ServerStatus.ACTIVE, info.agent_version)
+        reason = f"agent unreachable: {exc or type(exc).__name__}"
+        return Observation(server.id, ServerStatus.UNREACHABLE, server.agent_version,
+                           reason[:MAX_REASON])
+    status = ServerStatus.DEGRADED if problems else ServerStatus.ACTIVE
+    return Observation(server.id, status, info.agent_version, "; ".join(problems)[:MAX_REASON])
 
 
 async def record(platform: Platform, observation: Observation) -> None:
@@ -45,10 +65,9 @@ async def record(platform: Platform, observation: Observation) -> None:
         server = await session.get(Server, observation.server_id)
         if server is None or server.status == ServerStatus.DECOMMISSIONED:
             return
-        if (server.status, server.agent_version) != (observation.status,
-                                                     observation.agent_version):
-            server.status = observation.status
-            server.agent_version = observation.agent_version
+        seen = (observation.status, observation.agent_version, observation.reason)
+        if (server.status, server.agent_version, server.status_reason) != seen:
+            server.status, server.agent_version, server.status_reason = seen
 
     await platform.db.write(tx)
 

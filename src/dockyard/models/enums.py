@@ -19,8 +19,13 @@ class ServiceKind(StrEnum):
 class ServerStatus(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
+    DEGRADED = "degraded"  # the agent answers, but its node does not serve (reason kept)
     UNREACHABLE = "unreachable"
     DECOMMISSIONED = "decommissioned"
+
+
+# A degraded server's agent answers: a deploy may be what repairs its sites.
+DEPLOYABLE_SERVER_STATUSES = (ServerStatus.ACTIVE, ServerStatus.DEGRADED)
 
 
 class DeploymentStatus(StrEnum):

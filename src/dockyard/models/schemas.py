@@ -185,6 +185,7 @@ class ServerPublic(Output):
     size: str
     agent_version: str | None
     status: ServerStatus
+    status_reason: str = ""
     tags: list[str]
     created_at: datetime
 

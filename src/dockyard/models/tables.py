@@ -136,6 +136,7 @@ class Server(IdMixin, TimestampMixin, Base):
     agent_fingerprint: Mapped[str] = mapped_column(String(95), default="")
     agent_insecure_http: Mapped[bool] = mapped_column(default=False)
     status: Mapped[ServerStatus] = mapped_column(_enum(ServerStatus), default=ServerStatus.PENDING)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
