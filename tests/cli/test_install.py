@@ -3,6 +3,7 @@ runs them, and the library's plan carried out through an injected runner."""
 
 from __future__ import annotations
 
+import socket
 import stat
 import sys
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from dockyard.core import install
 from dockyard.kernel.settings import Settings
 from dockyard.providers import systemd
 from tests.live import clean_environ, dockyard, ok, one_line_error
+from tests.pg import free_port
 
 DATA_DIR = Path("/var/lib/dockyard-install-test")
 SECRET = "s3cret-db-password"
@@ -160,3 +162,27 @@ def test_a_provisioned_server_gets_the_same_agent_unit(tmp_path: Path) -> None:
     assert 'DOCKYARD_AGENT_HOST="0.0.0.0"\n' in plan.files[1].text
     assert plan.commands == ((("systemctl", f"--root={tmp_path}", "enable",
                                "dockyard-agent.service"),))
+
+
+def test_installing_here_is_refused_while_something_listens_where_a_unit_would(
+    tmp_path: Path,
+) -> None:
+    """Say, the API and agent `dockyard up --local-node` started: the units could not bind."""
+    with socket.socket() as api, socket.socket() as agent:
+        for listener in (api, agent):
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+        settings = Settings.model_validate({
+            "data_dir": tmp_path, "port": api.getsockname()[1],
+            "local_agent_port": agent.getsockname()[1], "registry": f"127.0.0.1:{free_port()}"})
+        here = install.Machine(settings, Path(sys.executable), {})
+        with pytest.raises(install.InstallError) as refused:
+            install.require_free(here, install.Roles(control_plane=True, node=True))
+        assert str(refused.value) == (
+            f"something already listens on 127.0.0.1:{settings.port} (the API's address) and "
+            f"on 127.0.0.1:{settings.local_agent_port} (the agent's address): stop it first "
+            "(`dockyard down --local-node` stops what `dockyard up` started), then install")
+        install.require_free(here, install.Roles(control_plane=False, node=False))
+        install.require_free(install.Machine(settings, Path(sys.executable), {}, tmp_path),
+                             install.Roles(control_plane=True, node=True))
+    install.require_free(here, install.Roles(control_plane=True, node=True))

@@ -16,6 +16,7 @@ from dockyard.cli.output import done
 from dockyard.kernel.settings import Settings
 
 if TYPE_CHECKING:
+    from dockyard.core import install as installer
     from dockyard.core.install import Machine, Roles
 
 ControlPlane = Annotated[bool, typer.Option(
@@ -58,13 +59,14 @@ def install(control_plane: ControlPlane = False, node: Node = False, dry_run: Dr
     enable and start them. Without --control-plane or --node: both."""
     from dockyard.core import install as installer
 
-    machine = _machine(prefix)
+    machine, roles = _machine(prefix), _roles(control_plane, node)
     with _as_cli_errors():
-        plan = installer.plan_install(machine, _roles(control_plane, node))
+        plan = installer.plan_install(machine, roles)
     if dry_run:
-        done("\n".join(installer.describe_install(plan)))
+        done("\n".join(describe_install(plan)))
         return
     installer.require_systemd(machine.root)
+    installer.require_free(machine, roles)
     installer.apply_install(plan)
     names = installer.unit_names(plan)
     if machine.root != Path("/"):
@@ -83,8 +85,29 @@ def uninstall(control_plane: ControlPlane = False, node: Node = False, dry_run: 
     machine = _machine(prefix)
     plan = installer.plan_uninstall(machine, _roles(control_plane, node))
     if dry_run:
-        done("\n".join(installer.describe_uninstall(plan)))
+        done("\n".join(describe_uninstall(plan)))
         return
     installer.require_systemd(machine.root)
     installer.apply_uninstall(plan)
     done(f"Removed {len(plan.removals)} files; the data directories are kept.")
+
+
+def describe_install(plan: installer.InstallPlan) -> list[str]:
+    """What `--dry-run` prints: every file (an environment file's names only) and command."""
+    lines = [f"would create directory {directory} (mode 0700)" for directory in plan.directories]
+    for file in plan.files:
+        lines.append(f"would write {file.path} (mode {file.mode:04o}):")
+        lines += [f"    {line}" for line in _shown(file).splitlines()]
+    return lines + [f"would run: {' '.join(argv)}" for argv in plan.commands]
+
+
+def describe_uninstall(plan: installer.UninstallPlan) -> list[str]:
+    return [*(f"would run: {' '.join(argv)}" for argv in plan.before),
+            *(f"would remove {path}" for path in plan.removals),
+            *(f"would run: {' '.join(argv)}" for argv in plan.after)]
+
+
+def _shown(file: installer.FileToWrite) -> str:
+    if not file.secret:
+        return file.text
+    return "".join(f"{line.split('=', 1)[0]}=<hidden>\n" for line in file.text.splitlines())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,6 +278,41 @@ def require_systemd(root: Path, booted_marker: Path = BOOTED_MARKER) -> None:
         "manager with ./scripts/up, or write the units into an image with --prefix DIR")
 
 
+def _listening(host: str, port: int) -> bool:
+    target = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - compared
+    try:
+        with socket.create_connection((target, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _addresses(machine: Machine, roles: Roles) -> list[tuple[str, int, str]]:
+    """Where the units of these roles will listen: (host, port, whose)."""
+    settings = machine.settings
+    found = [(settings.host, settings.port, "the API")] if roles.control_plane else []
+    if roles.node:
+        launch = _local_launch(settings)
+        found.append((launch.host, launch.port, "the agent"))
+        host, _, port = settings.registry.rpartition(":")
+        if host in registry.LOOPBACK_HOSTS and port:
+            found.append((host, int(port), "the registry"))
+    return found
+
+
+def require_free(machine: Machine, roles: Roles) -> None:
+    """Installing into this machine: nothing listens yet where a unit will (a control plane
+    `dockyard up` started, say), or that unit would fail to start, again and again."""
+    if machine.root != Path("/"):
+        return
+    taken = [f"{host}:{port} ({whose}'s address)" for host, port, whose
+             in _addresses(machine, roles) if _listening(host, port)]
+    if taken:
+        raise InstallError(f"something already listens on {' and on '.join(taken)}: stop it "
+                           "first (`dockyard down --local-node` stops what `dockyard up` "
+                           "started), then install")
+
+
 def _pid1_name() -> str:
     try:
         return Path("/proc/1/comm").read_text().strip() or "unknown"
@@ -318,24 +354,3 @@ def _write(file: FileToWrite) -> None:
         os.fchmod(handle.fileno(), file.mode)
         handle.write(file.text)
     os.replace(temporary, file.path)
-
-
-def describe_install(plan: InstallPlan) -> list[str]:
-    """What `--dry-run` prints: every file (an environment file's names only) and command."""
-    lines = [f"would create directory {directory} (mode 0700)" for directory in plan.directories]
-    for file in plan.files:
-        lines.append(f"would write {file.path} (mode {file.mode:04o}):")
-        lines += [f"    {line}" for line in _shown(file).splitlines()]
-    return lines + [f"would run: {' '.join(argv)}" for argv in plan.commands]
-
-
-def describe_uninstall(plan: UninstallPlan) -> list[str]:
-    return [*(f"would run: {' '.join(argv)}" for argv in plan.before),
-            *(f"would remove {path}" for path in plan.removals),
-            *(f"would run: {' '.join(argv)}" for argv in plan.after)]
-
-
-def _shown(file: FileToWrite) -> str:
-    if not file.secret:
-        return file.text
-    return "".join(f"{line.split('=', 1)[0]}=<hidden>\n" for line in file.text.splitlines())
