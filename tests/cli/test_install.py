@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
 from dockyard.core import install
 from dockyard.kernel.settings import Settings
 from dockyard.providers import systemd
-from tests.live import clean_environ, dockyard, ok, one_line_error
+from tests.live import clean_environ, dockyard, ok, one_line_error, serving
 from tests.pg import free_port
 
 DATA_DIR = Path("/var/lib/dockyard-install-test")
@@ -33,8 +34,8 @@ def _env(**extra: str) -> dict[str, str]:
             **extra}
 
 
-def _with_agent_key(prefix: Path) -> Path:
-    key = install.under(prefix, DATA_DIR / "local-agent" / "agent.key")
+def _with_agent_key(prefix: Path, data_dir: Path = DATA_DIR) -> Path:
+    key = install.under(prefix, data_dir / "local-agent" / "agent.key")
     key.parent.mkdir(parents=True)
     key.write_text("ab" * 32)
     return key
@@ -186,3 +187,20 @@ def test_installing_here_is_refused_while_something_listens_where_a_unit_would(
         install.require_free(install.Machine(settings, Path(sys.executable), {}, tmp_path),
                              install.Roles(control_plane=True, node=True))
     install.require_free(here, install.Roles(control_plane=True, node=True))
+
+
+def test_a_registry_already_answering_here_is_used_and_gets_no_unit(tmp_path: Path) -> None:
+    """As `dockyard up` does: Debian's own docker-registry service, say, on 127.0.0.1:5000."""
+    answering = FastAPI()
+    answering.get("/v2/")(lambda: {})
+    with serving(answering) as url:
+        address = url.removeprefix("http://")
+        settings = Settings.model_validate({"data_dir": tmp_path, "registry": address})
+        _with_agent_key(Path("/"), settings.data_dir)
+        here = install.Machine(settings, Path("/opt/dy/bin/python"), {})
+        plan = install.plan_install(here, install.Roles(control_plane=False, node=True))
+        assert install.unit_names(plan) == ["dockyard-agent.service"]
+        image = install.Machine(settings, Path("/opt/dy/bin/python"), {}, tmp_path / "image")
+        _with_agent_key(image.root, settings.data_dir)
+        assert install.unit_names(install.plan_install(image, install.Roles(False, True))) == [
+            "dockyard-agent.service", "dockyard-registry.service"]

@@ -210,8 +210,8 @@ def _local_launch(settings: Settings) -> local.AgentLaunch:
 
 
 def _node_parts(machine: Machine) -> InstallPlan:
-    """This machine's agent, as `dockyard up --local-node` runs it, and the registry when
-    it is a loopback one; the agent's key must be there already."""
+    """This machine's agent, as `dockyard up --local-node` runs it, and a loopback registry
+    (see `_runs_own_registry`); the agent's key must be there already."""
     launch = _local_launch(machine.settings)
     key_file = under(machine.root, launch.state_dir / "agent.key")
     if not key_file.is_file():
@@ -221,9 +221,18 @@ def _node_parts(machine: Machine) -> InstallPlan:
             "`dockyard down --local-node`, then install")
     files = agent_files(machine, launch)
     directories = [under(machine.root, launch.state_dir)]
-    if machine.settings.registry.rsplit(":", 1)[0] in registry.LOOPBACK_HOSTS:
+    if _runs_own_registry(machine):
         files += _registry_files(machine)
     return InstallPlan(tuple(directories), tuple(files), ())
+
+
+def _runs_own_registry(machine: Machine) -> bool:
+    """A loopback registry gets a unit, as `dockyard up` starts one, unless one answers there
+    already on this machine (Debian's own docker-registry service, say): that one is used."""
+    address = machine.settings.registry
+    if address.rsplit(":", 1)[0] not in registry.LOOPBACK_HOSTS:
+        return False
+    return machine.root != Path("/") or not registry.answers(address)
 
 
 def _registry_files(machine: Machine) -> list[FileToWrite]:
@@ -294,9 +303,6 @@ def _addresses(machine: Machine, roles: Roles) -> list[tuple[str, int, str]]:
     if roles.node:
         launch = _local_launch(settings)
         found.append((launch.host, launch.port, "the agent"))
-        host, _, port = settings.registry.rpartition(":")
-        if host in registry.LOOPBACK_HOSTS and port:
-            found.append((host, int(port), "the registry"))
     return found
 
 
