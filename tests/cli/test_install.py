@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
+from dockyard.agent import auth
 from dockyard.core import install
 from dockyard.kernel.settings import Settings
 from dockyard.providers import systemd
@@ -94,6 +95,7 @@ def test_dry_run_shows_units_and_commands_but_no_secret_and_writes_nothing(
                          env=_env()))
     assert SECRET not in output
     assert "    DATABASE_URL=<hidden>\n" in output
+    assert "    DOCKYARD_DATA_DIR=<hidden>\n" in output
     assert f"    ExecStart={sys.executable} -m dockyard.cli.main serve\n" in output
     assert output.endswith(f"would run: systemctl --root={tmp_path} enable "
                            "dockyard-api.service dockyard-worker.service\n")
@@ -154,15 +156,22 @@ def test_this_machine_without_systemd_is_refused_naming_the_fix(tmp_path: Path) 
     install.require_systemd(tmp_path / "image", booted_marker=tmp_path / "nowhere")
 
 
-def test_a_provisioned_server_gets_the_same_agent_unit(tmp_path: Path) -> None:
+def test_a_provisioned_server_gets_the_same_agent_unit_and_its_key(tmp_path: Path) -> None:
     machine = install.Machine(_settings(), Path("/opt/dy/bin/python"), {}, tmp_path)
-    plan = install.node_install_plan(machine)
+    key = auth.derive_agent_key("workspace-secret")
+    plan = install.node_install_plan(machine, key)
     agent = install.agent_unit(install.PROVISIONED_AGENT, Path("/opt/dy/bin/python"))
-    assert plan.files[0] == install.FileToWrite(
+    unit, environment, key_file = plan.files
+    assert unit == install.FileToWrite(
         tmp_path / "etc/systemd/system/dockyard-agent.service", systemd.render_unit(agent))
-    assert 'DOCKYARD_AGENT_HOST="0.0.0.0"\n' in plan.files[1].text
+    assert 'DOCKYARD_AGENT_HOST="0.0.0.0"\n' in environment.text
+    assert key_file == install.FileToWrite(tmp_path / "var/lib/dockyard-agent/agent.key",
+                                           key.hex(), 0o600, shown="<hidden>")
     assert plan.commands == ((("systemctl", f"--root={tmp_path}", "enable",
                                "dockyard-agent.service"),))
+    install.apply_install(plan, Recorder())
+    assert _mode(key_file.path) == 0o600
+    assert auth.KeyStore(key_file.path).key == key  # what the agent reads at start
 
 
 def test_installing_here_is_refused_while_something_listens_where_a_unit_would(

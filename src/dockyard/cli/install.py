@@ -97,7 +97,8 @@ def describe_install(plan: installer.InstallPlan) -> list[str]:
     lines = [f"would create directory {directory} (mode 0700)" for directory in plan.directories]
     for file in plan.files:
         lines.append(f"would write {file.path} (mode {file.mode:04o}):")
-        lines += [f"    {line}" for line in _shown(file).splitlines()]
+        shown = file.text if file.shown is None else file.shown
+        lines += [f"    {line}" for line in shown.splitlines()]
     return lines + [f"would run: {' '.join(argv)}" for argv in plan.commands]
 
 
@@ -105,9 +106,3 @@ def describe_uninstall(plan: installer.UninstallPlan) -> list[str]:
     return [*(f"would run: {' '.join(argv)}" for argv in plan.before),
             *(f"would remove {path}" for path in plan.removals),
             *(f"would run: {' '.join(argv)}" for argv in plan.after)]
-
-
-def _shown(file: installer.FileToWrite) -> str:
-    if not file.secret:
-        return file.text
-    return "".join(f"{line.split('=', 1)[0]}=<hidden>\n" for line in file.text.splitlines())

@@ -52,8 +52,8 @@ class FileToWrite:
     path: Path
     text: str
     mode: int = 0o644
-    # Environment files hold settings such as DATABASE_URL: shown by name only.
-    secret: bool = False
+    # What `--dry-run` shows instead of the text, for files that hold secrets.
+    shown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,8 @@ def _unit_file(root: Path, unit: systemd.Unit) -> FileToWrite:
 
 
 def _env_file(root: Path, path: Path, values: Mapping[str, str]) -> FileToWrite:
-    return FileToWrite(under(root, path), systemd.render_environment_file(values), 0o600, True)
+    names = "".join(f"{name}=<hidden>\n" for name in sorted(values))
+    return FileToWrite(under(root, path), systemd.render_environment_file(values), 0o600, names)
 
 
 @dataclass(frozen=True)
@@ -176,12 +177,14 @@ def agent_files(machine: Machine, launch: local.AgentLaunch) -> list[FileToWrite
             _env_file(machine.root, AGENT_ENV, values)]
 
 
-def node_install_plan(machine: Machine, launch: local.AgentLaunch = PROVISIONED_AGENT
-                      ) -> InstallPlan:
-    """A provisioned server's agent (its key file written separately, from the workspace's
-    agent secret): what its user-data or snapshot recipe installs."""
+def node_install_plan(machine: Machine, agent_key: bytes,
+                      launch: local.AgentLaunch = PROVISIONED_AGENT) -> InstallPlan:
+    """A provisioned server's agent, holding the key derived from its workspace's agent
+    secret: what its user-data or snapshot recipe installs."""
+    key_file = FileToWrite(under(machine.root, launch.state_dir / "agent.key"),
+                           agent_key.hex(), 0o600, shown="<hidden>")
     return InstallPlan((under(machine.root, launch.state_dir),),
-                       tuple(agent_files(machine, launch)),
+                       (*agent_files(machine, launch), key_file),
                        _commands(systemd.enable_commands([AGENT_UNIT], machine.root)))
 
 
