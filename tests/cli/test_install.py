@@ -213,3 +213,19 @@ def test_a_registry_already_answering_here_is_used_and_gets_no_unit(tmp_path: Pa
         _with_agent_key(image.root, settings.data_dir)
         assert install.unit_names(install.plan_install(image, install.Roles(False, True))) == [
             "dockyard-agent.service", "dockyard-registry.service"]
+
+
+@pytest.mark.parametrize("roles", [["--node"], ["--control-plane"], []])
+def test_each_unit_finds_its_environment_file_whichever_roles_are_installed(
+    tmp_path: Path, roles: list[str],
+) -> None:
+    """systemd refuses to start a unit whose EnvironmentFile= is missing."""
+    _with_agent_key(tmp_path)
+    ok(dockyard("install", *roles, "--prefix", str(tmp_path), env=_env(
+        DOCKYARD_REGISTRY=f"127.0.0.1:{free_port()}")))
+    units = list((tmp_path / "etc/systemd/system").glob("*.service"))
+    assert units
+    for unit in units:
+        for line in unit.read_text().splitlines():
+            if line.startswith("EnvironmentFile="):
+                assert install.under(tmp_path, Path(line.split("=", 1)[1])).is_file(), unit

@@ -49,10 +49,9 @@ def _words(line: str) -> list[str]:
 
 def _service(unit_text: str, files: dict[Path, str]) -> Service:
     settings = [line.split("=", 1) for line in unit_text.splitlines() if "=" in line]
-    environment_file = next(value for key, value in settings if key == "EnvironmentFile")
-    environment = dict(_words(line)[0].split("=", 1)
-                       for line in files[Path(environment_file)].splitlines())
     value = dict(settings)
+    environment_text = files[Path(value["EnvironmentFile"])] if "EnvironmentFile" in value else ""
+    environment = dict(_words(line)[0].split("=", 1) for line in environment_text.splitlines())
     return Service([_words(v) for k, v in settings if k == "ExecStartPre"],
                    _words(value["ExecStart"]), Path(value["WorkingDirectory"]),
                    environment, float(value["TimeoutStopSec"]))

@@ -119,7 +119,7 @@ def agent_unit(launch: local.AgentLaunch, python: Path) -> systemd.Unit:
 def registry_unit(program: Path, config: Path) -> systemd.Unit:
     return systemd.Unit(REGISTRY_UNIT, "Dockyard image registry",
                         (str(program), "serve", str(config)),
-                        environment_file=CONTROL_PLANE_ENV, working_directory=config.parent)
+                        environment_file=None, working_directory=config.parent)
 
 
 def setting_variables(settings_class: type[BaseSettings]) -> frozenset[str]:

@@ -30,7 +30,7 @@ class Unit:
     name: str
     description: str
     exec_start: tuple[str, ...]
-    environment_file: Path
+    environment_file: Path | None
     working_directory: Path
     exec_start_pre: tuple[tuple[str, ...], ...] = ()
     after: tuple[str, ...] = ("network-online.target",)
@@ -92,7 +92,9 @@ def render_unit(unit: Unit) -> str:
         f"After={' '.join(unit.after)}", f"Wants={' '.join(unit.wants)}",
         f"StartLimitIntervalSec={START_LIMIT_INTERVAL_SECONDS}",
         f"StartLimitBurst={START_LIMIT_BURST}", "",
-        "[Service]", "Type=exec", f"EnvironmentFile={path_value(unit.environment_file)}",
+        "[Service]", "Type=exec",
+        *([] if unit.environment_file is None
+          else [f"EnvironmentFile={path_value(unit.environment_file)}"]),
         f"WorkingDirectory={path_value(unit.working_directory)}",
         *(f"ExecStartPre={command_line(argv)}" for argv in unit.exec_start_pre),
         f"ExecStart={command_line(unit.exec_start)}",
