@@ -229,3 +229,11 @@ def test_each_unit_finds_its_environment_file_whichever_roles_are_installed(
         for line in unit.read_text().splitlines():
             if line.startswith("EnvironmentFile="):
                 assert install.under(tmp_path, Path(line.split("=", 1)[1])).is_file(), unit
+
+
+def test_installing_here_needs_root_and_into_an_image_does_not() -> None:
+    with pytest.raises(install.InstallError, match=r"^installing into / needs root: "
+                       r"sudo \.venv/bin/dockyard install"):
+        install.require_root(Path("/"), euid=1000)
+    install.require_root(Path("/"), euid=0)
+    install.require_root(Path("/tmp/image"), euid=1000)

@@ -65,6 +65,7 @@ def install(control_plane: ControlPlane = False, node: Node = False, dry_run: Dr
     if dry_run:
         done("\n".join(describe_install(plan)))
         return
+    installer.require_root(machine.root)
     installer.require_systemd(machine.root)
     installer.require_free(machine, roles)
     installer.apply_install(plan)
@@ -87,6 +88,7 @@ def uninstall(control_plane: ControlPlane = False, node: Node = False, dry_run: 
     if dry_run:
         done("\n".join(describe_uninstall(plan)))
         return
+    installer.require_root(machine.root)
     installer.require_systemd(machine.root)
     installer.apply_uninstall(plan)
     done(f"Removed {len(plan.removals)} files; the data directories are kept.")

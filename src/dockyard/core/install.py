@@ -280,6 +280,13 @@ def plan_uninstall(machine: Machine, roles: Roles) -> UninstallPlan:
                          tuple(removals), _commands(systemd.reload_commands(machine.root)))
 
 
+def require_root(root: Path, euid: int | None = None) -> None:
+    """Writing into /etc and running systemctl there is root's."""
+    if root == Path("/") and (os.geteuid() if euid is None else euid) != 0:
+        raise InstallError("installing into / needs root: sudo .venv/bin/dockyard install "
+                           "(or --prefix DIR, as anyone)")
+
+
 def require_systemd(root: Path, booted_marker: Path = BOOTED_MARKER) -> None:
     """Installing into this machine needs systemd running as its init system."""
     if root != Path("/") or booted_marker.is_dir():
