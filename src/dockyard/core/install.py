@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings
 
 from dockyard.agent import process
 from dockyard.agent.settings import AgentSettings
+from dockyard.core.local_node import launch_of
 from dockyard.kernel.settings import Settings
 from dockyard.providers import local, registry, systemd
 from dockyard.providers.cluster import registry_config
@@ -206,16 +207,10 @@ def _control_plane_parts(machine: Machine) -> InstallPlan:
     return InstallPlan((under(machine.root, settings.data_dir),), tuple(files), ())
 
 
-def _local_launch(settings: Settings) -> local.AgentLaunch:
-    from dockyard.core.local_node import launch_of
-
-    return launch_of(settings)
-
-
 def _node_parts(machine: Machine) -> InstallPlan:
     """This machine's agent, as `dockyard up --local-node` runs it, and a loopback registry
     (see `_runs_own_registry`); the agent's key must be there already."""
-    launch = _local_launch(machine.settings)
+    launch = launch_of(machine.settings)
     key_file = under(machine.root, launch.state_dir / "agent.key")
     if not key_file.is_file():
         raise InstallError(
@@ -311,7 +306,7 @@ def _addresses(machine: Machine, roles: Roles) -> list[tuple[str, int, str]]:
     settings = machine.settings
     found = [(settings.host, settings.port, "the API")] if roles.control_plane else []
     if roles.node:
-        launch = _local_launch(settings)
+        launch = launch_of(settings)
         found.append((launch.host, launch.port, "the agent"))
     return found
 
