@@ -11,27 +11,18 @@ import signal
 import subprocess
 import tarfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
-from tests.agent.conftest import base_tarball, require_the_real_stack
-from tests.e2e.stage import EXAMPLE, Stage, staged
+from tests.e2e.stage import EXAMPLE, Stage
 from tests.live import bring_up, pid_alive, wait_until
 
 pytestmark = pytest.mark.slow
-__all__ = ["base_tarball"]
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
 HOST = "hello.shop.localhost"
-
-
-@pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory, base_tarball: Any) -> Iterator[Stage]:
-    require_the_real_stack()
-    yield from staged(tmp_path_factory.mktemp("deploy"))
 
 
 def done_of(events: list[dict[str, Any]]) -> dict[str, Any]:

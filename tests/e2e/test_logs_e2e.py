@@ -4,25 +4,16 @@ access lines read back with `dockyard logs` once the worker has collected them."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.agent.conftest import base_tarball, require_the_real_stack
-from tests.e2e.stage import EXAMPLE, Stage, staged
+from tests.e2e.stage import EXAMPLE, Stage
 from tests.live import dockyard, ok, wait_until
 
 pytestmark = pytest.mark.slow
-__all__ = ["base_tarball"]
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
 HOST = "hello.shop.localhost"
-
-
-@pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory, base_tarball: Any) -> Iterator[Stage]:
-    require_the_real_stack()
-    yield from staged(tmp_path_factory.mktemp("logs"))
 
 
 def test_the_apps_access_lines_reach_dockyard_logs(stage: Stage) -> None:

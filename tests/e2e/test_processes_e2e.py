@@ -9,29 +9,20 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import docker
 import pytest
 from bench.nginx_reload import Tally, worker
 
-from tests.agent.conftest import base_tarball, require_the_real_stack
-from tests.e2e.stage import EXAMPLE, Stage, staged
+from tests.e2e.stage import EXAMPLE, Stage
 from tests.live import DOCKYARD, dockyard, ok, ok_json, wait_until
 
 pytestmark = pytest.mark.slow
-__all__ = ["base_tarball"]
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
 HOST = "hello.shop.localhost"
 SERVICE = ["-p", "shop", "-s", "hello"]
 CONCURRENCY = 16
-
-
-@pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory, base_tarball: Any) -> Iterator[Stage]:
-    require_the_real_stack()
-    yield from staged(tmp_path_factory.mktemp("processes"))
 
 
 @pytest.fixture(scope="module")
