@@ -41,10 +41,10 @@ async def test_ps_lists_a_server_that_does_not_answer_without_failing(client, sh
     assert down["error"]
 
 
-@pytest.mark.parametrize("path", ["restart", "run"])
+@pytest.mark.parametrize("path", ["restart", "restart?type=worker", "run", "scale"])
 async def test_restart_and_run_are_for_members_and_not_for_other_workspaces(
         client, shop, member_of, stranger, path):
-    body = {"command": ["true"]}
+    body = {"run": {"command": ["true"]}, "scale": {"scale": {"web": 2}}}.get(path)
     viewer = await member_of(Role.VIEWER)
     member = await member_of(Role.MEMBER)
     assert (await client.post(f"{SVC}/{path}", json=body, headers=stranger.headers)
@@ -62,6 +62,20 @@ async def test_restart_and_run_are_for_members_and_not_for_other_workspaces(
     {"command": ["true"], "shell": True}])
 async def test_a_run_takes_an_argv_list_and_nothing_else(client, shop, body):
     answer = await client.post(f"{SVC}/run", json=body, headers=shop.headers)
+    assert answer.status_code == 422, answer.text
+
+
+@pytest.mark.parametrize("body", [
+    {"scale": {}}, {"scale": {"Web": 2}}, {"scale": {"web": 21}}, {"scale": {"web": -1}},
+    {"scale": {"web": "2"}}, {"scale": {"web\n": 2}}, {"scale": {"web": 2}, "extra": 1}])
+async def test_a_scale_takes_process_types_and_replica_counts_only(client, shop, body):
+    answer = await client.post(f"{SVC}/scale", json=body, headers=shop.headers)
+    assert answer.status_code == 422, answer.text
+
+
+async def test_a_restart_names_a_process_type(client, shop):
+    answer = await client.post(f"{SVC}/restart", params={"type": "Worker;"},
+                               headers=shop.headers)
     assert answer.status_code == 422, answer.text
 
 

@@ -49,10 +49,12 @@ class StandIn:
             Route(f"{SVC}/processes", self.processes, methods=["GET"]),
             Route(f"{SVC}/run", self.run, methods=["POST"]),
             Route(f"{SVC}/restart", self.restart, methods=["POST"]),
+            Route(f"{SVC}/scale", self.restart, methods=["POST"]),
         ])
 
     async def record(self, request: Request) -> None:
-        self.received.append((request.method, request.url.path, await request.body()))
+        query = f"?{request.url.query}" if request.url.query else ""
+        self.received.append((request.method, request.url.path + query, await request.body()))
 
     async def processes(self, request: Request) -> Response:
         await self.record(request)
@@ -141,3 +143,23 @@ def test_restart_follows_the_rollout_it_started(standin: StandIn, tmp_path: Path
     result = run(standin, tmp_path, "restart", "-p", "shop", "-s", "web")
     assert "deployment succeeded" in ok(result)
     assert [(m, p) for m, p, _ in standin.received] == [("POST", f"{SVC}/restart")]
+
+
+def test_restart_of_one_process_type_names_it(standin: StandIn, tmp_path: Path) -> None:
+    result = run(standin, tmp_path, "restart", "worker", "-p", "shop", "-s", "web")
+    assert "deployment succeeded" in ok(result)
+    assert [(m, p) for m, p, _ in standin.received] == [("POST", f"{SVC}/restart?type=worker")]
+
+
+def test_scale_sends_the_replicas_and_follows_the_rollout(standin: StandIn,
+                                                          tmp_path: Path) -> None:
+    result = run(standin, tmp_path, "scale", "web=3", "worker=2", "-p", "shop", "-s", "web")
+    assert "deployment succeeded" in ok(result)
+    assert [(m, p, json.loads(b)) for m, p, b in standin.received] == [
+        ("POST", f"{SVC}/scale", {"scale": {"web": 3, "worker": 2}})]
+
+
+def test_scale_refuses_what_is_not_type_equals_number(standin: StandIn, tmp_path: Path) -> None:
+    result = run(standin, tmp_path, "scale", "web3", "-p", "shop", "-s", "web")
+    assert one_line_error(result) == "error: 'web3' is not TYPE=N (for example web=3)"
+    assert standin.received == []

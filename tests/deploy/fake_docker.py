@@ -55,15 +55,17 @@ class Container:
         return dict(item.split("=", 1) for item in self.config["Env"])
 
     @property
-    def host_port(self) -> int:
-        bindings = self.config["HostConfig"]["PortBindings"]
-        return int(next(iter(bindings.values()))[0]["HostPort"])
+    def host_port(self) -> int | None:
+        """None for a container that publishes no port (a worker, a one-off run)."""
+        bindings = self.config["HostConfig"].get("PortBindings") or {}
+        return int(next(iter(bindings.values()))[0]["HostPort"]) if bindings else None
 
     def start(self, crash: bool) -> None:
         if crash:
             self.state = "exited"
             return
-        self.app = _App(self.host_port, self.env.get("DOCKYARD_RELEASE", "?"))
+        if self.host_port is not None:
+            self.app = _App(self.host_port, self.env.get("DOCKYARD_RELEASE", "?"))
         self.state = "running"
 
     def stop(self) -> None:
@@ -75,7 +77,7 @@ class Container:
     def listed(self) -> dict[str, Any]:
         ports = [{"IP": "127.0.0.1", "PrivatePort": int(key.split("/")[0]),
                   "PublicPort": self.host_port, "Type": "tcp"}
-                 for key in self.config["HostConfig"]["PortBindings"]]
+                 for key in self.config["HostConfig"].get("PortBindings") or {}]
         return {"Id": f"id-{self.name}", "Names": [f"/{self.name}"], "Image": self.config["Image"],
                 "State": self.state, "Status": self.state, "Labels": self.config["Labels"],
                 "Ports": ports if self.state == "running" else []}
@@ -109,6 +111,8 @@ class FakeDocker(DockerRuntime):
     crash: set[str] = field(default_factory=set)  # image tags whose containers exit at once
     hold: Hold | None = None
     calls: list[str] = field(default_factory=list)
+    one_off_exit: int = 0  # what one-off runs (`dockyard run`, release commands) exit with
+    one_offs: list[list[str]] = field(default_factory=list)  # their commands, in order
 
     def __post_init__(self) -> None:
         super().__init__("unix:///nonexistent/fake-docker.sock")
@@ -148,6 +152,10 @@ class FakeDocker(DockerRuntime):
     def _pull(self, repository: str, tag: str, **_: Any) -> list[dict[str, str]]:
         self.images.add(f"{repository}:{tag}")
         return [{"status": f"pulled {repository}:{tag}"}]
+
+    def _build(self, tag: str, **_: Any) -> list[dict[str, str]]:
+        self.images.add(tag)
+        return [{"stream": f"Successfully tagged {tag}\n"}]
 
     def _push(self, repository: str, tag: str, **_: Any) -> list[dict[str, str]]:
         return [{"status": f"pushed {repository}:{tag}"}]
@@ -192,6 +200,16 @@ class FakeDocker(DockerRuntime):
         self._get(container).stop()
         del self.containers[container]
 
+    def _wait(self, container: str) -> dict[str, int]:
+        found = self._get(container)
+        self.one_offs.append(found.config["Cmd"])
+        found.state = "exited"
+        return {"StatusCode": self.one_off_exit}
+
+    def _kill(self, container: str) -> None:
+        self._get(container).stop()
+
     def _logs(self, container: str, **_: Any) -> list[bytes]:
-        self._get(container)
+        if "dockyard.one-off" in self._get(container).config["Labels"]:
+            return [f"ran {' '.join(self.containers[container].config['Cmd'])}\n".encode()]
         return [b"Traceback (most recent call last):\n", b"ImportError: no module named app\n"]

@@ -237,7 +237,7 @@ def test_shell_argv_execs_only_simple_commands(line: str, argv: list[str]) -> No
 
 def test_procfile_web_line() -> None:
     assert procfile_web("release: ./migrate\nweb:  bin/serve  -p 1 \n") == "bin/serve  -p 1"
-    assert procfile_web("website: x\nweb:\n") is None
+    assert procfile_web("website: x\n# web: old\n") is None
 
 
 # Rendering: exact text.

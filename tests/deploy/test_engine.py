@@ -105,7 +105,7 @@ async def test_a_crashing_server_among_several_fails_the_deploy_with_its_logs(
     nodes["node2"].docker.crash.add(f"deploy_{deployment_id[:8]}")  # before the task runs
     result = await outcome(platform, runner, shop, deployment_id)
     assert result.status == "failed"
-    crash = (f"node2: container shop-web-{deployment_id[:8]} stopped as soon as it started "
+    crash = (f"node2: web.1 (shop-web-{deployment_id[:8]}) stopped as soon as it started "
              "(exited); last log lines:\nTraceback (most recent call last):\n"
              "ImportError: no module named app")
     assert crash in result.error

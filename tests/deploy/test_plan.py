@@ -111,8 +111,16 @@ def test_a_plan_written_is_read_back_equal() -> None:
         "params": {"port": 5000}, "servers": ["a", "b"], "site": "p-s", "hosts": ["s.p.test"]})
     row = Deployment(**plan.to_columns())
     assert row.source == {"url": "https://example.test/a.git"}
-    assert set(row.config) == {"params", "servers", "site", "hosts"}
+    assert set(row.config) == {"params", "servers", "site", "hosts", "processes", "only",
+                               "run_release"}
     assert DeploymentPlan.from_row(row) == plan
+
+
+def test_a_plan_stored_before_process_types_reads_as_web_alone() -> None:
+    row = Deployment(source_kind="image", source={"image": "r/a:1"}, image_tag="r/a:deploy_1",
+                     config={"params": {}, "servers": ["a"], "site": "p-s", "hosts": ["h.p"]})
+    plan = DeploymentPlan.from_row(row)
+    assert (plan.processes.types(), plan.only, plan.run_release) == (["web"], None, True)
 
 
 async def test_an_unreadable_progress_is_not_taken_over_and_does_not_stop_the_others(

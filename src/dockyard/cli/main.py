@@ -56,7 +56,7 @@ for people_command in (people.invite, people.accept, people.passwd):
 for deploy_command in (deploy.deploy, deploy.rollback, deploy.releases):
     app.command(rich_help_panel="Deploy")(deploy_command)
 app.command("open", rich_help_panel="Deploy")(resources.open_service)
-for process_command in (processes.ps, processes.restart):
+for process_command in (processes.ps, processes.restart, processes.scale):
     app.command(rich_help_panel="Deploy")(process_command)
 app.command("run", rich_help_panel="Deploy")(processes.run_command)
 app.command("logs", rich_help_panel="Deploy")(logs.logs)

@@ -23,6 +23,10 @@ ServerOpt = Annotated[str | None, typer.Option(
 TimeoutOpt = Annotated[int | None, typer.Option(
     "--timeout", min=1, help="Kill the command after this many seconds (default: the API's "
     "DOCKYARD_RUN_TIMEOUT_SECONDS).")]
+TypeArg = Annotated[str | None, typer.Argument(
+    metavar="[TYPE]", help="Restart only this process type (web, worker, ...).")]
+ScaleArg = Annotated[list[str], typer.Argument(metavar="TYPE=N...",
+                                               help="Replicas per process type, e.g. web=3.")]
 EventsJson = Annotated[bool, typer.Option("--json", help="Print each event as one JSON line.")]
 
 
@@ -71,12 +75,35 @@ def _last_exit(process: dict[str, Any]) -> str | None:
     return None if code is None else str(code)
 
 
-def restart(project: ProjectOpt, service: ServiceOpt, as_json: EventsJson = False) -> None:
+def restart(project: ProjectOpt, service: ServiceOpt, kind: TypeArg = None,
+            as_json: EventsJson = False) -> None:
     """Restart a service without downtime: a new rolling rollout of its live release (with
-    its current variables)."""
+    its current variables), of every process type or of TYPE alone."""
     api = StreamClient.from_config()
     path = f"{_service_path(project, service)}/restart"
-    watch(api, lambda: api.open_stream("POST", path), as_json)
+    query = {"type": kind} if kind else None
+    watch(api, lambda: api.open_stream("POST", path, params=query), as_json)
+
+
+def scale(project: ProjectOpt, service: ServiceOpt, counts: ScaleArg,
+          as_json: EventsJson = False) -> None:
+    """Set how many containers of each process type run on every server of the service
+    (`web=3 worker=2`), as a rolling rollout of the live release."""
+    api = StreamClient.from_config()
+    body = {"scale": parse_scale(counts)}
+    path = f"{_service_path(project, service)}/scale"
+    watch(api, lambda: api.open_stream("POST", path, json=body), as_json)
+
+
+def parse_scale(counts: list[str]) -> dict[str, int]:
+    """`web=3` pairs; the API checks the types and the numbers."""
+    scale: dict[str, int] = {}
+    for pair in counts:
+        kind, equals, number = pair.partition("=")
+        if not equals or not number.strip().isdigit():
+            raise CliError(f"{pair!r} is not TYPE=N (for example web=3)")
+        scale[kind.strip()] = int(number)
+    return scale
 
 
 def run_command(project: ProjectOpt, service: ServiceOpt, command: CommandArg,

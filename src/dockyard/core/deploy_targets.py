@@ -56,7 +56,7 @@ async def effective_params(p: Platform, s: AsyncSession, actor: Actor, service: 
     """Defaults, then the service's config, then a saved config, then the request."""
     layers: list[dict[str, Any]] = [
         {"keep_releases": p.settings.keep_releases},
-        {k: v for k, v in service.config.items() if k in ("port", "health_path")},
+        {k: v for k, v in service.config.items() if k in ("port", "health_path", "scale")},
     ]
     if target.config_name:
         layers.append(await _saved_params(s, actor, target.config_name, service))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from anyio import to_thread
@@ -30,6 +30,7 @@ from dockyard.models.deployment_plan import (
     FromGit,
     FromRelease,
     Origin,
+    Processes,
     Progress,
     origin_of,
 )
@@ -58,13 +59,23 @@ def new_runner(p: Platform) -> DeployRunner:
     return DeployRunner(p.db, p.settings, p.box, connect)
 
 
-async def start_deploy(p: Platform, runner: DeployRunner, actor: Actor, body: DeployRequest
-                       ) -> str:
+@dataclass(frozen=True)
+class Rerun:
+    """How a rerun of the live release differs from a deploy: a restart of one process type
+    (`only`), without the release command, saving the service's new `scale`."""
+
+    only: str | None = None
+    run_release: bool = True
+    scale: dict[str, int] | None = None
+
+
+async def start_deploy(p: Platform, runner: DeployRunner, actor: Actor, body: DeployRequest,
+                       rerun: Rerun = Rerun()) -> str:
     """A deployment of a git ref, an image, or the live release with today's variables."""
     source = origin_of(body.source)
     if isinstance(source, FromGit):
         _check_git(p, source.url, source.ref)
-    return await _start(p, runner, actor, body, source, new_id())
+    return await _start(p, runner, actor, body, source, new_id(), rerun)
 
 
 def _check_git(p: Platform, url: str, ref: str | None) -> None:
@@ -115,9 +126,9 @@ async def start_rollback(p: Platform, runner: DeployRunner, actor: Actor,
 
 
 async def _start(p: Platform, runner: DeployRunner, actor: Actor, target: DeployTarget,
-                 source: Origin, deployment_id: str) -> str:
+                 source: Origin, deployment_id: str, rerun: Rerun = Rerun()) -> str:
     async def tx(s: AsyncSession) -> None:
-        row = await _new_deployment(p, s, actor, target, source, deployment_id)
+        row = await _new_deployment(p, s, actor, target, source, deployment_id, rerun)
         row.progress = Progress(owner=runner.owner).to_column()
         s.add(row)
         await s.flush()
@@ -156,11 +167,14 @@ class _Release:
     params: Effective
     env_ciphertext: str
     rollback_of: str | None = None
+    processes: Processes = field(default_factory=Processes)
 
 
 async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: DeployTarget,
-                          source: Origin, deployment_id: str) -> Deployment:
+                          source: Origin, deployment_id: str, rerun: Rerun) -> Deployment:
     service = await _deployable(s, actor, target)
+    if rerun.scale is not None:
+        service.config = {**service.config, "scale": rerun.scale}
     if isinstance(source, FromRelease):
         release = await _reuse(p, s, service, source, target)
     else:
@@ -169,7 +183,9 @@ async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: De
     plan = DeploymentPlan(source=release.source, image=release.image, params=release.params,
                           servers=[x.id for x in servers],
                           site=deploy_plan.site_name(target.project, target.service),
-                          hosts=await hosts_of(p, s, service, target.project))
+                          hosts=await hosts_of(p, s, service, target.project),
+                          processes=release.processes, only=rerun.only,
+                          run_release=rerun.run_release)
     return Deployment(id=deployment_id, workspace_id=actor.workspace_id, service_id=service.id,
                       **plan.to_columns(), env_ciphertext=release.env_ciphertext,
                       rollback_of=release.rollback_of, triggered_by=actor.user_id,
@@ -209,9 +225,10 @@ async def _reuse(p: Platform, s: AsyncSession, service: Service, source: FromRel
         row = await _rollback_target(s, service, source.release)
         env, changes, rollback_of = row.env_ciphertext, {}, row.id
     old = DeploymentPlan.from_row(row)
-    params = Effective.model_validate({**old.params.model_dump(), **changes})
+    scale = {"scale": service.config.get("scale", {})}  # replicas are the service's, now
+    params = Effective.model_validate({**old.params.model_dump(), **scale, **changes})
     return _Release(source.model_copy(update={"release": row.id}), old.image, params, env,
-                    rollback_of)
+                    rollback_of, old.processes)
 
 
 async def _releases(s: AsyncSession, service: Service) -> list[Deployment]:

@@ -27,6 +27,7 @@ from dockyard.models.processes import (
     ProcessListing,
     ProcessPublic,
     RunRequest,
+    ScaleRequest,
     UnreachableServer,
 )
 from dockyard.models.schemas import ServerPublic
@@ -85,11 +86,52 @@ def _public(server: str, state: ProcessState) -> ProcessPublic:
 
 
 async def start_restart(p: Platform, runner: DeployRunner, actor: Actor, project: str,
-                        service: str) -> str:
+                        service: str, kind: str | None = None) -> str:
     """A rolling restart: a new zero-downtime rollout of the live release (with today's
-    variables), exactly what `dockyard env set` triggers."""
-    body = DeployRequest(project=project, service=service, source=ReleaseSource(kind="release"))
-    return await deployments.start_deploy(p, runner, actor, body)
+    variables), of every process type or of `kind` alone; no release command."""
+    if kind is not None:
+        known = await p.db.read(lambda s: _live_types(s, actor, project, service))
+        _check_types([kind], known)
+    return await deployments.start_deploy(p, runner, actor, _rerun(project, service),
+                                          deployments.Rerun(only=kind, run_release=False))
+
+
+async def start_scale(p: Platform, runner: DeployRunner, actor: Actor, project: str,
+                      service: str, body: ScaleRequest) -> str:
+    """Save the service's replicas and roll the live release out with them (zero downtime:
+    the new set starts and passes its health checks before the old one drains)."""
+    known, current = await p.db.read(lambda s: _scale_of(s, actor, project, service))
+    _check_types(list(body.scale), known)
+    scale = {**current, **body.scale}
+    if scale.get("web", 1) < 1:
+        raise InvalidInput("web needs at least 1 replica: it serves the service's traffic")
+    return await deployments.start_deploy(p, runner, actor, _rerun(project, service),
+                                          deployments.Rerun(run_release=False, scale=scale))
+
+
+def _rerun(project: str, service: str) -> DeployRequest:
+    return DeployRequest(project=project, service=service, source=ReleaseSource(kind="release"))
+
+
+def _check_types(wanted: list[str], known: list[str]) -> None:
+    unknown = [kind for kind in wanted if kind not in known]
+    if unknown:
+        raise InvalidInput(f"process type {unknown[0]!r} is not in the live release (it has "
+                           f"{', '.join(known)}); add it to the Procfile and deploy")
+
+
+async def _live_types(s: AsyncSession, actor: Actor, project: str, service: str) -> list[str]:
+    return (await _scale_of(s, actor, project, service))[0]
+
+
+async def _scale_of(s: AsyncSession, actor: Actor, project: str, service: str
+                    ) -> tuple[list[str], dict[str, int]]:
+    """The live release's process types, and the replicas the service is set to."""
+    found = await service_named(s, actor, project, service)
+    actor.require(Permission.WRITE)
+    release = await deployments.live_release(s, found)
+    scale: dict[str, int] = found.config.get("scale", {})
+    return DeploymentPlan.from_row(release).processes.types(), scale
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,14 @@ from dockyard.deploy.plan import parse_image
 from dockyard.deploy.run import DeployFailed, Run, Target
 from dockyard.deploy.runtimes import Declared
 from dockyard.kernel.settings import Settings
-from dockyard.models.deployment_plan import FromArchive, FromGit, FromImage, FromRelease, Phase
+from dockyard.models.deployment_plan import (
+    FromArchive,
+    FromGit,
+    FromImage,
+    FromRelease,
+    Phase,
+    Processes,
+)
 from dockyard.providers import images
 
 OOM_EXIT = "returned a non-zero code: 137"  # the legacy builder's words for a SIGKILLed step
@@ -73,6 +80,7 @@ async def _build(run: Run, builder: Target, checkout: Path) -> None:
     params, settings = run.params, run.settings
     app_dir = _app_root(checkout, params.root)
     stack = await to_thread.run_sync(dockerfile.detect_stack, app_dir, params.dockerfile)
+    await _record_processes(run, await to_thread.run_sync(dockerfile.app_processes, app_dir))
     for note in stack.notes:
         await run.emit("log", note)
     if params.command and stack.kind != "dockerfile":
@@ -90,6 +98,13 @@ async def _build(run: Run, builder: Target, checkout: Path) -> None:
     options = BuildOptions(tuple(params.build_args or ()), settings.build_memory_mb,
                            settings.build_cpus)
     await _limited_build(run, builder.client.build(context, run.image, name, options))
+
+
+async def _record_processes(run: Run, found: Processes) -> None:
+    if found.commands or found.release:
+        kinds = ", ".join([*found.commands, *(["release"] if found.release else [])])
+        await run.emit("log", f"process types from the Procfile besides web: {kinds}")
+    await run.record_processes(found)
 
 
 async def _limited_build(run: Run, lines: AsyncIterator[dict[str, Any]]) -> None:

@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dockyard.deploy import procfile
+from dockyard.deploy.procfile import COMPOUND as _COMPOUND
+from dockyard.deploy.procfile import shell_argv
 from dockyard.deploy.pylocks import locked_pins
 from dockyard.deploy.runtimes import Declared, declared_node, declared_python, public_image
 from dockyard.kernel.errors import InvalidInput
+from dockyard.models.deployment_plan import Processes
 
 StackKind = Literal["dockerfile", "python", "node", "static", "procfile"]
 Install = Literal["requirements", "pyproject", "npm-ci", "npm-install", "pnpm", "yarn"]
@@ -45,8 +49,6 @@ LOOKS_FOR = ("a Dockerfile; requirements.txt, pyproject.toml, app.py, main.py or
              "(Python); package.json (Node); index.html (static site); or a Procfile with a "
              "'web:' line")
 _MAX_READ = 1024 * 1024
-# Lines `exec` cannot prefix: lists, pipes, subshells, leading assignments, builtins.
-_COMPOUND = re.compile(r"[;&|\n`()]|^\s*(?:\w+=|(?:exec|cd|if|for|while|until|case|\.)\s|[{!])")
 
 
 def base_image_for(stack: Stack, configured: str | None) -> str:
@@ -68,19 +70,14 @@ def _read(app_dir: Path, name: str) -> str | None:
         return file.read(_MAX_READ).decode(errors="replace")
 
 
+def app_processes(app_dir: Path) -> Processes:
+    """The process types and release command of the app's Procfile, if it has one."""
+    return procfile.processes(_read(app_dir, "Procfile"))
+
+
 def procfile_web(text: str) -> str | None:
     """The command of the Procfile's `web:` process."""
-    for line in text.splitlines():
-        name, colon, command = line.partition(":")
-        if colon and name.strip() == "web" and command.strip():
-            return command.strip()
-    return None
-
-
-def shell_argv(line: str) -> list[str]:
-    """Exec-form argv for a shell command line; a simple command is `exec`ed, so the server
-    itself is process 1 and receives SIGTERM (dash would otherwise stay in between)."""
-    return ["sh", "-c", line if _COMPOUND.search(line) else f"exec {line}"]
+    return procfile.parse(text).get("web")
 
 
 def _web_notes(web: str) -> list[str]:

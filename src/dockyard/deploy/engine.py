@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError
-from dockyard.deploy import build, plan, rollout
+from dockyard.deploy import build, plan, release, rollout
 from dockyard.deploy.run import Run, describe
 from dockyard.kernel.errors import DockyardError
 from dockyard.models.base import utcnow
@@ -30,6 +30,7 @@ async def execute(run: Run) -> None:
             await _announce(run)
         if not run.phase.past_switch:
             await build.build_release(run)
+            await release.run_release_command(run)
             await run.enter(Phase.ROLLOUT, f"rolling out to {len(run.targets)} server(s)")
             await rollout.roll_out(run)
         await _commit(run)

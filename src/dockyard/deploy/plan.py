@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from dockyard.agent.models import ContainerSpec, ImageRef, PortBinding, Site, Upstream
+from dockyard.models.deployment_plan import Processes
 from dockyard.models.deploys import Effective
 
 DEPLOYMENT_LABEL = "dockyard.deployment"
@@ -50,8 +52,10 @@ def site_name(project: str, service: str) -> str:
     return f"{project[:15]}-{service[:15]}-{digest}"
 
 
-def container_name(site: str, deployment_id: str) -> str:
-    return f"{site}-{deployment_id[:8]}"
+def container_name(site: str, deployment_id: str, kind: str = "web", replica: int = 1) -> str:
+    """`web.1` keeps the name releases had before process types; the others are suffixed."""
+    name = f"{site}-{deployment_id[:8]}"
+    return name if (kind, replica) == ("web", 1) else f"{name}-{kind}-{replica}"
 
 
 def default_host(project: str, service: str, apps_domain: str) -> str:
@@ -65,13 +69,42 @@ def release_env(env: dict[str, str], params: Effective, deployment_id: str, serv
             "DOCKYARD_SERVICE": service}
 
 
+@dataclass(frozen=True)
+class Process:
+    """One container of a release: its type, replica number and command (None: the
+    image's own, for `web` without a `command`)."""
+
+    kind: str
+    replica: int
+    command: list[str] | None
+
+    @property
+    def serves_http(self) -> bool:
+        return self.kind == "web"
+
+
+def processes_of(processes: Processes, params: Effective, only: str | None = None
+                 ) -> list[Process]:
+    """Every container a release runs on each server: `web` first, then the other types,
+    each as many times as the service is scaled to; `only` keeps one type."""
+    commands: dict[str, list[str] | None] = {"web": params.command, **processes.commands}
+    return [Process(kind, replica, commands[kind])
+            for kind in processes.types() if only in (None, kind)
+            for replica in range(1, params.replicas(kind) + 1)]
+
+
 def container_spec(site: str, deployment_id: str, image: ImageRef, env: dict[str, str],
-                   params: Effective) -> ContainerSpec:
-    """The release's container: published on a free loopback port the agent picks."""
+                   params: Effective, process: Process | None = None) -> ContainerSpec:
+    """A release's container (`web.1` unless told); `web` is published on a free loopback
+    port the agent picks."""
+    process = process or Process("web", 1, params.command)
+    ports = [PortBinding(container_port=params.port, host_port=0, host_ip=LOOPBACK)]
+    labels = {DEPLOYMENT_LABEL: deployment_id, PROCESS_TYPE_LABEL: process.kind,
+              REPLICA_LABEL: str(process.replica)}
     return ContainerSpec(
-        name=container_name(site, deployment_id), service=site, image=image, env=env,
-        command=params.command, labels={DEPLOYMENT_LABEL: deployment_id},
-        ports=[PortBinding(container_port=params.port, host_port=0, host_ip=LOOPBACK)],
+        name=container_name(site, deployment_id, process.kind, process.replica), service=site,
+        image=image, env={**env, "DOCKYARD_PROCESS": f"{process.kind}.{process.replica}"},
+        command=process.command, labels=labels, ports=ports if process.serves_http else [],
         memory_bytes=params.memory_mb * 1024 * 1024 if params.memory_mb else None,
         cpus=params.cpus,
     )

@@ -44,20 +44,27 @@ async def roll_out(run: Run) -> None:
 
 async def _server_up(run: Run, target: Target) -> None:
     try:
-        await _pull(run, target)
-        port = await _start(run, target)
-        await _wait_healthy(run, target, port)
+        await pull(run, target)
+        wanted = plan.processes_of(run.plan.processes, run.params, run.plan.only)
+        ports = [await _start_web(run, target, p) for p in wanted if p.serves_http]
+        for process in (p for p in wanted if not p.serves_http):
+            await _start_worker(run, target, process)
         if run.aborted.is_set():
             raise DeployFailed("stopped before switching because another server failed")
-        await run.step(target, Step.SWITCH, StepState.STARTED, "switching traffic")
-        await target.client.apply_site(plan.site_for(run.site, run.hosts, [port]))
-        await run.step(target, Step.SWITCH, StepState.DONE, "now serving the new release")
+        if ports:
+            await _switch(run, target, ports)
     except Exception:
         run.aborted.set()
         raise
 
 
-async def _pull(run: Run, target: Target) -> None:
+async def _switch(run: Run, target: Target, ports: list[int]) -> None:
+    await run.step(target, Step.SWITCH, StepState.STARTED, "switching traffic")
+    await target.client.apply_site(plan.site_for(run.site, run.hosts, ports))
+    await run.step(target, Step.SWITCH, StepState.DONE, "now serving the new release")
+
+
+async def pull(run: Run, target: Target) -> None:
     await run.step(target, Step.PULL, StepState.STARTED, f"pulling {run.image.reference}")
     try:
         async for _ in target.client.pull(run.image):
@@ -67,26 +74,43 @@ async def _pull(run: Run, target: Target) -> None:
     await run.step(target, Step.PULL, StepState.DONE, "image pulled")
 
 
-async def _start(run: Run, target: Target) -> int:
+def release_env(run: Run) -> dict[str, str]:
+    return plan.release_env(run.env, run.params, run.deployment_id,
+                            f"{run.project}/{run.service}")
+
+
+async def _start(run: Run, target: Target, process: plan.Process) -> ContainerSummary:
+    """A container of `process`, started afresh; DeployFailed if it stopped at once."""
+    spec = plan.container_spec(run.site, run.deployment_id, run.image, release_env(run),
+                               run.params, process)
     await run.step(target, Step.START, StepState.STARTED,
-                   "starting the new container beside the old one")
-    env = plan.release_env(run.env, run.params, run.deployment_id, f"{run.project}/{run.service}")
-    spec = plan.container_spec(run.site, run.deployment_id, run.image, env, run.params)
+                   f"starting {process.kind}.{process.replica} beside the old release")
     await _remove_quietly(target, spec.name)
     summary = await target.client.run_container(spec)
-    if not summary.ports:  # Docker publishes no port for a container that already exited
-        raise DeployFailed(f"container {spec.name} stopped as soon as it started "
-                           f"({summary.state}); last log lines:\n"
+    # Docker publishes no port for a container that already exited
+    if summary.state not in ("running", "created") or (process.serves_http and not summary.ports):
+        raise DeployFailed(f"{process.kind}.{process.replica} ({spec.name}) stopped as soon as "
+                           f"it started ({summary.state}); last log lines:\n"
                            f"{await _log_tail(target, spec.name)}")
+    return summary
+
+
+async def _start_web(run: Run, target: Target, process: plan.Process) -> int:
+    summary = await _start(run, target, process)
     port = summary.ports[0].host_port
     await run.step(target, Step.START, StepState.DONE,
-                   f"container {spec.name} started on port {port}")
+                   f"container {summary.name} started on port {port}")
+    await _wait_healthy(run, target, port, summary.name)
     return port
 
 
-async def _wait_healthy(run: Run, target: Target, port: int) -> None:
+async def _start_worker(run: Run, target: Target, process: plan.Process) -> None:
+    summary = await _start(run, target, process)
+    await run.step(target, Step.START, StepState.DONE, f"container {summary.name} started")
+
+
+async def _wait_healthy(run: Run, target: Target, port: int, name: str) -> None:
     p = run.params
-    name = plan.container_name(run.site, run.deployment_id)
     await run.step(target, Step.HEALTH, StepState.STARTED,
                    f"waiting for GET {p.health_path} to answer")
     last = ""
@@ -122,9 +146,12 @@ async def _remove_quietly(target: Target, name: str) -> None:
 
 def _split(run: Run, containers: list[ContainerSummary]
            ) -> tuple[list[ContainerSummary], list[ContainerSummary]]:
-    """This deployment's containers, and every other one of the service."""
+    """This deployment's containers, and every other one of the service that it replaces
+    (those of its one process type, when it replaces only one)."""
     mine = [c for c in containers if c.labels.get(plan.DEPLOYMENT_LABEL) == run.deployment_id]
-    return mine, [c for c in containers if c not in mine]
+    only = run.plan.only
+    return mine, [c for c in containers if c not in mine
+                  and only in (None, plan.process_of(c.labels)[0])]
 
 
 async def revert(run: Run) -> list[str]:
@@ -134,8 +161,10 @@ async def revert(run: Run) -> list[str]:
 
 
 async def _revert_server(run: Run, target: Target) -> None:
-    mine, others = _split(run, await target.client.containers(run.site))
-    previous = [port.host_port for c in others if c.state == "running" for port in c.ports]
+    containers = await target.client.containers(run.site)
+    mine, _ = _split(run, containers)
+    previous = [port.host_port for c in containers
+                if c not in mine and c.state == "running" for port in c.ports]
     site = {s.service: s for s in await target.client.sites()}.get(run.site)
     if previous and (site is None or {u.port for u in site.upstreams} != set(previous)):
         await run.step(target, Step.REVERT, StepState.STARTED,

@@ -17,7 +17,15 @@ from dockyard.deploy.plan import parse_image
 from dockyard.kernel.db import Database
 from dockyard.kernel.errors import DockyardError
 from dockyard.kernel.settings import Settings
-from dockyard.models.deployment_plan import DeploymentPlan, Origin, Phase, Progress, Step, StepState
+from dockyard.models.deployment_plan import (
+    DeploymentPlan,
+    Origin,
+    Phase,
+    Processes,
+    Progress,
+    Step,
+    StepState,
+)
 from dockyard.models.deploys import Effective
 from dockyard.models.enums import SourceKind
 from dockyard.models.schemas import ServerPublic
@@ -90,6 +98,16 @@ class Run:
     @property
     def hosts(self) -> list[str]:
         return self.plan.hosts
+
+    async def record_processes(self, processes: Processes) -> None:
+        """The process types the build found, kept in the plan for this release's reruns."""
+        self.plan = self.plan.model_copy(update={"processes": processes})
+        config = self.plan.to_columns()["config"]
+
+        async def tx(s: AsyncSession) -> None:
+            (await s.get_one(Deployment, self.deployment_id)).config = config
+
+        await self.db.write(tx)
 
     async def emit(self, kind: str, message: str, **data: Any) -> None:
         await self.log.append(self.deployment_id, kind, message, **data)

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     build_timeout_seconds: float = Field(default=1800, gt=0)
     # The longest a one-off `dockyard run` may take before its container is killed.
     run_timeout_seconds: int = Field(default=3600, ge=1, le=86400)
+    # The longest a Procfile's `release:` command may run before the deployment fails.
+    release_timeout_seconds: int = Field(default=900, ge=1, le=86400)
     # Whether deployers may build git repositories on the control plane's own disk.
     git_allow_local: bool = False
     # Container logs: kept this many days, and at most this many bytes per service (its

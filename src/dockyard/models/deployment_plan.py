@@ -61,6 +61,17 @@ def origin_of(requested: Source) -> Origin:
     return _ORIGIN.validate_python(requested.model_dump(exclude_none=True))
 
 
+class Processes(_Record):
+    """A release's process types besides `web` (whose command is the image's, or the
+    service's `command`), and its `release` command: from the app's Procfile at build time."""
+
+    commands: dict[str, list[str]] = Field(default_factory=dict)
+    release: list[str] | None = None
+
+    def types(self) -> list[str]:
+        return ["web", *sorted(self.commands)]
+
+
 class DeploymentPlan(_Record):
     source: Origin
     image: str = Field(description="The release's image reference (registry/...:deploy_ID).")
@@ -68,6 +79,11 @@ class DeploymentPlan(_Record):
     servers: list[str] = Field(description="The target servers' ids, in rollout order.")
     site: str
     hosts: list[str]
+    processes: Processes = Field(default_factory=Processes)
+    only: str | None = Field(default=None, description=(
+        "Replace only this process type's containers (a restart of one type)."))
+    run_release: bool = Field(default=True, description=(
+        "Run the release command; restarts and scaling do not."))
 
     @property
     def source_kind(self) -> SourceKind:
@@ -82,7 +98,8 @@ class DeploymentPlan(_Record):
 
     def to_columns(self) -> dict[str, Any]:
         """The values of the `deployments` columns that hold this plan."""
-        config = self.model_dump(mode="json", include={"params", "servers", "site", "hosts"})
+        config = self.model_dump(mode="json", include={"params", "servers", "site", "hosts",
+                                                     "processes", "only", "run_release"})
         return {"source_kind": self.source_kind, "source": self.source_column(),
                 "image_tag": self.image, "config": config}
 
@@ -100,6 +117,7 @@ class Phase(StrEnum):
     PULL = "pull"
     BUILD = "build"
     PUSH = "push"
+    RELEASE = "release"
     ROLLOUT = "rollout"
     COMMIT = "commit"
     DONE = "done"

@@ -18,9 +18,12 @@ from dockyard.models.fields import (
     IdPrefix,
     ImageRef,
     Name,
+    ProcessType,
 )
 from dockyard.models.schemas import Input, Output
 
+MAX_REPLICAS = 20
+Replicas = Annotated[int, Field(ge=0, le=MAX_REPLICAS)]
 ServerRef = Name  # a server's name, or its id (32 hex digits are a name too)
 
 
@@ -44,6 +47,9 @@ class DeployParams(Input):
     root: AppPath | None = Field(default=None, description="Build this subdirectory.")
     dockerfile: AppPath | None = Field(default=None, description="Build with this Dockerfile.")
     build_args: list[BuildArg] | None = Field(default=None, max_length=64)
+    scale: dict[ProcessType, Replicas] | None = Field(
+        default=None, max_length=20,
+        description="Replicas of each process type on every server (default 1 each).")
 
 
 class Effective(Input):
@@ -65,6 +71,11 @@ class Effective(Input):
     root: str | None = None
     dockerfile: str | None = None
     build_args: list[str] | None = None
+    scale: dict[str, int] = Field(default_factory=dict)
+
+    def replicas(self, kind: str) -> int:
+        """How many containers of process type `kind` run on each server."""
+        return self.scale.get(kind, 1)
 
 
 class GitSource(Input):

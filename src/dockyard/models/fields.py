@@ -195,6 +195,9 @@ APP_PATH = r"(?!(?:.*/)?\.{1,2}(?:/|$))[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*"
 AppPath = Annotated[str, Field(min_length=1, max_length=1024), Whole(
     APP_PATH, "use a relative path inside the app like 'services/web' or 'docker/Dockerfile' "
               "(letters, digits, '.', '_', '-' and '/'; no '..')")]
+ProcessType = Annotated[str, Whole(
+    r"[a-z][a-z0-9_-]{0,29}", "use a Procfile process type: lowercase letters, digits, '_' "
+    "and '-', starting with a letter (at most 30)")]
 # A build argument: KEY=value, the key in the environment variable grammar, the value one line.
 BUILD_ARG = r"[A-Za-z_][A-Za-z0-9_]*=[^\x00-\x1f\x7f]*"
 BuildArg = Annotated[str, Field(min_length=2, max_length=4096), Whole(

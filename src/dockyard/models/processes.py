@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from dockyard.models.deploys import ServerRef
-from dockyard.models.fields import Argument
+from dockyard.models.deploys import Replicas, ServerRef
+from dockyard.models.fields import Argument, ProcessType
 from dockyard.models.schemas import Input, Output
 
 
@@ -47,3 +47,10 @@ class RunRequest(Input):
         default=None, ge=1, le=86400,
         description="Kill the command after this long; default and upper bound: the "
                     "DOCKYARD_RUN_TIMEOUT_SECONDS setting.")
+
+
+class ScaleRequest(Input):
+    """Replicas per process type on each server the service runs on; unnamed types keep theirs."""
+
+    scale: dict[ProcessType, Replicas] = Field(
+        min_length=1, max_length=20, examples=[{"web": 3, "worker": 2}])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from dockyard.api.deps import ActorDep, PlatformDep
@@ -16,7 +16,8 @@ from dockyard.api.routes.params import ProjectName, ServiceName
 from dockyard.api.sse import KEEPALIVE, event_stream
 from dockyard.core import processes
 from dockyard.core.processes import RunEvent
-from dockyard.models.processes import ProcessListing, RunRequest
+from dockyard.models.fields import ProcessType
+from dockyard.models.processes import ProcessListing, RunRequest, ScaleRequest
 
 router = APIRouter(prefix="/projects/{project}/services/{service}", tags=["processes"],
                    responses=WRITE_RESPONSES)
@@ -35,8 +36,21 @@ async def list_processes(project: ProjectName, service: ServiceName, platform: P
 @router.post("/restart", operation_id="restart_service", response_class=StreamingResponse,
              responses=SSE_RESPONSE, summary="Rolling restart: a new rollout of the live release")
 async def restart(project: ProjectName, service: ServiceName, platform: PlatformDep,
-                  actor: ActorDep, runner: RunnerDep) -> StreamingResponse:
-    deployment_id = await processes.start_restart(platform, runner, actor, project, service)
+                  actor: ActorDep, runner: RunnerDep,
+                  process_type: Annotated[ProcessType | None, Query(
+                      alias="type", description="Restart only this process type.")] = None
+                  ) -> StreamingResponse:
+    deployment_id = await processes.start_restart(platform, runner, actor, project, service,
+                                                  process_type)
+    return event_stream(runner.events, deployment_id)
+
+
+@router.post("/scale", operation_id="scale_service", response_class=StreamingResponse,
+             responses=SSE_RESPONSE,
+             summary="Set replicas per process type: a rolling rollout of the live release")
+async def scale(project: ProjectName, service: ServiceName, body: ScaleRequest,
+                platform: PlatformDep, actor: ActorDep, runner: RunnerDep) -> StreamingResponse:
+    deployment_id = await processes.start_scale(platform, runner, actor, project, service, body)
     return event_stream(runner.events, deployment_id)
 
 
