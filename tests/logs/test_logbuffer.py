@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from dockyard.agent.logbuffer import LogBuffer
+from dockyard.agent.logbuffer import LogBuffer, exit_entries
 from dockyard.agent.runtime import DockerRuntime
 from tests.logs.conftest import run_printer
 
@@ -55,3 +55,35 @@ async def test_sync_finds_every_managed_container(runtime: DockerRuntime, tmp_pa
     assert await buffer.sync(runtime) >= 8
     mine = {e.container for e in buffer.read(0, 10_000).entries} & set(names)
     assert mine == set(names)
+
+
+async def test_a_container_that_ended_gets_a_line_with_its_exit_code(
+        runtime: DockerRuntime, tmp_path: Path) -> None:
+    buffer = LogBuffer(tmp_path, 1024**2)
+    assert await buffer.sync_exits(runtime) == 0  # the first call only starts the cursor
+    name = await run_printer(runtime, "raise SystemExit(3)",
+                             labels={"dockyard.process-type": "worker"})
+    assert await buffer.sync_exits(runtime) == 1
+    [entry] = buffer.read(0, 10).entries
+    assert (entry.container, entry.service, entry.stream, entry.line) == (
+        name, "shop-web", "exit", "process exited with code 3")
+    assert entry.labels["dockyard.process-type"] == "worker"
+    assert await LogBuffer(tmp_path, 1024**2).sync_exits(runtime) == 0  # not twice
+
+
+def test_an_oom_kill_is_named_and_one_off_runs_are_left_out() -> None:
+    def event(action: str, name: str, **attributes: str) -> dict[str, object]:
+        return {"Action": action, "timeNano": 1_796_000_000_000_000_000,
+                "Actor": {"Attributes": {"name": name, **attributes}}}
+
+    entries = exit_entries([
+        event("oom", "shop-web-1"),
+        event("die", "shop-web-1", exitCode="137", **{"dockyard.service": "shop-web"}),
+        event("die", "shop-web-run-1", exitCode="0", **{"dockyard.one-off": "true"}),
+        event("die", "shop-web-1", exitCode="0"),
+    ])
+    assert [(e.container, e.line) for e in entries] == [
+        ("shop-web-1", "process exited with code 137 (killed by the kernel for using more "
+                       "than its memory limit: OOM)"),
+        ("shop-web-1", "process exited with code 0")]
+    assert entries[0].labels == {"dockyard.service": "shop-web"}

@@ -120,6 +120,15 @@ def container_exits(container_id: str, since: int, until: float) -> EngineCall:
         "filters": {"container": [container_id], "event": ["die", "oom"]}})
 
 
+def managed_exits(since: float, until: float) -> EngineCall:
+    """Docker's `die` and `oom` events of every container the agent manages, between two
+    Unix times."""
+    return EngineCall("events", {
+        "since": f"{since:.9f}", "until": f"{until:.9f}", "decode": True,
+        "filters": {"type": ["container"], "event": ["die", "oom"],
+                    "label": [f"{MANAGED_LABEL}=true"]}})
+
+
 def wait_container(name: str) -> EngineCall:
     return EngineCall("wait", {"container": name})
 

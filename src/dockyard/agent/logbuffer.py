@@ -6,16 +6,22 @@ bound each; when the newer fills, the older is dropped (the bound is what an out
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dockyard.agent import commands as cmd
 from dockyard.agent.commands import MANAGED_LABEL, SERVICE_LABEL, EngineCall
+from dockyard.agent.processes import ONE_OFF_LABEL
 from dockyard.agent.runtime import DockerRuntime, EngineError
 
 STREAMS = ("stdout", "stderr")
+EXIT_STREAM = "exit"  # lines the agent writes when a container ends: its exit code, OOM
+EXITS_CURSOR = "exits"
 MAX_LINE_CHARS = 16 * 1024
 DEFAULT_LOG_BUFFER_BYTES = 64 * 1024**2
 
@@ -44,6 +50,31 @@ def _parse_line(raw: str) -> tuple[datetime, str] | None:
         return datetime.fromisoformat(stamp), text[:MAX_LINE_CHARS]
     except ValueError:
         return None
+
+
+def exit_entries(events: list[dict[str, Any]]) -> list[LogEntry]:
+    """A line for each `die` event of a service's container (one-off runs left out), saying
+    its exit code and whether the kernel killed it for memory (an `oom` event before)."""
+    found, oom = [], set()
+    for event in events:
+        actor = (event.get("Actor") or {}).get("Attributes") or {}
+        name = actor.get("name", "")
+        if event.get("Action") == "oom":
+            oom.add(name)
+        elif event.get("Action") == "die" and ONE_OFF_LABEL not in actor:
+            found.append(_exit_entry(event, actor, name in oom))
+            oom.discard(name)
+    return found
+
+
+def _exit_entry(event: dict[str, Any], actor: dict[str, str], oom: bool) -> LogEntry:
+    code = actor.get("exitCode", "?")
+    why = " (killed by the kernel for using more than its memory limit: OOM)" if oom else ""
+    moment = datetime.fromtimestamp(int(event.get("timeNano", 0)) / 1e9, UTC)
+    return LogEntry(seq=0, container=actor.get("name", ""),
+                    service=actor.get(SERVICE_LABEL, ""), stream=EXIT_STREAM, time=moment,
+                    labels={k: v for k, v in actor.items() if k.startswith("dockyard.")},
+                    line=f"process exited with code {code}{why}")
 
 
 class LogBuffer:
@@ -104,14 +135,29 @@ class LogBuffer:
         return size if wrote else 0
 
     async def sync(self, runtime: DockerRuntime) -> int:
-        """Copy the new lines of every managed container; returns how many were copied."""
+        """Copy the new lines of every managed container, and a line for each container that
+        ended since the last sync; returns how many were copied."""
         containers = await runtime.run(EngineCall("containers", {
             "all": True, "filters": {"label": [f"{MANAGED_LABEL}=true"]}}))
         copied = 0
         for raw in containers:
             copied += await self.sync_container(runtime, raw["Names"][0].lstrip("/"),
                                                 raw.get("Labels") or {})
-        return copied
+        return copied + await self.sync_exits(runtime)
+
+    async def sync_exits(self, runtime: DockerRuntime) -> int:
+        """One `exit` line per container that ended (crashed, was killed for memory, or
+        was stopped) since the last call; the first call only sets the cursor."""
+        now = time.time()
+        since = float(self._cursors.get(EXITS_CURSOR, now))
+        events = [e async for e in runtime.stream(cmd.managed_exits(since, now))]
+        entries = exit_entries(events)
+        for entry in entries:
+            entry.seq, self._next_seq = self._next_seq, self._next_seq + 1
+        self.append(entries)
+        self._cursors[EXITS_CURSOR] = repr(now)
+        self._save_cursors()
+        return len(entries)
 
     async def sync_container(self, runtime: DockerRuntime, name: str,
                              labels: dict[str, str]) -> int:
