@@ -308,9 +308,7 @@ class Node:
                 log.error("could not restore container %s: %s", spec.name, exc.message)
 
     def _restore_nginx(self) -> None:
-        self.nginx.prepare()
-        self.nginx.write_all(list(self.state.sites.values()))
-        self.nginx.reload()
+        self.nginx.restore(list(self.state.sites.values()))
 
     async def _restore_container(self, spec: ContainerSpec) -> None:
         try:

@@ -103,6 +103,14 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` unless the file holds it already; whether it was written."""
+    if path.exists() and path.read_text() == text:
+        return False
+    write_atomically(path, text)
+    return True
+
+
 def remove_stale_socket(path: Path) -> None:
     """Delete a socket file nothing listens on (left by a killed nginx): nginx cannot bind
     a path that exists. A live socket is left alone."""
@@ -131,15 +139,15 @@ class NginxInstance:
         self.layout = layout
         self.binary = binary
 
-    def prepare(self) -> None:
-        """Create the directories and write the main configuration."""
+    def prepare(self) -> bool:
+        """Create the directories and write the main configuration; whether it changed."""
         for directory in (self.layout.sites, self.layout.root / "logs", self.layout.root / "tmp"):
             directory.mkdir(parents=True, exist_ok=True)
         if self.layout.switch:
             for directory in (self.layout.sockets.parent, self.layout.sockets):
                 directory.mkdir(exist_ok=True)
                 directory.chmod(0o755)  # nginx workers (nobody) connect in here
-        write_atomically(self.layout.conf, nginx.render_main(self.layout))
+        return write_if_changed(self.layout.conf, nginx.render_main(self.layout))
 
     def site_text(self, service: str) -> str | None:
         path = self.layout.site_file(service)
@@ -159,14 +167,17 @@ class NginxInstance:
             remove_stale_socket(self.layout.socket(service))
         self.reload()
 
-    def write_all(self, sites: list[Site]) -> None:
-        """Make the sites directory hold exactly `sites` (used when restoring)."""
+    def write_all(self, sites: list[Site]) -> bool:
+        """Make the sites directory hold exactly `sites` (used when restoring); whether any
+        file changed."""
         wanted = {self.layout.site_file(site.service): site for site in sites}
-        for stale in set(self.layout.sites.glob("*.conf")) - set(wanted):
-            stale.unlink()
-        for path, site in wanted.items():
-            write_atomically(path, nginx.render_site(site, self.layout))
+        stale = set(self.layout.sites.glob("*.conf")) - set(wanted)
+        for path in stale:
+            path.unlink()
+        written = [write_if_changed(path, nginx.render_site(site, self.layout))
+                   for path, site in wanted.items()]
         self.check()
+        return bool(stale) or any(written)
 
     @staticmethod
     def _put(path: Path, text: str | None) -> None:
@@ -289,6 +300,19 @@ class Nginx:
     def write_all(self, sites: list[Site]) -> None:
         for instance in self.instances:
             instance.write_all(sites)
+
+    def restore(self, sites: list[Site]) -> None:
+        """Both layers as `sites` say, after an agent restart. A running layer is reloaded
+        only when its files changed: a reload closes the edge's idle client connections.
+        (The agent writes a site's files before it reloads, and records the site after: so
+        unchanged files were loaded.)"""
+        for instance in self.instances:
+            changed = instance.prepare()
+            changed = instance.write_all(sites) or changed
+            if changed or instance.running_pid() is None:
+                instance.reload()
+        if problem := self.unreachable_sockets():
+            log.warning("%s", problem)
 
     def check(self) -> None:
         for instance in self.instances:

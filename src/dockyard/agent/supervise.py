@@ -119,10 +119,10 @@ class Supervisor:
             watch.not_before = time.monotonic() + backoff(watch.failures, self.max_backoff)
             self.record(watch.name, "restart failed", f"attempt {attempt}: {exc}")
             return
-        down = time.monotonic() - (watch.down_since or now)
+        took = time.monotonic() - now
         watch.down_since, watch.last_start = None, time.monotonic()
         self.record(watch.name, "restarted",
-                    f"its master had died; serving again after {down:.1f} s (attempt {attempt})")
+                    f"its master had died; started again in {took:.2f} s (attempt {attempt})")
 
     def record(self, process: str, action: SupervisionAction, detail: str) -> None:
         event = SupervisionEvent(time=datetime.now(UTC), process=process, action=action,

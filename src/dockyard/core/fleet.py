@@ -53,7 +53,7 @@ async def observe(server: ServerPublic, client_for: ClientFactory) -> Observatio
             problems = await data_path_problems(client)
     except (AgentError, httpx.HTTPError, httpx.InvalidURL) as exc:
         log.warning("agent of server %s unreachable: %s", server.name, exc)
-        reason = f"agent unreachable: {exc or type(exc).__name__}"
+        reason = f"agent unreachable: {str(exc) or type(exc).__name__}"
         return Observation(server.id, ServerStatus.UNREACHABLE, server.agent_version,
                            reason[:MAX_REASON])
     status = ServerStatus.DEGRADED if problems else ServerStatus.ACTIVE
