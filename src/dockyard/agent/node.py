@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,6 +88,14 @@ def container_health(raw: dict[str, Any]) -> ContainerHealth:
                            failing_streak=health.get("FailingStreak", 0))
 
 
+async def _unless_gone(call: Awaitable[Any]) -> None:
+    try:
+        await call
+    except EngineError as exc:
+        if exc.status_code != 404:
+            raise
+
+
 class Node:
     def __init__(self, state_dir: Path, certs_dir: Path, runtime: DockerRuntime,
                  nginx: Nginx, state_file: StateFile,
@@ -158,7 +166,11 @@ class Node:
     async def run_container(self, spec: ContainerSpec) -> ContainerSummary:
         """Choose the free host ports asked for and keep the concrete spec in the desired
         state before creating the container, so that no other spec gets those ports and a
-        restore reuses them; forget it again if Docker refuses."""
+        restore reuses them; forget it again if Docker refuses. Asked again for a container
+        it already made from the same spec (a repeated call), it only makes sure it runs."""
+        again = await self._already_made(spec)
+        if again is not None:
+            return again
         async with self._lock:
             spec = self._with_free_ports(spec)
             previous = self.state.containers.get(spec.name)
@@ -169,6 +181,18 @@ class Node:
             async with self._lock:
                 self._keep_container(spec.name, previous)
             raise
+        return await self.container(spec.name)
+
+    async def _already_made(self, spec: ContainerSpec) -> ContainerSummary | None:
+        kept = self.state.containers.get(spec.name)
+        if kept is None or not host_ports.same_request(spec, kept):
+            return None
+        try:
+            found = await self.container(spec.name)
+        except NotFound:
+            return None
+        if found.state != "running":
+            await self.runtime.run(cmd.start_container(spec.name))
         return await self.container(spec.name)
 
     def _with_free_ports(self, spec: ContainerSpec) -> ContainerSpec:
@@ -193,13 +217,15 @@ class Node:
         raise NotFound("container", name)
 
     async def stop_container(self, name: str, grace_seconds: int) -> None:
+        """Stop and forget a container; one that is gone already is no error."""
         await self._forget_container(name)
-        await self.runtime.run(cmd.stop_container(name, grace_seconds))
+        await _unless_gone(self.runtime.run(cmd.stop_container(name, grace_seconds)))
 
     async def remove_container(self, name: str) -> None:
+        """Remove a container, its last lines kept; one that is gone already is no error."""
         await self._forget_container(name)
         await self._keep_last_logs(name)
-        await self.runtime.run(cmd.remove_container(name))
+        await _unless_gone(self.runtime.run(cmd.remove_container(name)))
 
     async def _keep_last_logs(self, name: str) -> None:
         """Copy a container's last lines before it goes; a failure never stops the removal."""
@@ -283,11 +309,14 @@ class Node:
         """Both layers by name, the switch first: its sockets must exist when the edge serves."""
         return {"switch nginx": self.nginx.switch, "edge nginx": self.nginx.edge}
 
-    async def revive_nginx(self, instance: NginxInstance) -> None:
-        """Start a dead layer again from the desired state (no site change runs meanwhile)."""
+    async def revive_nginx(self, instance: NginxInstance) -> bool:
+        """Start a dead layer again from the desired state (no site change runs meanwhile);
+        whether it had to."""
         async with self._lock:
-            if instance.running_pid() is None:
-                await to_thread.run_sync(instance.revive, self.sites())
+            if instance.running_pid() is not None:
+                return False
+            await to_thread.run_sync(instance.revive, self.sites())
+            return True
 
     async def node_health(self) -> NodeHealth:
         down = [name for name, layer in self.nginx_layers().items()

@@ -28,7 +28,7 @@ from dockyard.agent.proxy import NginxInstance, write_atomically
 log = logging.getLogger("dockyard.agent.supervise")
 STABLE_SECONDS = 30.0  # a layer that lived this long after its restart is healthy again
 _EVENTS = TypeAdapter(list[SupervisionEvent])
-Revive = Callable[[NginxInstance], Awaitable[None]]  # restarts one layer
+Revive = Callable[[NginxInstance], Awaitable[bool]]  # restarts a dead layer; whether it did
 
 
 class EventLog:
@@ -103,6 +103,7 @@ class Supervisor:
 
     async def check(self, watch: Watch) -> None:
         if watch.instance.running_pid() is not None:
+            watch.down_since = None
             return
         now = time.monotonic()
         if watch.down_since is None:
@@ -113,14 +114,17 @@ class Supervisor:
     async def restart(self, watch: Watch, now: float) -> None:
         attempt = watch.failures + 1
         try:
-            await self.revive(watch.instance)
+            restarted = await self.revive(watch.instance)
         except Exception as exc:  # whatever stopped it, the layer is still down: try later
             watch.failures += 1
             watch.not_before = time.monotonic() + backoff(watch.failures, self.max_backoff)
             self.record(watch.name, "restart failed", f"attempt {attempt}: {exc}")
             return
+        watch.down_since = None
+        if not restarted:  # started meanwhile by a site change
+            return
         took = time.monotonic() - now
-        watch.down_since, watch.last_start = None, time.monotonic()
+        watch.last_start = time.monotonic()
         self.record(watch.name, "restarted",
                     f"its master had died; started again in {took:.2f} s (attempt {attempt})")
 
