@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from deploy_bench import PROJECT, code_deploy, load_until
 from nginx_reload import Tally
 
 from dockyard.agent import process
+from dockyard.agent.proxy import NginxInstance
 from dockyard.providers.cluster import Cluster, ClusterSettings, NodeRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/
@@ -68,10 +70,16 @@ class Timeline:
 
 
 def the_node(stage: Stage) -> tuple[Cluster, NodeRecord]:
-    cluster = Cluster(ClusterSettings(**{k.removeprefix("DOCKYARD_CLUSTER_").lower(): v
-                                         for k, v in cluster_env(stage.root).items()}))
+    settings = {k.removeprefix("DOCKYARD_CLUSTER_").lower(): v
+                for k, v in cluster_env(stage.root).items()}
+    cluster = Cluster(ClusterSettings.model_validate(settings))
     [node] = [n for n in cluster.state.nodes if n.ip == stage.nodes[0]["ip"]]
     return cluster, node
+
+
+def kill_nginx(layer: NginxInstance) -> str:
+    """SIGKILL a layer's master and workers (the supervisor restarts it)."""
+    return f"killed {len(kill_layer(layer))} processes"
 
 
 def kill_agent(cluster: Cluster, node: NodeRecord) -> str:
@@ -93,7 +101,7 @@ def last_event(node: NodeRecord) -> str:
         if events else "no event"
 
 
-def phase(name: str, kill: Callable[[], str | None], timeline: Timeline) -> None:
+def phase(name: str, kill: Callable[[], str], timeline: Timeline) -> None:
     time.sleep(SETTLE_SECONDS)
     failed, answered = timeline.tally.failed, timeline.tally.ok
     killed = time.monotonic()
@@ -103,7 +111,7 @@ def phase(name: str, kill: Callable[[], str | None], timeline: Timeline) -> None
     back = max(0.0, timeline.last_failure - killed) if timeline.tally.failed > failed else 0.0
     print(f"{name}: {timeline.tally.failed - failed} failed of "
           f"{timeline.tally.ok - answered + timeline.tally.failed - failed} requests; "
-          f"traffic back {back:.2f} s after the kill; {note or ''}")
+          f"traffic back {back:.2f} s after the kill; {note}")
     seen = [f"{t - killed:+.2f} s {status} {reason}".rstrip()
             for t, status, reason in timeline.statuses if t >= killed - 0.3]
     print(f"  server status: {' | '.join(seen) or 'unchanged'}")
@@ -114,7 +122,7 @@ def kill_in_turn(stage: Stage, timeline: Timeline) -> None:
     nginx = cluster.nginx(node)
     for layer in ("edge", "switch"):
         instance = getattr(nginx, layer)
-        phase(f"{layer} nginx", lambda i=instance: kill_layer(i) and None, timeline)
+        phase(f"{layer} nginx", partial(kill_nginx, instance), timeline)
         print(f"  event: {last_event(node)}")
     phase("agent", lambda: kill_agent(cluster, node), timeline)
 
