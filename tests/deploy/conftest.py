@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,25 @@ HOST = "web.shop.localhost"
 NODES = ("node1", "node2", "node3")
 
 
+class Reachable(httpx.AsyncBaseTransport):
+    """The network between the control plane and an agent: `away` refuses connections (the
+    agent is restarting); `drop_answers` lets that many requests reach the agent and then
+    breaks the connection before their answer (the agent died while answering)."""
+
+    def __init__(self, app: httpx.ASGITransport) -> None:
+        self.app, self.away, self.drop_answers = app, False, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.away:
+            raise httpx.ConnectError("connection refused (the agent is restarting)")
+        answer = await self.app.handle_async_request(request)
+        if self.drop_answers:
+            self.drop_answers -= 1
+            await answer.aclose()
+            raise httpx.RemoteProtocolError("the agent went away while answering")
+        return answer
+
+
 @dataclass
 class AgentNode:
     name: str
@@ -44,6 +63,10 @@ class AgentNode:
     nginx: Nginx
     node: Node
     transport: httpx.ASGITransport
+    network: Reachable = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.network = Reachable(self.transport)
 
     async def serves(self, host: str = HOST) -> str:
         """What the node's nginx answers for `host` (the release, or an nginx error)."""
@@ -118,10 +141,11 @@ async def make_runner(platform: Platform, nodes: dict[str, AgentNode]
 
     async def connect(server: ServerPublic) -> NodeAgentClient:
         return NodeAgentClient(f"http://{server.name}.test", SECRET,
-                               transport=nodes[server.name].transport)
+                               transport=nodes[server.name].network)
 
-    def make(connect_with: Connect = connect) -> DeployRunner:
-        made.append(DeployRunner(platform.db, platform.settings, platform.box, connect_with))
+    def make(connect_with: Connect = connect, **settings: Any) -> DeployRunner:
+        made.append(DeployRunner(platform.db, platform.settings.model_copy(update=settings),
+                                 platform.box, connect_with))
         return made[-1]
 
     yield make

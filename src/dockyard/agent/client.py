@@ -32,10 +32,13 @@ from dockyard.agent.models import (
     Site,
     TagRequest,
 )
+from dockyard.agent.patience import AWAY, Patience
 from dockyard.agent.pinning import Unpinned, pinned_transport
 from dockyard.kernel.context import current_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
+RUNS_PATH = "/runs"  # a one-off run: its command is not started twice
+STREAM_RESTARTS = 3
 _CHUNK = 1024 * 1024
 Upload = bytes | Path
 
@@ -70,9 +73,18 @@ async def _error_of(response: httpx.Response) -> AgentError:
     return AgentError(response.status_code, str(detail))
 
 
+def _repeatable(path: str, error: Exception) -> bool:
+    """Whether a stream may start again: a one-off run only when the agent never got it."""
+    return path != RUNS_PATH or isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+
+
 class NodeAgentClient:
     """One agent. Pass the workspace's agent secret; the key is derived, never sent. An
-    `https://` agent is only talked to if its certificate has the pinned `fingerprint`."""
+    `https://` agent is only talked to if its certificate has the pinned `fingerprint`.
+    With `patience` set, a call that cannot reach the agent is made again for a while (every
+    call is safe to repeat but a one-off run, which only is when it never arrived)."""
+
+    patience: Patience | None = None
 
     def __init__(self, base_url: str, secret: str | bytes, *, fingerprint: str = "",
                  timeout: float = 60.0, transport: httpx.AsyncBaseTransport | None = None
@@ -123,6 +135,11 @@ class NodeAgentClient:
         return response
 
     async def _call(self, method: str, path: str, **options: Any) -> Any:
+        if self.patience is None:
+            return await self._call_once(method, path, **options)
+        return await self.patience.retry(lambda: self._call_once(method, path, **options))
+
+    async def _call_once(self, method: str, path: str, **options: Any) -> Any:
         response = await self._open(method, path, **options)
         try:
             body = await response.aread()
@@ -131,7 +148,28 @@ class NodeAgentClient:
         return json.loads(body) if body else None
 
     async def _lines(self, method: str, path: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
-        """NDJSON progress lines; an `error` line raises after it has been yielded."""
+        """NDJSON progress lines; an `error` line raises after it has been yielded. With
+        patience, a stream the agent dropped starts again (a pull, push or build repeats;
+        a one-off run only if its request never reached the agent)."""
+        if self.patience is None:
+            async for item in self._lines_once(method, path, **options):
+                yield item
+            return
+        for restart in range(STREAM_RESTARTS + 1):
+            try:
+                async for item in self._lines_once(method, path, **options):
+                    yield item
+                return
+            except AWAY as exc:
+                if restart == STREAM_RESTARTS or not _repeatable(path, exc):
+                    raise
+                await self.patience.retry(self._reach)
+
+    async def _reach(self) -> None:
+        await self._call_once("GET", "/info")
+
+    async def _lines_once(self, method: str, path: str, **options: Any
+                          ) -> AsyncIterator[dict[str, Any]]:
         response = await self._open(method, path, **options)
         try:
             async for line in response.aiter_lines():
@@ -207,7 +245,7 @@ class NodeAgentClient:
 
     def run_one_off(self, request: OneOffRun) -> AsyncIterator[dict[str, Any]]:
         """The run's NDJSON lines: `container`, `output` chunks, then `exit_code`."""
-        return self._lines("POST", "/runs", body=request.model_dump(mode="json"),
+        return self._lines("POST", RUNS_PATH, body=request.model_dump(mode="json"),
                            seconds=request.timeout_seconds + 60.0)
 
     async def stop_container(self, name: str, grace_seconds: int = 10) -> None:

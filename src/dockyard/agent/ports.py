@@ -44,3 +44,13 @@ def with_free_ports(spec: ContainerSpec, taken: set[int]) -> ContainerSpec:
                      update={"host_port": _free_port(stack, binding, taken)})
                  for binding in spec.ports]
     return spec.model_copy(update={"ports": ports})
+
+
+def same_request(requested: ContainerSpec, kept: ContainerSpec) -> bool:
+    """Whether `requested` asks for the container `kept` describes: equal but for the host
+    ports the agent chose where the request left them to it (0)."""
+    if len(requested.ports) != len(kept.ports):
+        return False
+    chosen = [k if r.host_port == 0 else r for r, k in zip(requested.ports, kept.ports,
+                                                           strict=True)]
+    return requested.model_copy(update={"ports": chosen}) == kept

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from dockyard.agent.client import AgentError
 from dockyard.agent.models import ContainerSummary
+from dockyard.agent.patience import AgentAway
 from dockyard.deploy import plan
 from dockyard.deploy.run import DeployFailed, Run, Target, describe
 from dockyard.models.deployment_plan import Phase, Step, StepState
@@ -27,12 +28,14 @@ async def in_parallel(run: Run, work: Callable[[Target], Awaitable[None]]) -> li
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, Exception):
             raise result
-    return [_reason(t, r) for t, r in zip(run.targets, results, strict=True)
+    return [_reason(run, t, r) for t, r in zip(run.targets, results, strict=True)
             if isinstance(r, Exception)]
 
 
-def _reason(target: Target, error: Exception) -> str:
-    return f"{target.name}: {describe(error)}"
+def _reason(run: Run, target: Target, error: Exception) -> str:
+    step = run.progress.servers.get(target.id)
+    at = f" (step {step.step.value})" if isinstance(error, AgentAway) and step else ""
+    return f"{target.name}{at}: {describe(error)}"
 
 
 async def roll_out(run: Run) -> None:

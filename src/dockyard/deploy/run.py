@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import ImageRef
+from dockyard.agent.patience import AgentAway, Patience, Waiting
 from dockyard.deploy.events import EventLog
 from dockyard.deploy.plan import parse_image
 from dockyard.kernel.db import Database
@@ -46,6 +47,8 @@ def describe(error: BaseException) -> str:
         return error.message
     if isinstance(error, AgentError):
         return error.detail
+    if isinstance(error, AgentAway):
+        return f"the node agent did not come back: {error}"
     if isinstance(error, httpx.TransportError):
         return f"the node agent could not be reached ({type(error).__name__}: {error})"
     return f"internal error: {error!r}"
@@ -98,6 +101,22 @@ class Run:
     @property
     def hosts(self) -> list[str]:
         return self.plan.hosts
+
+    def wait_for_agents(self) -> None:
+        """Calls to an agent that restarts are made again for `agent_wait_seconds`, and the
+        deploy log says that it waits and for how much longer."""
+        for target in self.targets:
+            target.client.patience = Patience(self.settings.agent_wait_seconds,
+                                              self._waiting(target))
+
+    def _waiting(self, target: Target) -> Waiting:
+        async def say(reason: str, left: float) -> None:
+            step = self.progress.servers.get(target.id)
+            during = f" during step {step.step.value}" if step else ""
+            await self.emit("warning", f"waiting for the node agent of {target.name}{during} "
+                            f"({reason}); giving up in {left:.0f} s", server=target.name)
+
+        return say
 
     async def record_processes(self, processes: Processes) -> None:
         """The process types the build found, kept in the plan for this release's reruns."""

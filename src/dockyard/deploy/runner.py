@@ -108,13 +108,15 @@ class DeployRunner:
             for target in targets:
                 await target.client.aclose()
             raise
-        return Run(
+        run = Run(
             db=self.db, settings=self.settings, log=self.events, deployment_id=row.id,
             workspace=names[0], project=names[1], service=names[2],
             plan=DeploymentPlan.from_row(row),
             env=json.loads(self.box.decrypt(row.env_ciphertext)), targets=targets,
             phase=Phase(row.phase), progress=Progress.from_column(row.progress),
         )
+        run.wait_for_agents()
+        return run
 
 
 def _progress_of(row: Deployment) -> Progress | None:
