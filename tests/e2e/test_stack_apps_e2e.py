@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,16 +94,41 @@ def step_output(lines: list[str], step: str) -> str:
     return "\n".join(rest[:end])
 
 
-def deploy(stage: Stage, app: StackApp, directory: Path) -> list[str]:
-    """Deploy `directory` as `app`'s service on the first node; the build's log lines."""
+def deploy(stage: Stage, app: StackApp, node: dict[str, Any], directory: Path) -> list[str]:
+    """Deploy `directory` as `app`'s service on `node`; the build's log lines."""
     events = stage.deploy_archive(directory, project="stacks", service=app.service,
-                                  server=[stage.nodes[0]["name"]], **FAST)
+                                  server=[node["name"]], **FAST)
     assert events[-1]["status"] == "succeeded", events[-5:]
     return messages(events)
 
 
-def greeting(stage: Stage, app: StackApp) -> str:
-    answer = stage.app(stage.nodes[0], app.host, "/")
+@dataclass(frozen=True)
+class ColdBuild:
+    node: dict[str, Any]
+    source: Path  # a copy of the example
+    log: list[str]
+
+
+def first_deploy(stage: Stage, app: StackApp, node: dict[str, Any], work: Path) -> ColdBuild:
+    source = work / app.example
+    shutil.copytree(EXAMPLES / app.example, source)
+    return ColdBuild(node, source, deploy(stage, app, node, source))
+
+
+@pytest.fixture(scope="module")
+def cold_builds(stage: Stage, stack_bases: None, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[dict[str, Future[ColdBuild]]]:
+    """Each app's first deploy, all at once, each to a node of its own (to keep this short)."""
+    for app in APPS:
+        stage.ensure_service("stacks", app.service)
+    with ThreadPoolExecutor(len(APPS)) as pool:
+        yield {app.example: pool.submit(first_deploy, stage, app, node,
+                                        tmp_path_factory.mktemp(app.service))
+               for app, node in zip(APPS, stage.nodes, strict=True)}
+
+
+def greeting(stage: Stage, app: StackApp, node: dict[str, Any]) -> str:
+    answer = stage.app(node, app.host, "/")
     assert answer.status_code == 200, answer.text
     said: str = answer.json()["greeting"]
     return said
@@ -116,19 +143,17 @@ def app_output(stage: Stage, app: StackApp) -> list[str]:
 
 @pytest.mark.parametrize("app", APPS, ids=lambda app: app.example)
 def test_the_app_builds_offline_answers_and_rebuilds_on_its_cached_dependencies(
-        stage: Stage, stack_bases: None, tmp_path: Path, app: StackApp) -> None:
-    stage.ensure_service("stacks", app.service)
-    source = tmp_path / app.example
-    shutil.copytree(EXAMPLES / app.example, source)
-    cold = deploy(stage, app, source)
+        stage: Stage, cold_builds: dict[str, Future[ColdBuild]], app: StackApp) -> None:
+    built = cold_builds[app.example].result()
+    node, source, cold = built.node, built.source, built.log
     assert any(f"building on the offline base dockyard/{app.base}:" in m for m in cold), cold
     assert any(app.inferred in line for line in cold), cold
     assert "Using cache" not in step_output(cold, app.install)
-    assert greeting(stage, app) == app.greeting
+    assert greeting(stage, app, node) == app.greeting
     wait_until(lambda: app_output(stage, app), f"{app.started!r} in `dockyard logs`", 60)
 
     code = source / app.code
     code.write_text(code.read_text().replace(app.greeting, f"{app.greeting}, changed"))
-    warm = deploy(stage, app, source)
+    warm = deploy(stage, app, node, source)
     assert "Using cache" in step_output(warm, app.install), warm
-    assert greeting(stage, app) == f"{app.greeting}, changed"
+    assert greeting(stage, app, node) == f"{app.greeting}, changed"
