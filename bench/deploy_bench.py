@@ -6,11 +6,14 @@
 4. the same image deploy to 1 node and to 3 nodes (the ratio);
 5. zero downtime: a keep-alive client without retries at fixed concurrency through one
    node's nginx while deploys and rollbacks alternate; non-2xx answers and connection
-   errors are counted.
+   errors are counted;
+6. the same client while the service is scaled web 1 -> 3, restarted, scaled 3 -> 1 and
+   restarted again (`dockyard scale`, `dockyard restart`).
 
 Prints the figures; asserts nothing.
 
     .venv/bin/python bench/deploy_bench.py [--concurrency 32] [--cycles 5] [--requests 20000]
+        [--only-churn | --only-scale]
 """
 
 from __future__ import annotations
@@ -113,31 +116,65 @@ async def load_until(stage: Stage, concurrency: int, stop: asyncio.Event, tally:
                            for _ in range(concurrency)))
 
 
-def churn(stage: Stage, cycles: int, results: list[str]) -> None:
+Step = tuple[str, dict[str, Any]]
+
+
+def deploys_and_rollbacks() -> list[Step]:
     release = {"project": PROJECT, "service": "web", "source": {"kind": "release"},
                "params": QUICK}
-    back = {"project": PROJECT, "service": "web"}
+    return [("/infra/deploy", release),
+            ("/infra/deployments/rollback", {"project": PROJECT, "service": "web"})]
+
+
+def scaling_and_restarts() -> list[Step]:
+    service = f"/projects/{PROJECT}/services/web"
+    return [(f"{service}/scale", {"scale": {"web": 3}}), (f"{service}/restart", {}),
+            (f"{service}/scale", {"scale": {"web": 1}}), (f"{service}/restart", {})]
+
+
+def churn(stage: Stage, steps: list[Step], cycles: int, results: list[str]) -> None:
     for _ in range(cycles):
-        for path, body in (("/infra/deploy", release), ("/infra/deployments/rollback", back)):
-            events = list(stage.stream(path, json=body))
+        for path, body in steps:
+            events = list(stage.stream(path, json=body or None))
             results.append(events[-1]["status"])
 
 
-async def scenario_5(stage: Stage, concurrency: int, cycles: int, minimum: int) -> None:
+async def under_load(stage: Stage, concurrency: int, steps: list[Step], cycles: int,
+                     minimum: int) -> tuple[Tally, float, list[str]]:
+    """The strict client's tally while `steps` run `cycles` times, and the seconds it took."""
     tally, stop, results = Tally(), asyncio.Event(), []
     began = time.monotonic()
     load = asyncio.create_task(load_until(stage, concurrency, stop, tally))
-    await asyncio.to_thread(churn, stage, cycles, results)
+    await asyncio.to_thread(churn, stage, steps, cycles, results)
     while tally.ok + tally.failed < minimum:  # noqa: ASYNC110 - a plain counter, no event
         await asyncio.sleep(0.1)
     stop.set()
     await load
-    seconds, total = time.monotonic() - began, tally.ok + tally.failed
-    print(f"5. zero downtime: {cycles} deploys + {cycles} rollbacks ({results.count('succeeded')} "
-          f"succeeded) under concurrency {concurrency}, keep-alive client without retries")
-    print(f"5. requests: {total} in {seconds:.1f} s ({total / seconds:.0f}/s); failed "
+    return tally, time.monotonic() - began, results
+
+
+def report_load(number: int, tally: Tally, seconds: float) -> None:
+    total = tally.ok + tally.failed
+    print(f"{number}. requests: {total} in {seconds:.1f} s ({total / seconds:.0f}/s); failed "
           f"{tally.failed} {tally.errors}; succeeded when retried once: "
           f"{tally.saved_by_one_retry}")
+
+
+async def scenario_5(stage: Stage, concurrency: int, cycles: int, minimum: int) -> None:
+    tally, seconds, results = await under_load(stage, concurrency, deploys_and_rollbacks(),
+                                               cycles, minimum)
+    print(f"5. zero downtime: {cycles} deploys + {cycles} rollbacks ({results.count('succeeded')} "
+          f"succeeded) under concurrency {concurrency}, keep-alive client without retries")
+    report_load(5, tally, seconds)
+
+
+async def scenario_6(stage: Stage, concurrency: int, cycles: int, minimum: int) -> None:
+    tally, seconds, results = await under_load(stage, concurrency, scaling_and_restarts(),
+                                               cycles, minimum)
+    print(f"6. zero downtime: {cycles} x (scale web 1->3, restart, scale 3->1, restart) "
+          f"({results.count('succeeded')} of {len(results)} succeeded) under concurrency "
+          f"{concurrency}, keep-alive client without retries")
+    report_load(6, tally, seconds)
 
 
 def nginx_errors(stage: Stage) -> None:
@@ -150,15 +187,18 @@ def nginx_errors(stage: Stage) -> None:
             print(f"  {line}")
 
 
-def main(concurrency: int, cycles: int, minimum: int, only_churn: bool) -> None:
+def main(concurrency: int, cycles: int, minimum: int, only: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="dy-deploy-bench-") as directory:
         for stage in staged(Path(directory)):
-            if only_churn:
+            if only:
                 stage.ensure_service(PROJECT, "web")
                 list(code_deploy(stage, "web", [stage.nodes[0]["name"]])())
             else:
                 scenarios_1_to_4(stage)
-            asyncio.run(scenario_5(stage, concurrency, cycles, minimum))
+            if only in (None, "churn"):
+                asyncio.run(scenario_5(stage, concurrency, cycles, minimum))
+            if only in (None, "scale"):
+                asyncio.run(scenario_6(stage, concurrency, cycles, minimum))
             nginx_errors(stage)
 
 
@@ -167,6 +207,9 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--only-churn", action="store_true", help="scenario 5 only")
+    parser.add_argument("--only-churn", dest="only", action="store_const", const="churn",
+                        help="scenario 5 only")
+    parser.add_argument("--only-scale", dest="only", action="store_const", const="scale",
+                        help="scenario 6 only")
     arguments = parser.parse_args()
-    main(arguments.concurrency, arguments.cycles, arguments.requests, arguments.only_churn)
+    main(arguments.concurrency, arguments.cycles, arguments.requests, arguments.only)
