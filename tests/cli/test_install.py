@@ -177,21 +177,25 @@ def test_a_provisioned_server_gets_the_same_agent_unit_and_its_key(tmp_path: Pat
 def test_installing_here_is_refused_while_something_listens_where_a_unit_would(
     tmp_path: Path,
 ) -> None:
-    """Say, the API and agent `dockyard up --local-node` started: the units could not bind."""
-    with socket.socket() as api, socket.socket() as agent:
-        for listener in (api, agent):
+    """Say, the API and agent `dockyard up --local-node` started, or the nginx service a
+    distribution starts on port 80 when nginx is installed: the units could not bind."""
+    with socket.socket() as api, socket.socket() as agent, socket.socket() as edge:
+        for listener in (api, agent, edge):
             listener.bind(("127.0.0.1", 0))
             listener.listen()
         settings = Settings.model_validate({
             "data_dir": tmp_path, "port": api.getsockname()[1],
-            "local_agent_port": agent.getsockname()[1], "registry": f"127.0.0.1:{free_port()}"})
+            "local_agent_port": agent.getsockname()[1],
+            "local_http_port": edge.getsockname()[1], "registry": f"127.0.0.1:{free_port()}"})
         here = install.Machine(settings, Path(sys.executable), {})
         with pytest.raises(install.InstallError) as refused:
             install.require_free(here, install.Roles(control_plane=True, node=True))
         assert str(refused.value) == (
-            f"something already listens on 127.0.0.1:{settings.port} (the API's address) and "
-            f"on 127.0.0.1:{settings.local_agent_port} (the agent's address): stop it first "
-            "(`dockyard down --local-node` stops what `dockyard up` started), then install")
+            f"something already listens on 127.0.0.1:{settings.port} (for the API), "
+            f"127.0.0.1:{settings.local_agent_port} (for the agent), "
+            f"0.0.0.0:{settings.local_http_port} (for the agent's nginx): stop it first "
+            "(`dockyard down --local-node` stops what `dockyard up` started; a distribution's "
+            "own nginx: systemctl disable --now nginx), then install")
         install.require_free(here, install.Roles(control_plane=False, node=False))
         install.require_free(install.Machine(settings, Path(sys.executable), {}, tmp_path),
                              install.Roles(control_plane=True, node=True))

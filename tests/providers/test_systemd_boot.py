@@ -31,13 +31,14 @@ SETTINGS = {"DOCKYARD_DATA_DIR": "/var/lib/dockyard", "DOCKYARD_HOST": "0.0.0.0"
 
 @pytest.fixture(scope="module")
 def systemd_image(base_tarball: Tarball) -> str:
-    """The offline base plus Debian's systemd (a cached layer after the first build)."""
+    """The offline base plus Debian's systemd and nginx (a cached layer after the first
+    build)."""
     engine = docker.APIClient()
     path, suite = base_tarball.path, base_tarball.suite
     engine.import_image_from_file(str(path), repository=f"{SYSTEMD_IMAGE}-base", tag=suite)
     recipe = (f"FROM {SYSTEMD_IMAGE}-base:{suite}\nRUN apt-get update -qq && "
               "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
-              "systemd systemd-sysv\n")
+              "systemd systemd-sysv nginx\n")
     tag = f"{SYSTEMD_IMAGE}:{suite}"
     for _ in engine.build(fileobj=io.BytesIO(recipe.encode()), tag=tag, rm=True, decode=True):
         pass
@@ -48,6 +49,7 @@ def _mounts() -> dict[str, dict[str, str]]:
     """This checkout (and its .venv) and the Python the venv was made from, read-only, at
     the same paths; Debian's own Python is already in the image."""
     mounts = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"},
+              "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
               str(REPOSITORY): {"bind": str(REPOSITORY), "mode": "ro"}}
     if not PYTHON_HOME.is_relative_to("/usr"):
         mounts[str(PYTHON_HOME)] = {"bind": str(PYTHON_HOME), "mode": "ro"}
@@ -84,9 +86,13 @@ def machine(systemd_image: str) -> Iterator[Container]:
         started.remove(force=True)
 
 
-def _api(machine: Container) -> str:
+def _address(machine: Container) -> str:
     machine.reload()
-    return f"http://{machine.attrs['NetworkSettings']['IPAddress']}:8420"
+    return str(machine.attrs["NetworkSettings"]["IPAddress"])
+
+
+def _api(machine: Container) -> str:
+    return f"http://{_address(machine)}:8420"
 
 
 def _answers(url: str) -> bool:
@@ -96,9 +102,8 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _main_pid(machine: Container) -> int:
-    return int(_run(machine, "systemctl", "show", "-p", "MainPID", "--value",
-                    "dockyard-api.service"))
+def _main_pid(machine: Container, unit: str = "dockyard-api.service") -> int:
+    return int(_run(machine, "systemctl", "show", "-p", "MainPID", "--value", unit))
 
 
 def test_installed_under_systemd_the_api_survives_a_kill_and_a_reboot(
@@ -127,3 +132,57 @@ def test_installed_under_systemd_the_api_survives_a_kill_and_a_reboot(
     assert not _answers(url)
     assert _run(machine, "ls", "/etc/dockyard").strip() == ""
     assert _exec(machine, "systemctl", "cat", "dockyard-api.service")[0] != 0
+
+
+AGENT_STATE = Path(SETTINGS["DOCKYARD_DATA_DIR"]) / "local-agent"
+IN_THE_MACHINE = {
+    "key": "from dockyard.agent import auth; auth.write_key_file(Path(sys.argv[1]) / "
+           "'agent.key', auth.derive_agent_key('workspace-secret'))",
+    "agent answers": "from dockyard.providers.local import agent_answers; "
+                     "sys.exit(0 if agent_answers('https://127.0.0.1:8421') else 1)",
+    "edge pid": "from dockyard.agent.nginx import NginxLayout; from dockyard.agent.proxy "
+                "import Nginx; print(Nginx(NginxLayout(Path(sys.argv[1]) / 'nginx', 80))"
+                ".edge.running_pid())",
+}
+
+
+def _python(machine: Container, what: str) -> tuple[int, str]:
+    script = f"import sys; from pathlib import Path; {IN_THE_MACHINE[what]}"
+    return _exec(machine, sys.executable, "-c", script, str(AGENT_STATE))
+
+
+def _edge_answers(address: str) -> bool:
+    try:
+        return httpx.get(f"http://{address}/", timeout=2).status_code == 404  # no site yet
+    except httpx.HTTPError:
+        return False
+
+
+def test_installed_under_systemd_the_agent_comes_back_and_its_nginx_serves_throughout(
+    machine: Container,
+) -> None:
+    assert _python(machine, "key")[0] == 0
+    node = {"DOCKYARD_REGISTRY": "registry.example.com:5000"}  # not loopback: no registry unit
+    refused = machine.exec_run([DOCKYARD, "install", "--node"], environment={**SETTINGS, **node})
+    assert refused.exit_code == 1  # Debian started its own nginx on port 80 with the package
+    assert b"0.0.0.0:80 (for the agent's nginx)" in refused.output, refused.output
+    _run(machine, "systemctl", "disable", "--now", "nginx.service")
+    code, installed = machine.exec_run([DOCKYARD, "install", "--node"],
+                                       environment={**SETTINGS, **node})
+    assert code == 0, installed
+    wait_until(lambda: _python(machine, "agent answers")[0] == 0, "the agent answers", 60)
+    address = _address(machine)
+    wait_until(lambda: _edge_answers(address), "the agent's edge nginx answers", 30)
+    edge = _python(machine, "edge pid")[1].strip()
+
+    killed = _main_pid(machine, "dockyard-agent.service")
+    _run(machine, sys.executable, "-c", f"import os; os.kill({killed}, 9)")
+    assert _edge_answers(address), "nginx went down with the agent"
+    wait_until(lambda: _main_pid(machine, "dockyard-agent.service") not in (0, killed)
+               and _python(machine, "agent answers")[0] == 0, "systemd restarted the agent", 60)
+    assert _python(machine, "edge pid")[1].strip() == edge  # the same nginx, taken over
+
+    machine.restart(timeout=60)
+    address = _address(machine)
+    wait_until(lambda: _python(machine, "agent answers")[0] == 0 and _edge_answers(address),
+               "the agent and its nginx answer after a reboot", 90)

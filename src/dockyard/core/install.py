@@ -302,26 +302,29 @@ def _listening(host: str, port: int) -> bool:
 
 
 def _addresses(machine: Machine, roles: Roles) -> list[tuple[str, int, str]]:
-    """Where the units of these roles will listen: (host, port, whose)."""
+    """Where the units of these roles will listen: (host, port, for whom)."""
     settings = machine.settings
     found = [(settings.host, settings.port, "the API")] if roles.control_plane else []
     if roles.node:
         launch = launch_of(settings)
-        found.append((launch.host, launch.port, "the agent"))
+        found += [(launch.host, launch.port, "the agent"),
+                  ("0.0.0.0", launch.nginx_http_port, "the agent's nginx")]  # noqa: S104
     return found
 
 
 def require_free(machine: Machine, roles: Roles) -> None:
     """Installing into this machine: nothing listens yet where a unit will (a control plane
-    `dockyard up` started, say), or that unit would fail to start, again and again."""
+    `dockyard up` started, the nginx service a distribution starts with its package), or
+    that unit would fail to start, again and again."""
     if machine.root != Path("/"):
         return
-    taken = [f"{host}:{port} ({whose}'s address)" for host, port, whose
+    taken = [f"{host}:{port} (for {whom})" for host, port, whom
              in _addresses(machine, roles) if _listening(host, port)]
     if taken:
-        raise InstallError(f"something already listens on {' and on '.join(taken)}: stop it "
-                           "first (`dockyard down --local-node` stops what `dockyard up` "
-                           "started), then install")
+        raise InstallError(f"something already listens on {', '.join(taken)}: stop it first "
+                           "(`dockyard down --local-node` stops what `dockyard up` started; "
+                           "a distribution's own nginx: systemctl disable --now nginx), "
+                           "then install")
 
 
 def _pid1_name() -> str:
