@@ -124,3 +124,25 @@ def test_a_repeated_request_is_the_kept_spec_with_the_ports_the_agent_chose() ->
     other_port = chosen.model_copy(update={"ports": [
         asked.ports[0].model_copy(update={"host_port": 41235})]})
     assert not same_request(other_port, chosen)
+
+
+async def test_the_control_plane_and_an_agent_dying_together_past_the_switch(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    await live_release(platform, make_runner(), shop)
+    dying = make_runner()
+    nodes["node2"].docker.hold = hold = Hold("stop")  # draining the old release
+    deployment_id = await start(platform, dying, shop)
+    await asyncio.wait_for(hold.reached.wait(), 10)
+    nodes["node2"].network.away = True  # the agent goes down with the control plane
+    await dying.shutdown(0)
+    hold.release.set()
+    successor = make_runner()
+    assert await successor.recover() == [deployment_id]
+    await asyncio.sleep(0.5)
+    nodes["node2"].network.away = False
+    result = await outcome(platform, successor, shop, deployment_id)
+    assert (result.status, result.error) == ("succeeded", "")
+    assert await serving(nodes) == everywhere(nodes, deployment_id[:8])
+    assert running(nodes) == everywhere(nodes, {deployment_id[:8]})
+    said = await warnings(successor, deployment_id)
+    assert any(m.startswith("waiting for the node agent of node2") for m in said)
