@@ -55,8 +55,10 @@ def _roles(control_plane: bool, node: bool) -> Roles:
 
 def install(control_plane: ControlPlane = False, node: Node = False, dry_run: DryRun = False,
             prefix: Prefix = Path("/")) -> None:
-    """Run Dockyard under systemd: write the units and their environment files (0600), then
-    enable and start them. Without --control-plane or --node: both."""
+    """Run Dockyard under systemd here: started at boot, restarted after a crash.
+
+    Writes the units and their environment files (0600), then enables and starts them.
+    Without --control-plane or --node: both."""
     from dockyard.core import install as installer
 
     machine, roles = _machine(prefix), _roles(control_plane, node)
@@ -79,8 +81,9 @@ def install(control_plane: ControlPlane = False, node: Node = False, dry_run: Dr
 
 def uninstall(control_plane: ControlPlane = False, node: Node = False, dry_run: DryRun = False,
               prefix: Prefix = Path("/")) -> None:
-    """Stop and disable the units, remove them and their environment files; the data stays.
-    Without --control-plane or --node: both."""
+    """Stop, disable and remove Dockyard's systemd units; the data stays.
+
+    Their environment files go too. Without --control-plane or --node: both."""
     from dockyard.core import install as installer
 
     machine = _machine(prefix)
