@@ -52,6 +52,9 @@ class Timeline:
         self.last_failure = 0.0
         self.statuses: list[tuple[float, str, str]] = []
 
+    def status(self) -> str:
+        return self.statuses[-1][1] if self.statuses else "unknown"
+
     async def watch_failures(self, stop: asyncio.Event) -> None:
         seen = self.tally.failed
         while not stop.is_set():
@@ -107,6 +110,8 @@ def phase(name: str, kill: Callable[[], str], timeline: Timeline) -> None:
     killed = time.monotonic()
     note = kill()
     while time.monotonic() - max(killed, timeline.last_failure) < QUIET_SECONDS:
+        time.sleep(0.05)
+    while timeline.status() != "active" and time.monotonic() - killed < 30:
         time.sleep(0.05)
     back = max(0.0, timeline.last_failure - killed) if timeline.tally.failed > failed else 0.0
     print(f"{name}: {timeline.tally.failed - failed} failed of "

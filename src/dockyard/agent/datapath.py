@@ -29,6 +29,8 @@ def _reason(exc: httpx.HTTPError) -> str:
         return f"no answer within {TIMEOUT_SECONDS:.0f} s"
     if _refused(exc):
         return "connection refused"
+    if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError):
+        return "connection closed without an answer"
     return str(exc) or type(exc).__name__
 
 
