@@ -18,7 +18,8 @@ import pytest
 
 from dockyard.agent import auth, process
 from dockyard.agent.client import NodeAgentClient
-from dockyard.agent.models import NodeHealth, Site, SupervisionEvent
+from dockyard.agent.datapath import probe_name, site_problem
+from dockyard.agent.models import NodeHealth, Site, SiteHealth, SupervisionEvent, Upstream
 from dockyard.agent.proxy import (
     Nginx,
     NginxInstance,
@@ -210,3 +211,19 @@ async def test_restoring_reloads_only_a_layer_whose_files_changed(nginx: Nginx) 
         nginx.restore([site])
         assert nginx.edge.workers() == edge
         assert nginx.switch.workers().isdisjoint(switch)
+
+
+def test_a_site_is_asked_by_a_name_it_answers_to() -> None:
+    upstream = Upstream(host="127.0.0.1", port=8000)
+    named = Site(service="shop", server_names=["*.shop.test", "shop.test"], upstreams=[upstream])
+    wild = Site(service="shop", server_names=["*.shop.test"], upstreams=[upstream])
+    assert [probe_name(named), probe_name(wild)] == ["shop.test", "dockyard-health.shop.test"]
+
+
+def test_only_failures_of_the_data_path_are_problems() -> None:
+    answers = [SiteHealth(service="a", status=404, error=None),
+               SiteHealth(service="b", status=500, error=None),
+               SiteHealth(service="c", status=503, error=None),
+               SiteHealth(service="d", status=None, error="connection refused")]
+    assert [site_problem(a) for a in answers] == [
+        None, None, "site c: HTTP 503", "site d: connection refused"]
