@@ -1,6 +1,7 @@
 """`dockyard install` under a real systemd: PID 1 of a container (Debian with systemd, from
-the offline base), Dockyard mounted from this checkout. The API answers, comes back by itself
-after a SIGKILL and after a reboot (the container restarted), and `uninstall` removes it."""
+the offline base), Dockyard mounted from this checkout. The API, and the agent with the
+registry, answer, come back by themselves after a SIGKILL and after a reboot (the container
+restarted), the agent's nginx serving throughout; `uninstall` removes them."""
 
 from __future__ import annotations
 
@@ -31,14 +32,14 @@ SETTINGS = {"DOCKYARD_DATA_DIR": "/var/lib/dockyard", "DOCKYARD_HOST": "0.0.0.0"
 
 @pytest.fixture(scope="module")
 def systemd_image(base_tarball: Tarball) -> str:
-    """The offline base plus Debian's systemd and nginx (a cached layer after the first
-    build)."""
+    """The offline base plus Debian's systemd, nginx and docker-registry (a cached layer
+    after the first build)."""
     engine = docker.APIClient()
     path, suite = base_tarball.path, base_tarball.suite
     engine.import_image_from_file(str(path), repository=f"{SYSTEMD_IMAGE}-base", tag=suite)
     recipe = (f"FROM {SYSTEMD_IMAGE}-base:{suite}\nRUN apt-get update -qq && "
               "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
-              "systemd systemd-sysv nginx\n")
+              "systemd systemd-sysv nginx docker-registry\n")
     tag = f"{SYSTEMD_IMAGE}:{suite}"
     for _ in engine.build(fileobj=io.BytesIO(recipe.encode()), tag=tag, rm=True, decode=True):
         pass
@@ -140,6 +141,8 @@ IN_THE_MACHINE = {
            "'agent.key', auth.derive_agent_key('workspace-secret'))",
     "agent answers": "from dockyard.providers.local import agent_answers; "
                      "sys.exit(0 if agent_answers('https://127.0.0.1:8421') else 1)",
+    "registry answers": "from dockyard.providers.registry import answers; "
+                        "sys.exit(0 if answers('127.0.0.1:5001') else 1)",
     "edge pid": "from dockyard.agent.nginx import NginxLayout; from dockyard.agent.proxy "
                 "import Nginx; print(Nginx(NginxLayout(Path(sys.argv[1]) / 'nginx', 80))"
                 ".edge.running_pid())",
@@ -158,11 +161,12 @@ def _edge_answers(address: str) -> bool:
         return False
 
 
-def test_installed_under_systemd_the_agent_comes_back_and_its_nginx_serves_throughout(
+def test_installed_under_systemd_the_node_comes_back_and_its_nginx_serves_throughout(
     machine: Container,
 ) -> None:
     assert _python(machine, "key")[0] == 0
-    node = {"DOCKYARD_REGISTRY": "registry.example.com:5000"}  # not loopback: no registry unit
+    # Debian's own docker-registry service has 5000: this one gets a unit of Dockyard's.
+    node = {"DOCKYARD_REGISTRY": "127.0.0.1:5001"}
     refused = machine.exec_run([DOCKYARD, "install", "--node"], environment={**SETTINGS, **node})
     assert refused.exit_code == 1  # Debian started its own nginx on port 80 with the package
     assert b"0.0.0.0:80 (for the agent's nginx)" in refused.output, refused.output
@@ -170,7 +174,9 @@ def test_installed_under_systemd_the_agent_comes_back_and_its_nginx_serves_throu
     code, installed = machine.exec_run([DOCKYARD, "install", "--node"],
                                        environment={**SETTINGS, **node})
     assert code == 0, installed
+    assert b"dockyard-agent.service, dockyard-registry.service" in installed, installed
     wait_until(lambda: _python(machine, "agent answers")[0] == 0, "the agent answers", 60)
+    wait_until(lambda: _python(machine, "registry answers")[0] == 0, "the registry answers")
     address = _address(machine)
     wait_until(lambda: _edge_answers(address), "the agent's edge nginx answers", 30)
     edge = _python(machine, "edge pid")[1].strip()
@@ -184,5 +190,6 @@ def test_installed_under_systemd_the_agent_comes_back_and_its_nginx_serves_throu
 
     machine.restart(timeout=60)
     address = _address(machine)
-    wait_until(lambda: _python(machine, "agent answers")[0] == 0 and _edge_answers(address),
-               "the agent and its nginx answer after a reboot", 90)
+    wait_until(lambda: _python(machine, "agent answers")[0] == 0 and _edge_answers(address)
+               and _python(machine, "registry answers")[0] == 0,
+               "the agent, its nginx and the registry answer after a reboot", 90)
