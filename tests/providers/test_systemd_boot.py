@@ -50,7 +50,6 @@ def _mounts() -> dict[str, dict[str, str]]:
     """This checkout (and its .venv) and the Python the venv was made from, read-only, at
     the same paths; Debian's own Python is already in the image."""
     mounts = {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"},
-              "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
               str(REPOSITORY): {"bind": str(REPOSITORY), "mode": "ro"}}
     if not PYTHON_HOME.is_relative_to("/usr"):
         mounts[str(PYTHON_HOME)] = {"bind": str(PYTHON_HOME), "mode": "ro"}
