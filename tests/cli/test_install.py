@@ -241,3 +241,18 @@ def test_installing_here_needs_root_and_into_an_image_does_not() -> None:
         install.require_root(Path("/"), euid=1000)
     install.require_root(Path("/"), euid=0)
     install.require_root(Path("/tmp/image"), euid=1000)
+
+
+def test_installing_again_is_refused_so_an_edited_environment_file_is_never_overwritten(
+    tmp_path: Path,
+) -> None:
+    ok(dockyard("install", "--control-plane", "--prefix", str(tmp_path), env=_env()))
+    env_file = tmp_path / "etc/dockyard/dockyard.env"
+    env_file.write_text(env_file.read_text() + 'DOCKYARD_KEEP_RELEASES="9"\n')
+    again = dockyard("install", "--control-plane", "--prefix", str(tmp_path),
+                     env=_env(DATABASE_URL="postgresql://other@db/other"))
+    one_line_error(again, "dockyard-api.service is installed already",
+                   f"edit the files in {env_file.parent} and run systemctl restart",
+                   "dockyard uninstall first")
+    assert 'DOCKYARD_KEEP_RELEASES="9"\n' in env_file.read_text()
+    assert DATABASE_URL in env_file.read_text()

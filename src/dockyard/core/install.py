@@ -250,8 +250,19 @@ def plan_install(machine: Machine, roles: Roles) -> InstallPlan:
              ((roles.control_plane, _control_plane_parts), (roles.node, _node_parts)) if wanted]
     files = tuple(file for part in parts for file in part.files)
     names = unit_names(InstallPlan((), files, ()))
+    _refuse_installed(machine.root, names)
     return InstallPlan(tuple(d for part in parts for d in part.directories), files,
                        _commands(systemd.enable_commands(names, machine.root)))
+
+
+def _refuse_installed(root: Path, names: Sequence[str]) -> None:
+    """Installing again would overwrite environment files a person may have edited."""
+    for name in names:
+        if systemd.unit_path(root, name).exists():
+            raise InstallError(
+                f"{name} is installed already: to change its settings, edit the files in "
+                f"{under(root, CONFIG_DIR)} and run systemctl restart {name}; to install "
+                "it anew, dockyard uninstall first")
 
 
 def unit_names(plan: InstallPlan) -> list[str]:
