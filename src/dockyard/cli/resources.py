@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 import webbrowser
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
 from dockyard.cli.client import ApiClient, CliError, seg
-from dockyard.cli.output import JsonFlag, done, show, show_one
+from dockyard.cli.output import JsonFlag, ago, done, show, show_one
 from dockyard.cli.sse import release_live_image
 
 projects = typer.Typer(help="Projects group services.", no_args_is_help=True)
@@ -260,6 +262,44 @@ def servers_agent_key() -> None:
 def servers_show(server_id: str, as_json: JsonFlag = False) -> None:
     """Show one server."""
     show_one(ApiClient.from_config().get(f"/infra/servers/{seg(server_id)}"), as_json)
+
+
+@servers.command("events")
+def servers_events(
+    server: Annotated[str, typer.Argument(help="The server's name or id.")],
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many events.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """What the reconciler corrected on a server (oldest first), and what still differs
+    from what it should run (its drift)."""
+    client = ApiClient.from_config()
+    found = _server_named(client, server)
+    events = client.get(f"/infra/servers/{seg(found['id'])}/events", limit=limit)
+    if as_json:
+        typer.echo(json.dumps({"events": events, "drift": found["drift"]}, indent=2))
+        return
+    for line in server_event_lines(events, found["drift"], datetime.now(UTC)):
+        done(line)
+
+
+def _server_named(client: ApiClient, server: str) -> Any:
+    for listed in client.get("/infra/servers"):
+        if server in (listed["name"], listed["id"]):
+            return listed
+    raise CliError(f"no server named {server!r}; see `dockyard servers list`")
+
+
+def server_event_lines(events: list[dict[str, Any]], drift: list[dict[str, Any]],
+                       now: datetime, width: int = 80) -> list[str]:
+    """Each event and each drift item on lines of at most `width` columns."""
+    def wrapped(when: str, text: str) -> str:
+        stamp = f"{ago(datetime.fromisoformat(when), now):>8}  "
+        return textwrap.fill(stamp + text, width, subsequent_indent=" " * len(stamp))
+
+    lines = [wrapped(e["time"], e["message"]) for e in events] or ["No events yet."]
+    if not drift:
+        return [*lines, "No drift: the node runs what it should."]
+    return [*lines, "Drift (since):", *(wrapped(d["since"], d["message"]) for d in drift)]
 
 
 credentials = typer.Typer(help="Cloud provider tokens (stored encrypted).", no_args_is_help=True)

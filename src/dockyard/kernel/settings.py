@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # oldest lines go first); enforced by the worker's `logs.prune` job every 10 minutes.
     log_retention_days: float = Field(default=7, gt=0)
     log_max_bytes_per_service: int = Field(default=64 * 1024**2, ge=1024)
+    # The reconciler (the worker's `servers.reconcile` job): how often each server is
+    # compared with what it should run, and how long a stray container is seen before it
+    # is removed.
+    reconcile_seconds: float = Field(default=30, ge=5, le=3600)
+    reconcile_grace_seconds: float = Field(default=120, ge=0, le=86400)
 
     @property
     def sqlalchemy_url(self) -> str:

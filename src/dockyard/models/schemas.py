@@ -23,6 +23,7 @@ from dockyard.models.fields import (
     ProviderToken,
     SingleLine,
 )
+from dockyard.models.reconcile import Drift
 
 
 class Input(BaseModel):
@@ -186,6 +187,9 @@ class ServerPublic(Output):
     agent_version: str | None
     status: ServerStatus
     status_reason: str = ""
+    drift: list[Drift] = Field(default_factory=list, description=(
+        "What its node runs that differs from what it should, until the reconciler "
+        "corrects it"))
     tags: list[str]
     created_at: datetime
 

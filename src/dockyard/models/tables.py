@@ -138,6 +138,8 @@ class Server(IdMixin, TimestampMixin, Base):
     status: Mapped[ServerStatus] = mapped_column(_enum(ServerStatus), default=ServerStatus.PENDING)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # What its node runs that differs from what it should (models.reconcile.Drift, as JSON)
+    drift: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class Placement(IdMixin, TimestampMixin, Base):
@@ -304,3 +306,16 @@ class LogCursor(Base):
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     lost: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ServerEvent(Base):
+    """A correction the reconciler made on a server (or failed to make), in a sentence;
+    append-only, so it has no audit rows of its own."""
+
+    __tablename__ = "server_events"
+    __audited__ = False
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    server_id: Mapped[str] = _fk("servers.id")
+    time: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text, default="")

@@ -5,8 +5,9 @@ from fastapi import APIRouter, Query
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
-from dockyard.core import agents, servers
+from dockyard.core import agents, reconcile, servers
 from dockyard.models import fields
+from dockyard.models.reconcile import ServerEventPublic
 from dockyard.models.schemas import AgentKeyPublic, ServerAdopt, ServerPublic
 
 router = APIRouter(prefix="/infra", tags=["servers"], responses=WRITE_RESPONSES)
@@ -35,6 +36,15 @@ async def check_server(
     server_id: ObjectId, platform: PlatformDep, actor: ActorDep
 ) -> ServerPublic:
     return await agents.check_server(platform, actor, server_id)
+
+
+@router.get("/servers/{server_id}/events", operation_id="server_events",
+            summary="What the reconciler corrected on the server, oldest first")
+async def server_events(
+    server_id: ObjectId, platform: PlatformDep, actor: ActorDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ServerEventPublic]:
+    return await reconcile.server_events(platform, actor, server_id, limit)
 
 
 @router.post("/servers/{server_id}/pin", operation_id="pin_server",

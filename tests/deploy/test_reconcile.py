@@ -1,0 +1,211 @@
+"""The reconciler against real agent apps over ASGI (real nginx, fake containers; see
+tests/deploy/conftest.py): a deploy, then a node broken the way a skipped clean-up or an
+incomplete revert leaves it, then one pass; the node ends with exactly the live release."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.models import ImageRef
+from dockyard.core import fleet, reconcile
+from dockyard.core.platform import Platform
+from dockyard.deploy import plan
+from dockyard.models.deploys import Effective
+from dockyard.models.schemas import ServerPublic
+from tests.deploy.conftest import HOST, SECRET, AgentNode
+from tests.deploy.fake_docker import Hold
+from tests.deploy.test_engine import (
+    MakeRunner,
+    everywhere,
+    live_release,
+    outcome,
+    running,
+    serving,
+    start,
+)
+
+Nodes = dict[str, AgentNode]
+SITE = "shop-web"
+
+
+def clients(nodes: Nodes, away: set[str] | None = None) -> fleet.ClientFactory:
+    """Clients of the agents over ASGI; those named in `away` are refused (agent down)."""
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused (the agent is down)")
+
+    def client_of(server: ServerPublic) -> NodeAgentClient:
+        transport: httpx.AsyncBaseTransport = (
+            httpx.MockTransport(refuse) if server.name in (away or set())
+            else nodes[server.name].transport)
+        return NodeAgentClient(f"http://{server.name}.test", SECRET, transport=transport)
+
+    return client_of
+
+
+async def server_named(platform: Platform, name: str) -> ServerPublic:
+    return next(s for s in await fleet.pollable_servers(platform) if s.name == name)
+
+
+async def one_pass(platform: Platform, nodes: Nodes, name: str) -> list[str]:
+    server = await server_named(platform, name)
+    return [e.message for e in await reconcile.reconcile_server(platform, server,
+                                                                clients(nodes))]
+
+
+async def failed_deployment(platform: Platform, make_runner: MakeRunner, shop: Any,
+                            nodes: Nodes) -> str:
+    """A deployment that failed (its container crashed on node2) and was reverted."""
+    runner = make_runner()
+    deployment_id = await start(platform, runner, shop)
+    nodes["node2"].docker.crash.add(f"deploy_{deployment_id[:8]}")
+    assert (await outcome(platform, runner, shop, deployment_id)).status == "failed"
+    return deployment_id
+
+
+async def plant_stray(node: AgentNode, deployment_id: str) -> int:
+    """What a skipped revert leaves: the deployment's container, running; its port."""
+    env = plan.release_env({}, Effective(), deployment_id, "shop/web")
+    spec = plan.container_spec(SITE, deployment_id, ImageRef(repository="registry.test:5000/x"),
+                               env, Effective())
+    async with NodeAgentClient("http://n.test", SECRET, transport=node.transport) as client:
+        return (await client.run_container(spec)).ports[0].host_port
+
+
+async def point_site(node: AgentNode, port: int) -> None:
+    async with NodeAgentClient("http://n.test", SECRET, transport=node.transport) as client:
+        await client.apply_site(plan.site_for(SITE, [HOST], [port]))
+
+
+def live_ports(node: AgentNode, release: str) -> set[int]:
+    return {c.host_port for c in node.docker.containers.values()
+            if c.env.get("DOCKYARD_RELEASE") == release and c.host_port}
+
+
+async def test_a_stray_and_a_site_left_on_a_failed_deployment_are_corrected(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner,
+        client: httpx.AsyncClient) -> None:
+    platform.settings.reconcile_grace_seconds = 0
+    live = await live_release(platform, make_runner(), shop)
+    failed = await failed_deployment(platform, make_runner, shop, nodes)
+    node = nodes["node1"]
+    stray_port = await plant_stray(node, failed)
+    await point_site(node, stray_port)
+    assert await node.serves() == failed[:8]
+    [port] = live_ports(node, live)
+
+    assert await one_pass(platform, nodes, "node1") == [
+        f"re-pointed site shop-web at port {port} of live release {live} (it pointed at "
+        f"port {stray_port})",
+        f"removed stray container shop-web-{failed[:8]} of failed deployment {failed[:8]}"]
+    assert await serving(nodes) == everywhere(nodes, live)
+    assert running(nodes) == everywhere(nodes, {live})
+    assert node.upstream_ports() == {port}
+    assert await one_pass(platform, nodes, "node1") == []  # converged
+
+    server = await server_named(platform, "node1")
+    answer = await client.get(f"/api/v1/infra/servers/{server.id}/events",
+                              headers=shop.headers)
+    assert answer.status_code == 200, answer.text
+    assert [e["kind"] for e in answer.json()] == ["re-pointed", "removed"]
+    assert answer.json()[1]["message"] == (
+        f"removed stray container shop-web-{failed[:8]} of failed deployment {failed[:8]}")
+
+
+async def test_a_lost_container_of_the_live_release_is_recreated_and_served(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    live = await live_release(platform, make_runner(), shop)
+    node = nodes["node2"]
+    lost = node.docker.containers.pop(f"shop-web-{live}")
+    lost.stop()
+    assert await node.serves() == "HTTP 502"
+
+    said = await one_pass(platform, nodes, "node2")
+    [port] = live_ports(node, live)
+    assert said == [
+        f"re-created missing container shop-web-{live} (web.1) of live release {live}",
+        f"re-pointed site shop-web at port {port} of live release {live} (it pointed at "
+        f"port {lost.host_port})"]
+    assert await serving(nodes) == everywhere(nodes, live)
+    recreated = node.docker.containers[f"shop-web-{live}"]
+    assert recreated.env["DOCKYARD_PROCESS"] == "web.1"
+    assert recreated.config["Labels"][plan.DEPLOYMENT_LABEL].startswith(live)
+
+
+async def test_a_fresh_stray_waits_out_its_grace_period_as_drift(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner,
+        client: httpx.AsyncClient) -> None:
+    live = await live_release(platform, make_runner(), shop)
+    failed = await failed_deployment(platform, make_runner, shop, nodes)
+    await plant_stray(nodes["node3"], failed)
+
+    assert await one_pass(platform, nodes, "node3") == []
+    assert running(nodes)["node3"] == {live, failed[:8]}
+    server = await server_named(platform, "node3")
+    answer = await client.get(f"/api/v1/infra/servers/{server.id}", headers=shop.headers)
+    [drift] = answer.json()["drift"]
+    assert (drift["subject"], drift["message"]) == (
+        f"shop-web-{failed[:8]}", f"stray container shop-web-{failed[:8]} of failed "
+        f"deployment {failed[:8]}, removed after the grace period")
+
+    platform.settings.reconcile_grace_seconds = 0.2  # counted from the first pass
+    await asyncio.sleep(0.2)
+    assert await one_pass(platform, nodes, "node3") == [
+        f"removed stray container shop-web-{failed[:8]} of failed deployment {failed[:8]}"]
+    assert running(nodes)["node3"] == {live}
+    assert (await server_named(platform, "node3")).drift == []
+
+
+async def test_nothing_of_a_deployment_in_flight_is_touched(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    platform.settings.reconcile_grace_seconds = 0
+    live = await live_release(platform, make_runner(), shop)
+    failed = await failed_deployment(platform, make_runner, shop, nodes)
+    node = nodes["node1"]
+    await plant_stray(node, failed)
+    node.docker.hold = hold = Hold("start")
+    runner = make_runner()
+    deployment_id = await start(platform, runner, shop)
+    await asyncio.wait_for(hold.reached.wait(), 10)
+    before = dict(node.docker.containers)
+
+    assert await one_pass(platform, nodes, "node1") == []
+    assert node.docker.containers == before
+    assert {f"shop-web-{deployment_id[:8]}", f"shop-web-{failed[:8]}"} <= set(before)
+
+    hold.release.set()  # the deploy's own clean-up then retires the old and the stray
+    assert (await outcome(platform, runner, shop, deployment_id)).status == "succeeded"
+    assert await one_pass(platform, nodes, "node1") == []
+    assert running(nodes)["node1"] == {deployment_id[:8]} != {live}
+
+
+async def test_an_agent_that_was_down_is_reconciled_at_the_next_tick(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    platform.settings.reconcile_grace_seconds = 0
+    await live_release(platform, make_runner(), shop)
+    failed = await failed_deployment(platform, make_runner, shop, nodes)
+    await plant_stray(nodes["node3"], failed)
+    due: dict[str, float] = {}
+    now = 1000.0
+
+    await reconcile.reconcile_due(platform, due, clients(nodes, away={"node3"}), lambda: now)
+    ids = {s.name: s.id for s in await fleet.pollable_servers(platform)}
+    assert due == {ids["node1"]: now + 30, ids["node2"]: now + 30, ids["node3"]: 0}
+    assert f"shop-web-{failed[:8]}" in nodes["node3"].docker.containers
+
+    await reconcile.reconcile_due(platform, due, clients(nodes), lambda: now + 5)
+    assert due[ids["node3"]] == now + 35
+    assert f"shop-web-{failed[:8]}" not in nodes["node3"].docker.containers
+
+
+@pytest.mark.parametrize("limit", [0, 1001])
+async def test_an_events_limit_out_of_range_is_refused(
+        shop: Any, platform: Platform, client: httpx.AsyncClient, limit: int) -> None:
+    server = await server_named(platform, "node1")
+    answer = await client.get(f"/api/v1/infra/servers/{server.id}/events",
+                              params={"limit": limit}, headers=shop.headers)
+    assert answer.status_code == 422
