@@ -292,14 +292,16 @@ def _server_named(client: ApiClient, server: str) -> Any:
 def server_event_lines(events: list[dict[str, Any]], drift: list[dict[str, Any]],
                        now: datetime, width: int = 80) -> list[str]:
     """Each event and each drift item on lines of at most `width` columns."""
-    def wrapped(when: str, text: str) -> str:
-        stamp = f"{ago(datetime.fromisoformat(when), now):>8}  "
-        return textwrap.fill(stamp + text, width, subsequent_indent=" " * len(stamp))
+    def wrapped(items: list[dict[str, Any]], time: str) -> list[str]:
+        stamps = [f"{ago(datetime.fromisoformat(item[time]), now):>8}  " for item in items]
+        return [line for stamp, item in zip(stamps, items, strict=True)
+                for line in textwrap.wrap(stamp + item["message"], width,
+                                          subsequent_indent=" " * len(stamp))]
 
-    lines = [wrapped(e["time"], e["message"]) for e in events] or ["No events yet."]
+    lines = wrapped(events, "time") or ["No events yet."]
     if not drift:
         return [*lines, "No drift: the node runs what it should."]
-    return [*lines, "Drift (since):", *(wrapped(d["since"], d["message"]) for d in drift)]
+    return [*lines, "Drift (since):", *wrapped(drift, "since")]
 
 
 credentials = typer.Typer(help="Cloud provider tokens (stored encrypted).", no_args_is_help=True)
