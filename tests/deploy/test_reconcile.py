@@ -15,6 +15,7 @@ from dockyard.agent.models import ImageRef
 from dockyard.core import fleet, reconcile
 from dockyard.core.platform import Platform
 from dockyard.deploy import plan
+from dockyard.kernel.queue import JobContext
 from dockyard.models.deploys import Effective
 from dockyard.models.schemas import ServerPublic
 from tests.deploy.conftest import HOST, SECRET, AgentNode
@@ -209,3 +210,14 @@ async def test_an_events_limit_out_of_range_is_refused(
     answer = await client.get(f"/api/v1/infra/servers/{server.id}/events",
                               params={"limit": limit}, headers=shop.headers)
     assert answer.status_code == 422
+
+
+async def test_the_worker_job_tries_every_server_and_retries_those_that_did_not_answer(
+        platform: Platform, shop: Any) -> None:
+    """The registered servers' agents are not listening at their address here: each pass
+    fails, and each server is due again at the next tick."""
+    context = JobContext(worker="w", resources={"settings": platform.settings,
+                                                "db": platform.db})
+    await reconcile.reconcile_job(context, {})
+    ids = {s.id for s in await fleet.pollable_servers(platform)}
+    assert context.resources["reconcile_due"] == dict.fromkeys(ids, 0)
