@@ -4,17 +4,15 @@ variables and its exit code, and a rolling restart under a strict client with 0 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
-import threading
 from typing import Any
 
 import docker
 import pytest
-from bench.nginx_reload import Tally, worker
 
+from tests.e2e.load import under_strict_load
 from tests.e2e.stage import EXAMPLE, Stage
 from tests.live import DOCKYARD, dockyard, ok, ok_json, wait_until
 
@@ -78,14 +76,10 @@ def test_run_has_the_services_variables_returns_the_exit_code_and_leaves_nothing
 
 def test_restart_rolls_out_the_live_release_again_with_no_failed_request(
         stage: Stage, live: str) -> None:
-    tally, stop = Tally(), threading.Event()
-    load = threading.Thread(target=lambda: asyncio.run(strict_load(stage, tally, stop)))
-    load.start()
-    try:
-        output = ok(dockyard("restart", *SERVICE, env=stage.env, timeout=300))
-    finally:
-        stop.set()
-        load.join()
+    outputs: list[str] = []
+    tally = under_strict_load(stage, HOST, lambda: outputs.append(
+        ok(dockyard("restart", *SERVICE, env=stage.env, timeout=300))), CONCURRENCY)
+    [output] = outputs
     print(f"restart under a strict client (concurrency {CONCURRENCY}, no retries): "
           f"{tally.ok} ok, {tally.failed} failed {tally.errors}")
     assert "Deployed shop/hello" in output
@@ -94,16 +88,6 @@ def test_restart_rolls_out_the_live_release_again_with_no_failed_request(
     releases = {p["release"] for p in processes(stage)}
     assert len(releases) == 1
     assert releases != {live}
-
-
-async def strict_load(stage: Stage, tally: Tally, stop: threading.Event) -> None:
-    halt = asyncio.Event()
-    request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
-    workers = [asyncio.create_task(worker(80, halt, tally, stage.nodes[0]["ip"], request))
-               for _ in range(CONCURRENCY)]
-    await asyncio.to_thread(stop.wait)
-    halt.set()
-    await asyncio.gather(*workers)
 
 
 def test_a_killed_process_is_restarted_by_docker_and_ps_records_the_crash(
