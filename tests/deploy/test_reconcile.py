@@ -17,6 +17,7 @@ from dockyard.core.platform import Platform
 from dockyard.deploy import plan
 from dockyard.kernel.queue import JobContext
 from dockyard.models.deploys import Effective
+from dockyard.models.enums import Role
 from dockyard.models.schemas import ServerPublic
 from tests.deploy.conftest import HOST, SECRET, AgentNode
 from tests.deploy.fake_docker import Hold
@@ -221,3 +222,32 @@ async def test_the_worker_job_tries_every_server_and_retries_those_that_did_not_
     await reconcile.reconcile_job(context, {})
     ids = {s.id for s in await fleet.pollable_servers(platform)}
     assert context.resources["reconcile_due"] == dict.fromkeys(ids, 0)
+
+
+async def test_a_correction_the_agent_refuses_is_one_failed_event_and_drift_until_done(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    live = await live_release(platform, make_runner(), shop)
+    node = nodes["node2"]
+    node.docker.containers.pop(f"shop-web-{live}").stop()
+    refusal = (f"could not re-create missing container shop-web-{live} (web.1) of live release "
+               f"{live}")
+    for _ in range(2):
+        node.docker.hold = Hold("create_container_from_config", fail="disk full")
+        node.docker.hold.release.set()
+        said = await one_pass(platform, nodes, "node2")
+        drift = (await server_named(platform, "node2")).drift
+        assert [d.message.startswith(f"{refusal}: ") and "disk full" in d.message
+                for d in drift] == [True]
+    assert said == []  # the second refusal is no new event
+
+    node.docker.hold = None
+    said = await one_pass(platform, nodes, "node2")
+    assert [m.split(" port")[0] for m in said] == [
+        f"re-created missing container shop-web-{live} (web.1) of live release {live}",
+        "re-pointed site shop-web at"]
+    assert (await server_named(platform, "node2")).drift == []
+    assert await serving(nodes) == everywhere(nodes, live)
+    server = await server_named(platform, "node2")
+    events = await reconcile.server_events(platform, shop.actor(Role.OWNER), server.id, 10)
+    assert [(e.kind, e.message.startswith(refusal)) for e in events] == [
+        ("failed", True), ("re-created", False), ("re-pointed", False)]

@@ -49,19 +49,20 @@ class Event:
 
 async def reconcile_server(p: Platform, server: ServerPublic,
                            client_of: fleet.ClientFactory) -> list[Event]:
-    """One pass on one server; raises what the agent raises when it cannot be read."""
+    """One pass on one server, each round recorded as it ends; raises what the agent raises
+    when it cannot be read."""
     events: list[Event] = []
-    drift: list[Drift] = []
     async with client_of(server) as client:
         for _ in range(MAX_ROUNDS):
             decision = await _decide(p, server, client)
             applied, failed = await _apply(client, decision.corrections, _grace(p, server))
-            events += applied + _new_failures(server, failed)
+            done = [Event(c.past, c.message) for c in applied] + _new_failures(server, failed)
             drift = [*decision.drift, *failed]
-            if not any(isinstance(c, converge.RecreateMissing)
-                       for c in decision.corrections):
+            await _record(p, server.id, done, drift)
+            events += done
+            server = server.model_copy(update={"drift": drift})
+            if not any(isinstance(c, converge.RecreateMissing) for c in applied):
                 break
-    await _record(p, server.id, events, drift)
     return events
 
 
@@ -122,9 +123,9 @@ def _releases(p: Platform, rows: list[Deployment]) -> list[converge.Release]:
 
 
 async def _apply(client: NodeAgentClient, corrections: tuple[converge.Correction, ...],
-                 grace: converge.Grace) -> tuple[list[Event], list[Drift]]:
-    """Each correction through the agent: an event when done, drift when it failed."""
-    events: list[Event] = []
+                 grace: converge.Grace) -> tuple[list[converge.Correction], list[Drift]]:
+    """Each correction through the agent: those done, and drift for those that failed."""
+    applied: list[converge.Correction] = []
     failed: list[Drift] = []
     for correction in corrections:
         try:
@@ -134,8 +135,8 @@ async def _apply(client: NodeAgentClient, corrections: tuple[converge.Correction
             failed.append(Drift(subject=correction.subject, since=grace.since(correction.subject),
                                 message=correction.failure(detail)))
             continue
-        events.append(Event(correction.past, correction.message))
-    return events, failed
+        applied.append(correction)
+    return applied, failed
 
 
 async def _correct(client: NodeAgentClient, correction: converge.Correction) -> None:
