@@ -99,11 +99,14 @@ async def test_a_stray_and_a_site_left_on_a_failed_deployment_are_corrected(
     await point_site(node, stray_port)
     assert await node.serves() == failed[:8]
     [port] = live_ports(node, live)
+    calls_before = len(node.docker.calls)
 
     assert await one_pass(platform, nodes, "node1") == [
         f"re-pointed site shop-web at port {port} of live release {live} (it pointed at "
         f"port {stray_port})",
         f"removed stray container shop-web-{failed[:8]} of failed deployment {failed[:8]}"]
+    calls = [c for c in node.docker.calls[calls_before:] if c in ("stop", "remove_container")]
+    assert calls == ["stop", "remove_container"]  # stopped with a grace, as a deploy would
     assert await serving(nodes) == everywhere(nodes, live)
     assert running(nodes) == everywhere(nodes, {live})
     assert node.upstream_ports() == {port}

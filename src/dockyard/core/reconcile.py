@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -39,6 +39,7 @@ log = logging.getLogger("dockyard.reconcile")
 RECONCILE_TASK = "servers.reconcile"
 AGENT_FAILURES = (AgentError, httpx.HTTPError, OSError)
 MAX_ROUNDS = 2  # re-created web containers get their site in the second round
+STOP_SECONDS = 10  # a stray is stopped as a deploy stops an old release, then removed
 
 
 @dataclass(frozen=True)
@@ -145,11 +146,16 @@ async def _correct(client: NodeAgentClient, correction: converge.Correction) -> 
     elif isinstance(correction, converge.RestoreSite) and correction.site:
         await client.apply_site(correction.site)
     elif isinstance(correction, converge.RemoveStray):
-        try:
-            await client.remove_container(correction.subject)
-        except AgentError as exc:
-            if exc.status_code != 404:  # already gone: done
-                raise
+        await _unless_gone(client.stop_container(correction.subject, STOP_SECONDS))
+        await _unless_gone(client.remove_container(correction.subject))
+
+
+async def _unless_gone(call: Awaitable[None]) -> None:
+    try:
+        await call
+    except AgentError as exc:
+        if exc.status_code != 404:  # already gone: done
+            raise
 
 
 async def _record(p: Platform, server_id: str, events: list[Event], drift: list[Drift]
