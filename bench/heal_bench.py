@@ -34,11 +34,11 @@ from nginx_reload import Tally
 
 from dockyard.agent import process
 from dockyard.agent.proxy import NginxInstance
-from dockyard.providers.cluster import Cluster, ClusterSettings, NodeRecord
+from dockyard.providers.cluster import Cluster, NodeRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/
 from tests.agent.test_supervise import kill_layer
-from tests.e2e.stage import Stage, cluster_env, staged
+from tests.e2e.stage import Stage, first_node, staged
 
 QUIET_SECONDS = 3.0  # traffic is back when no request failed for this long
 SETTLE_SECONDS = 5.0
@@ -70,14 +70,6 @@ class Timeline:
                 self.statuses.append((time.monotonic(), server["status"],
                                       server["status_reason"]))
             stop.wait(0.25)
-
-
-def the_node(stage: Stage) -> tuple[Cluster, NodeRecord]:
-    settings = {k.removeprefix("DOCKYARD_CLUSTER_").lower(): v
-                for k, v in cluster_env(stage.root).items()}
-    cluster = Cluster(ClusterSettings.model_validate(settings))
-    [node] = [n for n in cluster.state.nodes if n.ip == stage.nodes[0]["ip"]]
-    return cluster, node
 
 
 def kill_nginx(layer: NginxInstance) -> str:
@@ -123,7 +115,7 @@ def phase(name: str, kill: Callable[[], str], timeline: Timeline) -> None:
 
 
 def kill_in_turn(stage: Stage, timeline: Timeline) -> None:
-    cluster, node = the_node(stage)
+    cluster, node = first_node(stage)
     nginx = cluster.nginx(node)
     for layer in ("edge", "switch"):
         instance = getattr(nginx, layer)

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from dockyard.providers.cluster import Cluster, ClusterSettings, NodeRecord
 from tests.live import bring_up, dockyard, ok, ok_json, start, stop
 
 API_TIMEOUT = httpx.Timeout(30.0, read=600.0)
@@ -91,6 +92,15 @@ class Stage:
 def cluster_env(root: Path) -> dict[str, str]:
     return {"DOCKYARD_CLUSTER_ROOT": str(root), "DOCKYARD_CLUSTER_PREFIX": "dyd",
             "DOCKYARD_CLUSTER_SUBNET": "10.235.0.0/24", "DOCKYARD_CLUSTER_REGISTRY_PORT": "5003"}
+
+
+def first_node(stage: Stage) -> tuple[Cluster, NodeRecord]:
+    """The cluster and the record of the stage's first node (to kill and start its agent)."""
+    settings = {k.removeprefix("DOCKYARD_CLUSTER_").lower(): v
+                for k, v in cluster_env(stage.root).items()}
+    cluster = Cluster(ClusterSettings.model_validate(settings))
+    [node] = [n for n in cluster.state.nodes if n.ip == stage.nodes[0]["ip"]]
+    return cluster, node
 
 
 def staged(base: Path) -> Iterator[Stage]:
