@@ -142,7 +142,7 @@ def churn(stage: Stage, steps: list[Step], cycles: int, results: list[str]) -> N
 async def under_load(stage: Stage, concurrency: int, steps: list[Step], cycles: int,
                      minimum: int) -> tuple[Tally, float, list[str]]:
     """The strict client's tally while `steps` run `cycles` times, and the seconds it took."""
-    tally, stop, results = Tally(), asyncio.Event(), []
+    tally, stop, results = Tally(), asyncio.Event(), list[str]()
     began = time.monotonic()
     load = asyncio.create_task(load_until(stage, concurrency, stop, tally))
     await asyncio.to_thread(churn, stage, steps, cycles, results)
