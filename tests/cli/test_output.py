@@ -72,6 +72,18 @@ def test_why_a_server_is_degraded_is_told_under_the_table_within_80_columns() ->
         "  refused"]
 
 
+def test_a_server_that_drifts_is_told_under_the_table_with_where_to_look() -> None:
+    drift = [{"subject": "shop-web-4c650e15", "since": "2026-12-02T01:00:00Z",
+              "message": "stray container shop-web-4c650e15 of failed deployment 4c650e15"},
+             {"subject": "shop-api", "since": "2026-12-02T01:00:00Z", "message": "site"}]
+    servers = [{"name": "web-1", "status": "active", "status_reason": "", "drift": drift},
+               {"name": "web-2", "status": "active", "status_reason": "", "drift": []}]
+    [told] = status_reasons(servers)
+    assert told.splitlines() == [
+        "web-1 differs from what it should run: stray container shop-web-4c650e15 of",
+        "  failed deployment 4c650e15 and 1 more (`dockyard servers events web-1`)"]
+
+
 def test_times_are_relative_and_ids_short() -> None:
     assert ago(NOW - timedelta(seconds=42), NOW) == "42s ago"
     assert ago(NOW - timedelta(minutes=5, seconds=3), NOW) == "5m ago"

@@ -178,7 +178,8 @@ SERVER_COLUMNS = ["id", "name", "ip", "status", "agent_version", "agent_current"
 @servers.command("list")
 def servers_list(as_json: JsonFlag = False) -> None:
     """List the server inventory: status, agent version, and whether it is the expected one;
-    under the table, why a server is degraded or unreachable."""
+    under the table, why a server is degraded or unreachable, and how it differs from what it
+    should run."""
     listed = ApiClient.from_config().get("/infra/servers")
     show(listed, SERVER_COLUMNS, as_json)
     if not as_json:
@@ -187,10 +188,18 @@ def servers_list(as_json: JsonFlag = False) -> None:
 
 
 def status_reasons(servers: list[dict[str, Any]], width: int = 80) -> list[str]:
-    """`name: reason` for each server that has one, wrapped to `width` columns."""
-    return [textwrap.fill(f"{s['name']} {s['status']}: {s['status_reason']}", width,
-                          subsequent_indent="  ")
+    """`name: reason` for each server that has one, and how many ways it differs from what
+    it should run (its drift), wrapped to `width` columns."""
+    said = [f"{s['name']} {s['status']}: {s['status_reason']}"
             for s in servers if s.get("status_reason")]
+    said += [f"{s['name']} differs from what it should run: {_drift_summary(s['drift'])} "
+             f"(`dockyard servers events {s['name']}`)" for s in servers if s.get("drift")]
+    return [textwrap.fill(line, width, subsequent_indent="  ") for line in said]
+
+
+def _drift_summary(drift: list[dict[str, Any]]) -> str:
+    more = f" and {len(drift) - 1} more" if len(drift) > 1 else ""
+    return f"{drift[0]['message']}{more}"
 
 
 def add_server(client: ApiClient, name: str, ip: str, port: int, provider: str, *,
