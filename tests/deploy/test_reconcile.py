@@ -254,3 +254,22 @@ async def test_a_correction_the_agent_refuses_is_one_failed_event_and_drift_unti
     events = await reconcile.server_events(platform, shop.actor(Role.OWNER), server.id, 10)
     assert [(e.kind, e.message.startswith(refusal)) for e in events] == [
         ("failed", True), ("re-created", False), ("re-pointed", False)]
+
+
+async def test_a_fault_on_one_server_neither_stops_the_others_nor_repeats_every_tick(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    platform.settings.reconcile_grace_seconds = 0
+    await live_release(platform, make_runner(), shop)
+    failed = await failed_deployment(platform, make_runner, shop, nodes)
+    await plant_stray(nodes["node1"], failed)
+    working = clients(nodes)
+
+    def client_of(server: ServerPublic) -> NodeAgentClient:
+        if server.name == "node3":
+            raise ValueError("a fault of ours")
+        return working(server)
+
+    due: dict[str, float] = {}
+    await reconcile.reconcile_due(platform, due, client_of, lambda: 1000.0)
+    assert sorted(due.values()) == [1030.0] * 3
+    assert f"shop-web-{failed[:8]}" not in nodes["node1"].docker.containers

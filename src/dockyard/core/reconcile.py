@@ -7,6 +7,7 @@ every tick, so it is reconciled within seconds of coming back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ log = logging.getLogger("dockyard.reconcile")
 RECONCILE_TASK = "servers.reconcile"
 AGENT_FAILURES = (AgentError, httpx.HTTPError, OSError)
 MAX_ROUNDS = 2  # re-created web containers get their site in the second round
+CONCURRENCY = 8  # servers reconciled at once
 STOP_SECONDS = 10  # a stray is stopped as a deploy stops an old release, then removed
 
 
@@ -177,20 +179,31 @@ async def _record(p: Platform, server_id: str, events: list[Event], drift: list[
 async def reconcile_due(p: Platform, due: dict[str, float],
                         client_of: fleet.ClientFactory | None = None,
                         clock: Callable[[], float] = time.monotonic) -> None:
-    """A pass on every server whose time has come (`due`: when, by server id; a server
-    whose agent failed is due again at once)."""
+    """A pass on every server whose time has come (`due`: when, by server id), a few at
+    once; a server whose agent did not answer is due again at once."""
     client_of = client_of or agents.client_factory(await agents.agent_secrets(p))
-    for server in await fleet.pollable_servers(p):
-        if due.get(server.id, 0) > clock():
-            continue
-        due[server.id] = math.inf  # a pass still running is not started again
-        try:
-            await reconcile_server(p, server, client_of)
-        except AGENT_FAILURES as exc:
-            log.warning("server %s not reconciled this time: %s", server.name, exc)
-            due[server.id] = 0
-            continue
-        due[server.id] = clock() + p.settings.reconcile_seconds
+    servers = [s for s in await fleet.pollable_servers(p) if due.get(s.id, 0) <= clock()]
+    due.update((s.id, math.inf) for s in servers)  # a pass still running is not started again
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(server: ServerPublic) -> None:
+        async with gate:
+            due[server.id] = await _pass_then_next(p, server, client_of, clock)
+
+    await asyncio.gather(*(one(s) for s in servers))
+
+
+async def _pass_then_next(p: Platform, server: ServerPublic, client_of: fleet.ClientFactory,
+                          clock: Callable[[], float]) -> float:
+    """One pass; when the server is due next."""
+    try:
+        await reconcile_server(p, server, client_of)
+    except AGENT_FAILURES as exc:
+        log.warning("server %s not reconciled this time: %s", server.name, exc)
+        return 0
+    except Exception:  # a fault here must not stop the other servers' passes
+        log.exception("reconciling server %s failed", server.name)
+    return clock() + p.settings.reconcile_seconds
 
 
 async def server_events(p: Platform, actor: Actor, server_id: str, limit: int
