@@ -12,16 +12,17 @@ import pytest
 
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.models import ImageRef
-from dockyard.core import fleet, reconcile
+from dockyard.core import deployments, fleet, reconcile
 from dockyard.core.platform import Platform
 from dockyard.deploy import plan
 from dockyard.kernel.queue import JobContext
-from dockyard.models.deploys import Effective
+from dockyard.models.deploys import DeployRequest, Effective
 from dockyard.models.enums import Role
 from dockyard.models.schemas import ServerPublic
 from tests.deploy.conftest import HOST, SECRET, AgentNode
 from tests.deploy.fake_docker import Hold
 from tests.deploy.test_engine import (
+    FAST,
     MakeRunner,
     everywhere,
     live_release,
@@ -273,3 +274,25 @@ async def test_a_fault_on_one_server_neither_stops_the_others_nor_repeats_every_
     await reconcile.reconcile_due(platform, due, client_of, lambda: 1000.0)
     assert sorted(due.values()) == [1030.0] * 3
     assert f"shop-web-{failed[:8]}" not in nodes["node1"].docker.containers
+
+
+async def test_a_server_a_deploy_left_out_gives_up_the_service_and_its_site(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    """A deploy to some servers means the service runs on exactly those (its placement):
+    the others' old containers and site go, and their nginx no longer answers 502."""
+    platform.settings.reconcile_grace_seconds = 0
+    old = await live_release(platform, make_runner(), shop)
+    runner = make_runner()
+    body = DeployRequest.model_validate({
+        "project": "shop", "service": "web", "servers": ["node1"], "params": FAST,
+        "source": {"kind": "image", "image": "registry.test:5000/hello:2"}})
+    new = await deployments.start_deploy(platform, runner, shop.actor(Role.OWNER), body)
+    assert (await outcome(platform, runner, shop, new)).status == "succeeded"
+    assert running(nodes)["node2"] == {old}
+
+    assert await one_pass(platform, nodes, "node2") == [
+        f"removed stray container shop-web-{old} of old release {old}",
+        "removed site shop-web: no live release of shop/web runs here"]
+    assert running(nodes) == {"node1": {new[:8]}, "node2": set(), "node3": {old}}
+    assert await nodes["node2"].serves() == "HTTP 404"
+    assert await nodes["node1"].serves() == new[:8]

@@ -13,6 +13,7 @@ from dockyard.deploy.converge import (
     Grace,
     RecreateMissing,
     Release,
+    RemoveSite,
     RemoveStray,
     RestoreSite,
     ServiceWanted,
@@ -177,6 +178,31 @@ def test_a_service_whose_live_release_is_not_on_this_server_has_only_strays() ->
     elsewhere = release(servers=("s2",))
     decision = decide(wanted(elsewhere), found(container(LIVE, port=4001)), grace())
     assert decision == Decision((removal("shop-web-1a2b3c4d", "old release 1a2b3c4d"),), ())
+
+
+ORPHAN = RemoveSite(SITE, "removed", "remove",
+                    "site shop-web: no live release of shop/web runs here")
+
+
+def test_a_site_left_where_the_service_no_longer_runs_goes_with_its_last_container() -> None:
+    elsewhere = release(servers=("s2",))
+    decision = decide(wanted(elsewhere), found(container(OLD, port=5001), sites=(site(5001),)),
+                      grace())
+    assert decision == Decision((removal("shop-web-9f8e7d6c", "old release 9f8e7d6c"), ORPHAN),
+                                ())
+    assert decision.corrections[1].message == (
+        "removed site shop-web: no live release of shop/web runs here")
+
+
+def test_a_site_stays_while_a_container_it_may_serve_waits_out_its_grace() -> None:
+    decision = decide(wanted(release(servers=("s2",))),
+                      found(container(OLD, port=5001), sites=(site(5001),)), grace(120))
+    assert (decision.corrections, [d.subject for d in decision.drift]) == (
+        (), ["shop-web-9f8e7d6c"])
+
+
+def test_a_site_of_a_service_never_released_here_is_removed() -> None:
+    assert decide(wanted(), found(sites=(site(5001),)), grace()) == Decision((ORPHAN,), ())
 
 
 def test_a_missing_container_of_the_live_release_is_recreated_from_its_spec() -> None:

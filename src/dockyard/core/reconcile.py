@@ -147,6 +147,8 @@ async def _correct(client: NodeAgentClient, correction: converge.Correction) -> 
         await client.run_container(correction.spec)
     elif isinstance(correction, converge.RestoreSite) and correction.site:
         await client.apply_site(correction.site)
+    elif isinstance(correction, converge.RemoveSite):
+        await _unless_gone(client.remove_site(correction.subject))
     elif isinstance(correction, converge.RemoveStray):
         await _unless_gone(client.stop_container(correction.subject, STOP_SECONDS))
         await _unless_gone(client.remove_container(correction.subject))

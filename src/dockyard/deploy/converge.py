@@ -108,6 +108,11 @@ class RestoreSite(Correction):
 
 
 @dataclass(frozen=True)
+class RemoveSite(Correction):
+    pass
+
+
+@dataclass(frozen=True)
 class Decision:
     corrections: tuple[Correction, ...]
     drift: tuple[Drift, ...]
@@ -136,7 +141,8 @@ def decide(wanted: Wanted, found: Found, grace: Grace) -> Decision:
         expected = list(expected_containers(service, wanted.server_id))
         corrections += _service_fixes(service, expected, mine, sites.get(service.site))
         strays, pending = _strays(expected, mine, wanted.statuses, grace)
-        corrections += strays
+        corrections += strays + _orphan_site(service, expected, mine, strays,
+                                             sites.get(service.site))
         drift += pending
     return Decision(tuple(corrections), tuple(drift))
 
@@ -204,6 +210,18 @@ def _site_fix(service: ServiceWanted, web: list[Expected],
     return [RestoreSite(service.site, "re-pointed", "re-point",
                         f"site {service.site} at {live} (it pointed at {_ports(current)})",
                         site=restored)]
+
+
+def _orphan_site(service: ServiceWanted, expected: list[Expected],
+                 containers: list[ContainerSummary], removals: list[Correction],
+                 site: Site | None) -> list[Correction]:
+    """The site of a service that no longer serves here, once its last container goes."""
+    gone = {r.subject for r in removals}
+    if site is None or any(e.process.serves_http for e in expected) or any(
+            c.name not in gone for c in containers):
+        return []
+    return [RemoveSite(service.site, "removed", "remove",
+                       f"site {service.site}: no live release of {service.name} runs here")]
 
 
 def _ports(ports: list[int]) -> str:
