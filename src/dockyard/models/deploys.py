@@ -24,6 +24,8 @@ from dockyard.models.schemas import Input, Output
 
 MAX_REPLICAS = 20
 Replicas = Annotated[int, Field(ge=0, le=MAX_REPLICAS)]
+Scale = Annotated[dict[ProcessType, Replicas], Field(
+    max_length=20, json_schema_extra={"additionalProperties": False})]  # keys: types only
 ServerRef = Name  # a server's name, or its id (32 hex digits are a name too)
 
 
@@ -47,8 +49,8 @@ class DeployParams(Input):
     root: AppPath | None = Field(default=None, description="Build this subdirectory.")
     dockerfile: AppPath | None = Field(default=None, description="Build with this Dockerfile.")
     build_args: list[BuildArg] | None = Field(default=None, max_length=64)
-    scale: dict[ProcessType, Replicas] | None = Field(
-        default=None, max_length=20,
+    scale: Scale | None = Field(
+        default=None,
         description="Replicas of each process type on every server (default 1 each).")
 
 

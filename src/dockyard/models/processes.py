@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from dockyard.models.deploys import Replicas, ServerRef
-from dockyard.models.fields import Argument, ProcessType
+from dockyard.models.deploys import Scale, ServerRef
+from dockyard.models.fields import Argument
 from dockyard.models.schemas import Input, Output
 
 
@@ -52,5 +52,4 @@ class RunRequest(Input):
 class ScaleRequest(Input):
     """Replicas per process type on each server the service runs on; unnamed types keep theirs."""
 
-    scale: dict[ProcessType, Replicas] = Field(
-        min_length=1, max_length=20, examples=[{"web": 3, "worker": 2}])
+    scale: Scale = Field(min_length=1, examples=[{"web": 3, "worker": 2}])
