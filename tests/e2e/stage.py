@@ -103,12 +103,13 @@ def first_node(stage: Stage) -> tuple[Cluster, NodeRecord]:
     return cluster, node
 
 
-def staged(base: Path) -> Iterator[Stage]:
-    """Control plane + cluster, always taken down again."""
+def staged(base: Path, settings: dict[str, str] | None = None) -> Iterator[Stage]:
+    """Control plane + cluster (the control plane with these extra `settings`), always taken
+    down again."""
     root = Path("/var/tmp/dockyard-tests") / f"dep-{os.getpid()}"
     env, url = start(base)
     env = {**env, "DOCKYARD_REGISTRY": "10.235.0.1:5003", "DOCKYARD_AGENT_POLL_SECONDS": "5",
-           "DOCKYARD_GIT_ALLOW_LOCAL": "true"}
+           "DOCKYARD_GIT_ALLOW_LOCAL": "true", **(settings or {})}
     both = {**env, **cluster_env(root)}
     try:
         bring_up(env)

@@ -17,27 +17,34 @@ import pytest
 
 from dockyard.agent import process
 from dockyard.providers.cluster import Cluster, NodeRecord
+from dockyard.providers.images import Tarball
+from tests.agent.conftest import require_the_real_stack
 from tests.e2e.load import under_strict_load
-from tests.e2e.stage import EXAMPLE, Stage, first_node, tar_gz_of
+from tests.e2e.stage import EXAMPLE, Stage, first_node, staged, tar_gz_of
 from tests.live import wait_until
 
 pytestmark = pytest.mark.slow
 HOST = "phoenix.shop.localhost"
 FAST = {"grace_seconds": 1, "health_interval_seconds": 0.2}
-DOWN_SECONDS = 2.0  # how long the agent stays dead: well inside the 60 s it is waited for
+WAIT_SECONDS = 15  # this stage's DOCKYARD_AGENT_WAIT_SECONDS (60 by default)
+DOWN_SECONDS = 2.0  # how long the agent stays dead: well inside the wait
+AWAY_SECONDS = WAIT_SECONDS + 10  # longer than the wait
+STAGE_SETTINGS = {"DOCKYARD_AGENT_WAIT_SECONDS": str(WAIT_SECONDS),
+                  "DOCKYARD_RECONCILE_SECONDS": "5", "DOCKYARD_RECONCILE_GRACE_SECONDS": "0"}
 # (phase or step, state) at which the agent is killed; the build only in a code deploy
 MOMENTS = [("build", None), ("pull", "started"), ("start", "started"), ("health", "started"),
            ("switch", "started"), ("stop", "started")]
 
 
-def restart_agent(cluster: Cluster, node: NodeRecord) -> None:
-    """SIGKILL the agent and start it again DOWN_SECONDS later, as a service manager would."""
+def restart_agent(cluster: Cluster, node: NodeRecord, down: float = DOWN_SECONDS) -> None:
+    """SIGKILL the agent and start it again `down` seconds later, as a service manager
+    would."""
     assert node.agent is not None
     pid = node.agent.pid
     os.kill(pid, signal.SIGKILL)
     while process.is_running(pid):
         time.sleep(0.01)
-    time.sleep(DOWN_SECONDS)
+    time.sleep(down)
     cluster.start_agent(node)
 
 
@@ -48,8 +55,10 @@ def reached(event: dict[str, Any], moment: tuple[str, str | None]) -> bool:
     return event.get("step") == name and event.get("state") == state
 
 
-def deploy_killing_at(stage: Stage, moment: tuple[str, str | None]) -> list[dict[str, Any]]:
-    """A deploy (of code when the moment is the build) whose node agent dies at `moment`."""
+def deploy_killing_at(stage: Stage, moment: tuple[str, str | None],
+                      down: float = DOWN_SECONDS) -> list[dict[str, Any]]:
+    """A deploy (of code when the moment is the build) whose node agent dies at `moment`
+    and comes back `down` seconds later."""
     cluster, node = first_node(stage)
     events: Iterator[dict[str, Any]]
     if moment[0] == "build":
@@ -66,7 +75,7 @@ def deploy_killing_at(stage: Stage, moment: tuple[str, str | None]) -> list[dict
     for event in events:
         seen.append(event)
         if killer is None and reached(event, moment):
-            killer = threading.Thread(target=restart_agent, args=(cluster, node))
+            killer = threading.Thread(target=restart_agent, args=(cluster, node, down))
             killer.start()
     assert killer is not None, f"the deploy never reached {moment}"
     killer.join()
@@ -86,6 +95,13 @@ def containers_of(stage: Stage) -> dict[str, str]:
     found = client.containers(all=True, filters={"label": "dockyard.service=shop-phoenix"})
     client.close()
     return {c["Names"][0].lstrip("/"): c["State"] for c in found}
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball) -> Iterator[Stage]:
+    """This module's stage waits WAIT_SECONDS for an agent and reconciles every 5 s."""
+    require_the_real_stack()
+    yield from staged(tmp_path_factory.mktemp("stage"), STAGE_SETTINGS)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +137,20 @@ def test_a_deploy_survives_the_agent_dying_in_each_of_its_steps(stage: Stage,
     live = outcomes[-1][1][-1]["deployment_id"]
     assert containers_of(stage) == {f"shop-phoenix-{live[:8]}": "running"}
     assert stage.app(stage.nodes[0], HOST).json()["release"] == live[:8]
+
+
+def test_an_agent_away_longer_than_the_wait_fails_the_deploy_and_the_node_converges(
+        stage: Stage, phoenix: str) -> None:
+    wait_until(lambda: server_status(stage) == "active", "the server is active", timeout=60)
+    live = stage.app(stage.nodes[0], HOST).json()["release"]
+    events: list[list[dict[str, Any]]] = []
+    tally = under_strict_load(stage, HOST, lambda: events.append(
+        deploy_killing_at(stage, ("start", "started"), down=AWAY_SECONDS)), concurrency=32)
+    done = events[0][-1]
+    assert done["status"] == "failed"
+    assert f"{stage.nodes[0]['name']} (step start): the node agent did not come back" in (
+        done["error"])
+    assert tally.failed == 0, tally.errors  # nginx kept serving the previous release
+    wait_until(lambda: containers_of(stage) == {f"shop-phoenix-{live}": "running"},
+               "the reconciler leaves exactly the live release", timeout=60)
+    assert stage.app(stage.nodes[0], HOST).json()["release"] == live
