@@ -64,7 +64,8 @@ async def recover(run: Run) -> None:
 async def _commit(run: Run) -> None:
     problems = await rollout.commit(run, await run.db.read(lambda s: _retained_tags(s, run)))
     for problem in problems:
-        await run.emit("warning", f"clean-up: {problem}")
+        await run.emit("warning", f"clean-up: {problem}; the reconciler removes what is left "
+                                  "once the server answers")
     await _finish(run, DeploymentStatus.SUCCEEDED, "")
 
 
@@ -75,7 +76,8 @@ async def _undo(run: Run, reason: str) -> None:
     except Exception as exc:  # the reason the deploy failed matters more; say both
         problems = [describe(exc)]
     if problems:
-        reason += "; could not fully revert: " + "; ".join(problems)
+        reason += ("; could not fully revert: " + "; ".join(problems) + " (the reconciler "
+                   "finishes it once the server answers)")
     await _finish(run, DeploymentStatus.FAILED, reason)
 
 
