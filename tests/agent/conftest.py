@@ -184,9 +184,18 @@ class AgentProcess:
         return (self.state_dir / "agent.log").read_text()
 
     def stop(self) -> None:
-        self.child.terminate()
-        self.child.wait(timeout=10)
-        self.proxy.stop()
+        """Stop the agent (it waits up to 10 s for open connections: more here, then it is
+        killed) and always its nginx, which outlives it by design."""
+        try:
+            self.child.terminate()
+            try:
+                self.child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait(timeout=10)
+                raise
+        finally:
+            self.proxy.stop()
 
 
 def spawn_agent(state_dir: Path, key: bytes, *, host: str = "127.0.0.1", tls: bool = True,
