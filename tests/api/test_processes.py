@@ -41,6 +41,28 @@ async def test_ps_lists_a_server_that_does_not_answer_without_failing(client, sh
     assert down["error"]
 
 
+async def test_ps_says_where_a_server_differs_for_this_service(client, shop, platform):
+    await add_server(platform, shop, closed_port())
+    await place(platform, shop)
+    since = "2026-12-02T01:00:00+00:00"
+    drift = [{"subject": "shop-web-0badc0de", "message": "stray container", "since": since},
+             {"subject": "shop-webshop-1", "message": "another service's", "since": since},
+             {"subject": "shop-web-x-0badc0de", "message": "service web-x's", "since": since},
+             {"subject": "shop-web-0badc0de-worker-2", "message": "a worker", "since": since},
+             {"subject": "shop-web", "message": "site to re-point", "since": since}]
+
+    async def tx(s: Any) -> None:
+        server = await s.scalar(select(Server).where(Server.name == "node1"))
+        server.drift = drift
+
+    await platform.db.write(tx)
+    answer = await client.get(f"{SVC}/processes", headers=shop.headers)
+    assert answer.status_code == 200, answer.text
+    assert [(d["server"], d["subject"]) for d in answer.json()["drift"]] == [
+        ("node1", "shop-web-0badc0de"), ("node1", "shop-web-0badc0de-worker-2"),
+        ("node1", "shop-web")]
+
+
 @pytest.mark.parametrize("path", ["restart", "restart?type=worker", "run", "scale"])
 async def test_restart_and_run_are_for_members_and_not_for_other_workspaces(
         client, shop, member_of, stranger, path):

@@ -31,6 +31,9 @@ LISTING = {
          "memory_bytes": None, "exit_code": 137, "oom_killed": True},
     ],
     "unreachable": [{"server": "node-3", "error": "agent answered 503: docker is down"}],
+    "drift": [{"server": "node-2", "subject": "shop-web-0badc0de", "since": NOW,
+               "message": "stray container shop-web-0badc0de of failed deployment 0badc0de "
+                          "(removed after the grace period)"}],
 }
 
 
@@ -97,6 +100,9 @@ def test_ps_fits_80_columns_and_names_the_servers_that_did_not_answer(
     assert "137 OOM" in table
     assert "50M" in table
     assert "node-3 did not answer: agent answered 503: docker is down" in result.stderr
+    assert result.stderr.splitlines()[-2:] == [
+        "server node-2 differs: stray container shop-web-0badc0de of failed deployment",
+        "  0badc0de (removed after the grace period)"]
 
 
 def test_ps_json_is_the_whole_listing(standin: StandIn, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import textwrap
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -45,6 +46,14 @@ def ps(project: ProjectOpt, service: ServiceOpt, as_json: JsonFlag = False) -> N
     for down in listing["unreachable"]:
         errors.print(f"server {down['server']} did not answer: {down['error']}",
                      markup=False, highlight=False)
+    for line in drift_lines(listing.get("drift", [])):
+        errors.print(line, markup=False, highlight=False)
+
+
+def drift_lines(drift: list[dict[str, Any]], width: int = 80) -> list[str]:
+    """What differs from what should run, per server, wrapped to `width` columns."""
+    return [textwrap.fill(f"server {d['server']} differs: {d['message']}", width,
+                          subsequent_indent="  ") for d in drift]
 
 
 def process_row(process: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:

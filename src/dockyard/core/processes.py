@@ -28,6 +28,7 @@ from dockyard.models.processes import (
     ProcessPublic,
     RunRequest,
     ScaleRequest,
+    ServiceDrift,
     UnreachableServer,
 )
 from dockyard.models.schemas import ServerPublic
@@ -53,7 +54,15 @@ async def list_processes(p: Platform, actor: Actor, project: str, service: str
                                      for x in placed.servers))
     found = [item for answer in answers if isinstance(answer, list) for item in answer]
     down = [answer for answer in answers if isinstance(answer, UnreachableServer)]
-    return ProcessListing(processes=found, unreachable=down)
+    return ProcessListing(processes=found, unreachable=down, drift=_drift_of(placed))
+
+
+def _drift_of(placed: _Placed) -> list[ServiceDrift]:
+    """The servers' drift that concerns this service: its containers and its site."""
+    return [ServiceDrift(server=server.name, subject=d.subject, message=d.message,
+                         since=d.since)
+            for server in placed.servers for d in server.drift
+            if d.subject == placed.site or deploy_plan.is_container_of(placed.site, d.subject)]
 
 
 async def _placed(s: AsyncSession, actor: Actor, project: str, service: str) -> _Placed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from dockyard.agent.models import ContainerSpec, ImageRef, PortBinding, Site, Upstream
@@ -56,6 +57,12 @@ def container_name(site: str, deployment_id: str, kind: str = "web", replica: in
     """`web.1` keeps the name releases had before process types; the others are suffixed."""
     name = f"{site}-{deployment_id[:8]}"
     return name if (kind, replica) == ("web", 1) else f"{name}-{kind}-{replica}"
+
+
+def is_container_of(site: str, name: str) -> bool:
+    """Whether `name` is a release container of `site` (not of a site whose name goes on)."""
+    return re.fullmatch(rf"{re.escape(site)}-[0-9a-f]{{8}}(?:-[a-z][a-z0-9_-]*-[0-9]+)?",
+                        name) is not None
 
 
 def default_host(project: str, service: str, apps_domain: str) -> str:

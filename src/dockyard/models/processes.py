@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field
 
 from dockyard.models.deploys import Scale, ServerRef
@@ -31,11 +33,23 @@ class UnreachableServer(Output):
     error: str
 
 
+class ServiceDrift(Output):
+    """A difference the reconciler found on a server for this service's containers or site
+    and has not corrected yet (a stray inside its grace period, a correction that failed)."""
+
+    server: str
+    subject: str
+    message: str
+    since: datetime
+
+
 class ProcessListing(Output):
-    """Every process found, and the servers that did not answer (their processes unknown)."""
+    """Every process found, the servers that did not answer (their processes unknown), and
+    where a server differs from what it should run for this service."""
 
     processes: list[ProcessPublic]
     unreachable: list[UnreachableServer]
+    drift: list[ServiceDrift] = Field(default_factory=list)
 
 
 class RunRequest(Input):
