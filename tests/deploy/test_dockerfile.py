@@ -139,8 +139,14 @@ def test_node_with_lock_file(tmp_path: Path) -> None:
     app = app_with(tmp_path, package_json='{"scripts": {"start": "node server.js"}}',
                    package__lock_json="{}")
     assert detect_stack(app) == Stack("node", ["npm", "start"], [
-        "no Dockerfile; detected a Node app (package.json)", "web command: npm start"],
-        "npm-ci")
+        "no Dockerfile; detected a Node app (package.json)",
+        "web command: npm start (package.json's start script `node server.js`)"], "npm-ci")
+
+
+def test_node_without_a_start_script_runs_server_js(tmp_path: Path) -> None:
+    app = app_with(tmp_path, package_json="{}", server_js="")
+    assert detect_stack(app).notes[1] == (
+        "web command: npm start (no start script in package.json, so npm runs `node server.js`)")
 
 
 def test_node_with_a_pnpm_lock(tmp_path: Path) -> None:

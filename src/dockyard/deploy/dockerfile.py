@@ -207,7 +207,8 @@ def _python(app_dir: Path, web: str | None) -> Stack | None:
     return Stack("python", command, notes, install, dependencies, declared_python(app_dir))
 
 
-def _has_start(app_dir: Path) -> bool:
+def _start_script(app_dir: Path) -> str | None:
+    """package.json's `scripts.start`, if it has one."""
     text = _read(app_dir, "package.json") or ""
     try:
         package = json.loads(text)
@@ -215,7 +216,11 @@ def _has_start(app_dir: Path) -> bool:
         raise InvalidInput(f"package.json is not valid JSON: {error}") from error
     scripts = package.get("scripts") if isinstance(package, dict) else None
     start = scripts.get("start") if isinstance(scripts, dict) else None
-    return (isinstance(start, str) and bool(start.strip())) or (app_dir / "server.js").is_file()
+    return start.strip() if isinstance(start, str) and start.strip() else None
+
+
+def _has_start(app_dir: Path) -> bool:
+    return _start_script(app_dir) is not None or (app_dir / "server.js").is_file()
 
 
 def _node_install(app_dir: Path) -> Install:
@@ -231,6 +236,14 @@ def _node_install(app_dir: Path) -> Install:
     return "npm-ci" if (app_dir / "package-lock.json").is_file() else "npm-install"
 
 
+def _npm_start_note(app_dir: Path) -> str:
+    """Why the web command is `npm start`: the start script, or npm's own default."""
+    script = _start_script(app_dir)
+    why = (f"package.json's start script `{script}`" if script else
+           "no start script in package.json, so npm runs `node server.js`")
+    return f"web command: npm start ({why})"
+
+
 def _node(app_dir: Path, web: str | None) -> Stack | None:
     if not (app_dir / "package.json").is_file():
         return None
@@ -240,7 +253,7 @@ def _node(app_dir: Path, web: str | None) -> Stack | None:
                            "line")
     install = _node_install(app_dir)
     notes = ["no Dockerfile; detected a Node app (package.json)",
-             *(_web_notes(web) if web else ["web command: npm start"])]
+             *(_web_notes(web) if web else [_npm_start_note(app_dir)])]
     return Stack("node", shell_argv(web) if web else ["npm", "start"], notes, install,
                  runtime=declared_node(app_dir))
 
