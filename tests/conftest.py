@@ -32,7 +32,9 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: object)
     values: dict[str, object] = {
         "data_dir": data_dir, "database_url": database_url, "redis_url": None,
         "login_limit_per_client": 1000, "login_limit_per_account": 1000,
-        "password_time_cost": 1, "password_memory_kib": 64, **overrides,
+        "password_time_cost": 1, "password_memory_kib": 64,
+        "agent_wait_seconds": 0,  # tests that wait for a restarting agent say how long
+        **overrides,
     }
     return Settings.model_validate(values)
 

@@ -28,6 +28,7 @@ from tests.deploy.test_engine import (
 )
 
 Nodes = dict[str, AgentNode]
+WAIT = 30  # DOCKYARD_AGENT_WAIT_SECONDS of these tests' control planes
 
 
 async def warnings(runner: Any, deployment_id: str) -> list[str]:
@@ -39,7 +40,7 @@ async def warnings(runner: Any, deployment_id: str) -> list[str]:
 async def test_an_agent_away_for_a_moment_in_any_step_is_waited_for(
         platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner,
         method: str) -> None:
-    runner = make_runner()
+    runner = make_runner(agent_wait_seconds=WAIT)
     await live_release(platform, runner, shop)
     node = nodes["node2"]
     node.docker.hold = hold = Hold(method)
@@ -63,7 +64,7 @@ async def test_an_agent_away_for_a_moment_in_any_step_is_waited_for(
 async def test_a_call_the_agent_did_but_could_not_answer_is_repeated_safely(
         platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner,
         method: str) -> None:
-    runner = make_runner()
+    runner = make_runner(agent_wait_seconds=WAIT)
     await live_release(platform, runner, shop)
     node = nodes["node1"]
     node.docker.hold = hold = Hold(method)
@@ -129,14 +130,14 @@ def test_a_repeated_request_is_the_kept_spec_with_the_ports_the_agent_chose() ->
 async def test_the_control_plane_and_an_agent_dying_together_past_the_switch(
         platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
     await live_release(platform, make_runner(), shop)
-    dying = make_runner()
+    dying = make_runner(agent_wait_seconds=WAIT)
     nodes["node2"].docker.hold = hold = Hold("stop")  # draining the old release
     deployment_id = await start(platform, dying, shop)
     await asyncio.wait_for(hold.reached.wait(), 10)
     nodes["node2"].network.away = True  # the agent goes down with the control plane
     await dying.shutdown(0)
     hold.release.set()
-    successor = make_runner()
+    successor = make_runner(agent_wait_seconds=WAIT)
     assert await successor.recover() == [deployment_id]
     await asyncio.sleep(0.5)
     nodes["node2"].network.away = False

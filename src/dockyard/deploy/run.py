@@ -104,7 +104,9 @@ class Run:
 
     def wait_for_agents(self) -> None:
         """Calls to an agent that restarts are made again for `agent_wait_seconds`, and the
-        deploy log says that it waits and for how much longer."""
+        deploy log says that it waits and for how much longer (0: not at all)."""
+        if self.settings.agent_wait_seconds <= 0:
+            return
         for target in self.targets:
             target.client.patience = Patience(self.settings.agent_wait_seconds,
                                               self._waiting(target))

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # The longest a one-off `dockyard run` may take before its container is killed.
     run_timeout_seconds: int = Field(default=3600, ge=1, le=86400)
     # How long a deployment waits for a node agent that does not answer (restarting, being
-    # upgraded) before the step fails.
+    # upgraded) before the step fails; 0: not at all.
     agent_wait_seconds: float = Field(default=60, ge=0, le=3600)
     # The longest a Procfile's `release:` command may run before the deployment fails.
     release_timeout_seconds: int = Field(default=900, ge=1, le=86400)
