@@ -9,7 +9,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -21,7 +22,7 @@ from dockyard.providers.images import Tarball
 from tests.agent.conftest import require_the_real_stack
 from tests.e2e.load import under_strict_load
 from tests.e2e.stage import EXAMPLE, Stage, first_node, staged, tar_gz_of
-from tests.live import wait_until
+from tests.live import bring_up, pid_alive, wait_until
 
 pytestmark = pytest.mark.slow
 HOST = "phoenix.shop.localhost"
@@ -153,4 +154,48 @@ def test_an_agent_away_longer_than_the_wait_fails_the_deploy_and_the_node_conver
     assert tally.failed == 0, tally.errors  # nginx kept serving the previous release
     wait_until(lambda: containers_of(stage) == {f"shop-phoenix-{live}": "running"},
                "the reconciler leaves exactly the live release", timeout=60)
+    assert stage.app(stage.nodes[0], HOST).json()["release"] == live
+
+
+def kill_both_when(stage: Stage, params: dict[str, Any],
+                   moment: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """A release deploy during which the API and the node's agent are SIGKILLed together at
+    `moment`; the agent is back DOWN_SECONDS later, the API after it. The deployment once
+    the new API has ended it."""
+    cluster, node = first_node(stage)
+    events = stage.stream("/infra/deploy", json={
+        "project": "shop", "service": "phoenix", "source": {"kind": "release"},
+        "params": {**FAST, **params}})
+    deployment_id = next(e for e in events if moment(e))["deployment_id"]
+    api = int((Path(stage.env["DOCKYARD_DATA_DIR"]) / "api.pid").read_text())
+    os.kill(api, signal.SIGKILL)
+    restart_agent(cluster, node)
+    wait_until(lambda: not pid_alive(api), "the API is gone")
+    events.close()
+    bring_up(stage.env)
+    wait_until(lambda: stage.http.get(f"/infra/deployments/{deployment_id}").json()["status"]
+               not in ("queued", "running"), "the interrupted deployment ends", timeout=120)
+    result: dict[str, Any] = stage.http.get(f"/infra/deployments/{deployment_id}").json()
+    return result
+
+
+@pytest.mark.parametrize(("moment", "ends"), [
+    (lambda e: e.get("step") == "start" and e.get("state") == "done", "failed"),
+    (lambda e: e.get("phase") == "commit", "succeeded"),
+], ids=["before the switch", "while draining"])
+def test_the_control_plane_and_the_agent_killed_together(
+        stage: Stage, phoenix: str, moment: Callable[[dict[str, Any]], bool],
+        ends: str) -> None:
+    wait_until(lambda: server_status(stage) == "active", "the server is active", timeout=60)
+    before = stage.app(stage.nodes[0], HOST).json()["release"]
+    results: list[dict[str, Any]] = []
+    tally = under_strict_load(stage, HOST, lambda: results.append(
+        kill_both_when(stage, {"grace_seconds": 5}, moment)), concurrency=32)
+    [result] = results
+    print(f"API and agent SIGKILLed together ({ends}): {tally.ok} ok, {tally.failed} failed")
+    assert result["status"] == ends, result["error"]
+    assert tally.failed == 0, tally.errors
+    live = before if ends == "failed" else result["id"][:8]
+    wait_until(lambda: containers_of(stage) == {f"shop-phoenix-{live}": "running"},
+               "the node runs exactly the live release", timeout=60)
     assert stage.app(stage.nodes[0], HOST).json()["release"] == live
