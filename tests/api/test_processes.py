@@ -28,7 +28,7 @@ async def place(platform: Any, owner: Any) -> None:
 async def test_ps_of_a_service_not_yet_deployed_is_empty(client, shop):
     answer = await client.get(f"{SVC}/processes", headers=shop.headers)
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"processes": [], "unreachable": []}
+    assert answer.json() == {"processes": [], "unreachable": [], "drift": []}
 
 
 async def test_ps_lists_a_server_that_does_not_answer_without_failing(client, shop, platform):
