@@ -139,14 +139,14 @@ async def test_ps_shows_running_crashing_and_oom_killed_containers(
     await agent.run_container(spec("ps-test-oom", python_image, "x = bytearray(200 << 20)",
                                    memory_bytes=16 << 20, restart=RestartPolicy.NO))
     await wait_for(agent, lambda found: found["ps-test-crash"].restart_count >= 2
-                   and found["ps-test-oom"].state == "exited", "a crash loop and an OOM kill")
+                   and found["ps-test-oom"].oom_killed, "a crash loop and an OOM kill")
     found = await processes(agent)
     web = found["ps-test-web"]
     assert (web.state, web.restart_count, web.exit_code) == ("running", 0, None)
     assert web.memory_bytes
     assert web.started_at
     assert web.labels["dockyard.deployment"] == "d" * 32
-    assert (found["ps-test-oom"].oom_killed, found["ps-test-oom"].exit_code) == (True, 137)
+    assert (found["ps-test-oom"].state, found["ps-test-oom"].exit_code) == ("exited", 137)
     crash = found["ps-test-crash"]
     assert crash.exit_code == 4  # also while Docker has it running again
 
@@ -159,18 +159,28 @@ async def wait_for(agent: NodeAgentClient, condition: Callable[[dict[str, Proces
         await asyncio.sleep(0.2)  # Docker's restart backoff: nothing to await but time
 
 
-def die(code: str) -> dict[str, object]:
-    return {"Action": "die", "Actor": {"Attributes": {"exitCode": code}}}
+def die(code: str, at: int = 0) -> dict[str, object]:
+    return {"Action": "die", "timeNano": at, "Actor": {"Attributes": {"exitCode": code}}}
+
+
+def oom(at: int = 0) -> dict[str, object]:
+    return {"Action": "oom", "timeNano": at}
+
+
+SECOND = 1_000_000_000
 
 
 @pytest.mark.parametrize(("events", "expected"), [
     ([], LastExit()),
     ([die("4"), die("1")], LastExit(1)),
-    ([{"Action": "oom"}, die("137"), die("0")], LastExit(0)),
-    ([die("0"), {"Action": "oom"}, die("137")], LastExit(137, oom_killed=True)),
+    ([oom(), die("137"), die("0")], LastExit(0)),
+    ([die("0"), oom(), die("137")], LastExit(137, oom_killed=True)),
+    ([die("0", 0), die("137", 9 * SECOND), oom(9 * SECOND + 1000)],
+     LastExit(137, oom_killed=True)),  # Docker reported the kill after the exit
+    ([oom(0), die("137", 5 * SECOND)], LastExit(137)),  # too far apart to be its cause
     ([die("")], LastExit()),
 ])
-def test_the_last_exit_is_the_last_die_event_and_an_oom_right_before_it(
+def test_the_last_exit_is_the_last_die_event_and_an_oom_next_to_it(
         events: list[dict[str, object]], expected: LastExit) -> None:
     assert last_exit(events) == expected
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
-from dockyard.agent.logbuffer import LogBuffer, exit_entries
+from dockyard.agent.logbuffer import LogBuffer, LogEntry, exit_entries
 from dockyard.agent.runtime import DockerRuntime
 from tests.logs.conftest import run_printer
 
@@ -63,8 +64,7 @@ async def test_a_container_that_ended_gets_a_line_with_its_exit_code(
     assert await buffer.sync_exits(runtime) == 0  # the first call only starts the cursor
     name = await run_printer(runtime, "raise SystemExit(3)",
                              labels={"dockyard.process-type": "worker"})
-    assert await buffer.sync_exits(runtime) == 1
-    [entry] = buffer.read(0, 10).entries
+    [entry] = await exit_lines_of(name, buffer, runtime)
     assert (entry.container, entry.service, entry.stream, entry.line) == (
         name, "shop-web", "exit", "process exited with code 3")
     assert entry.labels["dockyard.process-type"] == "worker"
@@ -81,9 +81,23 @@ def test_an_oom_kill_is_named_and_one_off_runs_are_left_out() -> None:
         event("die", "shop-web-1", exitCode="137", **{"dockyard.service": "shop-web"}),
         event("die", "shop-web-run-1", exitCode="0", **{"dockyard.one-off": "true"}),
         event("die", "shop-web-1", exitCode="0"),
+        event("die", "shop-worker-1", exitCode="137"),
+        event("oom", "shop-worker-1"),  # Docker may tell the cause after the exit
     ])
+    oom_line = ("process exited with code 137 (killed by the kernel for using more than its "
+                "memory limit: OOM)")
     assert [(e.container, e.line) for e in entries] == [
-        ("shop-web-1", "process exited with code 137 (killed by the kernel for using more "
-                       "than its memory limit: OOM)"),
-        ("shop-web-1", "process exited with code 0")]
+        ("shop-web-1", oom_line), ("shop-web-1", "process exited with code 0"),
+        ("shop-worker-1", oom_line)]
     assert entries[0].labels == {"dockyard.service": "shop-web"}
+
+
+async def exit_lines_of(name: str, buffer: LogBuffer, runtime: DockerRuntime
+                        ) -> list[LogEntry]:
+    """Exit lines come once an `oom` event can no longer follow the exit (2 s)."""
+    deadline = time.monotonic() + 30
+    while not (found := [e for e in buffer.read(0, 100).entries if e.container == name]):
+        assert time.monotonic() < deadline, "no exit line within 30 s"
+        await asyncio.sleep(0.2)
+        await buffer.sync_exits(runtime)
+    return found

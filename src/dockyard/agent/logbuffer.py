@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from dockyard.agent import commands as cmd
 from dockyard.agent.commands import MANAGED_LABEL, SERVICE_LABEL, EngineCall
-from dockyard.agent.processes import ONE_OFF_LABEL
+from dockyard.agent.processes import ONE_OFF_LABEL, OOM_GAP_NANOS, memory_kills
 from dockyard.agent.runtime import DockerRuntime, EngineError
 
 STREAMS = ("stdout", "stderr")
@@ -54,17 +54,11 @@ def _parse_line(raw: str) -> tuple[datetime, str] | None:
 
 def exit_entries(events: list[dict[str, Any]]) -> list[LogEntry]:
     """A line for each `die` event of a service's container (one-off runs left out), saying
-    its exit code and whether the kernel killed it for memory (an `oom` event before)."""
-    found, oom = [], set()
-    for event in events:
-        actor = (event.get("Actor") or {}).get("Attributes") or {}
-        name = actor.get("name", "")
-        if event.get("Action") == "oom":
-            oom.add(name)
-        elif event.get("Action") == "die" and ONE_OFF_LABEL not in actor:
-            found.append(_exit_entry(event, actor, name in oom))
-            oom.discard(name)
-    return found
+    its exit code and whether the kernel killed it for memory."""
+    killed = memory_kills(events)
+    return [_exit_entry(event, (event.get("Actor") or {}).get("Attributes") or {}, at in killed)
+            for at, event in enumerate(events) if event.get("Action") == "die"
+            and ONE_OFF_LABEL not in ((event.get("Actor") or {}).get("Attributes") or {})]
 
 
 def _exit_entry(event: dict[str, Any], actor: dict[str, str], oom: bool) -> LogEntry:
@@ -147,15 +141,18 @@ class LogBuffer:
 
     async def sync_exits(self, runtime: DockerRuntime) -> int:
         """One `exit` line per container that ended (crashed, was killed for memory, or
-        was stopped) since the last call; the first call only sets the cursor."""
-        now = time.time()
-        since = float(self._cursors.get(EXITS_CURSOR, now))
-        events = [e async for e in runtime.stream(cmd.managed_exits(since, now))]
-        entries = exit_entries(events)
+        was stopped) up to a moment OOM_GAP_NANOS ago, so a late `oom` event still names its
+        exit; the first call only sets the cursor."""
+        until = time.time() - OOM_GAP_NANOS / 1e9
+        since = float(self._cursors.get(EXITS_CURSOR, until))
+        events = [e async for e in runtime.stream(
+            cmd.managed_exits(since - OOM_GAP_NANOS / 1e9, time.time()))]
+        entries = [entry for entry in exit_entries(events)
+                   if since <= entry.time.timestamp() < until]
         for entry in entries:
             entry.seq, self._next_seq = self._next_seq, self._next_seq + 1
         self.append(entries)
-        self._cursors[EXITS_CURSOR] = repr(now)
+        self._cursors[EXITS_CURSOR] = repr(max(since, until))
         self._save_cursors()
         return len(entries)
 

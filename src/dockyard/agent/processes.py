@@ -19,6 +19,7 @@ from dockyard.agent.runtime import DockerRuntime, EngineError
 
 ONE_OFF_LABEL = "dockyard.one-off"
 HEARTBEAT_SECONDS = 5.0
+OOM_GAP_NANOS = 2_000_000_000  # an `oom` event this close to a `die` is its cause
 Item = TypeVar("Item")
 
 
@@ -29,16 +30,42 @@ class LastExit:
 
 
 def last_exit(events: list[dict[str, Any]]) -> LastExit:
-    """How the container last ended, from its `die` events (an `oom` event precedes the
-    `die` of a process the kernel killed for memory)."""
-    found, oom = LastExit(), False
-    for event in events:
-        if event.get("Action") == "oom":
-            oom = True
-        elif event.get("Action") == "die":
-            code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode", "")
-            found, oom = LastExit(int(code) if code.lstrip("-").isdigit() else None, oom), False
-    return found
+    """How the container last ended, from its `die` events (Docker forgets that in inspect
+    once it restarts the container)."""
+    dies = [i for i, event in enumerate(events) if event.get("Action") == "die"]
+    if not dies:
+        return LastExit()
+    code = _attributes(events[dies[-1]]).get("exitCode", "")
+    return LastExit(int(code) if code.lstrip("-").isdigit() else None,
+                    dies[-1] in memory_kills(events))
+
+
+def memory_kills(events: list[dict[str, Any]]) -> set[int]:
+    """The indexes of the `die` events the kernel caused by killing for memory: each `oom`
+    event pairs with the nearest `die` of its container, the following one on a tie
+    (Docker may report the `oom` just before or just after the exit)."""
+    killed: set[int] = set()
+    for at, oom in enumerate(events):
+        if oom.get("Action") != "oom":
+            continue
+        near = [(abs(_nanos(event) - _nanos(oom)), index < at, abs(index - at), index)
+                for index, event in enumerate(events) if event.get("Action") == "die"
+                and index not in killed and _name(event) == _name(oom)]
+        if near and min(near)[0] <= OOM_GAP_NANOS:
+            killed.add(min(near)[3])
+    return killed
+
+
+def _attributes(event: dict[str, Any]) -> dict[str, str]:
+    return (event.get("Actor") or {}).get("Attributes") or {}
+
+
+def _name(event: dict[str, Any]) -> str:
+    return _attributes(event).get("name", "")
+
+
+def _nanos(event: dict[str, Any]) -> int:
+    return int(event.get("timeNano", 0))
 
 
 def process_state(inspected: dict[str, Any], stats: dict[str, Any] | None, ended: LastExit
