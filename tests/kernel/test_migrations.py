@@ -12,6 +12,7 @@ from dockyard.kernel.errors import NotMigrated
 from dockyard.kernel.migrate import current_revision, head_revision
 from dockyard.kernel.security import ensure_key_file
 from dockyard.models.base import Base
+from dockyard.models.stateful import Backup  # noqa: F401  (registers the stateful tables)
 from tests.conftest import make_settings
 
 

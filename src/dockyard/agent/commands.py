@@ -53,6 +53,9 @@ def host_config(spec: ContainerSpec) -> dict[str, Any]:
             {"Type": "volume", "Source": v.volume, "Target": v.target} for v in spec.volumes
         ],
     }
+    if spec.extra_hosts:
+        config["ExtraHosts"] = [f"{name}:{address}" for name, address
+                                in sorted(spec.extra_hosts.items())]
     if spec.memory_bytes is not None:
         config["Memory"] = spec.memory_bytes
     if spec.cpus is not None:

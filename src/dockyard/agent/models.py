@@ -59,7 +59,18 @@ def _inside_context(value: str) -> str:
     return value
 
 
+def _host_address(value: str) -> str:
+    if value == HOST_GATEWAY:
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError as exc:
+        raise ValueError(f"must be an IP address or {HOST_GATEWAY!r}") from exc
+
+
+HOST_GATEWAY = "host-gateway"  # Docker's name for the node itself, seen from a container
 ServerName = Annotated[str, AfterValidator(_hostname)]
+HostAddress = Annotated[str, AfterValidator(_host_address)]
 ContextPath = Annotated[str, AfterValidator(_inside_context)]
 UpstreamHost = Annotated[str, AfterValidator(_upstream_host)]
 
@@ -144,6 +155,8 @@ class ContainerSpec(Strict):
     memory_bytes: int | None = Field(default=None, ge=6 * 1024 * 1024)
     cpus: float | None = Field(default=None, gt=0, le=256)
     volumes: list[VolumeMount] = Field(default_factory=list, max_length=64)
+    # names the container resolves (/etc/hosts): a stateful service's stable address
+    extra_hosts: dict[ServerName, HostAddress] = Field(default_factory=dict, max_length=256)
 
 
 class StopRequest(Strict):
