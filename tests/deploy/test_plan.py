@@ -108,11 +108,14 @@ def test_only_the_phases_from_commit_on_are_past_the_switch() -> None:
 def test_a_plan_written_is_read_back_equal() -> None:
     plan = DeploymentPlan.model_validate({
         "source": {"kind": "git", "url": "https://example.test/a.git"}, "image": "r/a:deploy_1",
-        "params": {"port": 5000}, "servers": ["a", "b"], "site": "p-s", "hosts": ["s.p.test"]})
+        "params": {"port": 5000}, "servers": ["a", "b"], "site": "p-s", "hosts": ["s.p.test"],
+        "links": [{"service": "redis", "kind": "redis", "variable": "REDIS_URL",
+                   "hostname": "redis.p.dockyard.internal", "server_id": "a",
+                   "server_ip": "10.0.0.1", "given_by": "you"}]})
     row = Deployment(**plan.to_columns())
     assert row.source == {"url": "https://example.test/a.git"}
     assert set(row.config) == {"params", "servers", "site", "hosts", "processes", "only",
-                               "run_release"}
+                               "run_release", "links"}
     assert DeploymentPlan.from_row(row) == plan
 
 
@@ -121,6 +124,7 @@ def test_a_plan_stored_before_process_types_reads_as_web_alone() -> None:
                      config={"params": {}, "servers": ["a"], "site": "p-s", "hosts": ["h.p"]})
     plan = DeploymentPlan.from_row(row)
     assert (plan.processes.types(), plan.only, plan.run_release) == (["web"], None, True)
+    assert plan.links == []  # and before stateful services: linked to none
 
 
 async def test_an_unreadable_progress_is_not_taken_over_and_does_not_stop_the_others(

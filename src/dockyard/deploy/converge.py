@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from dockyard.agent.commands import SERVICE_LABEL
 from dockyard.agent.models import ContainerSpec, ContainerSummary, Site
 from dockyard.agent.processes import ONE_OFF_LABEL
-from dockyard.deploy import plan
+from dockyard.deploy import injection, plan
 from dockyard.models.deployment_plan import DeploymentPlan
 from dockyard.models.enums import DeploymentStatus
 from dockyard.models.reconcile import Drift
@@ -174,7 +174,8 @@ def expected_containers(service: ServiceWanted, server_id: str) -> Iterator[Expe
         env = plan.release_env(owner.env, p.params, owner.id, service.name)
         image = plan.parse_image(p.image)
         for process in plan.processes_of(p.processes, p.params, kind):
-            spec = plan.container_spec(service.site, owner.id, image, env, p.params, process)
+            spec = plan.container_spec(service.site, owner.id, image, env, p.params, process,
+                                       injection.extra_hosts(p.links, server_id))
             yield Expected(owner, process, spec)
 
 

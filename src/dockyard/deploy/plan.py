@@ -101,9 +101,10 @@ def processes_of(processes: Processes, params: Effective, only: str | None = Non
 
 
 def container_spec(site: str, deployment_id: str, image: ImageRef, env: dict[str, str],
-                   params: Effective, process: Process | None = None) -> ContainerSpec:
+                   params: Effective, process: Process | None = None,
+                   extra_hosts: dict[str, str] | None = None) -> ContainerSpec:
     """A release's container (`web.1` unless told); `web` is published on a free loopback
-    port the agent picks."""
+    port the agent picks; `extra_hosts` are the names of its linked stateful services."""
     process = process or Process("web", 1, params.command)
     ports = [PortBinding(container_port=params.port, host_port=0, host_ip=LOOPBACK)]
     labels = {DEPLOYMENT_LABEL: deployment_id, PROCESS_TYPE_LABEL: process.kind,
@@ -113,7 +114,7 @@ def container_spec(site: str, deployment_id: str, image: ImageRef, env: dict[str
         image=image, env={**env, "DOCKYARD_PROCESS": f"{process.kind}.{process.replica}"},
         command=process.command, labels=labels, ports=ports if process.serves_http else [],
         memory_bytes=params.memory_mb * 1024 * 1024 if params.memory_mb else None,
-        cpus=params.cpus,
+        cpus=params.cpus, extra_hosts=extra_hosts or {},
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dockyard.agent.client import AgentError
 from dockyard.agent.models import ContainerSummary
 from dockyard.agent.patience import AgentAway
-from dockyard.deploy import plan
+from dockyard.deploy import injection, plan
 from dockyard.deploy.run import DeployFailed, Run, Target, describe
 from dockyard.models.deployment_plan import Phase, Step, StepState
 
@@ -85,7 +85,8 @@ def release_env(run: Run) -> dict[str, str]:
 async def _start(run: Run, target: Target, process: plan.Process) -> ContainerSummary:
     """A container of `process`, started afresh; DeployFailed if it stopped at once."""
     spec = plan.container_spec(run.site, run.deployment_id, run.image, release_env(run),
-                               run.params, process)
+                               run.params, process,
+                               injection.extra_hosts(run.plan.links, target.id))
     await run.step(target, Step.START, StepState.STARTED,
                    f"starting {process.kind}.{process.replica} beside the old release")
     await _remove_quietly(target, spec.name)

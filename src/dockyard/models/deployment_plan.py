@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from dockyard.models.deploys import Effective, Source
-from dockyard.models.enums import SourceKind
+from dockyard.models.enums import ServiceKind, SourceKind
 from dockyard.models.tables import Deployment
 
 
@@ -72,6 +72,24 @@ class Processes(_Record):
         return ["web", *sorted(self.commands)]
 
 
+class ReleaseLink(_Record):
+    """A stateful service of the project as a release linked it: the variable, and where the
+    service ran. No secret: the URL (with its password) is only in the release's encrypted
+    variables. `given_by` is who gave the variable instead ("you", or another service)."""
+
+    service: str
+    kind: ServiceKind
+    variable: str
+    hostname: str
+    server_id: str
+    server_ip: str
+    given_by: str | None = None
+
+    @property
+    def injected(self) -> bool:
+        return self.given_by is None
+
+
 class DeploymentPlan(_Record):
     source: Origin
     image: str = Field(description="The release's image reference (registry/...:deploy_ID).")
@@ -84,6 +102,8 @@ class DeploymentPlan(_Record):
         "Replace only this process type's containers (a restart of one type)."))
     run_release: bool = Field(default=True, description=(
         "Run the release command; restarts and scaling do not."))
+    links: list[ReleaseLink] = Field(default_factory=list, description=(
+        "The project's stateful services this release was given (injected by name)."))
 
     @property
     def source_kind(self) -> SourceKind:
@@ -99,7 +119,8 @@ class DeploymentPlan(_Record):
     def to_columns(self) -> dict[str, Any]:
         """The values of the `deployments` columns that hold this plan."""
         config = self.model_dump(mode="json", include={"params", "servers", "site", "hosts",
-                                                     "processes", "only", "run_release"})
+                                                     "processes", "only", "run_release",
+                                                     "links"})
         return {"source_kind": self.source_kind, "source": self.source_column(),
                 "image_tag": self.image, "config": config}
 
