@@ -14,12 +14,14 @@ import httpx
 
 from dockyard.agent import auth
 from dockyard.agent.buildconfig import BuildOptions
+from dockyard.agent.execs import BlobInfo, ExecRequest, ExecResult
 from dockyard.agent.logbuffer import LogPage
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
     ContainerSpec,
     ContainerSummary,
+    FirewallRule,
     ImageRef,
     ImageSummary,
     NodeHealth,
@@ -299,3 +301,36 @@ class NodeAgentClient:
 
     async def remove_site(self, service: str) -> None:
         await self._call("DELETE", f"/sites/{service}")
+
+    async def put_firewall_rule(self, rule: FirewallRule) -> None:
+        """Apply or replace who may reach `rule.port` on the node (repeatable)."""
+        await self._call("PUT", f"/firewall/{rule.name}", body=rule.model_dump(mode="json"))
+
+    async def remove_firewall_rule(self, name: str) -> None:
+        """Remove a rule set; one that is gone already is no error."""
+        await self._call("DELETE", f"/firewall/{name}")
+
+    async def firewall_rules(self) -> list[FirewallRule]:
+        return [FirewallRule.model_validate(r) for r in await self._call("GET", "/firewall")]
+
+    async def upload_blob(self, path: Path) -> BlobInfo:
+        """A file kept on the node for a later command's stdin (`run_in_container`)."""
+        return BlobInfo.model_validate(await self._call("POST", "/blobs", upload=path))
+
+    async def run_in_container(self, name: str, request: ExecRequest, seconds: float = 3600
+                               ) -> ExecResult:
+        """Run a command in a managed container; its stdout is kept as a blob."""
+        answer = await self._call("POST", f"/containers/{name}/execs",
+                                  body=request.model_dump(mode="json"), seconds=seconds)
+        return ExecResult.model_validate(answer)
+
+    async def read_blob(self, blob_id: str) -> AsyncIterator[bytes]:
+        response = await self._open("GET", f"/blobs/{blob_id}", seconds=3600)
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        finally:
+            await response.aclose()
+
+    async def delete_blob(self, blob_id: str) -> None:
+        await self._call("DELETE", f"/blobs/{blob_id}")
