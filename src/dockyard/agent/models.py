@@ -68,11 +68,20 @@ def _host_address(value: str) -> str:
         raise ValueError(f"must be an IP address or {HOST_GATEWAY!r}") from exc
 
 
+def _ipv4_source(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Network(value))
+    except ValueError as exc:
+        raise ValueError("must be an IPv4 address or network such as 10.0.0.5 or 10.0.0.0/24 "
+                         "(no host bits set after the prefix)") from exc
+
+
 HOST_GATEWAY = "host-gateway"  # Docker's name for the node itself, seen from a container
 ServerName = Annotated[str, AfterValidator(_hostname)]
 HostAddress = Annotated[str, AfterValidator(_host_address)]
 ContextPath = Annotated[str, AfterValidator(_inside_context)]
 UpstreamHost = Annotated[str, AfterValidator(_upstream_host)]
+FirewallSource = Annotated[str, AfterValidator(_ipv4_source)]  # normalised: 10.0.0.5/32
 
 
 class Strict(BaseModel):
@@ -157,6 +166,16 @@ class ContainerSpec(Strict):
     volumes: list[VolumeMount] = Field(default_factory=list, max_length=64)
     # names the container resolves (/etc/hosts): a stateful service's stable address
     extra_hosts: dict[ServerName, HostAddress] = Field(default_factory=dict, max_length=256)
+
+
+class FirewallRule(Strict):
+    """Who may reach `port`, published on this node: the node's own containers and the
+    `allow` sources (published ports are IPv4: 0.0.0.0), nobody else."""
+
+    name: ContainerName
+    port: int = Field(ge=1, le=65535)
+    protocol: Literal["tcp"] = "tcp"
+    allow: list[FirewallSource] = Field(default_factory=list, max_length=1000)
 
 
 class StopRequest(Strict):

@@ -18,12 +18,14 @@ from dockyard.agent import datapath
 from dockyard.agent import ports as host_ports
 from dockyard.agent import probe as http_probe
 from dockyard.agent.buildconfig import BuildOptions
+from dockyard.agent.firewall import Firewall, FirewallError
 from dockyard.agent.logbuffer import DEFAULT_LOG_BUFFER_BYTES, LogBuffer, LogPage
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
     ContainerSpec,
     ContainerSummary,
+    FirewallRule,
     ImageRef,
     ImageSummary,
     NodeHealth,
@@ -99,7 +101,8 @@ async def _unless_gone(call: Awaitable[Any]) -> None:
 class Node:
     def __init__(self, state_dir: Path, certs_dir: Path, runtime: DockerRuntime,
                  nginx: Nginx, state_file: StateFile,
-                 log_buffer_bytes: int = DEFAULT_LOG_BUFFER_BYTES) -> None:
+                 log_buffer_bytes: int = DEFAULT_LOG_BUFFER_BYTES,
+                 firewall: Firewall | None = None) -> None:
         self.state_dir = state_dir
         self.certs_dir = certs_dir
         self.runtime = runtime
@@ -110,6 +113,7 @@ class Node:
         self.log_buffer = LogBuffer(state_dir / "logs", log_buffer_bytes)
         self._log_lock = asyncio.Lock()
         self.events = EventLog(state_dir / "supervision-events.json")
+        self.firewall = firewall or Firewall()
 
     async def info(self) -> AgentInfo:
         try:
@@ -303,6 +307,24 @@ class Node:
     def sites(self) -> list[Site]:
         return list(self.state.sites.values())
 
+    # Who may reach the ports published here
+
+    async def apply_firewall_rule(self, rule: FirewallRule) -> None:
+        async with self._lock:
+            await to_thread.run_sync(self.firewall.apply, rule)
+            self.state.firewall[rule.name] = rule
+            self.state_file.save(self.state)
+
+    async def remove_firewall_rule(self, name: str) -> None:
+        """Remove a rule set; one that is gone already is no error."""
+        async with self._lock:
+            await to_thread.run_sync(self.firewall.remove, name)
+            if self.state.firewall.pop(name, None) is not None:
+                self.state_file.save(self.state)
+
+    def firewall_rules(self) -> list[FirewallRule]:
+        return list(self.state.firewall.values())
+
     # Supervision and health from the data path
 
     def nginx_layers(self) -> dict[str, NginxInstance]:
@@ -327,14 +349,23 @@ class Node:
     # Restore after a restart
 
     async def restore(self) -> None:
-        """Bring nginx and the owned containers back to the desired state, without help."""
+        """Bring the firewall, nginx and the owned containers back to the desired state,
+        without help; the firewall first, so no port is published unguarded."""
         async with self._lock:
+            await to_thread.run_sync(self._restore_firewall)
             await to_thread.run_sync(self._restore_nginx)
         for spec in list(self.state.containers.values()):
             try:
                 await self._restore_container(spec)
             except EngineError as exc:
                 log.error("could not restore container %s: %s", spec.name, exc.message)
+
+    def _restore_firewall(self) -> None:
+        for rule in self.state.firewall.values():
+            try:
+                self.firewall.apply(rule)
+            except FirewallError as exc:
+                log.error("could not restore firewall rule %s: %s", rule.name, exc.message)
 
     def _restore_nginx(self) -> None:
         self.nginx.restore(list(self.state.sites.values()))

@@ -1,4 +1,5 @@
-"""The agent's desired state on disk: the sites and containers it owns, restored at boot."""
+"""The agent's desired state on disk: the sites, containers and firewall rules it owns,
+restored at boot."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from dockyard.agent.models import ContainerSpec, Site
+from dockyard.agent.models import ContainerSpec, FirewallRule, Site
 
 
 class DesiredState(BaseModel):
     sites: dict[str, Site] = Field(default_factory=dict)
     containers: dict[str, ContainerSpec] = Field(default_factory=dict)
+    firewall: dict[str, FirewallRule] = Field(default_factory=dict)
 
 
 class StateFile:
