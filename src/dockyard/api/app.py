@@ -26,6 +26,7 @@ from dockyard.api.routes import (
     projects,
     servers,
     services,
+    stateful,
     workspaces,
 )
 from dockyard.api.routes import metrics as metrics_routes
@@ -39,7 +40,7 @@ from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
 ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
-           deploys, logs, processes)
+           deploys, logs, processes, stateful)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 SHUTDOWN_WAIT_SECONDS = 30.0
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dockyard.cli import stateful
 from dockyard.cli.client import ApiClient, CliError, seg
 from dockyard.cli.output import JsonFlag, ago, done, show, show_one
 from dockyard.cli.sse import release_live_image
@@ -72,11 +73,41 @@ def services_create(
     kind: Annotated[str, typer.Option(help="app, redis or postgres.")] = "app",
     image: Annotated[str | None, typer.Option(help="Image reference to run.")] = None,
     port: Annotated[int, typer.Option(help="Port the app listens on.")] = 8000,
+    server: stateful.ServerOpt = None, version: stateful.VersionOpt = None,
+    memory: stateful.MemoryOpt = None, redeploy: stateful.RedeployFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a service."""
+    """Create a service: an app, or a Postgres or Redis that runs now and is injected into the
+    project's apps (--server, --version, --memory, --redeploy are for those)."""
+    if kind in stateful.STATEFUL_KINDS:
+        stateful.create_stateful(name, project, kind, server=server, version=version,
+                                 image=image, memory=memory, redeploy=redeploy,
+                                 as_json=as_json)
+        return
     body = {"name": name, "kind": kind, "image": image, "config": {"port": port}}
     show_one(ApiClient.from_config().post(f"/projects/{seg(project)}/services", body), as_json)
+
+
+@services.command("info")
+def services_info(
+    name: str, project: ProjectOpt, as_json: JsonFlag = False,
+    show_secret: Annotated[bool, typer.Option(
+        "--show-secret", help="Show the password in the URL (admins).")] = False,
+) -> None:
+    """A stateful service: state, server, version, volume, URL (password masked)."""
+    stateful.show_info(name, project, show_secret, as_json)
+
+
+def _stateful_action(action: str) -> Any:
+    def command(name: str, project: ProjectOpt, as_json: JsonFlag = False) -> None:
+        stateful.act(name, project, action, as_json)
+
+    command.__doc__ = f"{action.capitalize()} a stateful service's container (its data stays)."
+    return command
+
+
+for _action in ("start", "stop", "restart"):
+    services.command(_action)(_stateful_action(_action))
 
 
 @services.command("show")
@@ -113,8 +144,15 @@ def services_update(
 
 
 @services.command("delete")
-def services_delete(name: str, project: ProjectOpt) -> None:
-    """Delete a service."""
+def services_delete(
+    name: str, project: ProjectOpt,
+    confirm: Annotated[str | None, typer.Option(
+        "--confirm", help="A stateful service's name again (else you are asked).")] = None,
+) -> None:
+    """Delete a service; a stateful one after a final backup, confirmed by its name."""
+    if stateful.is_stateful(project, name):
+        stateful.delete_stateful(name, project, confirm)
+        return
     ApiClient.from_config().delete(f"/projects/{seg(project)}/services/{seg(name)}")
     done(f"Deleted service {project}/{name}.")
 

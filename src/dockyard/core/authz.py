@@ -20,12 +20,14 @@ class Permission(StrEnum):
     READ_AUDIT = "read the audit history"
     READ_METRICS = "read request metrics"
     MANAGE_SERVERS = "add or remove servers and provider credentials"
+    READ_SECRETS = "read the passwords of stateful services"
 
 
 _VIEWER = {Permission.READ}
 _MEMBER = _VIEWER | {Permission.WRITE}
 _ADMIN = _MEMBER | {Permission.DELETE, Permission.MANAGE_MEMBERS, Permission.READ_AUDIT,
-                    Permission.READ_METRICS, Permission.MANAGE_SERVERS}
+                    Permission.READ_METRICS, Permission.MANAGE_SERVERS,
+                    Permission.READ_SECRETS}
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(_VIEWER),
     Role.MEMBER: frozenset(_MEMBER),

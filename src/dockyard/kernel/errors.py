@@ -48,3 +48,9 @@ class RateLimited(DockyardError):
 
 class NotMigrated(DockyardError):
     status_code = 503
+
+
+class ServerFailed(DockyardError):
+    """A server's agent could not do what was asked (its answer or exit reason in the message)."""
+
+    status_code = 502

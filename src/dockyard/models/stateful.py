@@ -40,6 +40,11 @@ class StatefulInstance(TimestampMixin, Base):
     backup_retention: Mapped[int] = mapped_column(Integer, default=DEFAULT_BACKUP_RETENTION)
     last_scheduled_at: Mapped[datetime | None] = mapped_column(default=None)
 
+    @property
+    def id(self) -> str:
+        """Audit rows name it by its service."""
+        return self.service_id
+
 
 class Backup(IdMixin, TimestampMixin, Base):
     """One backup of a stateful service. It outlives its service (a deleted service's final

@@ -9,7 +9,7 @@ import hashlib
 import re
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -51,9 +51,38 @@ class Recipe:
     # Installed afterwards by apt inside the root: debootstrap's resolver cannot pick among
     # virtual packages (Debian's npm needs that).
     apt_installed: tuple[str, ...] = ()
+    entrypoint: str = ""  # written to /usr/local/bin/dockyard-NAME (part of the cache key)
 
     def repository(self) -> str:
         return f"dockyard/{self.name}"
+
+    def __str__(self) -> str:
+        """What the cache key hashes: every field, the entrypoint only when there is one (so
+        recipes without one keep the tarballs cached before it existed)."""
+        fields = repr(replace(self, entrypoint="")).replace(", entrypoint=''", "")
+        return fields + (f"|{self.entrypoint}" if self.entrypoint else "")
+
+
+# Honours the official image's variables (POSTGRES_USER, POSTGRES_DB, POSTGRES_PASSWORD), so
+# a stateful service runs the same on it; the user and database are SQL identifiers.
+POSTGRES_ENTRYPOINT = """#!/bin/sh
+set -e
+bin=$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)
+user=${POSTGRES_USER:-postgres}
+db=${POSTGRES_DB:-$user}
+case "$user$db" in *[!a-z0-9_]*) echo "POSTGRES_USER/POSTGRES_DB: a-z, 0-9, _ only" >&2; exit 2;; esac
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA"
+    printf '%s' "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}" > /tmp/pw && chown postgres /tmp/pw
+    su postgres -s /bin/sh -c "$bin/initdb -D $PGDATA -U $user --auth=scram-sha-256 --pwfile=/tmp/pw"
+    rm -f /tmp/pw
+    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    if [ "$db" != postgres ]; then
+        echo "CREATE DATABASE $db OWNER $user;" | su postgres -s /bin/sh -c "$bin/postgres --single -D $PGDATA postgres" > /dev/null
+    fi
+fi
+exec su postgres -s /bin/sh -c "exec $bin/postgres -D $PGDATA -c listen_addresses=*"
+"""  # noqa: E501
 
 
 RECIPES = {
@@ -67,7 +96,8 @@ RECIPES = {
                     directories=("data",)),
     "postgres": Recipe("postgres", ("postgresql",),
                        ("ENV PGDATA=/var/lib/postgresql/data",
-                        'CMD ["/usr/local/bin/dockyard-postgres"]')),
+                        'CMD ["/usr/local/bin/dockyard-postgres"]'),
+                       entrypoint=POSTGRES_ENTRYPOINT),
 }
 
 
@@ -153,18 +183,6 @@ def tarball_name(recipe: Recipe, suite: str, mirror: str) -> str:
     return f"{recipe.name}-{suite}-{fingerprint}.tar"
 
 
-POSTGRES_ENTRYPOINT = """#!/bin/sh
-set -e
-bin=$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-    mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA"
-    printf '%s' "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}" > /tmp/pw && chown postgres /tmp/pw
-    su postgres -s /bin/sh -c "$bin/initdb -D $PGDATA --auth=scram-sha-256 --pwfile=/tmp/pw"
-    rm -f /tmp/pw
-    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
-fi
-exec su postgres -s /bin/sh -c "exec $bin/postgres -D $PGDATA -c listen_addresses=*"
-"""
 
 
 def _finish_rootfs(recipe: Recipe, root: Path) -> None:
@@ -172,9 +190,9 @@ def _finish_rootfs(recipe: Recipe, root: Path) -> None:
         shutil.rmtree(root / relative, ignore_errors=True)
     for relative in recipe.directories:
         (root / relative).mkdir(parents=True, exist_ok=True)
-    if recipe.name == "postgres":
-        entry = root / "usr/local/bin/dockyard-postgres"
-        entry.write_text(POSTGRES_ENTRYPOINT)
+    if recipe.entrypoint:
+        entry = root / f"usr/local/bin/dockyard-{recipe.name}"
+        entry.write_text(recipe.entrypoint)
         entry.chmod(0o755)
 
 

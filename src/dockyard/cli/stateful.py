@@ -1,0 +1,63 @@
+"""`dockyard services create --kind postgres|redis`, `services info|start|stop|restart` and
+`services delete` of a stateful service: each one API call."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from dockyard.cli.client import ApiClient, seg
+from dockyard.cli.output import done, show_one
+
+STATEFUL_KINDS = ("postgres", "redis")
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", help="Server to run it on (default: the least loaded).")]
+VersionOpt = Annotated[str | None, typer.Option(
+    "--version", help="Run the official image of this version (the server must pull it).")]
+MemoryOpt = Annotated[int | None, typer.Option("--memory", help="Memory limit in MiB.")]
+RedeployFlag = Annotated[bool, typer.Option(
+    "--redeploy", help="Redeploy the project's apps now so they get the new variable.")]
+
+
+def _path(project: str, name: str = "") -> str:
+    base = f"/projects/{seg(project)}/stateful"
+    return f"{base}/{seg(name)}" if name else base
+
+
+def create_stateful(name: str, project: str, kind: str, *, server: str | None,
+                    version: str | None, image: str | None, memory: int | None,
+                    redeploy: bool, as_json: bool) -> None:
+    body = {"name": name, "kind": kind, "server": server, "version": version, "image": image,
+            "memory_mb": memory, "redeploy": redeploy}
+    found = ApiClient.from_config().post(_path(project), body)
+    show_one(found, as_json)
+    if not as_json:
+        done(f"Apps of {project} get {found['variable']} on their next deploy"
+             + ("" if redeploy else f"; run `dockyard services redeploy -p {project}` now"))
+
+
+def show_info(name: str, project: str, show_secret: bool, as_json: bool) -> None:
+    found = ApiClient.from_config().get(_path(project, name), show_secret=show_secret or None)
+    show_one(found, as_json)
+
+
+def act(name: str, project: str, action: str, as_json: bool) -> None:
+    found = ApiClient.from_config().post(f"{_path(project, name)}/actions", {"action": action})
+    show_one(found, as_json) if as_json else done(
+        f"{project}/{name}: {action} done; its container is {found['container_state']}")
+
+
+def delete_stateful(name: str, project: str, confirm: str | None) -> None:
+    if confirm is None:
+        confirm = typer.prompt(f"Deleting {project}/{name} removes its data (after a final "
+                               "backup). Type its name to confirm")
+    ApiClient.from_config().request("DELETE", _path(project, name), params={"confirm": confirm})
+    done(f"Deleted {project}/{name} (a final backup was taken first).")
+
+
+def is_stateful(project: str, name: str) -> bool:
+    """Whether `project/name` is a stateful service (so its commands differ from an app's)."""
+    found: dict[str, Any] = ApiClient.from_config().get(
+        f"/projects/{seg(project)}/services/{seg(name)}")
+    return found.get("kind") in STATEFUL_KINDS

@@ -1,0 +1,276 @@
+"""Stateful services (Postgres, Redis): placed on a server, started from an image on a named
+volume with a generated password, reachable by the project's apps at a stable name."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.core.authz import Actor, Permission
+from dockyard.core.lookup import project_named, service_named
+from dockyard.core.platform import Platform
+from dockyard.core.stateful_node import container_state, put_on_server, remove_from_server
+from dockyard.deploy import injection
+from dockyard.deploy import stateful as shape
+from dockyard.deploy.plan import site_name
+from dockyard.deploy.runner import DeployRunner
+from dockyard.kernel.audit import delete_recorded
+from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
+from dockyard.models.enums import DEPLOYABLE_SERVER_STATUSES, ServiceKind
+from dockyard.models.schemas import ServerPublic
+from dockyard.models.stateful import StatefulInstance, StatefulLink
+from dockyard.models.stateful_schemas import StatefulCreate, StatefulPublic
+from dockyard.models.tables import Placement, Project, Server, Service
+from dockyard.providers import images
+
+STATEFUL_KINDS = (ServiceKind.POSTGRES, ServiceKind.REDIS)
+
+
+@dataclass(frozen=True)
+class Located:
+    """A stateful service with its record, its project's name and its server."""
+
+    service: Service
+    instance: StatefulInstance
+    project: str
+    server: ServerPublic
+
+    def shape(self, password: str) -> shape.Instance:
+        return shape.Instance(
+            kind=self.service.kind, project=self.project, service=self.service.name,
+            image=shape.parse_image(self.instance.image), port=self.instance.port,
+            password=password, memory_mb=self.instance.memory_mb)
+
+
+async def create_stateful(p: Platform, runner: DeployRunner, actor: Actor, project: str,
+                          body: StatefulCreate) -> StatefulPublic:
+    """Record, place and start the service; it answers when this returns. A service that
+    cannot start leaves no record behind."""
+    located = await p.db.write(lambda s: _record(p, s, actor, project, body),
+                               info=actor.audit_info)
+    try:
+        version = await _start(p, runner, located)
+    except BaseException:
+        await _forget(p, actor, located)
+        raise
+    if version and not located.instance.version:
+        await _save_version(p, located.service.id, version)
+    return await stateful_info(p, runner, actor, project, body.name)
+
+
+async def _record(p: Platform, s: AsyncSession, actor: Actor, project: str,
+                  body: StatefulCreate) -> Located:
+    actor.require(Permission.WRITE)
+    parent = await project_named(s, actor, project)
+    await _ensure_free(s, parent, body)
+    server = await _placement(s, actor, body.server)
+    service = Service(workspace_id=actor.workspace_id, project_id=parent.id, name=body.name,
+                      kind=ServiceKind(body.kind), config={})
+    s.add(service)
+    await s.flush()
+    instance = StatefulInstance(
+        service_id=service.id, workspace_id=actor.workspace_id, server_id=server.id,
+        port=await _free_port(s, server.id), image=_image(body), version=body.version or "",
+        memory_mb=body.memory_mb, username=_user(body), database=_user(body),
+        password_ciphertext=p.box.encrypt(secrets.token_urlsafe(24)))
+    s.add(instance)
+    s.add(Placement(workspace_id=actor.workspace_id, service_id=service.id, server_id=server.id))
+    await s.flush()
+    return Located(service, instance, parent.name, ServerPublic.model_validate(server))
+
+
+def _user(body: StatefulCreate) -> str:
+    return body.name.replace("-", "_") if body.kind == "postgres" else ""
+
+
+def _image(body: StatefulCreate) -> str:
+    if body.image:
+        return body.image
+    engine = shape.ENGINES[ServiceKind(body.kind)]
+    if body.version:
+        return f"{engine.official_image}:{body.version}"
+    # tagged by the recipe's cache key, so a node never runs an older build of it
+    tarball = images.cached_tarball(images.RECIPES[body.kind], images.ImageSettings())
+    tag = tarball.path.stem.removeprefix(f"{body.kind}-")
+    return shape.offline_image(ServiceKind(body.kind), tag).reference
+
+
+async def _ensure_free(s: AsyncSession, project: Project, body: StatefulCreate) -> None:
+    rows = list(await s.execute(select(Service.name, Service.kind)
+                                .where(Service.project_id == project.id)))
+    if any(name == body.name for name, _ in rows):
+        raise Conflict(f"a service named {body.name!r} already exists in this project")
+    others = [(name, kind) for name, kind in rows if kind in STATEFUL_KINDS]
+    clash = injection.clashing(others, body.name, ServiceKind(body.kind))
+    if clash:
+        variable = injection.variable_for(body.name, ServiceKind(body.kind))
+        raise Conflict(f"{body.name!r} would be injected as {variable}, as {clash!r} is; "
+                       "choose another name")
+
+
+async def _placement(s: AsyncSession, actor: Actor, wanted: str | None) -> Server:
+    """The named server, else the active one running the fewest services (then by name)."""
+    query = select(Server).where(Server.workspace_id == actor.workspace_id,
+                                 Server.status.in_(DEPLOYABLE_SERVER_STATUSES))
+    if wanted:
+        found = await s.scalar(query.where(Server.name == wanted))
+        if found is None:
+            raise NotFound("active server", wanted)
+        return found
+    load = (select(func.count()).where(Placement.server_id == Server.id)
+            .correlate(Server).scalar_subquery())
+    found = await s.scalar(query.order_by(load, Server.name).limit(1))
+    if found is None:
+        raise InvalidInput("there is no active server to run it on; add one with "
+                           "`dockyard servers add` or run `dockyard up --local-node` as root")
+    return found
+
+
+async def _free_port(s: AsyncSession, server_id: str) -> int:
+    taken = set(await s.scalars(select(StatefulInstance.port)
+                                .where(StatefulInstance.server_id == server_id)))
+    port = shape.free_port(taken)
+    if port is None:
+        raise Conflict("that server has no free port for another stateful service")
+    return port
+
+
+async def _start(p: Platform, runner: DeployRunner, located: Located) -> str:
+    async with await runner.connect(located.server) as client:
+        return await put_on_server(client, located.shape(_password(p, located)),
+                                   await _server_ips(p, located.server.workspace_id))
+
+
+def _password(p: Platform, located: Located) -> str:
+    return p.box.decrypt(located.instance.password_ciphertext)
+
+
+async def _server_ips(p: Platform, workspace_id: str) -> list[str]:
+    async def tx(s: AsyncSession) -> list[str]:
+        query = select(Server.ip).where(Server.workspace_id == workspace_id, Server.ip != "")
+        return sorted(set(await s.scalars(query)))
+
+    return await p.db.read(tx)
+
+
+async def _forget(p: Platform, actor: Actor, located: Located) -> None:
+    async def tx(s: AsyncSession) -> None:
+        service = await s.get(Service, located.service.id)
+        if service is not None:
+            await delete_recorded(s, service)
+
+    await p.db.write(tx, info=actor.audit_info)
+
+
+async def _save_version(p: Platform, service_id: str, version: str) -> None:
+    async def tx(s: AsyncSession) -> None:
+        instance = await s.get_one(StatefulInstance, service_id)
+        instance.version = version
+
+    await p.db.write(tx)
+
+
+async def locate(s: AsyncSession, actor: Actor, project: str, name: str) -> Located:
+    """The stateful service `project/name`; NotFound for apps and unknown names."""
+    service = await service_named(s, actor, project, name)
+    instance = await s.get(StatefulInstance, service.id)
+    if instance is None:
+        raise NotFound("stateful service", f"{project}/{name}")
+    server = ServerPublic.model_validate(await s.get_one(Server, instance.server_id))
+    return Located(service, instance, project, server)
+
+
+async def stateful_info(p: Platform, runner: DeployRunner, actor: Actor, project: str,
+                        name: str, show_secret: bool = False) -> StatefulPublic:
+    """The service as `services info` shows it; the password only to admins who ask."""
+    if show_secret:
+        actor.require(Permission.READ_SECRETS)
+    actor.require(Permission.READ)
+    located = await p.db.read(lambda s: locate(s, actor, project, name))
+    url = shape.service_url(located.shape(_password(p, located)))
+    async with await runner.connect(located.server) as client:
+        found = await container_state(client, located.shape(""))
+    return _public(located, url if show_secret else injection.masked_url(url), found)
+
+
+def _public(located: Located, url: str, found: tuple[str | None, int | None]
+            ) -> StatefulPublic:
+    service, instance = located.service, located.instance
+    site = site_name(located.project, service.name)
+    return StatefulPublic(
+        project=located.project, name=service.name, kind=service.kind,
+        server=located.server.name, hostname=shape.hostname(located.project, service.name),
+        port=instance.port, image=instance.image, version=instance.version,
+        memory_mb=instance.memory_mb, url=url, volume=shape.volume_name(site),
+        variable=injection.variable_for(service.name, service.kind), state=instance.state,
+        container_state=found[0], volume_bytes=found[1],
+        backup_schedule=instance.backup_schedule, backup_retention=instance.backup_retention,
+        created_at=service.created_at)
+
+
+async def project_links(p: Platform, s: AsyncSession, project_id: str) -> list[StatefulLink]:
+    """Every stateful service of the project, with the URL its apps get."""
+    query = (select(Service, StatefulInstance, Project.name, Server.ip)
+             .join(StatefulInstance, StatefulInstance.service_id == Service.id)
+             .join(Project, Project.id == Service.project_id)
+             .join(Server, Server.id == StatefulInstance.server_id)
+             .where(Service.project_id == project_id).order_by(Service.name))
+    return [_link(p, service, instance, project, ip)
+            for service, instance, project, ip in await s.execute(query)]
+
+
+def _link(p: Platform, service: Service, instance: StatefulInstance, project: str, ip: str
+          ) -> StatefulLink:
+    shaped = shape.Instance(kind=service.kind, project=project, service=service.name,
+                            image=shape.parse_image(instance.image), port=instance.port,
+                            password=p.box.decrypt(instance.password_ciphertext))
+    return StatefulLink(service=service.name, kind=service.kind,
+                        variable=injection.variable_for(service.name, service.kind),
+                        url=shape.service_url(shaped), hostname=shape.hostname(
+                            project, service.name), server_id=instance.server_id, server_ip=ip)
+
+
+async def stateful_action(p: Platform, runner: DeployRunner, actor: Actor, project: str,
+                          name: str, action: str) -> StatefulPublic:
+    """start, stop or restart the service's container (its data stays)."""
+    actor.require(Permission.WRITE)
+    located = await p.db.read(lambda s: locate(s, actor, project, name))
+    async with await runner.connect(located.server) as client:
+        if action in ("stop", "restart"):
+            await remove_from_server(client, located.shape(""), keep_rule=action == "restart")
+        if action in ("start", "restart"):
+            await put_on_server(client, located.shape(_password(p, located)),
+                                await _server_ips(p, located.server.workspace_id))
+    await _set_state(p, actor, located, "stopped" if action == "stop" else "running")
+    return await stateful_info(p, runner, actor, project, name)
+
+
+async def _set_state(p: Platform, actor: Actor, located: Located, state: str) -> None:
+    async def tx(s: AsyncSession) -> None:
+        instance = await s.get_one(StatefulInstance, located.service.id)
+        instance.state = state
+
+    await p.db.write(tx, info=actor.audit_info)
+
+
+async def delete_stateful(p: Platform, runner: DeployRunner, actor: Actor, project: str,
+                          name: str, confirm: str) -> None:
+    """Remove the service, its container and its data, after a final backup. `confirm`
+    must repeat the name."""
+    actor.require(Permission.DELETE)
+    if confirm != name:
+        raise InvalidInput(f"deleting {project}/{name} removes its data: confirm with its "
+                           f"name (--confirm {name})")
+    located = await p.db.read(lambda s: locate(s, actor, project, name))
+    await _final_backup(p, actor, project, name)
+    async with await runner.connect(located.server) as client:
+        await remove_from_server(client, located.shape(""), keep_rule=False, data=True)
+    await _forget(p, actor, located)
+
+
+async def _final_backup(p: Platform, actor: Actor, project: str, name: str) -> None:
+    from dockyard.core import backups  # the backup flow needs this module too
+    await backups.create_backup(p, actor, project, name, trigger="final")

@@ -1,0 +1,237 @@
+"""Stateful services through the API, against a real agent app on this machine's Docker: a
+Postgres and a Redis created, reached with their generated passwords, stopped and started
+with their data, refused when asked wrongly, and never half-recorded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import docker
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import select, update
+
+from dockyard.agent import auth
+from dockyard.agent.app import create_app as create_agent_app
+from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.settings import AgentSettings
+from dockyard.api.app import create_app
+from dockyard.core import stateful
+from dockyard.core.platform import Platform
+from dockyard.core.servers import register_server
+from dockyard.deploy.runner import DeployRunner
+from dockyard.kernel.settings import Settings
+from dockyard.models.enums import ServerStatus
+from dockyard.models.schemas import ServerPublic
+from dockyard.models.stateful import StatefulInstance
+from dockyard.models.tables import Server, Service
+from dockyard.providers import images, local
+from tests.agent.conftest import SECRET, require_the_real_stack
+
+pytestmark = pytest.mark.slow
+PROJECT = "/api/v1/projects/shop/stateful"
+
+
+@pytest.fixture(scope="module")
+def docker_host() -> str:
+    require_the_real_stack()
+    host = local.ensure_local_docker(images.ImageSettings().cache_dir)
+    for recipe in ("postgres", "redis"):
+        images.bootstrap_tarball(images.RECIPES[recipe], images.ImageSettings())
+    return host
+
+
+@pytest.fixture
+def leftovers(docker_host: str) -> Iterator[None]:
+    """Whatever a test leaves of project shop's services on this Docker is removed."""
+    yield
+    api = docker.APIClient(base_url=docker_host)
+    for found in api.containers(all=True, filters={"label": "dockyard.stateful"}):
+        if found["Labels"].get("dockyard.service", "").startswith(("shop-", "other-")):
+            api.remove_container(found["Id"], force=True)
+    for volume in api.volumes().get("Volumes") or []:
+        if volume["Name"].startswith(("shop-", "other-")):
+            api.remove_volume(volume["Name"], force=True)
+    api.close()
+
+
+@pytest.fixture
+async def api(settings: Settings, platform: Platform, docker_host: str, tmp_path: Path,
+              leftovers: None) -> AsyncIterator[httpx.AsyncClient]:
+    """The API, whose deploy runner reaches a real agent app (this machine's Docker) over
+    ASGI as the server `node1`."""
+    agent_settings = AgentSettings(state_dir=tmp_path / "agent", docker_host=docker_host)
+    auth.write_key_file(agent_settings.key_file, auth.derive_agent_key(SECRET))
+    agent = httpx.ASGITransport(app=create_agent_app(agent_settings))
+
+    async def connect(server: ServerPublic) -> NodeAgentClient:
+        return NodeAgentClient("http://agent.test", SECRET, transport=agent, timeout=300)
+
+    app = create_app(settings, platform)
+    app.state.deploys = DeployRunner(platform.db, settings, platform.box, connect)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://dockyard.test", timeout=300) as http:
+        yield http
+
+
+@pytest.fixture
+async def shop(api: httpx.AsyncClient, owner: Any, platform: Platform) -> Any:
+    answer = await api.post("/api/v1/projects", json={"name": "shop"}, headers=owner.headers)
+    assert answer.status_code == 201, answer.text
+    server = await register_server(platform, owner.workspace_id, name="node1",
+                                   provider="manual", ip="127.0.0.1", agent_port=8421,
+                                   agent_insecure_http=True)
+    await platform.db.write(lambda s: s.execute(
+        update(Server).where(Server.id == server.id).values(status=ServerStatus.ACTIVE)))
+    return owner
+
+
+async def secret_url(api: httpx.AsyncClient, owner: Any, name: str) -> str:
+    answer = await api.get(f"{PROJECT}/{name}", params={"show_secret": "true"},
+                           headers=owner.headers)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["url"])
+
+
+def published(url: str, port: int) -> str:
+    """The URL as this machine reaches it: the stable name is for apps (their /etc/hosts)."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.netloc.rpartition('@')[0]}@127.0.0.1:{port}").geturl()
+
+
+async def test_a_postgres_runs_with_its_own_user_database_and_a_generated_password(
+        api: httpx.AsyncClient, shop: Any) -> None:
+    answer = await api.post(PROJECT, json={"name": "postgres-orders", "kind": "postgres"},
+                            headers=shop.headers)
+    assert answer.status_code == 201, answer.text
+    found = answer.json()
+    assert (found["variable"], found["server"], found["container_state"]) == (
+        "DATABASE_ORDERS_URL", "node1", "running")
+    assert found["hostname"] == "postgres-orders.shop.dockyard.internal"
+    assert "********" in found["url"] and found["version"].startswith("15")
+    url = published(await secret_url(api, shop, "postgres-orders"), found["port"])
+    connection = await asyncpg.connect(url)
+    try:
+        assert tuple(await connection.fetchrow("SELECT current_user, current_database()")) == (
+            "postgres_orders", "postgres_orders")
+        await connection.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
+    finally:
+        await connection.close()
+    wrong = urlsplit(url)._replace(netloc=f"postgres_orders:guess@127.0.0.1:{found['port']}")
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(wrong.geturl())
+    await restart_keeps(api, shop, url)
+
+
+async def restart_keeps(api: httpx.AsyncClient, owner: Any, url: str) -> None:
+    """stop, start and restart keep the data (the named volume)."""
+    for action, state in (("stop", "missing"), ("start", "running"), ("restart", "running")):
+        answer = await api.post(f"{PROJECT}/postgres-orders/actions", json={"action": action},
+                                headers=owner.headers)
+        assert answer.status_code == 200, answer.text
+        assert (answer.json()["container_state"], answer.json()["state"]) == (
+            state, "stopped" if action == "stop" else "running")
+    connection = await asyncpg.connect(url)
+    try:
+        assert await connection.fetchval("SELECT n FROM kept") == 7
+    finally:
+        await connection.close()
+
+
+async def test_a_redis_needs_its_password_and_keeps_an_append_only_file(
+        api: httpx.AsyncClient, shop: Any) -> None:
+    answer = await api.post(PROJECT, json={"name": "redis-logs", "kind": "redis",
+                                           "memory_mb": 64}, headers=shop.headers)
+    assert answer.status_code == 201, answer.text
+    found = answer.json()
+    assert (found["variable"], found["memory_mb"]) == ("REDIS_LOGS_URL", 64)
+    url = published(await secret_url(api, shop, "redis-logs"), found["port"])
+    client = aioredis.from_url(url)
+    try:
+        assert await client.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        await client.aclose()
+    anonymous = aioredis.Redis(port=found["port"])
+    try:
+        with pytest.raises(aioredis.AuthenticationError):
+            await anonymous.ping()
+    finally:
+        await anonymous.aclose()
+
+
+async def test_the_password_is_for_admins_who_ask_and_the_url_is_masked_otherwise(
+        api: httpx.AsyncClient, shop: Any, platform: Platform) -> None:
+    await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
+    shown = await api.get(f"{PROJECT}/redis", headers=shop.headers)
+    instance = await platform.db.read(lambda s: s.scalar(select(StatefulInstance)))
+    password = platform.box.decrypt(instance.password_ciphertext)
+    assert password not in shown.text and "redis://:********@" in shown.json()["url"]
+    assert password in await secret_url(api, shop, "redis")
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    ({"name": "cache", "kind": "mysql"}, 422, "postgres"),
+    ({"name": "Redis", "kind": "redis"}, 422, "lowercase"),
+    ({"name": "redis-", "kind": "redis"}, 422, "lowercase"),
+    ({"name": "db", "kind": "postgres", "version": "15\n"}, 422, "version"),
+    ({"name": "db", "kind": "postgres", "server": "nowhere"}, 404, "nowhere"),
+    ({"name": "db", "kind": "postgres", "memory_mb": 1}, 422, "16"),
+])
+async def test_bad_requests_are_refused_and_record_nothing(
+        api: httpx.AsyncClient, shop: Any, platform: Platform, body: dict[str, Any],
+        status: int, says: str) -> None:
+    answer = await api.post(PROJECT, json=body, headers=shop.headers)
+    assert answer.status_code == status, answer.text
+    assert says in answer.text
+    assert await platform.db.read(lambda s: s.scalar(select(Service.id))) is None
+
+
+async def test_a_service_that_cannot_start_says_why_and_leaves_no_record(
+        api: httpx.AsyncClient, shop: Any, platform: Platform) -> None:
+    answer = await api.post(PROJECT, json={"name": "db", "kind": "postgres",
+                                           "image": "registry.invalid/postgres:16"},
+                            headers=shop.headers)
+    assert answer.status_code == 502, answer.text
+    assert "could not pull registry.invalid/postgres:16" in answer.json()["detail"]
+    assert await platform.db.read(lambda s: s.scalar(select(Service.id))) is None
+
+
+async def test_two_services_cannot_claim_one_variable_and_names_are_unique(
+        api: httpx.AsyncClient, shop: Any) -> None:
+    first = await api.post(PROJECT, json={"name": "postgres", "kind": "postgres"},
+                           headers=shop.headers)
+    assert first.status_code == 201, first.text
+    again = await api.post(PROJECT, json={"name": "postgres", "kind": "redis"},
+                           headers=shop.headers)
+    assert again.status_code == 409 and "already exists" in again.text
+    clash = await api.post(PROJECT, json={"name": "database", "kind": "redis"},
+                           headers=shop.headers)
+    assert clash.status_code == 409 and "DATABASE_URL" in clash.text  # a redis `database`
+
+
+async def test_delete_needs_the_name_again(api: httpx.AsyncClient, shop: Any,
+                                          platform: Platform) -> None:
+    await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
+    answer = await api.delete(f"{PROJECT}/redis", params={"confirm": "redi"},
+                              headers=shop.headers)
+    assert answer.status_code == 422 and "--confirm redis" in answer.text
+    assert await platform.db.read(lambda s: s.scalar(select(StatefulInstance.port)))
+
+
+async def test_project_links_name_every_stateful_service_of_the_project_only(
+        api: httpx.AsyncClient, shop: Any, platform: Platform) -> None:
+    await api.post("/api/v1/projects", json={"name": "other"}, headers=shop.headers)
+    for project, name in (("shop", "redis"), ("other", "redis")):
+        answer = await api.post(f"/api/v1/projects/{project}/stateful",
+                                json={"name": name, "kind": "redis"}, headers=shop.headers)
+        assert answer.status_code == 201, answer.text
+    shop_id = await platform.db.read(lambda s: s.scalar(
+        select(Service.project_id).join(StatefulInstance).order_by(Service.created_at)))
+    links = await platform.db.read(lambda s: stateful.project_links(platform, s, shop_id))
+    assert [(x.service, x.variable, x.hostname) for x in links] == [
+        ("redis", "REDIS_URL", "redis.shop.dockyard.internal")]
