@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tarfile
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import IO, Annotated, Any
 import typer
 
 from dockyard.cli.client import ApiClient, ApiError, CliError, seg
-from dockyard.cli.output import JsonFlag, console, errors, show, show_one
+from dockyard.cli.output import JsonFlag, console, done, errors, show, show_one
 from dockyard.cli.resources import ProjectOpt, ServiceOpt
 from dockyard.cli.sse import StreamClient, watch
 
@@ -206,15 +207,35 @@ def _release_row(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "live": "*" if row.get("live") else "", "error": row.get("error") or ""}
 
 
+def linked_lines(releases: list[dict[str, Any]], width: int = 80) -> list[str]:
+    """`ID linked: SERVICE (VARIABLE), ...` for each release given stateful services, wrapped
+    to `width` columns; a variable the app set itself (or another service gave) says so."""
+    said = [f"{row['id'][:8]} linked: {', '.join(map(_link, links))}" for row in releases
+            if (links := (row.get("config") or {}).get("links"))]
+    return [textwrap.fill(line, width, subsequent_indent="  ") for line in said]
+
+
+def _link(link: dict[str, Any]) -> str:
+    given_by = link.get("given_by")
+    if given_by is None:
+        return f"{link['service']} ({link['variable']})"
+    by = "yours" if given_by == "you" else f"from {given_by}"
+    return f"{link['service']} (not injected: {link['variable']} {by})"
+
+
 def releases(
     project: ProjectOpt, service: ServiceOpt,
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: JsonFlag = False,
 ) -> None:
-    """A service's release history; * marks the live release."""
+    """A service's release history; * marks the live release. Under the table, the stateful
+    services each release was given, as which variable."""
     rows = ApiClient.from_config().get(
         "/infra/deployments/history", project=project, service=service, limit=limit)
     show(rows if as_json else [_release_row(r) for r in rows], RELEASE_COLUMNS, as_json)
+    if not as_json:
+        for line in linked_lines(rows):
+            done(line)
 
 
 @deployments.command("follow")

@@ -175,10 +175,28 @@ def parse_assignments(pairs: list[str]) -> list[dict[str, str]]:
 
 
 @env.command("list")
-def env_list(project: ProjectOpt, service: ServiceOpt, as_json: JsonFlag = False) -> None:
-    """List variables; secret values are masked."""
-    rows = ApiClient.from_config().get(_env_path(project, service))
-    show(rows, ["key", "value", "secret", "updated_at"], as_json)
+def env_list(
+    project: ProjectOpt, service: ServiceOpt, as_json: JsonFlag = False,
+    show_secret: Annotated[bool, typer.Option(
+        help="Show the passwords in injected URLs (admins).")] = False,
+) -> None:
+    """List variables, and the URLs of the project's stateful services injected at every
+    deploy (source `injected`); secret values and passwords are masked."""
+    query = {"show_secret": "true"} if show_secret else {}
+    rows = ApiClient.from_config().get(_env_path(project, service), **query)
+    show(rows if as_json else [_env_row(r) for r in rows], ENV_COLUMNS, as_json)
+
+
+ENV_COLUMNS = ["key", "secret", "from", "updated_at", "value"]
+
+
+def _env_row(row: dict[str, Any]) -> dict[str, Any]:
+    """`from`: the stateful service that injects the variable, or `you` (`you, not NAME`
+    when the app's own variable replaces what NAME would inject)."""
+    by = row.get("stateful_service")
+    if row.get("source") == "injected":
+        return {**row, "from": by}
+    return {**row, "from": f"you, not {by}" if by else "you"}
 
 
 @env.command("set")

@@ -17,9 +17,9 @@ from dockyard.agent.client import NodeAgentClient
 from dockyard.core import agents
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.deploy_targets import effective_params, hosts_of, target_servers
-from dockyard.core.lookup import service_named
+from dockyard.core.lookup import project_named, service_named
 from dockyard.core.platform import Platform
-from dockyard.deploy import archives, sources
+from dockyard.deploy import archives, injection, sources
 from dockyard.deploy import plan as deploy_plan
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
@@ -32,6 +32,7 @@ from dockyard.models.deployment_plan import (
     Origin,
     Processes,
     Progress,
+    ReleaseLink,
     origin_of,
 )
 from dockyard.models.deploys import (
@@ -39,6 +40,7 @@ from dockyard.models.deploys import (
     DeployRequest,
     DeployTarget,
     Effective,
+    ReleaseSource,
     RollbackRequest,
 )
 from dockyard.models.enums import ACTIVE_STATUSES, DeploymentStatus, ServiceKind
@@ -125,6 +127,48 @@ async def start_rollback(p: Platform, runner: DeployRunner, actor: Actor,
     return await _start(p, runner, actor, target, source, new_id())
 
 
+@dataclass(frozen=True)
+class AppRedeploy:
+    """One app of a project rolled out again: its deployment, or why none started."""
+
+    service: str
+    deployment_id: str | None = None
+    skipped: str = ""
+
+
+async def redeploy_project_apps(p: Platform, runner: DeployRunner, actor: Actor, project: str
+                                ) -> list[AppRedeploy]:
+    """A zero-downtime rollout of the live release of each app of `project` with today's
+    variables and stateful services, as `dockyard restart` does (no release command). An app
+    being deployed is skipped, saying so."""
+    results = []
+    for app in await linked_apps(p, actor, project):
+        request = DeployRequest(project=project, service=app,
+                                source=ReleaseSource(kind="release"))
+        try:
+            started = await start_deploy(p, runner, actor, request, Rerun(run_release=False))
+        except Conflict as exc:
+            results.append(AppRedeploy(app, skipped=exc.message))
+        else:
+            results.append(AppRedeploy(app, started))
+    return results
+
+
+async def linked_apps(p: Platform, actor: Actor, project: str) -> list[str]:
+    """The apps of `project` that have a live release: those its stateful services reach
+    once they are rolled out again."""
+
+    async def tx(s: AsyncSession) -> list[str]:
+        actor.require(Permission.READ)
+        found = await project_named(s, actor, project)
+        apps = await s.scalars(select(Service).where(
+            Service.project_id == found.id, Service.kind == ServiceKind.APP)
+            .order_by(Service.name))
+        return [app.name for app in apps if await _releases(s, app)]
+
+    return await p.db.read(tx)
+
+
 async def _start(p: Platform, runner: DeployRunner, actor: Actor, target: DeployTarget,
                  source: Origin, deployment_id: str, rerun: Rerun = Rerun()) -> str:
     async def tx(s: AsyncSession) -> None:
@@ -160,7 +204,8 @@ async def _deployable(s: AsyncSession, actor: Actor, target: DeployTarget) -> Se
 
 @dataclass(frozen=True)
 class _Release:
-    """What a deployment runs: its source, image, parameters and encrypted variables."""
+    """What a deployment runs: its source, image, parameters, encrypted variables (its own
+    and the injected URLs) and the stateful services it was linked to."""
 
     source: Origin
     image: str
@@ -168,6 +213,7 @@ class _Release:
     env_ciphertext: str
     rollback_of: str | None = None
     processes: Processes = field(default_factory=Processes)
+    links: list[ReleaseLink] = field(default_factory=list)
 
 
 async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: DeployTarget,
@@ -185,7 +231,7 @@ async def _new_deployment(p: Platform, s: AsyncSession, actor: Actor, target: De
                           site=deploy_plan.site_name(target.project, target.service),
                           hosts=await hosts_of(p, s, service, target.project),
                           processes=release.processes, only=rerun.only,
-                          run_release=rerun.run_release)
+                          run_release=rerun.run_release, links=release.links)
     return Deployment(id=deployment_id, workspace_id=actor.workspace_id, service_id=service.id,
                       **plan.to_columns(), env_ciphertext=release.env_ciphertext,
                       rollback_of=release.rollback_of, triggered_by=actor.user_id,
@@ -197,7 +243,8 @@ async def _new_release(p: Platform, s: AsyncSession, actor: Actor, service: Serv
     params = await effective_params(p, s, actor, service, target)
     base = await _image_base(p, s, service)
     image = deploy_plan.release_image(base, deployment_id).reference
-    return _Release(source, image, params, p.box.encrypt(json.dumps(await _env(p, s, service))))
+    env = await _injected(p, s, service)
+    return _Release(source, image, params, p.box.encrypt(json.dumps(env.env)), links=env.links)
 
 
 async def _image_base(p: Platform, s: AsyncSession, service: Service) -> str:
@@ -212,23 +259,33 @@ async def _env(p: Platform, s: AsyncSession, service: Service) -> dict[str, str]
     return {row.key: p.box.decrypt(row.value_ciphertext) for row in rows}
 
 
+async def _injected(p: Platform, s: AsyncSession, service: Service) -> injection.Injection:
+    """Today's environment of an app: its variables plus its project's stateful services."""
+    from dockyard.core.stateful import project_links  # core.stateful redeploys through here
+
+    links = await project_links(p, s, service.project_id)
+    return injection.injected_env(links, await _env(p, s, service))
+
+
 async def _reuse(p: Platform, s: AsyncSession, service: Service, source: FromRelease,
                  target: DeployTarget) -> _Release:
     """A rollback takes its release's image, variables and config exactly; a new release of
     the live image takes today's variables and any parameters the request changes."""
     if source.kind == "release":
         row = await _live(s, service)
-        env = p.box.encrypt(json.dumps(await _env(p, s, service)))
+        today = await _injected(p, s, service)
+        env, links = p.box.encrypt(json.dumps(today.env)), today.links
         changes = target.params.model_dump(exclude_none=True) if target.params else {}
         rollback_of = None
     else:
         row = await _rollback_target(s, service, source.release)
         env, changes, rollback_of = row.env_ciphertext, {}, row.id
+        links = DeploymentPlan.from_row(row).links
     old = DeploymentPlan.from_row(row)
     scale = {"scale": service.config.get("scale", {})}  # replicas are the service's, now
     params = Effective.model_validate({**old.params.model_dump(), **scale, **changes})
     return _Release(source.model_copy(update={"release": row.id}), old.image, params, env,
-                    rollback_of, old.processes)
+                    rollback_of, old.processes, links)
 
 
 async def _releases(s: AsyncSession, service: Service) -> list[Deployment]:
@@ -309,6 +366,7 @@ def _public(row: Deployment, project: str, service: str, live: bool) -> Deployme
     return DeploymentPublic.model_validate({
         **{c: getattr(row, c) for c in DeploymentPublic.model_fields if hasattr(row, c)},
         "project": project, "service": service, "live": live,
-        "config": {"params": plan.params.model_dump(mode="json"), "hosts": plan.hosts},
+        "config": {"params": plan.params.model_dump(mode="json"), "hosts": plan.hosts,
+                   "links": [link.model_dump(mode="json") for link in plan.links]},
         "source": plan.public_source(),
     })

@@ -8,11 +8,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import service_named
 from dockyard.core.platform import Platform
+from dockyard.core.stateful import project_links
+from dockyard.deploy import injection
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import InvalidInput, NotFound
 from dockyard.kernel.security import SecretBox
+from dockyard.models.enums import ServiceKind
 from dockyard.models.fields import MASK
 from dockyard.models.schemas import EnvPatch, EnvVarItem, EnvVarPublic
+from dockyard.models.stateful import StatefulLink
 from dockyard.models.tables import EnvVar, Service
 
 
@@ -33,13 +37,43 @@ async def _rows(s: AsyncSession, service: Service) -> dict[str, EnvVar]:
     return {row.key: row for row in await s.scalars(query)}
 
 
-async def list_env(p: Platform, actor: Actor, project: str, service: str) -> list[EnvVarPublic]:
+async def list_env(p: Platform, actor: Actor, project: str, service: str,
+                   show_secret: bool = False) -> list[EnvVarPublic]:
+    """The service's variables and, for an app, the URLs its project's stateful services
+    inject, their passwords masked unless an admin asks (`show_secret`)."""
+    if show_secret:
+        actor.require(Permission.READ_SECRETS)
+
     async def tx(s: AsyncSession) -> list[EnvVarPublic]:
         actor.require(Permission.READ)
-        rows = await _rows(s, await service_named(s, actor, project, service))
-        return [_public(p.box, rows[key]) for key in sorted(rows)]
+        found = await service_named(s, actor, project, service)
+        return _listing(p.box, await _rows(s, found), await _links(p, s, found), show_secret)
 
     return await p.db.read(tx)
+
+
+async def _links(p: Platform, s: AsyncSession, service: Service) -> list[StatefulLink]:
+    """What the project's stateful services give an app (nothing to another service)."""
+    if service.kind is not ServiceKind.APP:
+        return []
+    return await project_links(p, s, service.project_id)
+
+
+def _listing(box: SecretBox, rows: dict[str, EnvVar], links: list[StatefulLink],
+             show_secret: bool) -> list[EnvVarPublic]:
+    """The user's variables (naming the service whose URL one replaces) and the injected."""
+    urls = {link.service: link.url for link in links}
+    shown = {key: _public(box, row) for key, row in rows.items()}
+    for link in injection.injected_env(links, dict.fromkeys(rows, "")).links:
+        if link.given_by == injection.YOU:
+            shown[link.variable] = shown[link.variable].model_copy(
+                update={"stateful_service": link.service})
+        elif link.injected:
+            url = urls[link.service]
+            shown[link.variable] = EnvVarPublic(
+                key=link.variable, value=url if show_secret else injection.masked_url(url),
+                secret=True, updated_at=None, source="injected", stateful_service=link.service)
+    return [shown[key] for key in sorted(shown)]
 
 
 def _apply_set(p: Platform, service: Service, rows: dict[str, EnvVar], item: EnvVarItem) -> EnvVar:

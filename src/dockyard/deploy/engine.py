@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError
-from dockyard.deploy import build, plan, release, rollout
+from dockyard.deploy import build, injection, plan, release, rollout
 from dockyard.deploy.run import Run, describe
 from dockyard.kernel.errors import DockyardError
 from dockyard.models.base import utcnow
@@ -48,6 +48,17 @@ async def _announce(run: Run) -> None:
     await run.emit("deployment", f"deploying {run.project}/{run.service} as {run.image.reference} "
                    f"to {', '.join(servers)}", service=f"{run.project}/{run.service}",
                    image=run.image.reference, servers=servers, hosts=run.hosts)
+    await _announce_links(run)
+
+
+async def _announce_links(run: Run) -> None:
+    """Which stateful services the release is linked to, and each variable not injected."""
+    if run.plan.links:
+        await run.emit("links", injection.linked_message(run.plan.links),
+                       links=[x.model_dump(mode="json") for x in run.plan.links])
+    for link in run.plan.overridden_links:
+        await run.emit("links", injection.overridden_message(link), variable=link.variable,
+                       stateful_service=link.service)
 
 
 async def recover(run: Run) -> None:

@@ -106,6 +106,11 @@ class DeploymentPlan(_Record):
         "The project's stateful services this release was given (injected by name)."))
 
     @property
+    def overridden_links(self) -> list[ReleaseLink]:
+        """The links whose variable the app got from elsewhere (its own, another service)."""
+        return [link for link in self.links if not link.injected]
+
+    @property
     def source_kind(self) -> SourceKind:
         return SourceKind(self.source.kind)
 

@@ -238,9 +238,16 @@ class EnvPatch(Input):
 
 class EnvVarPublic(Output):
     key: str
-    value: str = Field(description="The value, or ******** for a secret.")
+    value: str = Field(description=(
+        "The value, or ******** for a secret (an injected URL shows its password as "
+        "******** unless an admin asks for it)."))
     secret: bool
-    updated_at: datetime
+    updated_at: datetime | None = Field(description="None for an injected variable.")
+    source: Literal["user", "injected"] = Field(default="user", description=(
+        "`injected`: the URL of a stateful service of the project, given at every deploy."))
+    stateful_service: str | None = Field(default=None, description=(
+        "The stateful service that injects this variable; for a variable of the user, the "
+        "one whose URL it replaces."))
 
 
 class AuditEventPublic(Output):

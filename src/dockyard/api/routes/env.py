@@ -1,4 +1,6 @@
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
@@ -11,11 +13,13 @@ router = APIRouter(
 )
 
 
-@router.get("", summary="List a service's variables (secrets masked)")
+@router.get("", summary="List a service's variables and those injected (secrets masked)")
 async def list_env(
-    project: ProjectName, service: ServiceName, platform: PlatformDep, actor: ActorDep
+    project: ProjectName, service: ServiceName, platform: PlatformDep, actor: ActorDep,
+    show_secret: Annotated[bool, Query(description=(
+        "Show the passwords in injected URLs (admins)."))] = False,
 ) -> list[EnvVarPublic]:
-    return await env.list_env(platform, actor, project, service)
+    return await env.list_env(platform, actor, project, service, show_secret)
 
 
 @router.patch("", summary="Set and unset several variables at once, atomically")
