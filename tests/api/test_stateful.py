@@ -113,7 +113,8 @@ async def test_a_postgres_runs_with_its_own_user_database_and_a_generated_passwo
     assert (found["variable"], found["server"], found["container_state"]) == (
         "DATABASE_ORDERS_URL", "node1", "running")
     assert found["hostname"] == "postgres-orders.shop.dockyard.internal"
-    assert "********" in found["url"] and found["version"].startswith("15")
+    assert "********" in found["url"]
+    assert found["version"].startswith("15")
     url = published(await secret_url(api, shop, "postgres-orders"), found["port"])
     connection = await asyncpg.connect(url)
     try:
@@ -170,7 +171,8 @@ async def test_the_password_is_for_admins_who_ask_and_the_url_is_masked_otherwis
     shown = await api.get(f"{PROJECT}/redis", headers=shop.headers)
     instance = await platform.db.read(lambda s: s.scalar(select(StatefulInstance)))
     password = platform.box.decrypt(instance.password_ciphertext)
-    assert password not in shown.text and "redis://:********@" in shown.json()["url"]
+    assert password not in shown.text
+    assert "redis://:********@" in shown.json()["url"]
     assert password in await secret_url(api, shop, "redis")
 
 
@@ -208,10 +210,12 @@ async def test_two_services_cannot_claim_one_variable_and_names_are_unique(
     assert first.status_code == 201, first.text
     again = await api.post(PROJECT, json={"name": "postgres", "kind": "redis"},
                            headers=shop.headers)
-    assert again.status_code == 409 and "already exists" in again.text
+    assert again.status_code == 409
+    assert "already exists" in again.text
     clash = await api.post(PROJECT, json={"name": "database", "kind": "redis"},
                            headers=shop.headers)
-    assert clash.status_code == 409 and "DATABASE_URL" in clash.text  # a redis `database`
+    assert clash.status_code == 409
+    assert "DATABASE_URL" in clash.text
 
 
 async def test_delete_needs_the_name_again(api: httpx.AsyncClient, shop: Any,
@@ -219,7 +223,8 @@ async def test_delete_needs_the_name_again(api: httpx.AsyncClient, shop: Any,
     await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
     answer = await api.delete(f"{PROJECT}/redis", params={"confirm": "redi"},
                               headers=shop.headers)
-    assert answer.status_code == 422 and "--confirm redis" in answer.text
+    assert answer.status_code == 422
+    assert "--confirm redis" in answer.text
     assert await platform.db.read(lambda s: s.scalar(select(StatefulInstance.port)))
 
 
@@ -235,3 +240,17 @@ async def test_project_links_name_every_stateful_service_of_the_project_only(
     links = await platform.db.read(lambda s: stateful.project_links(platform, s, shop_id))
     assert [(x.service, x.variable, x.hostname) for x in links] == [
         ("redis", "REDIS_URL", "redis.shop.dockyard.internal")]
+
+
+async def test_the_plain_service_routes_send_stateful_kinds_to_their_own(
+        api: httpx.AsyncClient, shop: Any, platform: Platform) -> None:
+    made = await api.post("/api/v1/projects/shop/services", json={"name": "db",
+                                                                   "kind": "postgres"},
+                          headers=shop.headers)
+    assert made.status_code == 422
+    assert "--kind postgres" in made.text
+    await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
+    gone = await api.delete("/api/v1/projects/shop/services/redis", headers=shop.headers)
+    assert gone.status_code == 422
+    assert "--confirm redis" in gone.text
+    assert await platform.db.read(lambda s: s.scalar(select(StatefulInstance.port)))

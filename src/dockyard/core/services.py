@@ -10,7 +10,8 @@ from dockyard.core.deploy_targets import hosts_of
 from dockyard.core.lookup import project_named, service_named
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
-from dockyard.kernel.errors import Conflict
+from dockyard.kernel.errors import Conflict, InvalidInput
+from dockyard.models.enums import ServiceKind
 from dockyard.models.schemas import ServiceCreate, ServicePublic, ServiceUpdate
 from dockyard.models.tables import Service
 
@@ -49,6 +50,10 @@ async def create_service(
     async def tx(s: AsyncSession) -> ServicePublic:
         parent = await project_named(s, actor, project)
         actor.require(Permission.WRITE)
+        if body.kind is not ServiceKind.APP:
+            raise InvalidInput(f"create a {body.kind} service with `dockyard services create "
+                               f"{body.name} --kind {body.kind}` (POST /projects/{project}/"
+                               "stateful): it is placed and started there")
         await _ensure_free(s, parent.id, body.name)
         service = Service(
             workspace_id=actor.workspace_id, project_id=parent.id, name=body.name,
@@ -84,6 +89,10 @@ async def delete_service(p: Platform, actor: Actor, project: str, name: str) -> 
     async def tx(s: AsyncSession) -> None:
         service = await service_named(s, actor, project, name)
         actor.require(Permission.DELETE)
+        if service.kind is not ServiceKind.APP:
+            raise InvalidInput(f"{project}/{name} holds data: delete it with `dockyard services "
+                               f"delete {name} --confirm {name}` (DELETE /projects/{project}/"
+                               f"stateful/{name}?confirm={name}), which takes a final backup")
         await delete_recorded(s, service)
 
     await p.db.write(tx, info=actor.audit_info)

@@ -12,13 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import project_named, service_named
 from dockyard.core.platform import Platform
-from dockyard.core.stateful_node import container_state, put_on_server, remove_from_server
+from dockyard.core.stateful_node import (
+    container_state,
+    on_server,
+    put_on_server,
+    remove_from_server,
+)
 from dockyard.deploy import injection
 from dockyard.deploy import stateful as shape
 from dockyard.deploy.plan import site_name
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.audit import delete_recorded
-from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
+from dockyard.kernel.errors import Conflict, InvalidInput, NotFound, ServerFailed
 from dockyard.models.enums import DEPLOYABLE_SERVER_STATUSES, ServiceKind
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.stateful import StatefulInstance, StatefulLink
@@ -139,7 +144,7 @@ async def _free_port(s: AsyncSession, server_id: str) -> int:
 
 
 async def _start(p: Platform, runner: DeployRunner, located: Located) -> str:
-    async with await runner.connect(located.server) as client:
+    async with on_server(runner.connect, located.server) as client:
         return await put_on_server(client, located.shape(_password(p, located)),
                                    await _server_ips(p, located.server.workspace_id))
 
@@ -191,8 +196,11 @@ async def stateful_info(p: Platform, runner: DeployRunner, actor: Actor, project
     actor.require(Permission.READ)
     located = await p.db.read(lambda s: locate(s, actor, project, name))
     url = shape.service_url(located.shape(_password(p, located)))
-    async with await runner.connect(located.server) as client:
-        found = await container_state(client, located.shape(""))
+    try:
+        async with on_server(runner.connect, located.server) as client:
+            found = await container_state(client, located.shape(""))
+    except ServerFailed:
+        found = (None, None)  # the record still says what it is
     return _public(located, url if show_secret else injection.masked_url(url), found)
 
 
@@ -238,7 +246,7 @@ async def stateful_action(p: Platform, runner: DeployRunner, actor: Actor, proje
     """start, stop or restart the service's container (its data stays)."""
     actor.require(Permission.WRITE)
     located = await p.db.read(lambda s: locate(s, actor, project, name))
-    async with await runner.connect(located.server) as client:
+    async with on_server(runner.connect, located.server) as client:
         if action in ("stop", "restart"):
             await remove_from_server(client, located.shape(""), keep_rule=action == "restart")
         if action in ("start", "restart"):
@@ -261,16 +269,17 @@ async def delete_stateful(p: Platform, runner: DeployRunner, actor: Actor, proje
     """Remove the service, its container and its data, after a final backup. `confirm`
     must repeat the name."""
     actor.require(Permission.DELETE)
+    located = await p.db.read(lambda s: locate(s, actor, project, name))
     if confirm != name:
         raise InvalidInput(f"deleting {project}/{name} removes its data: confirm with its "
                            f"name (--confirm {name})")
-    located = await p.db.read(lambda s: locate(s, actor, project, name))
-    await _final_backup(p, actor, project, name)
-    async with await runner.connect(located.server) as client:
+    await _final_backup(p, runner, actor, project, name)
+    async with on_server(runner.connect, located.server) as client:
         await remove_from_server(client, located.shape(""), keep_rule=False, data=True)
     await _forget(p, actor, located)
 
 
-async def _final_backup(p: Platform, actor: Actor, project: str, name: str) -> None:
+async def _final_backup(p: Platform, runner: DeployRunner, actor: Actor, project: str,
+                        name: str) -> None:
     from dockyard.core import backups  # the backup flow needs this module too
-    await backups.create_backup(p, actor, project, name, trigger="final")
+    await backups.create_backup(p, runner, actor, project, name, trigger="final")

@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
 
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import ImageRef
 from dockyard.deploy import stateful as shape
+from dockyard.deploy.run import Connect
 from dockyard.kernel.errors import ServerFailed
 from dockyard.models.enums import ServiceKind
+from dockyard.models.schemas import ServerPublic
 from dockyard.providers import images
 
 READY_SECONDS = 180.0
@@ -20,6 +26,21 @@ _VERSION = {  # what each engine's log says when it starts
     ServiceKind.POSTGRES: re.compile(r"starting PostgreSQL (\d+(?:\.\d+)?)"),
     ServiceKind.REDIS: re.compile(r"(?:Redis version=|v=)(\d+\.\d+(?:\.\d+)?)"),
 }
+
+
+AGENT_FAILURES = (AgentError, httpx.HTTPError, OSError)
+
+
+@asynccontextmanager
+async def on_server(connect: Connect, server: ServerPublic) -> AsyncIterator[NodeAgentClient]:
+    """A client of the server's agent; failing to reach it, or what it refuses, is a
+    ServerFailed naming the server."""
+    try:
+        async with await connect(server) as client:
+            yield client
+    except AGENT_FAILURES as exc:
+        why = exc.detail if isinstance(exc, AgentError) else (str(exc) or type(exc).__name__)
+        raise ServerFailed(f"server {server.name}: {why}") from exc
 
 
 async def put_on_server(client: NodeAgentClient, instance: shape.Instance,
