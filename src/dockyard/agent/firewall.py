@@ -8,12 +8,15 @@ lets through the node's own containers and the allowed sources, and drops everyo
 After DNAT the destination port is the container's, so the rules match the port the client
 asked for: conntrack's original destination port.
 
-The node's own containers are recognised by the bridge they arrive from (`docker0`, and
-`br-*` for user-defined networks), not by source address: that covers every Docker network
-whatever its subnet (the default pools include 192.168.0.0/16, outside 172.16.0.0/12), and
-networks made after the rule; and an outside host can forge a source address, not the
-interface a packet enters by. Connections from the node itself and from its containers to
-the node's own address never cross FORWARD (docker-proxy answers them), so they stay open.
+Connections from the node itself and from its containers to the node's own address never
+cross FORWARD with Docker's default userland proxy (Docker does not DNAT what comes from its
+own bridges; docker-proxy answers), so they stay open. With `userland-proxy: false` Docker
+DNATs them too, so each rule set also lets through what arrives from a local Docker bridge
+(`docker0`, and `br-*` for user-defined networks): recognised by interface, not by source
+address, which covers every Docker network whatever its subnet (the default pools include
+192.168.0.0/16, outside 172.16.0.0/12) and networks made later, and which an outside host
+cannot forge as it can a source address. Rules live in the kernel: a dockerd restart keeps
+DOCKER-USER and our chain, a reboot loses them and the agent applies them again at start.
 """
 
 from __future__ import annotations
