@@ -1,0 +1,318 @@
+"""Backups through the API against a real agent app on this machine's Docker, with the
+offline Postgres and Redis images: taken, verified in a scratch container, restored into a
+new service and compared; a corrupted backup refused; a dead backup swept."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import docker
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import select, update
+
+from dockyard.agent import auth
+from dockyard.agent.app import create_app as create_agent_app
+from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.models import ContainerSpec, ImageRef
+from dockyard.agent.settings import AgentSettings
+from dockyard.api.app import create_app
+from dockyard.core import backups
+from dockyard.core.platform import Platform
+from dockyard.core.servers import register_server
+from dockyard.deploy.runner import DeployRunner
+from dockyard.kernel.settings import Settings
+from dockyard.models.base import utcnow
+from dockyard.models.enums import ServerStatus
+from dockyard.models.schemas import ServerPublic
+from dockyard.models.stateful import Backup
+from dockyard.models.tables import Server, ServerEvent, Service
+from dockyard.providers import images, local
+from tests.agent.conftest import SECRET, require_the_real_stack
+
+pytestmark = pytest.mark.slow
+STATEFUL = "/api/v1/projects/bk/stateful"
+PREFIXES = ("bk-", "scratch-")
+
+
+@pytest.fixture(scope="module")
+def docker_host() -> str:
+    require_the_real_stack()
+    host = local.ensure_local_docker(images.ImageSettings().cache_dir)
+    for recipe in ("postgres", "redis"):
+        images.bootstrap_tarball(images.RECIPES[recipe], images.ImageSettings())
+    return host
+
+
+@pytest.fixture
+def docker_api(docker_host: str) -> Iterator[docker.APIClient]:
+    """Whatever a test leaves of project bk (services, scratch containers, volumes) goes."""
+    api = docker.APIClient(base_url=docker_host)
+    yield api
+    for found in api.containers(all=True, filters={"label": "dockyard.managed=true"}):
+        if found["Labels"].get("dockyard.service", "").startswith(PREFIXES):
+            api.remove_container(found["Id"], force=True)
+    for volume in api.volumes().get("Volumes") or []:
+        if volume["Name"].startswith(PREFIXES):
+            api.remove_volume(volume["Name"], force=True)
+    api.close()
+
+
+@pytest.fixture
+def agent(docker_host: str, tmp_path: Path, docker_api: docker.APIClient
+          ) -> httpx.ASGITransport:
+    agent_settings = AgentSettings(state_dir=tmp_path / "agent", docker_host=docker_host)
+    auth.write_key_file(agent_settings.key_file, auth.derive_agent_key(SECRET))
+    return httpx.ASGITransport(app=create_agent_app(agent_settings))
+
+
+async def _connect_to(agent: httpx.ASGITransport) -> NodeAgentClient:
+    return NodeAgentClient("http://agent.test", SECRET, transport=agent, timeout=600)
+
+
+@pytest.fixture
+def runner(platform: Platform, settings: Settings, agent: httpx.ASGITransport) -> DeployRunner:
+    async def connect(server: ServerPublic) -> NodeAgentClient:
+        return await _connect_to(agent)
+
+    return DeployRunner(platform.db, settings, platform.box, connect)
+
+
+@pytest.fixture
+async def api(settings: Settings, platform: Platform, runner: DeployRunner
+              ) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, platform)
+    app.state.deploys = runner
+    if not any("/backups" in getattr(r, "path", "") for r in app.routes):  # until registered
+        from dockyard.api.routes import backups as backup_routes
+        app.include_router(backup_routes.router, prefix="/api/v1")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://dockyard.test", timeout=600) as http:
+        yield http
+
+
+@pytest.fixture
+async def bk(api: httpx.AsyncClient, owner: Any, platform: Platform) -> Any:
+    answer = await api.post("/api/v1/projects", json={"name": "bk"}, headers=owner.headers)
+    assert answer.status_code == 201, answer.text
+    server = await register_server(platform, owner.workspace_id, name="node1",
+                                   provider="manual", ip="127.0.0.1", agent_port=8421,
+                                   agent_insecure_http=True)
+    await platform.db.write(lambda s: s.execute(
+        update(Server).where(Server.id == server.id).values(status=ServerStatus.ACTIVE)))
+    return owner
+
+
+async def create(api: httpx.AsyncClient, owner: Any, name: str, kind: str) -> str:
+    """The service's URL with its password, as this machine reaches it."""
+    made = await api.post(STATEFUL, json={"name": name, "kind": kind}, headers=owner.headers)
+    assert made.status_code == 201, made.text
+    return await url_of(api, owner, name)
+
+
+async def url_of(api: httpx.AsyncClient, owner: Any, name: str) -> str:
+    shown = await api.get(f"{STATEFUL}/{name}", params={"show_secret": "true"},
+                          headers=owner.headers)
+    assert shown.status_code == 200, shown.text
+    parts = urlsplit(shown.json()["url"])
+    netloc = f"{parts.netloc.rpartition('@')[0]}@127.0.0.1:{shown.json()['port']}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+async def sql(url: str, *statements: str) -> list[Any]:
+    connection = await asyncpg.connect(url)
+    try:
+        return [await connection.fetch(statement) for statement in statements]
+    finally:
+        await connection.close()
+
+
+CONTENT = ("SELECT id, name, note FROM items ORDER BY id",
+           "SELECT count(*) FROM empty_one", "SELECT n FROM \"Odd Name\" ORDER BY n")
+
+
+def scratch_left(api: docker.APIClient) -> list[str]:
+    found = api.containers(all=True, filters={"label": "dockyard.scratch=true"})
+    return [c["Names"][0] for c in found if c["Labels"]["dockyard.service"].startswith(PREFIXES)]
+
+
+async def test_a_postgres_backup_is_verified_and_restores_into_a_new_service(
+        api: httpx.AsyncClient, bk: Any, docker_api: docker.APIClient) -> None:
+    url = await create(api, bk, "db", "postgres")
+    await sql(url, "CREATE TABLE items (id serial PRIMARY KEY, name text, note text)",
+              "INSERT INTO items (name, note) SELECT 'item ' || n, E'two\\nlines\\t' || n "
+              "FROM generate_series(1, 500) n",
+              "CREATE TABLE empty_one (x int)", "CREATE TABLE \"Odd Name\" (n int)",
+              "INSERT INTO \"Odd Name\" VALUES (1), (2)")
+    before = await sql(url, *CONTENT)
+    taken = await api.post(f"{STATEFUL}/db/backups", json={}, headers=bk.headers)
+    assert taken.status_code == 201, taken.text
+    backup = taken.json()
+    assert (backup["status"], backup["trigger"], backup["error"]) == ("good", "manual", "")
+    assert backup["verification"] == "3 tables, 502 rows restored and matching the dump"
+    assert backup["size_bytes"] > 0
+    assert len(backup["sha256"]) == 64
+    assert backup["duration_seconds"] > 0
+    assert scratch_left(docker_api) == []
+
+    await sql(url, "DELETE FROM items WHERE id > 10", "INSERT INTO empty_one VALUES (1)")
+    restored = await api.post(f"{STATEFUL}/db/backups/{backup['id'][:8]}/restore", json={},
+                              headers=bk.headers)
+    assert restored.status_code == 200, restored.text
+    name = f"db-restored-{date.today():%Y%m%d}"
+    assert restored.json() == {"backup": backup["id"], "service": name,
+                               "overwritten": False, "safety_backup": None}
+    assert await sql(await url_of(api, bk, name), *CONTENT) == before
+    assert (await sql(url, "SELECT count(*) FROM items"))[0][0][0] == 10  # untouched
+
+    listed = await api.get(f"{STATEFUL}/db/backups", headers=bk.headers)
+    assert [b["id"] for b in listed.json()] == [backup["id"]]
+
+
+async def test_overwriting_needs_the_name_again_and_takes_a_safety_backup_first(
+        api: httpx.AsyncClient, bk: Any) -> None:
+    url = await create(api, bk, "db", "postgres")
+    await sql(url, "CREATE TABLE items (id int)", "INSERT INTO items VALUES (1), (2)")
+    backup = (await api.post(f"{STATEFUL}/db/backups", json={}, headers=bk.headers)).json()
+    await sql(url, "INSERT INTO items VALUES (3)", "CREATE TABLE later (x int)")
+    path = f"{STATEFUL}/db/backups/{backup['id']}/restore"
+    refused = await api.post(path, json={"overwrite": True, "confirm": "d"}, headers=bk.headers)
+    assert refused.status_code == 422, refused.text
+    assert "--confirm db" in refused.json()["detail"]
+    done = await api.post(path, json={"overwrite": True, "confirm": "db"}, headers=bk.headers)
+    assert done.status_code == 200, done.text
+    assert done.json()["overwritten"] is True
+    assert [r["id"] for r in (await sql(url, "SELECT id FROM items ORDER BY id"))[0]] == [1, 2]
+    listed = (await api.get(f"{STATEFUL}/db/backups", headers=bk.headers)).json()
+    safety = next(b for b in listed if b["id"] == done.json()["safety_backup"])
+    assert (safety["trigger"], safety["status"]) == ("safety", "good")
+    assert safety["verification"] == "2 tables, 3 rows restored and matching the dump"
+
+
+async def test_a_redis_backup_keeps_its_keys_through_a_restore(
+        api: httpx.AsyncClient, bk: Any, docker_api: docker.APIClient) -> None:
+    url = await create(api, bk, "redis", "redis")
+    client = aioredis.from_url(url)
+    try:
+        await client.mset({f"key:{n}": f"value {n}" for n in range(300)})
+        taken = await api.post(f"{STATEFUL}/redis/backups", json={}, headers=bk.headers)
+        assert taken.status_code == 201, taken.text
+        assert taken.json()["verification"] == "300 keys restored, as many as the source held"
+        await client.flushall()
+    finally:
+        await client.aclose()
+    restored = await api.post(f"{STATEFUL}/redis/backups/{taken.json()['id']}/restore",
+                              json={"into": "redis-copy"}, headers=bk.headers)
+    assert restored.status_code == 200, restored.text
+    copy = aioredis.from_url(await url_of(api, bk, "redis-copy"))
+    try:
+        assert await copy.dbsize() == 300
+        assert await copy.get("key:7") == b"value 7"
+        assert await copy.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        await copy.aclose()
+    assert scratch_left(docker_api) == []
+
+
+async def test_a_corrupted_backup_is_refused_and_nothing_is_created(
+        api: httpx.AsyncClient, bk: Any, platform: Platform) -> None:
+    url = await create(api, bk, "db", "postgres")
+    await sql(url, "CREATE TABLE items (id int)", "INSERT INTO items VALUES (1)")
+    backup = (await api.post(f"{STATEFUL}/db/backups", json={}, headers=bk.headers)).json()
+    await corrupt(platform, backup["id"])
+    refused = await api.post(f"{STATEFUL}/db/backups/{backup['id']}/restore", json={},
+                             headers=bk.headers)
+    assert refused.status_code == 409, refused.text
+    assert "checksum" in refused.json()["detail"] or "cannot be opened" in refused.text
+    services = await api.get("/api/v1/projects/bk/services", headers=bk.headers)
+    assert [s["name"] for s in services.json()] == ["db"]
+
+
+async def corrupt(platform: Platform, backup_id: str) -> None:
+    """Flip one byte in the middle of the stored file."""
+    backup = await platform.db.read(lambda s: s.get_one(Backup, backup_id))
+    store = backups.store_for(platform.settings)
+    data = bytearray(b"".join([c async for c in await store.get(backup.location)]))
+    data[len(data) // 2] ^= 0xFF
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield bytes(data)
+
+    await store.put(backup.location, chunks())
+
+
+async def test_a_failed_verification_marks_the_backup_failed_with_an_alert(
+        api: httpx.AsyncClient, bk: Any, platform: Platform, monkeypatch: Any) -> None:
+    url = await create(api, bk, "db", "postgres")
+    await sql(url, "CREATE TABLE items (id int)")
+    real = backups.store_for(platform.settings)
+
+    class Corrupting:  # the storage damages what it is given
+        async def put(self, key: str, chunks: AsyncIterator[bytes]) -> Any:
+            data = b"".join([c async for c in chunks])
+
+            async def damaged() -> AsyncIterator[bytes]:
+                yield data[:-7] + b"garbage"
+
+            return await real.put(key, damaged())
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    monkeypatch.setattr(backups, "store_for", lambda settings: Corrupting())
+    failed = await api.post(f"{STATEFUL}/db/backups", json={}, headers=bk.headers)
+    assert failed.status_code == 502, failed.text
+    listed = (await api.get(f"{STATEFUL}/db/backups", headers=bk.headers)).json()
+    assert [b["status"] for b in listed] == ["failed"]
+    assert listed[0]["error"] in failed.json()["detail"]
+    alerts = await platform.db.read(lambda s: s.scalars(select(ServerEvent.message).where(
+        ServerEvent.kind == "backup_failed")))
+    assert [m for m in alerts] == [f"backup {listed[0]['id']} of db failed: {listed[0]['error']}"]
+
+
+async def test_the_sweep_fails_dead_backups_and_removes_their_scratch_containers(
+        api: httpx.AsyncClient, bk: Any, platform: Platform, runner: DeployRunner,
+        docker_api: docker.APIClient) -> None:
+    await create(api, bk, "db", "postgres")
+    rows = await platform.db.read(lambda s: s.scalars(select(Backup)))
+    assert list(rows) == []
+    dead, live = await running_backups(platform, bk.workspace_id, ages=(600, 5))
+    async with await runner.connect(None) as client:  # type: ignore[arg-type]
+        for backup_id in (dead, live):
+            await client.run_container(scratch(backup_id))
+    done = await backups.sweep(platform, runner.connect)
+    assert done == [f"backup {dead} marked failed: its control plane stopped",
+                    f"scratch container bk-db-scratch-{dead[:12]} removed from node1"]
+    assert scratch_left(docker_api) == [f"/bk-db-scratch-{live[:12]}"]
+    statuses = await platform.db.read(lambda s: s.execute(select(Backup.id, Backup.status)))
+    assert dict(list(statuses)) == {dead: "failed", live: "running"}  # type: ignore[arg-type]
+
+
+def scratch(backup_id: str) -> ContainerSpec:
+    return ContainerSpec(name=f"bk-db-scratch-{backup_id[:12]}",
+                         service=f"scratch-{backup_id[:16]}",
+                         image=ImageRef(repository="dockyard/postgres", tag="bookworm"),
+                         command=["sleep", "600"],
+                         labels={"dockyard.scratch": "true", "dockyard.backup": backup_id})
+
+
+async def running_backups(platform: Platform, workspace_id: str, ages: tuple[int, ...]
+                          ) -> list[str]:
+    """Backups left running, their last heartbeat `ages` seconds ago."""
+    async def tx(s: Any) -> list[str]:
+        db = await s.scalar(select(Service).where(Service.name == "db"))
+        made = [Backup(workspace_id=workspace_id, project_id=db.project_id,
+                       service_id=db.id, service_name="db", kind=db.kind,
+                       status="running", started_at=utcnow() - timedelta(seconds=age),
+                       heartbeat_at=utcnow() - timedelta(seconds=age)) for age in ages]
+        s.add_all(made)
+        await s.flush()
+        return [b.id for b in made]
+
+    return await platform.db.write(tx)
