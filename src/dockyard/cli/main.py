@@ -10,6 +10,7 @@ import typer
 from dockyard import __version__
 from dockyard.cli import (
     account,
+    backups,
     cluster,
     deploy,
     images,
@@ -68,7 +69,7 @@ for name, group in (
     ("workspaces", account.workspaces), ("tokens", account.tokens),
     ("invitations", people.invitations), ("members", people.members),
     ("sessions", people.sessions), ("account", people.account),
-    ("cluster", cluster.app), ("images", images.app),
+    ("cluster", cluster.app), ("images", images.app), ("backups", backups.app),
 ):
     app.add_typer(group, name=name)
 
