@@ -4,6 +4,7 @@ with their data, refused when asked wrongly, and never half-recorded."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from dockyard.core import stateful
 from dockyard.core.platform import Platform
 from dockyard.core.servers import register_server
 from dockyard.deploy.runner import DeployRunner
+from dockyard.deploy.stateful import PORTS
 from dockyard.kernel.settings import Settings
 from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerPublic
@@ -254,3 +256,22 @@ async def test_the_plain_service_routes_send_stateful_kinds_to_their_own(
     assert gone.status_code == 422
     assert "--confirm redis" in gone.text
     assert await platform.db.read(lambda s: s.scalar(select(StatefulInstance.port)))
+
+
+async def test_a_port_something_else_holds_is_given_up_for_the_next(
+        api: httpx.AsyncClient, shop: Any) -> None:
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        holder.bind(("0.0.0.0", PORTS.start))  # noqa: S104 - where Docker would publish it
+        holder.listen()
+    except OSError:
+        pass  # held already by something else: just as good
+    try:
+        answer = await api.post(PROJECT, json={"name": "redis", "kind": "redis"},
+                                headers=shop.headers)
+    finally:
+        holder.close()
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["port"] > PORTS.start
+    assert answer.json()["container_state"] == "running"

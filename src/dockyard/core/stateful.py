@@ -4,7 +4,7 @@ volume with a generated password, reachable by the project's apps at a stable na
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +13,7 @@ from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import project_named, service_named
 from dockyard.core.platform import Platform
 from dockyard.core.stateful_node import (
+    PortTaken,
     container_state,
     on_server,
     put_on_server,
@@ -134,19 +135,36 @@ async def _placement(s: AsyncSession, actor: Actor, wanted: str | None) -> Serve
     return found
 
 
-async def _free_port(s: AsyncSession, server_id: str) -> int:
+async def _free_port(s: AsyncSession, server_id: str, above: int = 0) -> int:
     taken = set(await s.scalars(select(StatefulInstance.port)
                                 .where(StatefulInstance.server_id == server_id)))
-    port = shape.free_port(taken)
+    port = shape.free_port(taken | set(range(above + 1)))
     if port is None:
         raise Conflict("that server has no free port for another stateful service")
     return port
 
 
-async def _start(p: Platform, runner: DeployRunner, located: Located) -> str:
+async def _start(p: Platform, runner: DeployRunner, located: Located, tries: int = 5) -> str:
+    """Start it; a port something else on the server holds is given up for the next free
+    one (the control plane only knows the ports of its own services)."""
+    allowed = await _server_ips(p, located.server.workspace_id)
+    for _ in range(tries - 1):
+        try:
+            async with on_server(runner.connect, located.server) as client:
+                return await put_on_server(client, located.shape(_password(p, located)), allowed)
+        except PortTaken:
+            located = await _move_port(p, located)
     async with on_server(runner.connect, located.server) as client:
-        return await put_on_server(client, located.shape(_password(p, located)),
-                                   await _server_ips(p, located.server.workspace_id))
+        return await put_on_server(client, located.shape(_password(p, located)), allowed)
+
+
+async def _move_port(p: Platform, located: Located) -> Located:
+    async def tx(s: AsyncSession) -> Located:
+        instance = await s.get_one(StatefulInstance, located.service.id)
+        instance.port = await _free_port(s, instance.server_id, above=instance.port)
+        return replace(located, instance=instance)
+
+    return await p.db.write(tx)
 
 
 def _password(p: Platform, located: Located) -> str:

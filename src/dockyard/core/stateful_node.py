@@ -31,6 +31,10 @@ _VERSION = {  # what each engine's log says when it starts
 AGENT_FAILURES = (AgentError, httpx.HTTPError, OSError)
 
 
+class PortTaken(ServerFailed):
+    """Something on the server (not a stateful service Dockyard knows) holds the port."""
+
+
 @asynccontextmanager
 async def on_server(connect: Connect, server: ServerPublic) -> AsyncIterator[NodeAgentClient]:
     """A client of the server's agent; failing to reach it, or what it refuses, is a
@@ -52,6 +56,9 @@ async def put_on_server(client: NodeAgentClient, instance: shape.Instance,
     try:
         await client.run_container(spec)
     except AgentError as exc:
+        if "port is already allocated" in exc.detail or "address already in use" in exc.detail:
+            await client.remove_container(spec.name)  # Docker created it before the bind failed
+            raise PortTaken(f"could not start {spec.name}: {exc.detail}") from exc
         raise ServerFailed(f"could not start {spec.name}: {exc.detail}") from exc
     await _allow(client, instance, allowed)
     await _wait_ready(client, spec.name)
