@@ -14,7 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class StoredObject:
-    size: int
+    key: str
+    size_bytes: int
     sha256: str
 
 
@@ -24,7 +25,7 @@ class MemoryStore:
     async def put(self, key: str, chunks: AsyncIterator[bytes]) -> StoredObject:
         data = b"".join([c async for c in chunks])
         self.objects[key] = data
-        return StoredObject(len(data), hashlib.sha256(data).hexdigest())
+        return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
 
     async def get(self, key: str) -> AsyncIterator[bytes]:
         async def chunks() -> AsyncIterator[bytes]:

@@ -18,7 +18,7 @@ from dockyard.core.platform import Platform
 from dockyard.core.stateful import Located, create_stateful, locate, stateful_action
 from dockyard.deploy import stateful as shape
 from dockyard.deploy.runner import DeployRunner
-from dockyard.kernel.errors import Conflict, InvalidInput
+from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
 from dockyard.models.backup_schemas import BackupRestore, RestorePublic
 from dockyard.models.enums import ServiceKind
 from dockyard.models.stateful import Backup
@@ -87,7 +87,7 @@ async def _new_service(p: Platform, runner: DeployRunner, actor: Actor, project:
     try:
         original: Located | None = await p.db.read(
             lambda s: locate(s, actor, project, service))
-    except Exception:  # the original was deleted: its final backup is being restored
+    except NotFound:  # the original was deleted: its final backup is being restored
         original = None
     body = StatefulCreate(
         name=target, kind=backup.kind.value,

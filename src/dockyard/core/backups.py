@@ -134,7 +134,7 @@ async def _take(p: Platform, runner: DeployRunner, located: Located, backup_id: 
             stored = await store.put(key, seal(client.read_blob(dump.blob), box_key))
         finally:
             await client.delete_blob(dump.blob)
-        await _stored(p, backup_id, store_kind(p), key, stored.size, stored.sha256)
+        await _stored(p, backup_id, store_kind(p), key, stored.size_bytes, stored.sha256)
         verdict = await _verify(client, store, key, stored.sha256, box_key, instance,
                                 backup_id, dump)
     if not verdict.good:
@@ -304,6 +304,7 @@ async def sweep(p: Platform, connect: Connect, now: datetime | None = None) -> l
     backup are removed from every server. What it did, in sentences."""
     expired, live = await p.db.write(lambda s: _expire(s, now or utcnow()))
     done = [f"backup {b} marked failed: its control plane stopped" for b in expired]
+    await _forget_stored(p, [location for location in expired.values() if location])
     for server in await fleet.pollable_servers(p):
         try:
             done += await _remove_scratch(connect, server, live)
@@ -312,14 +313,26 @@ async def sweep(p: Platform, connect: Connect, now: datetime | None = None) -> l
     return done
 
 
-async def _expire(s: AsyncSession, now: datetime) -> tuple[list[str], set[str]]:
+async def _forget_stored(p: Platform, locations: list[str]) -> None:
+    """What a dead backup stored is deleted (it was never verified)."""
+    store = store_for(p.settings)
+    for location in locations:
+        try:
+            await store.delete(location)
+        except Exception as exc:  # the next backups matter more than this file
+            log.warning("the stored file %s of a dead backup was not deleted: %s",
+                        location, exc)
+
+
+async def _expire(s: AsyncSession, now: datetime) -> tuple[dict[str, str], set[str]]:
+    """The expired backups (id: stored location), marked failed, and the live ones."""
     running = list(await s.scalars(select(Backup).where(Backup.status == "running")))
     cutoff = now - timedelta(seconds=LEASE_SECONDS)
     expired = [b for b in running if b.heartbeat_at is None or b.heartbeat_at < cutoff]
     for backup in expired:
         backup.status, backup.finished_at = "failed", now
         backup.error = "the control plane stopped during this backup (its lease expired)"
-    return [b.id for b in expired], {b.id for b in running} - {b.id for b in expired}
+    return {b.id: b.location for b in expired}, {b.id for b in running} - {b.id for b in expired}
 
 
 async def _remove_scratch(connect: Connect, server: ServerPublic, live: set[str]
