@@ -63,10 +63,10 @@ def leftovers(docker_host: str) -> Iterator[None]:
 
 
 @pytest.fixture
-async def api(settings: Settings, platform: Platform, docker_host: str, tmp_path: Path,
-              leftovers: None) -> AsyncIterator[httpx.AsyncClient]:
-    """The API, whose deploy runner reaches a real agent app (this machine's Docker) over
-    ASGI as the server `node1`."""
+def runner(settings: Settings, platform: Platform, docker_host: str, tmp_path: Path,
+           leftovers: None) -> DeployRunner:
+    """A deploy runner that reaches a real agent app (this machine's Docker) over ASGI for
+    every server."""
     agent_settings = AgentSettings(state_dir=tmp_path / "agent", docker_host=docker_host)
     auth.write_key_file(agent_settings.key_file, auth.derive_agent_key(SECRET))
     agent = httpx.ASGITransport(app=create_agent_app(agent_settings))
@@ -74,8 +74,15 @@ async def api(settings: Settings, platform: Platform, docker_host: str, tmp_path
     async def connect(server: ServerPublic) -> NodeAgentClient:
         return NodeAgentClient("http://agent.test", SECRET, transport=agent, timeout=300)
 
+    return DeployRunner(platform.db, settings, platform.box, connect)
+
+
+@pytest.fixture
+async def api(settings: Settings, platform: Platform, runner: DeployRunner
+              ) -> AsyncIterator[httpx.AsyncClient]:
+    """The API, its deploy runner that one."""
     app = create_app(settings, platform)
-    app.state.deploys = DeployRunner(platform.db, settings, platform.box, connect)
+    app.state.deploys = runner
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://dockyard.test", timeout=300) as http:
         yield http
@@ -275,3 +282,23 @@ async def test_a_port_something_else_holds_is_given_up_for_the_next(
     assert answer.status_code == 201, answer.text
     assert answer.json()["port"] > PORTS.start
     assert answer.json()["container_state"] == "running"
+
+
+async def test_the_reconciler_puts_a_removed_service_back_and_lets_new_servers_in(
+        api: httpx.AsyncClient, shop: Any, platform: Platform, runner: DeployRunner,
+        docker_host: str) -> None:
+    made = await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
+    assert made.status_code == 201, made.text
+    docker.APIClient(base_url=docker_host).remove_container("shop-redis-data", force=True)
+    await register_server(platform, shop.workspace_id, name="node2", provider="manual",
+                          ip="10.9.8.7", agent_port=8421, agent_insecure_http=True)
+    server = ServerPublic.model_validate(await platform.db.read(
+        lambda s: s.scalar(select(Server).where(Server.name == "node1"))))
+    async with await runner.connect(server) as client:
+        assert await stateful.keep_stateful(platform, server, client) == [
+            "started stateful service shop/redis again (it was missing)"]
+        assert await stateful.keep_stateful(platform, server, client) == []
+        [rule] = [r for r in await client.firewall_rules() if r.name == "shop-redis-data"]
+    assert set(rule.allow) == {"127.0.0.1/32", "10.9.8.7/32"}
+    info = await api.get(f"{PROJECT}/redis", headers=shop.headers)
+    assert info.json()["container_state"] == "running"

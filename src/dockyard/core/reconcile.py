@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError, NodeAgentClient
-from dockyard.core import agents, fleet, logcollect
+from dockyard.core import agents, fleet, logcollect, stateful
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import server_by_id
 from dockyard.core.platform import Platform
@@ -66,7 +66,10 @@ async def reconcile_server(p: Platform, server: ServerPublic,
             server = server.model_copy(update={"drift": drift})
             if not any(isinstance(c, converge.RecreateMissing) for c in applied):
                 break
-    return events
+        kept = [Event("restored", m) for m in await stateful.keep_stateful(p, server, client)]
+    if kept:
+        await _record(p, server.id, kept, server.drift)
+    return events + kept
 
 
 def _new_failures(server: ServerPublic, failed: list[Drift]) -> list[Event]:

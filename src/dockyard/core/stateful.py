@@ -9,12 +9,14 @@ from dataclasses import dataclass, replace
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.agent.client import NodeAgentClient
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import project_named, service_named
 from dockyard.core.platform import Platform
 from dockyard.core.stateful_node import (
     PortTaken,
     container_state,
+    keep_running,
     on_server,
     put_on_server,
     remove_from_server,
@@ -257,6 +259,28 @@ def _link(p: Platform, service: Service, instance: StatefulInstance, project: st
                         variable=injection.variable_for(service.name, service.kind),
                         url=shape.service_url(shaped), hostname=shape.hostname(
                             project, service.name), server_id=instance.server_id, server_ip=ip)
+
+
+async def keep_stateful(p: Platform, server: ServerPublic, client: NodeAgentClient
+                        ) -> list[str]:
+    """The reconciler's pass over the stateful services `server` should run: each one
+    running, and reachable from exactly the workspace's servers of today."""
+    located = await p.db.read(lambda s: _on_server(s, server))
+    allowed = await _server_ips(p, server.workspace_id)
+    states = {c.name: c.state for c in await client.containers()}
+    done = [await keep_running(client, x.shape(_password(p, x)), allowed, states)
+            for x in located]
+    return [message for message in done if message]
+
+
+async def _on_server(s: AsyncSession, server: ServerPublic) -> list[Located]:
+    query = (select(Service, StatefulInstance, Project.name)
+             .join(StatefulInstance, StatefulInstance.service_id == Service.id)
+             .join(Project, Project.id == Service.project_id)
+             .where(StatefulInstance.server_id == server.id,
+                    StatefulInstance.state == "running"))
+    return [Located(service, instance, project, server)
+            for service, instance, project in await s.execute(query)]
 
 
 async def stateful_action(p: Platform, runner: DeployRunner, actor: Actor, project: str,

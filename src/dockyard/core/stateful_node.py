@@ -92,6 +92,20 @@ async def _allow(client: NodeAgentClient, instance: shape.Instance, allowed: lis
     await client.put_firewall_rule(shape.firewall_rule(instance, allowed))
 
 
+async def keep_running(client: NodeAgentClient, instance: shape.Instance, allowed: list[str],
+                       states: dict[str, str]) -> str | None:
+    """Put back a service whose container went missing or stopped (`states`: what the
+    server runs, by container name) and refresh its firewall rule to today's servers; what
+    was put back, in a sentence."""
+    spec = shape.container_spec(instance)
+    await _allow(client, instance, allowed)
+    if states.get(spec.name) == "running":
+        return None
+    await client.run_container(spec)
+    was = states.get(spec.name, "missing")
+    return f"started stateful service {instance.project}/{instance.service} again (it was {was})"
+
+
 async def _wait_ready(client: NodeAgentClient, name: str) -> None:
     """Until Docker's health check passes; an exited container is reported at once, with its
     exit code and last lines."""
