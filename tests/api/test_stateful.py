@@ -282,6 +282,7 @@ async def test_a_port_something_else_holds_is_given_up_for_the_next(
     assert answer.status_code == 201, answer.text
     assert answer.json()["port"] > PORTS.start
     assert answer.json()["container_state"] == "running"
+    assert answer.json()["volume_bytes"] > 0  # Redis's append-only file, at least
 
 
 async def test_the_reconciler_puts_a_removed_service_back_and_lets_new_servers_in(

@@ -232,6 +232,12 @@ async def list_volumes(service: Annotated[ServiceName, Query()], node: NodeDep) 
     return await node.volumes(service)
 
 
+@router.get("/volumes/sizes")
+async def volume_sizes(service: Annotated[ServiceName, Query()], node: NodeDep
+                       ) -> dict[str, int]:
+    return await node.volume_sizes(service)
+
+
 @router.delete("/volumes/{name}", status_code=204)
 async def remove_volume(name: ContainerPath, node: NodeDep) -> None:
     await node.remove_volume(name)

@@ -290,6 +290,11 @@ class NodeAgentClient:
         names: list[str] = await self._call("GET", "/volumes", params={"service": service})
         return names
 
+    async def volume_sizes(self, service: str) -> dict[str, int]:
+        sizes: dict[str, int] = await self._call("GET", "/volumes/sizes",
+                                                 params={"service": service})
+        return sizes
+
     async def remove_volume(self, name: str) -> None:
         await self._call("DELETE", f"/volumes/{name}")
 

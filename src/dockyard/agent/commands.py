@@ -207,6 +207,11 @@ def list_volumes(service: str) -> EngineCall:
     return EngineCall("volumes", {"filters": {"label": [f"{SERVICE_LABEL}={service}"]}})
 
 
+def disk_usage() -> EngineCall:
+    """What Docker's images, containers and volumes take on disk (volume sizes included)."""
+    return EngineCall("df", {})
+
+
 def remove_volume(name: str) -> EngineCall:
     return EngineCall("remove_volume", {"name": name, "force": False})
 

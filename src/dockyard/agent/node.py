@@ -276,6 +276,13 @@ class Node:
         answer = await self.runtime.run(cmd.list_volumes(service))
         return sorted(v["Name"] for v in answer.get("Volumes") or [])
 
+    async def volume_sizes(self, service: str) -> dict[str, int]:
+        """The bytes each of `service`'s volumes holds (-1 where Docker does not know)."""
+        names = set(await self.volumes(service))
+        usage = await self.runtime.run(cmd.disk_usage())
+        return {v["Name"]: (v.get("UsageData") or {}).get("Size", -1)
+                for v in usage.get("Volumes") or [] if v["Name"] in names}
+
     async def remove_volume(self, name: str) -> None:
         await self.runtime.run(cmd.remove_volume(name))
 

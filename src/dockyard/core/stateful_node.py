@@ -131,10 +131,13 @@ async def _logged_version(client: NodeAgentClient, name: str, kind: ServiceKind)
 async def container_state(client: NodeAgentClient, instance: shape.Instance
                           ) -> tuple[str | None, int | None]:
     """What Docker says of the container now, and its volume's size (None if unknown)."""
+    state: str | None
     try:
-        return (await client.health(shape.container_name(instance.site))).state, None
+        state = (await client.health(shape.container_name(instance.site))).state
     except AgentError as exc:
-        return ("missing" if exc.status_code == 404 else None), None
+        state = "missing" if exc.status_code == 404 else None
+    size = (await client.volume_sizes(instance.site)).get(shape.volume_name(instance.site))
+    return state, size if size is not None and size >= 0 else None
 
 
 async def remove_from_server(client: NodeAgentClient, instance: shape.Instance, *,
