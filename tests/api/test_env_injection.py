@@ -88,3 +88,14 @@ async def test_a_name_no_variable_could_come_from_is_refused_at_the_edge(
                                    headers=shop.headers)
         assert answer.status_code == 422, (path, answer.text)
         assert "use 1-63 lowercase letters, digits or dashes" in answer.text, answer.text
+
+
+async def test_a_project_redeploy_is_for_members_of_a_known_project(
+        client: Any, shop: Any, member_of: Any) -> None:
+    viewer = await member_of(Role.VIEWER)
+    refused = await client.post(f"{P}/shop/redeploy", headers=viewer.headers)
+    assert refused.status_code == 403, refused.text
+    unknown = await client.post(f"{P}/nowhere/redeploy", headers=shop.headers)
+    assert unknown.status_code == 404, unknown.text
+    answer = await client.post(f"{P}/shop/redeploy", headers=shop.headers)
+    assert (answer.status_code, answer.json()) == (200, [])  # web has no release yet

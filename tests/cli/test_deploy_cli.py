@@ -284,13 +284,20 @@ def test_releases_table_marks_the_live_release(standin: StandIn, tmp_path: Path)
          "live": False},
         {**row, "id": "b" * 32, "status": "succeeded", "source_kind": "archive",
          "image_tag": "web:deploy_bbbbbbbb", "finished_at": "2025-01-02T00:01:00Z",
-         "error": None, "live": True},
+         "error": None, "live": True, "config": {"links": [
+             {"service": "postgres-analytics", "variable": "DATABASE_ANALYTICS_URL",
+              "given_by": None},
+             {"service": "redis-logs", "variable": "REDIS_LOGS_URL", "given_by": None},
+             {"service": "postgres", "variable": "DATABASE_URL", "given_by": "you"}]}},
     ]
     narrow = {**env_for(standin, tmp_path), "COLUMNS": "80"}
     table = ok(dockyard("releases", "-p", "shop", "-s", "web", "--limit", "5", env=narrow))
     rows = [line.split() for line in table.splitlines() if "deploy_" in line]
     assert [row[:3] for row in rows] == [["aaaaaaaa", "failed", "git"],
                                          ["*", "bbbbbbbb", "succeeded"]]
+    assert table.splitlines()[-2:] == [  # under the table
+        "bbbbbbbb linked: postgres-analytics (DATABASE_ANALYTICS_URL), redis-logs",
+        "  (REDIS_LOGS_URL), postgres (not injected: DATABASE_URL yours)"]
     assert max(len(line) for line in table.splitlines()) <= 80
     folded = "".join(table.split())  # the error is cut to 60 characters, then folded
     assert "x" * 57 in folded

@@ -17,7 +17,7 @@ import typer
 
 from dockyard.cli.client import ApiClient, ApiError, CliError, seg
 from dockyard.cli.output import JsonFlag, console, done, errors, show, show_one
-from dockyard.cli.resources import ProjectOpt, ServiceOpt
+from dockyard.cli.resources import ProjectOpt, ServiceOpt, services
 from dockyard.cli.sse import StreamClient, watch
 
 deployments = typer.Typer(help="Deployments: follow one as it runs.", no_args_is_help=True)
@@ -236,6 +236,27 @@ def releases(
     if not as_json:
         for line in linked_lines(rows):
             done(line)
+
+
+@services.command("redeploy")
+def services_redeploy(project: ProjectOpt, as_json: JsonFlag = False) -> None:
+    """Roll out every app of the project that has a release again, without downtime, so it
+    gets today's variables and the project's stateful services (`dockyard restart` of each)."""
+    results = ApiClient.from_config().post(f"/projects/{seg(project)}/redeploy", {})
+    if as_json:
+        show(results, [], as_json)
+        return
+    for line in redeploy_lines(project, results):
+        done(line)
+
+
+def redeploy_lines(project: str, results: list[dict[str, Any]]) -> list[str]:
+    if not results:
+        return [f"No app of {project} has a release yet: each gets the stateful services at "
+                "its first deploy."]
+    return [f"{r['service']}: not redeployed: {r['skipped']}" if r["skipped"] else
+            f"{r['service']}: redeploying as deployment {r['deployment_id'][:8]} (follow it: "
+            f"`dockyard deployments follow {r['deployment_id'][:8]}`)" for r in results]
 
 
 @deployments.command("follow")

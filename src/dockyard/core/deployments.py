@@ -44,7 +44,7 @@ from dockyard.models.deploys import (
     RollbackRequest,
 )
 from dockyard.models.enums import ACTIVE_STATUSES, DeploymentStatus, ServiceKind
-from dockyard.models.schemas import ServerPublic
+from dockyard.models.schemas import AppRedeploy, ServerPublic
 from dockyard.models.tables import Deployment, EnvVar, Project, Service, Workspace
 
 AGENT_TIMEOUT = 900.0
@@ -127,20 +127,12 @@ async def start_rollback(p: Platform, runner: DeployRunner, actor: Actor,
     return await _start(p, runner, actor, target, source, new_id())
 
 
-@dataclass(frozen=True)
-class AppRedeploy:
-    """One app of a project rolled out again: its deployment, or why none started."""
-
-    service: str
-    deployment_id: str | None = None
-    skipped: str = ""
-
-
 async def redeploy_project_apps(p: Platform, runner: DeployRunner, actor: Actor, project: str
                                 ) -> list[AppRedeploy]:
     """A zero-downtime rollout of the live release of each app of `project` with today's
     variables and stateful services, as `dockyard restart` does (no release command). An app
     being deployed is skipped, saying so."""
+    actor.require(Permission.WRITE)
     results = []
     for app in await linked_apps(p, actor, project):
         request = DeployRequest(project=project, service=app,
@@ -148,9 +140,9 @@ async def redeploy_project_apps(p: Platform, runner: DeployRunner, actor: Actor,
         try:
             started = await start_deploy(p, runner, actor, request, Rerun(run_release=False))
         except Conflict as exc:
-            results.append(AppRedeploy(app, skipped=exc.message))
+            results.append(AppRedeploy(service=app, skipped=exc.message))
         else:
-            results.append(AppRedeploy(app, started))
+            results.append(AppRedeploy(service=app, deployment_id=started))
     return results
 
 

@@ -250,6 +250,15 @@ class EnvVarPublic(Output):
         "one whose URL it replaces."))
 
 
+class AppRedeploy(Output):
+    """One app of a project rolled out again for its project's stateful services: its
+    deployment, or why none started (`skipped`)."""
+
+    service: str
+    deployment_id: str | None = None
+    skipped: str = ""
+
+
 class AuditEventPublic(Output):
     id: int
     action: AuditAction

@@ -2,9 +2,10 @@ from fastapi import APIRouter
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
+from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName
-from dockyard.core import projects
-from dockyard.models.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
+from dockyard.core import deployments, projects
+from dockyard.models.schemas import AppRedeploy, ProjectCreate, ProjectPublic, ProjectUpdate
 
 router = APIRouter(prefix="/projects", tags=["projects"], responses=WRITE_RESPONSES)
 
@@ -38,3 +39,10 @@ async def update_project(
 @router.delete("/{project}", status_code=204, summary="Delete a project and its services")
 async def delete_project(project: ProjectName, platform: PlatformDep, actor: ActorDep) -> None:
     await projects.delete_project(platform, actor, project)
+
+
+@router.post("/{project}/redeploy", summary=(
+    "Roll out every app of the project again with today's variables and stateful services"))
+async def redeploy_project(project: ProjectName, platform: PlatformDep, actor: ActorDep,
+                           runner: RunnerDep) -> list[AppRedeploy]:
+    return await deployments.redeploy_project_apps(platform, runner, actor, project)
