@@ -31,10 +31,15 @@ def create_stateful(name: str, project: str, kind: str, *, server: str | None,
     body = {"name": name, "kind": kind, "server": server, "version": version, "image": image,
             "memory_mb": memory, "redeploy": redeploy}
     found = ApiClient.from_config().post(_path(project), body)
-    show_one(found, as_json)
-    if not as_json:
-        done(f"Apps of {project} get {found['variable']} on their next deploy"
-             + ("" if redeploy else f"; run `dockyard services redeploy -p {project}` now"))
+    show_one({k: v for k, v in found.items() if k != "redeploys"}, as_json)
+    if as_json:
+        return
+    if not redeploy:
+        done(f"Apps of {project} get {found['variable']} at their next rollout; give it to "
+             f"them now: dockyard services redeploy -p {project}")
+    from dockyard.cli.deploy import redeploy_lines  # it imports resources, which imports us
+    for line in redeploy_lines(project, found["redeploys"]):
+        done(line)
 
 
 def show_info(name: str, project: str, show_secret: bool, as_json: bool) -> None:

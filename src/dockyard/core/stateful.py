@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import NodeAgentClient
 from dockyard.core.authz import Actor, Permission
+from dockyard.core.deployments import redeploy_project_apps
 from dockyard.core.lookup import project_named, service_named
 from dockyard.core.platform import Platform
 from dockyard.core.stateful_node import (
@@ -66,7 +67,11 @@ async def create_stateful(p: Platform, runner: DeployRunner, actor: Actor, proje
         raise
     if version and not located.instance.version:
         await _save_version(p, located.service.id, version)
-    return await stateful_info(p, runner, actor, project, body.name)
+    found = await stateful_info(p, runner, actor, project, body.name)
+    if not body.redeploy:
+        return found
+    redeploys = await redeploy_project_apps(p, runner, actor, project)
+    return found.model_copy(update={"redeploys": redeploys})
 
 
 async def _record(p: Platform, s: AsyncSession, actor: Actor, project: str,

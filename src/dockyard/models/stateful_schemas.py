@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from dockyard.models.fields import ImageRef, Name, Whole
-from dockyard.models.schemas import Input, Output
+from dockyard.models.schemas import AppRedeploy, Input, Output
 
 Version = Annotated[str, Field(max_length=20), Whole(
     r"[0-9]+(?:\.[0-9]+){0,2}", "use a version number like '16' or '7.2'")]
@@ -53,6 +53,8 @@ class StatefulPublic(Output):
     backup_schedule: str
     backup_retention: int
     created_at: datetime
+    redeploys: list[AppRedeploy] = Field(default_factory=list, description=(
+        "With `redeploy`: each app of the project rolled out again, or why not"))
 
 
 class StatefulAction(Input):
