@@ -15,7 +15,15 @@ from pydantic import ValidationError
 from dockyard.agent import auth, process
 from dockyard.agent.app import create_app
 from dockyard.agent.client import AgentError, NodeAgentClient
-from dockyard.agent.firewall import Firewall, append_rules, jump, numbers_of, rule_specs
+from dockyard.agent.firewall import (
+    Firewall,
+    append_rules,
+    head_in_place,
+    insert_head,
+    jump,
+    numbers_of,
+    rule_specs,
+)
 from dockyard.agent.models import FirewallRule
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.node import Node
@@ -34,10 +42,8 @@ MATCH_DB = ["-p", "tcp", "-m", "conntrack", "--ctorigdstport", "20001", "--ctdir
 # The pure part: argv and listings
 
 
-def test_a_rule_set_lets_local_bridges_and_each_source_through_then_drops_the_rest() -> None:
+def test_a_rule_set_lets_each_source_through_then_drops_the_rest() -> None:
     assert rule_specs(DB) == [
-        ["-i", "docker0", *MATCH_DB, "-j", "RETURN"],
-        ["-i", "br-+", *MATCH_DB, "-j", "RETURN"],
         ["-s", "10.0.0.11/32", *MATCH_DB, "-j", "RETURN"],
         ["-s", "10.0.0.13/32", *MATCH_DB, "-j", "RETURN"],
         [*MATCH_DB, "-j", "DROP"],
@@ -47,15 +53,25 @@ def test_a_rule_set_lets_local_bridges_and_each_source_through_then_drops_the_re
 def test_rules_are_appended_to_our_chain_once_per_source() -> None:
     twice = FirewallRule(name="db", port=20001, allow=["10.0.0.11", "10.0.0.11/32"])
     assert append_rules(twice) == [
-        ["-A", "DOCKYARD-SERVICES", "-i", "docker0", *MATCH_DB, "-j", "RETURN"],
-        ["-A", "DOCKYARD-SERVICES", "-i", "br-+", *MATCH_DB, "-j", "RETURN"],
         ["-A", "DOCKYARD-SERVICES", "-s", "10.0.0.11/32", *MATCH_DB, "-j", "RETURN"],
         ["-A", "DOCKYARD-SERVICES", *MATCH_DB, "-j", "DROP"],
     ]
 
 
 def test_an_empty_allow_list_leaves_only_the_node_itself() -> None:
-    assert rule_specs(FirewallRule(name="db", port=20001))[2:] == [[*MATCH_DB, "-j", "DROP"]]
+    assert rule_specs(FirewallRule(name="db", port=20001)) == [[*MATCH_DB, "-j", "DROP"]]
+
+
+def test_the_head_lets_local_bridges_on_and_drops_what_docker_did_not_dnat_into_them() -> None:
+    new_not_dnat = ["-m", "conntrack", "--ctstate", "NEW", "-m", "conntrack", "!",
+                    "--ctstate", "DNAT"]
+    marked = ["-m", "comment", "--comment", "dockyard-node"]
+    assert insert_head() == [
+        ["-I", "DOCKYARD-SERVICES", "1", "-i", "docker0", *marked, "-j", "RETURN"],
+        ["-I", "DOCKYARD-SERVICES", "2", "-i", "br-+", *marked, "-j", "RETURN"],
+        ["-I", "DOCKYARD-SERVICES", "3", "-o", "docker0", *new_not_dnat, *marked, "-j", "DROP"],
+        ["-I", "DOCKYARD-SERVICES", "4", "-o", "br-+", *new_not_dnat, *marked, "-j", "DROP"],
+    ]
 
 
 def test_the_jump_from_docker_user() -> None:
@@ -76,6 +92,20 @@ def test_the_numbers_of_a_set_are_exact_and_highest_first() -> None:
     assert numbers_of(LISTING, "db") == [5, 3, 1]
     assert numbers_of(LISTING, "db-2") == [2]
     assert numbers_of(LISTING, "d") == []
+
+
+HEAD = "-A DOCKYARD-SERVICES -i docker0 -m comment --comment dockyard-node -j RETURN"
+
+
+@pytest.mark.parametrize(("listing", "in_place"), [
+    ("-N DOCKYARD-SERVICES\n" + "\n".join([HEAD] * 4), True),
+    ("-N DOCKYARD-SERVICES\n" + "\n".join([HEAD] * 3), False),
+    ("-N DOCKYARD-SERVICES\n" + "\n".join([HEAD] * 5), False),
+    (LISTING + "\n".join([HEAD] * 4), False),
+    ("-N DOCKYARD-SERVICES\n", False),
+])
+def test_the_head_is_in_place_only_as_the_first_four_rules(listing: str, in_place: bool) -> None:
+    assert head_in_place(listing) is in_place
 
 
 @pytest.mark.parametrize("source", ["10.0.0.1 -j ACCEPT", "10.0.0.1\n", "10.0.0.1/24",
@@ -145,13 +175,18 @@ async def agent(namespace: str, tmp_path: Path) -> AsyncIterator[NodeAgentClient
 def db_lines(sources: list[str], name: str = "db", port: int = 20001) -> list[str]:
     match = (f"-p tcp -m conntrack --ctorigdstport {port} --ctdir ORIGINAL "
              f'-m comment --comment "dockyard:{name}"')
-    return [f"-A DOCKYARD-SERVICES -i docker0 {match} -j RETURN",
-            f"-A DOCKYARD-SERVICES -i br-+ {match} -j RETURN",
-            *(f"-A DOCKYARD-SERVICES -s {source} {match} -j RETURN" for source in sources),
+    return [*(f"-A DOCKYARD-SERVICES -s {source} {match} -j RETURN" for source in sources),
             f"-A DOCKYARD-SERVICES {match} -j DROP"]
 
 
-CHAINS = ["-N DOCKER-USER", "-N DOCKYARD-SERVICES", "-A DOCKER-USER -j DOCKYARD-SERVICES"]
+NEW_NOT_DNAT = "-m conntrack --ctstate NEW -m conntrack ! --ctstate DNAT"
+CHAINS = ["-N DOCKER-USER", "-N DOCKYARD-SERVICES", "-A DOCKER-USER -j DOCKYARD-SERVICES",
+          '-A DOCKYARD-SERVICES -i docker0 -m comment --comment dockyard-node -j RETURN',
+          '-A DOCKYARD-SERVICES -i br-+ -m comment --comment dockyard-node -j RETURN',
+          f'-A DOCKYARD-SERVICES -o docker0 {NEW_NOT_DNAT} -m comment --comment dockyard-node '
+          "-j DROP",
+          f'-A DOCKYARD-SERVICES -o br-+ {NEW_NOT_DNAT} -m comment --comment dockyard-node '
+          "-j DROP"]
 
 
 async def test_a_rule_is_applied_once_however_often_it_is_put(
@@ -176,6 +211,17 @@ async def test_a_rule_is_replaced_and_removed_exactly_leaving_the_others(
     await agent.remove_firewall_rule("db")
     assert listing(namespace) == [*CHAINS, *db_lines(["10.0.0.11/32"], "cache", 20002)]
     assert await agent.firewall_rules() == [cache]
+
+
+async def test_a_disturbed_head_is_put_back_whole_and_first(
+    agent: NodeAgentClient, namespace: str
+) -> None:
+    await agent.put_firewall_rule(DB)
+    process.check([*iptables_in(namespace), "-D", "DOCKYARD-SERVICES", "2"])
+    process.check([*iptables_in(namespace), "-A", "DOCKYARD-SERVICES", "-i", "br-+", "-m",
+                   "comment", "--comment", "dockyard-node", "-j", "RETURN"])
+    await agent.put_firewall_rule(DB)
+    assert listing(namespace) == [*CHAINS, *db_lines(["10.0.0.11/32", "10.0.0.13/32"])]
 
 
 async def test_the_rules_come_back_when_the_agent_starts_again(

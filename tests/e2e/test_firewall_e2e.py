@@ -100,15 +100,15 @@ async def fenced(cluster: Cluster, outsider: str, base_tarball: Tarball
         await client.aclose()
 
 
-def from_namespace(namespace: str, address: str) -> bool:
-    """Whether a program in `namespace` gets an answer from address:PORT (3 s to connect)."""
-    argv = [*netns.in_netns(namespace), sys.executable, "-c", CONNECT, address, str(PORT)]
+def from_namespace(namespace: str, address: str, port: int = PORT) -> bool:
+    """Whether a program in `namespace` gets an answer from address:port (3 s to connect)."""
+    argv = [*netns.in_netns(namespace), sys.executable, "-c", CONNECT, address, str(port)]
     return process.run(argv, timeout=30).ok
 
 
-async def from_container(client: NodeAgentClient, address: str) -> bool:
+async def from_container(client: NodeAgentClient, address: str, port: int = PORT) -> bool:
     run = OneOffRun(service="fw-probe", image=BASE, timeout_seconds=60,
-                    command=["python3", "-c", CONNECT, address, str(PORT)])
+                    command=["python3", "-c", CONNECT, address, str(port)])
     lines = [line async for line in client.run_one_off(run)]
     return lines[-1].get("exit_code") == 0
 
@@ -190,3 +190,31 @@ async def test_the_rule_outlives_a_restart_of_docker(fenced: Fenced, outsider: s
     assert not from_namespace(outsider, address)
     await fenced.client(server).remove_firewall_rule("fw-db")
     assert from_namespace(outsider, address)
+
+
+def container_address(node: NodeRecord, name: str) -> str:
+    engine = docker.DockerClient(base_url=node.docker.host)
+    try:
+        return str(engine.containers.get(name).attrs["NetworkSettings"]["IPAddress"])
+    finally:
+        engine.close()
+
+
+async def test_no_host_reaches_a_container_by_its_bridge_address(
+    fenced: Fenced, outsider: str
+) -> None:
+    """Docker accepts forwarded packets to a published container port whatever their
+    destination: a neighbour routing the container's subnet to the server would reach it
+    at CONTAINER_IP:8000, past the published port's rule. The node's rules drop new
+    connections into its bridges that Docker did not DNAT; its own containers still talk."""
+    server = fenced.server
+    inside = await asyncio.to_thread(container_address, server, "fw-db-1")
+    route = [*netns.in_netns(outsider), "ip", "route", "replace", "172.16.0.0/12", "via",
+             server.ip]
+    process.check(route)
+    await fenced.client(server).put_firewall_rule(fenced.rule())
+    assert not await asyncio.to_thread(from_namespace, outsider, inside, 8000)
+    assert await from_container(fenced.client(server), inside, 8000)
+    await fenced.client(server).remove_firewall_rule("fw-db")
+    assert from_namespace(outsider, server.ip)  # the port's own rule is gone ...
+    assert not await asyncio.to_thread(from_namespace, outsider, inside, 8000)  # ... not this

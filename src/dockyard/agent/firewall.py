@@ -4,19 +4,27 @@ A stateful service publishes its port P on 0.0.0.0. A packet from another host t
 NODE_IP:P is DNATed by Docker to the container, then crosses FORWARD and Docker's
 `DOCKER-USER` chain, which jumps to our chain `DOCKYARD-SERVICES`. There each rule set (one
 per published port, named and tagged `dockyard:NAME` so it is replaced or removed exactly)
-lets through the node's own containers and the allowed sources, and drops everyone else.
+lets through the allowed sources and drops everyone else (the chain's head lets the node's
+own containers through first).
 After DNAT the destination port is the container's, so the rules match the port the client
 asked for: conntrack's original destination port.
 
 Connections from the node itself and from its containers to the node's own address never
 cross FORWARD with Docker's default userland proxy (Docker does not DNAT what comes from its
-own bridges; docker-proxy answers), so they stay open. With `userland-proxy: false` Docker
-DNATs them too, so each rule set also lets through what arrives from a local Docker bridge
-(`docker0`, and `br-*` for user-defined networks): recognised by interface, not by source
-address, which covers every Docker network whatever its subnet (the default pools include
-192.168.0.0/16, outside 172.16.0.0/12) and networks made later, and which an outside host
-cannot forge as it can a source address. Rules live in the kernel: a dockerd restart keeps
-DOCKER-USER and our chain, a reboot loses them and the agent applies them again at start.
+own bridges; docker-proxy answers), so they stay open.
+
+The head of the chain, first for every port: what arrives from a local Docker bridge
+(`docker0`, and `br-*` for user-defined networks) goes on, so containers still talk to each
+other (and, with `userland-proxy: false`, to the node's address); and a new connection into
+a bridge that Docker did not DNAT is dropped: Docker accepts forwarded packets to a
+published container port whatever their destination, so a neighbour routing the
+containers' subnet to the node would otherwise reach CONTAINER_IP:PORT past every rule.
+Local traffic is recognised by interface, not by source address: that covers every Docker
+network whatever its subnet and networks made later, and an outside host can forge a
+source address, not the interface a packet enters by.
+
+Rules live in the kernel: a dockerd restart keeps DOCKER-USER and our chain, a reboot loses
+them and the agent applies them again at start.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from dockyard.kernel.errors import DockyardError
 CHAIN = "DOCKYARD-SERVICES"
 DOCKER_USER = "DOCKER-USER"
 LOCAL_BRIDGES = ("docker0", "br-+")
+HEAD_TAG = "dockyard-node"  # no rule set's tag: those are dockyard:NAME
 Argv = list[str]
 
 
@@ -61,11 +70,26 @@ def _match(rule: FirewallRule) -> Argv:
 
 
 def rule_specs(rule: FirewallRule) -> list[Argv]:
-    """The rule set: through for the local bridges and each allowed source, then a drop."""
+    """The rule set: through for each allowed source, then a drop."""
     match = _match(rule)
-    local = [["-i", bridge, *match, "-j", "RETURN"] for bridge in LOCAL_BRIDGES]
     allowed = [["-s", source, *match, "-j", "RETURN"] for source in dict.fromkeys(rule.allow)]
-    return [*local, *allowed, [*match, "-j", "DROP"]]
+    return [*allowed, [*match, "-j", "DROP"]]
+
+
+def head_specs() -> list[Argv]:
+    """First in the chain, for every port: what comes from the node's own Docker bridges
+    goes on; a new connection into a bridge that Docker did not DNAT (someone routing to
+    a container's own address) is dropped."""
+    marked = ["-m", "comment", "--comment", HEAD_TAG]
+    local = [["-i", bridge, *marked, "-j", "RETURN"] for bridge in LOCAL_BRIDGES]
+    direct = [["-o", bridge, "-m", "conntrack", "--ctstate", "NEW", "-m", "conntrack", "!",
+               "--ctstate", "DNAT", *marked, "-j", "DROP"] for bridge in LOCAL_BRIDGES]
+    return [*local, *direct]
+
+
+def insert_head() -> list[Argv]:
+    return [["-I", CHAIN, str(number), *spec]
+            for number, spec in enumerate(head_specs(), start=1)]
 
 
 def append_rules(rule: FirewallRule) -> list[Argv]:
@@ -87,12 +111,20 @@ def _tag_of(line: str) -> str | None:
     return words[words.index("--comment") + 1]
 
 
-def numbers_of(listing: str, name: str) -> list[int]:
-    """The numbers of the rules of set `name` in `iptables -S CHAIN` output, highest first
-    (deleting in that order leaves the lower numbers valid)."""
+def numbers_tagged(listing: str, marker: str) -> list[int]:
+    """The numbers of the rules tagged `marker` in `iptables -S CHAIN` output, highest
+    first (deleting in that order leaves the lower numbers valid)."""
     rules = [line for line in listing.splitlines() if line.startswith(f"-A {CHAIN} ")]
-    found = [number for number, line in enumerate(rules, start=1) if _tag_of(line) == tag(name)]
+    found = [number for number, line in enumerate(rules, start=1) if _tag_of(line) == marker]
     return sorted(found, reverse=True)
+
+
+def numbers_of(listing: str, name: str) -> list[int]:
+    return numbers_tagged(listing, tag(name))
+
+
+def head_in_place(listing: str) -> bool:
+    return numbers_tagged(listing, HEAD_TAG) == list(range(len(head_specs()), 0, -1))
 
 
 class Firewall:
@@ -115,11 +147,18 @@ class Firewall:
         return result
 
     def ensure_chain(self) -> None:
-        """Our chain, jumped to first from DOCKER-USER (made here if Docker has not yet)."""
+        """Our chain with its head, jumped to first from DOCKER-USER (made here if Docker
+        has not yet)."""
         self._run(create_chain(DOCKER_USER))
         self._run(create_chain(CHAIN))
         if not self._run(jump("-C")).ok:
             self._check(jump("-I"))
+        listing = self._check(list_rules()).output
+        if not head_in_place(listing):
+            for number in numbers_tagged(listing, HEAD_TAG):
+                self._check(delete_rule(number))
+            for argv in insert_head():
+                self._check(argv)
 
     def apply(self, rule: FirewallRule) -> None:
         """Add the new set, then delete the old one: the port is never open in between."""
