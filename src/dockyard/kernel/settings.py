@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 from platformdirs import user_data_dir
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dockyard.models.fields import Whole
@@ -82,6 +82,22 @@ class Settings(BaseSettings):
     # is removed.
     reconcile_seconds: float = Field(default=30, ge=5, le=3600)
     reconcile_grace_seconds: float = Field(default=120, ge=0, le=86400)
+    # Where sealed backups of stateful services are stored: this directory (default
+    # <data_dir>/backups), or an S3-compatible bucket when `backups_s3_bucket` is set.
+    backups_dir: Path | None = None
+    backups_s3_bucket: Annotated[str, Whole(r"(?:[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?",
+                                            "use an S3 bucket name: 3-63 lowercase letters, "
+                                            "digits, '.' or '-'")] = ""
+    backups_s3_endpoint_url: Annotated[str, Whole(
+        r"(?:https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?)?",
+        "use the endpoint as http(s)://host[:port], like 'https://fra1.digitaloceanspaces.com'"
+        )] = ""
+    backups_s3_region: Annotated[str, Whole(r"[a-z0-9-]{0,40}",
+                                            "use a region name like 'us-east-1'")] = ""
+    backups_s3_access_key: str = ""
+    backups_s3_secret_key: SecretStr = SecretStr("")
+    backups_s3_prefix: Annotated[str, Whole(r"(?:[A-Za-z0-9_.-]+/)*",
+                                            "use folders ending in '/', like 'dockyard/'")] = ""
 
     @property
     def sqlalchemy_url(self) -> str:
