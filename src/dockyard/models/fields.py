@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any
 
+from croniter import croniter
 from pydantic import (
     AfterValidator,
     Field,
@@ -202,3 +203,21 @@ ProcessType = Annotated[str, Whole(
 BUILD_ARG = r"[A-Za-z_][A-Za-z0-9_]*=[^\x00-\x1f\x7f]*"
 BuildArg = Annotated[str, Field(min_length=2, max_length=4096), Whole(
     BUILD_ARG, "use KEY=value (a key of letters, digits and '_', a value on one line)")]
+
+
+def is_cron(schedule: str) -> bool:
+    """Five cron fields (minute hour day-of-month month day-of-week), each valid."""
+    return len(schedule.split()) == 5 and croniter.is_valid(schedule)
+
+
+def _cron(schedule: str) -> str:
+    if not is_cron(schedule):
+        raise PydanticCustomError("invalid_cron", CRON_HELP)
+    return " ".join(schedule.split())
+
+
+CRON_HELP = ("use a cron schedule of five fields: minute hour day-of-month month "
+             "day-of-week, like '0 3 * * *' (daily at 03:00 UTC) or '*/30 * * * *'")
+# A backup schedule: five cron fields on one line, stored with single spaces.
+CronSchedule = Annotated[str, Field(min_length=1, max_length=100), Whole(
+    r"[0-9A-Za-z*/,?# -]+", CRON_HELP), AfterValidator(_cron)]
