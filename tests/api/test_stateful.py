@@ -4,6 +4,7 @@ with their data, refused when asked wrongly, and never half-recorded."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,9 +18,11 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
 
-from dockyard.agent import auth
+from dockyard.agent import auth, process
+from dockyard.agent.app import build_node
 from dockyard.agent.app import create_app as create_agent_app
 from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.firewall import Firewall
 from dockyard.agent.settings import AgentSettings
 from dockyard.api.app import create_app
 from dockyard.core import stateful
@@ -32,7 +35,7 @@ from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.stateful import StatefulInstance
 from dockyard.models.tables import Server, Service
-from dockyard.providers import images, local
+from dockyard.providers import images, local, netns
 from tests.agent.conftest import SECRET, require_the_real_stack
 
 pytestmark = pytest.mark.slow
@@ -63,13 +66,26 @@ def leftovers(docker_host: str) -> Iterator[None]:
 
 
 @pytest.fixture
+def namespace() -> Iterator[str]:
+    """Where the test agent's firewall rules go (this host's own firewall stays as it is)."""
+    name = f"dyst-{os.getpid()}"
+    process.check(netns.add_namespace(name))
+    try:
+        yield name
+    finally:
+        process.check(netns.delete_namespace(name))
+
+
+@pytest.fixture
 def runner(settings: Settings, platform: Platform, docker_host: str, tmp_path: Path,
-           leftovers: None) -> DeployRunner:
+           leftovers: None, namespace: str) -> DeployRunner:
     """A deploy runner that reaches a real agent app (this machine's Docker) over ASGI for
     every server."""
     agent_settings = AgentSettings(state_dir=tmp_path / "agent", docker_host=docker_host)
     auth.write_key_file(agent_settings.key_file, auth.derive_agent_key(SECRET))
-    agent = httpx.ASGITransport(app=create_agent_app(agent_settings))
+    node = build_node(agent_settings)
+    node.firewall = Firewall([*netns.in_netns(namespace), "iptables"])  # not this host's
+    agent = httpx.ASGITransport(app=create_agent_app(agent_settings, node))
 
     async def connect(server: ServerPublic) -> NodeAgentClient:
         return NodeAgentClient("http://agent.test", SECRET, transport=agent, timeout=300)
@@ -303,3 +319,18 @@ async def test_the_reconciler_puts_a_removed_service_back_and_lets_new_servers_i
     assert set(rule.allow) == {"127.0.0.1/32", "10.9.8.7/32"}
     info = await api.get(f"{PROJECT}/redis", headers=shop.headers)
     assert info.json()["container_state"] == "running"
+
+
+async def test_a_container_that_cannot_run_leaves_nothing_on_the_server(
+        api: httpx.AsyncClient, shop: Any, platform: Platform, docker_host: str) -> None:
+    postgres = images.cached_tarball(images.RECIPES["postgres"], images.ImageSettings())
+    image = f"dockyard/postgres:{postgres.path.stem.removeprefix('postgres-')}"
+    answer = await api.post(PROJECT, json={"name": "redis", "kind": "redis", "image": image},
+                            headers=shop.headers)  # a Redis on the Postgres image: no redis-server
+    assert answer.status_code == 502, answer.text
+    assert "redis-server" in answer.json()["detail"]
+    assert await platform.db.read(lambda s: s.scalar(select(Service.id))) is None
+    engine = docker.APIClient(base_url=docker_host)
+    assert engine.containers(all=True, filters={"name": "shop-redis-data"}) == []
+    assert [v for v in engine.volumes()["Volumes"] or [] if v["Name"] == "shop-redis-volume"] == []
+    engine.close()

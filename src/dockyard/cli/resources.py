@@ -148,10 +148,11 @@ def services_delete(
     name: str, project: ProjectOpt,
     confirm: Annotated[str | None, typer.Option(
         "--confirm", help="A stateful service's name again (else you are asked).")] = None,
+    redeploy: stateful.RedeployFlag = False,
 ) -> None:
     """Delete a service; a stateful one after a final backup, confirmed by its name."""
     if stateful.is_stateful(project, name):
-        stateful.delete_stateful(name, project, confirm)
+        stateful.delete_stateful(name, project, confirm, redeploy)
         return
     ApiClient.from_config().delete(f"/projects/{seg(project)}/services/{seg(name)}")
     done(f"Deleted service {project}/{name}.")

@@ -17,7 +17,7 @@ VersionOpt = Annotated[str | None, typer.Option(
     "--version", help="Run the official image of this version (the server must pull it).")]
 MemoryOpt = Annotated[int | None, typer.Option("--memory", help="Memory limit in MiB.")]
 RedeployFlag = Annotated[bool, typer.Option(
-    "--redeploy", help="Redeploy the project's apps now so they get the new variable.")]
+    "--redeploy", help="Roll the project's apps out again now, so their variables follow.")]
 
 
 def _path(project: str, name: str = "") -> str:
@@ -53,12 +53,20 @@ def act(name: str, project: str, action: str, as_json: bool) -> None:
         f"{project}/{name}: {action} done; its container is {found['container_state']}")
 
 
-def delete_stateful(name: str, project: str, confirm: str | None) -> None:
+def delete_stateful(name: str, project: str, confirm: str | None, redeploy: bool) -> None:
     if confirm is None:
         confirm = typer.prompt(f"Deleting {project}/{name} removes its data (after a final "
                                "backup). Type its name to confirm")
-    ApiClient.from_config().request("DELETE", _path(project, name), params={"confirm": confirm})
+    api = ApiClient.from_config()
+    api.request("DELETE", _path(project, name), params={"confirm": confirm})
     done(f"Deleted {project}/{name} (a final backup was taken first).")
+    if not redeploy:
+        done(f"Apps of {project} keep its variable until their next rollout; now: dockyard "
+             f"services redeploy -p {project}")
+        return
+    from dockyard.cli.deploy import redeploy_lines  # it imports resources, which imports us
+    for line in redeploy_lines(project, api.post(f"/projects/{seg(project)}/redeploy", {})):
+        done(line)
 
 
 def is_stateful(project: str, name: str) -> bool:

@@ -4,6 +4,7 @@ volume with a generated password, reachable by the project's apps at a stable na
 from __future__ import annotations
 
 import secrets
+from contextlib import suppress
 from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
@@ -63,6 +64,7 @@ async def create_stateful(p: Platform, runner: DeployRunner, actor: Actor, proje
     try:
         version = await _start(p, runner, located)
     except BaseException:
+        await _take_away(runner, located)
         await _forget(p, actor, located)
         raise
     if version and not located.instance.version:
@@ -163,6 +165,13 @@ async def _start(p: Platform, runner: DeployRunner, located: Located, tries: int
             located = await _move_port(p, located)
     async with on_server(runner.connect, located.server) as client:
         return await put_on_server(client, located.shape(_password(p, located)), allowed)
+
+
+async def _take_away(runner: DeployRunner, located: Located) -> None:
+    """What a failed start left on the server: container, firewall rule, empty volume."""
+    with suppress(ServerFailed):
+        async with on_server(runner.connect, located.server) as client:
+            await remove_from_server(client, located.shape(""), keep_rule=False, data=True)
 
 
 async def _move_port(p: Platform, located: Located) -> Located:

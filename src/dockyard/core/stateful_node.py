@@ -53,6 +53,7 @@ async def put_on_server(client: NodeAgentClient, instance: shape.Instance,
     the version its log names ("" when it names none)."""
     await _ensure_image(client, instance.image, instance.kind)
     spec = shape.container_spec(instance)
+    await _allow(client, instance, allowed)  # before the port is published: never open
     try:
         await client.run_container(spec)
     except AgentError as exc:
@@ -60,7 +61,6 @@ async def put_on_server(client: NodeAgentClient, instance: shape.Instance,
             await client.remove_container(spec.name)  # Docker created it before the bind failed
             raise PortTaken(f"could not start {spec.name}: {exc.detail}") from exc
         raise ServerFailed(f"could not start {spec.name}: {exc.detail}") from exc
-    await _allow(client, instance, allowed)
     await _wait_ready(client, spec.name)
     return await _logged_version(client, spec.name, instance.kind)
 
