@@ -16,6 +16,7 @@ from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from dockyard.api.openapi import install_openapi, operation_id
 from dockyard.api.routes import (
     auth,
+    backups,
     credentials,
     deploys,
     env,
@@ -40,7 +41,7 @@ from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
 ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
-           deploys, logs, processes, stateful)
+           deploys, logs, processes, stateful, backups)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 SHUTDOWN_WAIT_SECONDS = 30.0
 

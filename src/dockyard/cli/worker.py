@@ -14,6 +14,7 @@ app = typer.Typer(help="Run the job queue's processes.", no_args_is_help=True,
 
 LOG_TASKS = "dockyard.core.logcollect:TASKS"
 RECONCILE_TASKS = "dockyard.core.reconcile:TASKS"
+BACKUP_SWEEP_TASKS = "dockyard.core.backups:TASKS"
 BACKUP_TASKS = "dockyard.core.backup_jobs:TASKS"
 RedisUrl = Annotated[
     str | None,
@@ -46,7 +47,8 @@ def worker(
     config = WorkerConfig(
         redis_url=redis_url or settings.redis_url, broker=broker,
         queues=tuple(queue or ["default"]),
-        task_modules=tuple(tasks or [BUILTIN_TASKS, LOG_TASKS, RECONCILE_TASKS, BACKUP_TASKS]),
+        task_modules=tuple(tasks or [BUILTIN_TASKS, LOG_TASKS, RECONCILE_TASKS,
+                                    BACKUP_SWEEP_TASKS, BACKUP_TASKS]),
         reclaim_after=reclaim_after,
         options=WorkerOptions(concurrency=concurrency, keep_alive_every=reclaim_after / 3,
                               shutdown_grace=shutdown_grace),

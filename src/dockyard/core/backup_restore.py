@@ -40,10 +40,10 @@ async def restore_backup(p: Platform, runner: DeployRunner, actor: Actor, projec
     """Load a good backup into a new service (default) or over `service` (`overwrite`).
     The stored file is read back and checked before anything is created or replaced."""
     actor.require(Permission.DELETE if body.overwrite else Permission.WRITE)
+    backup = await _good(p, actor, project, service, backup_id)
     if body.overwrite and body.confirm != service:
         raise InvalidInput(f"overwriting {project}/{service} replaces its data: confirm with "
                            f"its name (--confirm {service})")
-    backup = await _good(p, actor, project, service, backup_id)
     async with _opened(p, backup) as path:
         if body.overwrite:
             return await _overwrite(p, runner, actor, backup, path)

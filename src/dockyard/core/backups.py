@@ -25,7 +25,14 @@ from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.core import backup_engines, fleet, logcollect
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.backup_checks import Verdict
-from dockyard.core.backup_store import BackupStore, seal, store_for, unseal
+from dockyard.core.backup_store import (
+    BackupCorrupted,
+    BackupStore,
+    backup_key,
+    seal,
+    store_for,
+    unseal,
+)
 from dockyard.core.deployments import new_runner
 from dockyard.core.lookup import project_named
 from dockyard.core.platform import Platform
@@ -34,7 +41,7 @@ from dockyard.deploy import stateful as shape
 from dockyard.deploy.run import Connect
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.audit import delete_recorded
-from dockyard.kernel.errors import DockyardError, NotFound
+from dockyard.kernel.errors import Conflict, DockyardError, NotFound
 from dockyard.kernel.queue import JobContext, Tasks
 from dockyard.models.backup_schemas import BackupPublic
 from dockyard.models.base import utcnow
@@ -53,10 +60,6 @@ class BackupFailed(DockyardError):
     """The backup was taken but is not usable (it is kept, marked failed, with the reason)."""
 
     status_code = 502
-
-
-class BackupCorrupt(DockyardError):
-    status_code = 409
 
 
 async def create_backup(p: Platform, runner: DeployRunner, actor: Actor, project: str,
@@ -118,8 +121,7 @@ def object_key(backup: Backup) -> str:
 
 
 def sealing_key(p: Platform, workspace_id: str) -> bytes:
-    """The workspace's backup key, derived from the platform's secrets key."""
-    return hashlib.sha256(p.keys.secrets + b"backups:" + workspace_id.encode()).digest()
+    return backup_key(p.keys.secrets, workspace_id)
 
 
 async def _take(p: Platform, runner: DeployRunner, located: Located, backup_id: str
@@ -134,16 +136,12 @@ async def _take(p: Platform, runner: DeployRunner, located: Located, backup_id: 
             stored = await store.put(key, seal(client.read_blob(dump.blob), box_key))
         finally:
             await client.delete_blob(dump.blob)
-        await _stored(p, backup_id, store_kind(p), key, stored.size_bytes, stored.sha256)
+        await _stored(p, backup_id, store.kind, key, stored.size_bytes, stored.sha256)
         verdict = await _verify(client, store, key, stored.sha256, box_key, instance,
                                 backup_id, dump)
     if not verdict.good:
         raise BackupFailed(f"verification failed: {verdict.text}")
     await _finish(p, backup_id, verdict.text)
-
-
-def store_kind(p: Platform) -> str:
-    return "s3" if getattr(p.settings, "backup_s3_bucket", "") else "local"
 
 
 async def _verify(client: NodeAgentClient, store: BackupStore, key: str, sealed_sha256: str,
@@ -154,7 +152,7 @@ async def _verify(client: NodeAgentClient, store: BackupStore, key: str, sealed_
     scratch = _scratch_instance(source)
     async with fetched(store, key, sealed_sha256, box_key) as (path, plain_sha256):
         if plain_sha256 != dump.sha256:
-            raise BackupCorrupt("the stored backup does not read back as the dump taken")
+            raise BackupCorrupted("the stored backup does not read back as the dump taken")
         async with uploaded(client, path) as blob:
             spec = backup_engines.scratch_spec(scratch, backup_id)
             try:
@@ -200,9 +198,9 @@ async def fetched(store: BackupStore, key: str, sealed_sha256: str, box_key: byt
         except DockyardError:
             raise
         except Exception as exc:
-            raise BackupCorrupt(f"the stored backup cannot be opened: {exc}") from exc
+            raise BackupCorrupted(f"the stored backup cannot be opened: {exc}") from exc
         if sealed.hexdigest() != sealed_sha256:
-            raise BackupCorrupt("the stored backup's checksum is not the one recorded")
+            raise BackupCorrupted("the stored backup's checksum is not the one recorded")
         yield path, plain.hexdigest()
 
 
@@ -289,7 +287,7 @@ async def delete_backup(p: Platform, actor: Actor, project: str, service: str,
     actor.require(Permission.DELETE)
     backup = await p.db.read(lambda s: backup_named(s, actor, project, service, backup_id))
     if backup.status == "running":
-        raise BackupCorrupt("that backup is still running; delete it once it has finished")
+        raise Conflict("that backup is still running; delete it once it has finished")
     if backup.location:
         await store_for(p.settings).delete(backup.location)
 
