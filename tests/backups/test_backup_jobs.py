@@ -3,6 +3,8 @@ through the outbox, then the backup and the service's retention (files and recor
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -184,3 +186,18 @@ def test_the_backup_jobs_load_as_a_worker_registry(name: str) -> None:
     assert tasks.get(name) is not None
     assert [p.cron for p in tasks.periodic if p.task == backup_jobs.SCHEDULE_TASK] == [
         "* * * * *"]
+
+
+async def test_the_schedule_job_sweeps_what_dead_puts_left(platform: Platform,
+                                                           owner: Account) -> None:
+    assert await backup_jobs.sweep_unfinished(platform) == 0  # no backup directory yet
+    store = store_for(platform.settings)
+    assert isinstance(store, DirectoryStore)
+    await store.put("ws/p/db/1", single(b"kept"))
+    leftover = store.path("ws/p/db/.2.abc.partial")
+    leftover.write_bytes(b"half")
+    hours_ago = time.time() - backup_jobs.PARTIAL_AGE.total_seconds() - 60
+    os.utime(leftover, (hours_ago, hours_ago))
+    assert await backup_jobs.sweep_unfinished(platform) == 1
+    assert not leftover.exists()
+    assert await store.exists("ws/p/db/1")

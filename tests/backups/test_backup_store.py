@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -152,7 +154,7 @@ async def test_directory_objects_are_private_and_crash_leftovers_are_swept(
     fresh.write_bytes(b"half")
     os.utime(leftover, (time.time() - 7200, time.time() - 7200))
     assert not await store.exists("ws/p/db/2")
-    assert store.sweep_partials(older_than=time.time() - 3600) == 1
+    assert await store.sweep_unfinished(older_than=time.time() - 3600) == 1
     assert not leftover.exists()
     assert fresh.exists()  # perhaps still being written
     assert sorted(p.name for p in path.parent.iterdir()) == [".3.abc.partial", "1"]
@@ -174,3 +176,73 @@ async def test_s3_objects_live_under_the_prefix(tmp_path: Path, s3_server: S3Ser
     await store_for(settings).put("ws/p/db/7", stream(b"z"))
     listing = s3_server.client().list_objects_v2(Bucket=BUCKET, Prefix=settings.backups_s3_prefix)
     assert [o["Key"] for o in listing["Contents"]] == [settings.backups_s3_prefix + "ws/p/db/7"]
+
+
+KILLED_PUT = """
+import asyncio, sys
+from dockyard.core.backup_store import store_for
+from tests.conftest import make_settings
+from pathlib import Path
+
+async def dump():
+    for _ in range(4000):  # 256 MiB at most, if the kill never came
+        yield b"x" * 65536
+        await asyncio.sleep(0.001)
+
+settings = make_settings(Path(sys.argv[1]), None, **dict(a.split("=", 1) for a in sys.argv[2:]))
+asyncio.run(store_for(settings).put("ws/p/db/killed", dump()))
+"""
+
+
+def start_killed_put(tmp_path: Path, *options: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", KILLED_PUT, str(tmp_path), *options],
+                            cwd=Path(__file__).resolve().parents[2])
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert process.poll() is None, "the put ended before it was killed"
+        assert time.monotonic() < deadline, "the put never got under way"
+        time.sleep(0.01)
+
+
+async def test_a_put_killed_mid_write_leaves_nothing_under_the_key(tmp_path: Path) -> None:
+    process = start_killed_put(tmp_path)
+    root = tmp_path / "backups"
+
+    def partial_written() -> bool:
+        return any(p.stat().st_size > 1024 * 1024 for p in root.rglob("*.partial"))
+
+    wait_for(partial_written, process)
+    process.kill()
+    process.wait()
+    store = DirectoryStore(root)
+    assert not await store.exists("ws/p/db/killed")
+    assert await store.sweep_unfinished(older_than=time.time() + 1) == 1
+    assert list(root.rglob("*.partial")) == []
+
+
+async def test_an_s3_put_killed_mid_upload_leaves_no_object(tmp_path: Path,
+                                                             s3_server: S3Server) -> None:
+    settings = s3_settings(tmp_path, s3_server)
+    process = start_killed_put(
+        tmp_path, f"backups_s3_bucket={BUCKET}", f"backups_s3_prefix={settings.backups_s3_prefix}",
+        f"backups_s3_endpoint_url={s3_server.endpoint}", "backups_s3_region=us-east-1",
+        "backups_s3_access_key=test", "backups_s3_secret_key=test")
+    client, prefix = s3_server.client(), settings.backups_s3_prefix
+
+    def part_uploaded() -> bool:
+        uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", [])
+        return any(client.list_parts(Bucket=BUCKET, Key=u["Key"], UploadId=u["UploadId"])
+                   .get("Parts") for u in uploads)
+
+    wait_for(part_uploaded, process)
+    process.kill()
+    process.wait()
+    store = store_for(settings)
+    assert not await store.exists("ws/p/db/killed")
+    assert client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []) == []
+    # moto dates every upload 2010-11-10, so only "older than now" can be shown here
+    assert await store.sweep_unfinished(older_than=time.time() + 1) == 1
+    assert client.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", []) == []

@@ -4,11 +4,11 @@ their last scheduled backup (or their creation), records the moment and enqueues
 `backups.scheduled` job for each in the same transaction, so each moment makes one backup
 however many workers run. That job takes the backup (core.backups.create_backup, trigger
 "schedule", as the workspace's first owner) and then applies the service's retention: the
-expired backups' stored files are deleted, then their records."""
+expired backups' stored files are deleted, then their records. The schedule job also
+removes what puts that died left in the store."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.core import logcollect
 from dockyard.core.authz import Actor
 from dockyard.core.backup_schedule import due, expired
-from dockyard.core.backup_store import BackupStore, DirectoryStore, store_for
+from dockyard.core.backup_store import BackupStore, store_for
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import DockyardError
@@ -149,12 +149,15 @@ async def _forget(s: AsyncSession, backup_ids: list[str]) -> None:
         await delete_recorded(s, backup)
 
 
-def sweep_partials(p: Platform) -> int:
-    """Remove the temporary files of puts into the backup directory that died."""
-    store = store_for(p.settings)
-    if not isinstance(store, DirectoryStore) or not store.root.exists():
+async def sweep_unfinished(p: Platform) -> int:
+    """Remove what puts into the backup store that died left (temporary files, multipart
+    uploads), once they are PARTIAL_AGE old."""
+    older_than = time.time() - PARTIAL_AGE.total_seconds()
+    try:
+        return await store_for(p.settings).sweep_unfinished(older_than)
+    except Exception as exc:  # the schedule matters more; the next run tries again
+        log.warning("unfinished backup uploads not swept: %s", exc)
         return 0
-    return store.sweep_partials(older_than=time.time() - PARTIAL_AGE.total_seconds())
 
 
 TASKS = Tasks()
@@ -165,7 +168,7 @@ TASKS.every(SCHEDULE_TASK, "* * * * *", SCHEDULE_TASK)
 async def schedule_job(context: JobContext, payload: dict[str, Any]) -> None:
     p = logcollect._platform(context)
     await enqueue_due(p)
-    await asyncio.to_thread(sweep_partials, p)
+    await sweep_unfinished(p)
 
 
 @TASKS.task(SCHEDULED_TASK, max_attempts=1)  # a retry would be another failed backup

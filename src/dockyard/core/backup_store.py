@@ -61,6 +61,7 @@ class BackupStore(Protocol):
     async def get(self, key: str) -> AsyncIterator[bytes]: ...
     async def delete(self, key: str) -> None: ...
     async def exists(self, key: str) -> bool: ...
+    async def sweep_unfinished(self, older_than: float) -> int: ...
 
 
 def storage_kind(settings: Settings) -> str:
@@ -99,8 +100,8 @@ class _Digest:
 
 class DirectoryStore:
     """Objects as files under `root` (mode 0700), written to a temporary name, fsynced and
-    renamed into place. Leftovers of a crash end in PARTIAL_SUFFIX; `sweep_partials` removes
-    them."""
+    renamed into place. Leftovers of a crash end in PARTIAL_SUFFIX; `sweep_unfinished`
+    removes them."""
 
     kind = "local"
 
@@ -137,8 +138,12 @@ class DirectoryStore:
     async def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def sweep_partials(self, older_than: float) -> int:
-        """Remove temporary files of puts that died (last written before `older_than`)."""
+    async def sweep_unfinished(self, older_than: float) -> int:
+        """Remove temporary files of puts that died (last written before `older_than`, a
+        Unix time); how many."""
+        return await asyncio.to_thread(self._sweep, older_than)
+
+    def _sweep(self, older_than: float) -> int:
         removed = 0
         for leftover in self.root.rglob(f".*{PARTIAL_SUFFIX}"):
             if leftover.stat().st_mtime < older_than:
@@ -174,8 +179,7 @@ async def _read_file(handle: Any) -> AsyncIterator[bytes]:
 class S3Store:
     """Objects in an S3-compatible bucket under the configured prefix; boto3 is synchronous,
     so each call runs in a thread. Large objects go up in PART_BYTES parts; a failed upload
-    is aborted (a bucket lifecycle rule that aborts incomplete multipart uploads also
-    covers a control plane killed mid-upload)."""
+    is aborted, and `sweep_unfinished` aborts those of a control plane killed mid-upload."""
 
     kind = "s3"
 
@@ -238,6 +242,16 @@ class S3Store:
                 return False
             raise
         return True
+
+    async def sweep_unfinished(self, older_than: float) -> int:
+        """Abort multipart uploads under the prefix begun before `older_than` (Unix time)."""
+        answer = await self._call(self._client.list_multipart_uploads, Prefix=self.prefix)
+        stale = [u for u in answer.get("Uploads", [])
+                 if u["Initiated"].timestamp() < older_than]
+        for upload in stale:
+            await self._call(self._client.abort_multipart_upload, Key=upload["Key"],
+                             UploadId=upload["UploadId"])
+        return len(stale)
 
 
 def _s3_client(settings: Settings) -> S3Client:
