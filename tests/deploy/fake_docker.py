@@ -113,6 +113,7 @@ class FakeDocker(DockerRuntime):
     calls: list[str] = field(default_factory=list)
     one_off_exit: int = 0  # what one-off runs (`dockyard run`, release commands) exit with
     one_offs: list[list[str]] = field(default_factory=list)  # their commands, in order
+    one_off_hosts: list[list[str]] = field(default_factory=list)  # and their ExtraHosts
 
     def __post_init__(self) -> None:
         super().__init__("unix:///nonexistent/fake-docker.sock")
@@ -203,6 +204,7 @@ class FakeDocker(DockerRuntime):
     def _wait(self, container: str) -> dict[str, int]:
         found = self._get(container)
         self.one_offs.append(found.config["Cmd"])
+        self.one_off_hosts.append(sorted(found.config["HostConfig"].get("ExtraHosts") or []))
         found.state = "exited"
         return {"StatusCode": self.one_off_exit}
 

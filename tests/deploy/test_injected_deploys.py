@@ -19,6 +19,7 @@ from dockyard.models.schemas import EnvVarItem, ProjectCreate, ServiceCreate
 from tests.deploy.conftest import AgentNode
 from tests.deploy.fake_docker import Hold
 from tests.deploy.test_engine import MakeRunner, live_release, outcome, start
+from tests.deploy.test_process_types import deploy_code
 from tests.deploy.test_reconcile import one_pass
 from tests.injection_rows import add_stateful, remove_stateful, set_server_ip
 
@@ -181,3 +182,12 @@ async def test_the_reconciler_recreates_a_container_with_its_names(
     recreated = web_container(node, release)
     assert extra_hosts(recreated) == [f"{PG_HOST}:10.0.0.1", f"{LOGS_HOST}:host-gateway"]
     assert recreated.env["DATABASE_URL"] == PG_URL
+
+
+async def test_the_release_command_resolves_the_linked_services_on_its_server(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    await linked_shop(platform, shop)
+    await deploy_code(platform, make_runner(), shop)
+    assert nodes["node1"].docker.one_offs == [["sh", "-c", "exec python3 migrate.py"]]
+    assert nodes["node1"].docker.one_off_hosts == [
+        [f"{PG_HOST}:host-gateway", f"{LOGS_HOST}:10.0.0.2"]]

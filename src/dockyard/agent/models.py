@@ -220,6 +220,7 @@ class OneOffRun(Strict):
     env: dict[EnvKey, Argument] = Field(default_factory=dict, max_length=1000)
     labels: dict[LabelKey, Argument] = Field(default_factory=dict, max_length=200)
     timeout_seconds: int = Field(default=3600, ge=1, le=86400)
+    extra_hosts: dict[ServerName, HostAddress] = Field(default_factory=dict, max_length=256)
 
 
 class KeyRotation(Strict):

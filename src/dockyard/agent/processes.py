@@ -115,7 +115,7 @@ def one_off_spec(request: OneOffRun) -> ContainerSpec:
     return ContainerSpec(name=name, service=request.service, image=request.image,
                          command=request.command, env=request.env,
                          labels={**request.labels, ONE_OFF_LABEL: "true"},
-                         restart=RestartPolicy.NO)
+                         restart=RestartPolicy.NO, extra_hosts=request.extra_hosts)
 
 
 def run_one_off(runtime: DockerRuntime, request: OneOffRun) -> AsyncIterator[dict[str, Any]]:

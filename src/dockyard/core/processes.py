@@ -18,6 +18,7 @@ from dockyard.core import agents, deployments
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import service_named
 from dockyard.core.platform import Platform
+from dockyard.deploy import injection
 from dockyard.deploy import plan as deploy_plan
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import DockyardError, InvalidInput
@@ -212,11 +213,13 @@ async def _one_off(p: Platform, s: AsyncSession, actor: Actor, project: str, ser
     plan = DeploymentPlan.from_row(release)
     env = deploy_plan.release_env(json.loads(p.box.decrypt(release.env_ciphertext)),
                                   plan.params, release.id, f"{project}/{service}")
+    server = await _run_server(s, plan, body.server)
     request = OneOffRun(service=plan.site, image=deploy_plan.parse_image(plan.image),
                         command=body.command, env=env,
                         labels={deploy_plan.DEPLOYMENT_LABEL: release.id},
-                        timeout_seconds=_time_limit(p, body))
-    return _OneOff(await _run_server(s, plan, body.server), request)
+                        timeout_seconds=_time_limit(p, body),
+                        extra_hosts=injection.extra_hosts(plan.links, server.id))
+    return _OneOff(server, request)
 
 
 def _time_limit(p: Platform, body: RunRequest) -> int:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from dockyard.agent.client import AgentError
 from dockyard.agent.models import OneOffRun
-from dockyard.deploy import plan, rollout
+from dockyard.deploy import injection, plan, rollout
 from dockyard.deploy.run import DeployFailed, Run
 from dockyard.models.deployment_plan import Phase
 
 OUTPUT_TAIL = 4000  # characters of the command's output kept in the failure message
 
 
-def release_request(run: Run, command: list[str]) -> OneOffRun:
+def release_request(run: Run, command: list[str], server_id: str) -> OneOffRun:
+    """The release command's run on `server_id`, which resolves the linked services' names."""
     return OneOffRun(service=run.site, image=run.image, command=command,
+                     extra_hosts=injection.extra_hosts(run.plan.links, server_id),
                      env={**rollout.release_env(run), "DOCKYARD_PROCESS": "release.1"},
                      labels={plan.DEPLOYMENT_LABEL: run.deployment_id,
                              plan.PROCESS_TYPE_LABEL: "release"},
@@ -32,7 +34,7 @@ async def run_release_command(run: Run) -> None:
     await rollout.pull(run, target)
     output, code, timed_out = "", None, False
     try:
-        async for line in target.client.run_one_off(release_request(run, command)):
+        async for line in target.client.run_one_off(release_request(run, command, target.id)):
             if "output" in line:
                 text = str(line["output"])
                 output = (output + text)[-OUTPUT_TAIL:]
