@@ -4,6 +4,7 @@ new service and compared; a corrupted backup refused; a dead backup swept."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -342,19 +343,20 @@ async def test_a_backup_to_s3_compatible_storage_is_verified_and_restored(
         s3_server: S3Server, tmp_path: Path) -> None:
     url = await create(api, bk, "db", "postgres")
     await sql(url, "CREATE TABLE items (id int)", "INSERT INTO items SELECT generate_series(1, 50)")
+    prefix = f"flow-{secrets.token_hex(4)}/"  # the server outlives this test
     settings = make_settings(tmp_path, platform.settings.database_url, backups_s3_bucket=BUCKET,
                              backups_s3_endpoint_url=s3_server.endpoint,
                              backups_s3_region="us-east-1", backups_s3_access_key="test",
-                             backups_s3_secret_key="test", backups_s3_prefix="flow/")
+                             backups_s3_secret_key="test", backups_s3_prefix=prefix)
     on_s3 = Platform(settings=settings, db=platform.db, keys=platform.keys, box=platform.box)
     owner = bk.actor(Role.OWNER)
     backup = await backups.create_backup(on_s3, runner, owner, "bk", "db")
     assert (backup.status, backup.storage) == ("good", "s3")
     assert backup.verification == "1 tables, 50 rows restored and matching the dump"
     row = await platform.db.read(lambda s: s.get_one(Backup, backup.id))
-    listing = s3_server.client().list_objects_v2(Bucket=BUCKET, Prefix="flow/")
+    listing = s3_server.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix)
     assert [(o["Key"], o["Size"]) for o in listing["Contents"]] == [
-        (f"flow/{row.location}", backup.size_bytes)]
+        (f"{prefix}{row.location}", backup.size_bytes)]
     await backup_restore.restore_backup(on_s3, runner, owner, "bk", "db", backup.id,
                                         BackupRestore(into="db-from-s3"))
     copy = await url_of(api, bk, "db-from-s3")
