@@ -1,5 +1,5 @@
-"""`dockyard backups create|list|restore|delete -p PROJECT SERVICE`: backups of a stateful
-service, each one API call."""
+"""`dockyard backups create|list|restore|delete|schedule -p PROJECT SERVICE`: backups of a
+stateful service, each one API call."""
 
 from __future__ import annotations
 
@@ -93,3 +93,27 @@ def delete(service: ServiceArg, backup: BackupArg, project: ProjectOpt) -> None:
     """Delete a backup and its stored file."""
     ApiClient.from_config().delete(_path(project, service, backup))
     done(f"Deleted backup {backup} of {project}/{service}.")
+
+
+CronOpt = Annotated[str | None, typer.Option(
+    "--cron", help="Five cron fields in UTC, like '0 3 * * *' (daily at 03:00).")]
+KeepOpt = Annotated[int | None, typer.Option(
+    "--keep", min=1, help="How many good backups to keep (final and safety ones stay).")]
+
+
+@app.command("schedule")
+def schedule(service: ServiceArg, project: ProjectOpt, cron: CronOpt = None,
+             keep: KeepOpt = None, as_json: JsonFlag = False) -> None:
+    """Show when SERVICE is backed up on schedule and how many backups are kept, or change
+    either with --cron and --keep."""
+    client, path = ApiClient.from_config(), f"{_path(project, service)}/schedule"
+    if cron is None and keep is None:
+        found = client.get(path)
+    else:
+        body = {"schedule": cron, "retention": keep}
+        found = client.request("PUT", path, json={k: v for k, v in body.items() if v is not None})
+    if as_json:
+        show_one(found, as_json)
+        return
+    done(f"{project}/{service} is backed up at '{found['schedule']}' (cron, UTC), next at "
+         f"{found['next_run_at']}; the newest {found['retention']} good backups are kept.")

@@ -5,7 +5,8 @@ their last scheduled backup (or their creation), records the moment and enqueues
 however many workers run. That job takes the backup (core.backups.create_backup, trigger
 "schedule", as the workspace's first owner) and then applies the service's retention: the
 expired backups' stored files are deleted, then their records. The schedule job also
-removes what puts that died left in the store."""
+removes what puts that died left in the store. Here too: reading and changing a service's
+schedule and retention."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core import logcollect
-from dockyard.core.authz import Actor
-from dockyard.core.backup_schedule import due, expired
+from dockyard.core.authz import Actor, Permission
+from dockyard.core.backup_schedule import due, expired, next_run
 from dockyard.core.backup_store import BackupStore, store_for
 from dockyard.core.platform import Platform
+from dockyard.core.stateful import locate
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import DockyardError
 from dockyard.kernel.queue import JobContext, Tasks, add_event
+from dockyard.models.backup_schemas import BackupSchedulePublic, BackupScheduleUpdate
 from dockyard.models.base import utcnow
 from dockyard.models.enums import Role
 from dockyard.models.stateful import Backup, StatefulInstance
@@ -74,6 +77,37 @@ def _is_due(instance: StatefulInstance, moment: datetime) -> bool:
         log.warning("backup schedule %r of service %s is not valid: %s",
                     instance.backup_schedule, instance.service_id, exc)
         return False
+
+
+async def backup_schedule(p: Platform, actor: Actor, project: str, service: str
+                          ) -> BackupSchedulePublic:
+    """A stateful service's backup schedule, retention and next scheduled moment."""
+    actor.require(Permission.READ)
+    located = await p.db.read(lambda s: locate(s, actor, project, service))
+    return _schedule_public(located.instance)
+
+
+async def set_backup_schedule(p: Platform, actor: Actor, project: str, service: str,
+                              body: BackupScheduleUpdate) -> BackupSchedulePublic:
+    """Change a stateful service's backup schedule or retention (the next run of the
+    retention applies a smaller count)."""
+    actor.require(Permission.WRITE)
+
+    async def tx(s: AsyncSession) -> BackupSchedulePublic:
+        instance = (await locate(s, actor, project, service)).instance
+        instance.backup_schedule = body.schedule or instance.backup_schedule
+        instance.backup_retention = body.retention or instance.backup_retention
+        return _schedule_public(instance)
+
+    return await p.db.write(tx, info=actor.audit_info)
+
+
+def _schedule_public(instance: StatefulInstance) -> BackupSchedulePublic:
+    last = instance.last_scheduled_at
+    return BackupSchedulePublic(
+        schedule=instance.backup_schedule, retention=instance.backup_retention,
+        last_scheduled_at=last,
+        next_run_at=next_run(instance.backup_schedule, last or instance.created_at))
 
 
 async def take_scheduled(p: Platform, service_id: str, take: TakeBackup | None = None

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from dockyard.models.fields import Name
+from dockyard.models.fields import CronSchedule, Name
 from dockyard.models.schemas import Input, Output
 
 
@@ -50,3 +50,20 @@ class RestorePublic(Output):
     overwritten: bool
     safety_backup: str | None = Field(default=None, description=(
         "The backup of the service's state just before it was overwritten"))
+
+
+class BackupScheduleUpdate(Input):
+    """A stateful service's backup schedule; what is left out stays as it is."""
+
+    schedule: CronSchedule | None = Field(default=None, description=(
+        "Five cron fields in UTC, like '0 3 * * *' (daily at 03:00)"))
+    retention: int | None = Field(default=None, ge=1, le=1000, description=(
+        "How many good backups to keep (manual and scheduled ones; final and safety "
+        "backups are never removed automatically)"))
+
+
+class BackupSchedulePublic(Output):
+    schedule: str
+    retention: int
+    last_scheduled_at: datetime | None
+    next_run_at: datetime

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AfterValidator,
     Field,
@@ -205,19 +206,39 @@ BuildArg = Annotated[str, Field(min_length=2, max_length=4096), Whole(
     BUILD_ARG, "use KEY=value (a key of letters, digits and '_', a value on one line)")]
 
 
+
+def _cron_field(value: str) -> str:
+    item = rf"(?:\*|{value}(?:-{value})?)(?:/[1-9][0-9]?)?"
+    return rf"{item}(?:,{item}){{0,19}}"
+
+
+# Five cron fields of numbers (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7
+# with 0 and 7 Sunday): '*', values, ranges and lists, each with an optional /step.
+CRON = " +".join(_cron_field(value) for value in (
+    r"[0-5]?[0-9]", r"(?:[01]?[0-9]|2[0-3])", r"(?:0?[1-9]|[12][0-9]|3[01])",
+    r"(?:0?[1-9]|1[0-2])", r"[0-7]"))
+CRON_HELP = ("use a cron schedule of five fields of numbers: minute hour day-of-month month "
+             "day-of-week, like '0 3 * * *' (daily at 03:00 UTC) or '*/30 * * * *'")
+
+
 def is_cron(schedule: str) -> bool:
-    """Five cron fields (minute hour day-of-month month day-of-week), each valid."""
-    return len(schedule.split()) == 5 and croniter.is_valid(schedule)
+    """Five numeric cron fields that croniter reads and that come round at least once."""
+    if re.fullmatch(CRON, schedule) is None or not croniter.is_valid(schedule):
+        return False
+    try:
+        croniter(schedule, datetime(2026, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def _cron(schedule: str) -> str:
     if not is_cron(schedule):
-        raise PydanticCustomError("invalid_cron", CRON_HELP)
-    return " ".join(schedule.split())
+        raise PydanticCustomError("invalid_cron", "that schedule never comes round (like "
+                                  f"30 February); {CRON_HELP}")
+    return re.sub(" +", " ", schedule)
 
 
-CRON_HELP = ("use a cron schedule of five fields: minute hour day-of-month month "
-             "day-of-week, like '0 3 * * *' (daily at 03:00 UTC) or '*/30 * * * *'")
-# A backup schedule: five cron fields on one line, stored with single spaces.
-CronSchedule = Annotated[str, Field(min_length=1, max_length=100), Whole(
-    r"[0-9A-Za-z*/,?# -]+", CRON_HELP), AfterValidator(_cron)]
+# A backup schedule, stored with single spaces between its fields.
+CronSchedule = Annotated[str, Field(min_length=1, max_length=100), Whole(CRON, CRON_HELP),
+                         AfterValidator(_cron)]

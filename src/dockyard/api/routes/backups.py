@@ -11,9 +11,16 @@ from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
-from dockyard.core import backup_restore, backups
+from dockyard.core import backup_jobs, backup_restore, backups
 from dockyard.models import fields
-from dockyard.models.backup_schemas import BackupCreate, BackupPublic, BackupRestore, RestorePublic
+from dockyard.models.backup_schemas import (
+    BackupCreate,
+    BackupPublic,
+    BackupRestore,
+    BackupSchedulePublic,
+    BackupScheduleUpdate,
+    RestorePublic,
+)
 
 BackupId = Annotated[fields.IdPrefix, Path(description="A backup's id or its first 4+ digits")]
 router = APIRouter(prefix="/projects/{project}/stateful/{service}/backups",
@@ -48,3 +55,17 @@ async def restore(project: ProjectName, service: ServiceName, backup: BackupId,
 async def delete(project: ProjectName, service: ServiceName, backup: BackupId,
                  platform: PlatformDep, actor: ActorDep) -> None:
     await backups.delete_backup(platform, actor, project, service, backup)
+
+
+@router.get("/schedule", operation_id="get_backup_schedule",
+            summary="When the service is backed up on schedule, and how many are kept")
+async def get_schedule(project: ProjectName, service: ServiceName, platform: PlatformDep,
+                       actor: ActorDep) -> BackupSchedulePublic:
+    return await backup_jobs.backup_schedule(platform, actor, project, service)
+
+
+@router.put("/schedule", operation_id="set_backup_schedule",
+            summary="Change the backup schedule (cron, UTC) or the retention count")
+async def set_schedule(project: ProjectName, service: ServiceName, body: BackupScheduleUpdate,
+                       platform: PlatformDep, actor: ActorDep) -> BackupSchedulePublic:
+    return await backup_jobs.set_backup_schedule(platform, actor, project, service, body)
