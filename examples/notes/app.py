@@ -13,7 +13,9 @@ TIMEOUTS = {"socket_timeout": 2, "socket_connect_timeout": 2}
 
 
 def database() -> psycopg.Connection:
-    return psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=5)
+    connection = psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=5)
+    connection.execute("CREATE TABLE IF NOT EXISTS notes (name text PRIMARY KEY, body text)")
+    return connection
 
 
 def cache(variable: str = "REDIS_URL") -> redis.Redis:
@@ -30,7 +32,6 @@ def home():
 def write(name: str):
     text = request.get_data(as_text=True)
     with database() as connection:
-        connection.execute("CREATE TABLE IF NOT EXISTS notes (name text PRIMARY KEY, body text)")
         connection.execute("INSERT INTO notes VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
                            "SET body = excluded.body", (name, text))
     cache().set(f"note:{name}", text)
@@ -54,3 +55,10 @@ def log():
     except redis.RedisError as error:
         return jsonify(error=type(error).__name__), 503
     return jsonify(length=length)
+
+
+@app.errorhandler(Exception)
+def failed(error: Exception):
+    """What went wrong, said to the caller too (a demo app: no secrets in these messages)."""
+    app.logger.exception("request failed")
+    return jsonify(error=f"{type(error).__name__}: {error}"), 500

@@ -145,6 +145,7 @@ async def test_a_postgres_runs_with_its_own_user_database_and_a_generated_passwo
     try:
         assert tuple(await connection.fetchrow("SELECT current_user, current_database()")) == (
             "postgres_orders", "postgres_orders")
+        assert await connection.fetchval("SHOW server_encoding") == "UTF8"  # text is text
         await connection.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
     finally:
         await connection.close()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 import shutil
@@ -74,7 +75,7 @@ case "$user$db" in *[!a-z0-9_]*) echo "POSTGRES_USER/POSTGRES_DB: a-z, 0-9, _ on
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA"
     printf '%s' "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}" > /tmp/pw && chown postgres /tmp/pw
-    su postgres -s /bin/sh -c "$bin/initdb -D $PGDATA -U $user --auth=scram-sha-256 --pwfile=/tmp/pw"
+    su postgres -s /bin/sh -c "$bin/initdb -D $PGDATA -U $user -E UTF8 --locale=C.UTF-8 --auth=scram-sha-256 --pwfile=/tmp/pw"
     rm -f /tmp/pw
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
     if [ "$db" != postgres ]; then
@@ -210,10 +211,18 @@ def cached_tarball(recipe: Recipe, settings: ImageSettings) -> Tarball:
 
 
 def bootstrap_tarball(recipe: Recipe, settings: ImageSettings) -> Tarball:
-    """The cached root file system tarball of `recipe`, built first if it is not there."""
+    """The cached root file system tarball of `recipe`, built first if it is not there; one
+    build at a time per recipe (others wait for it and take its tarball)."""
     cached = cached_tarball(recipe, settings)
     if cached.path.exists():
         return cached
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.cache_dir / f"build-{recipe.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return cached if cached.path.exists() else _build_tarball(recipe, settings, cached)
+
+
+def _build_tarball(recipe: Recipe, settings: ImageSettings, cached: Tarball) -> Tarball:
     tarball, suite = cached.path, cached.suite
     mirror, _ = mirror_and_suite(machine_sources(), settings.suite)
     work = settings.cache_dir / f"build-{recipe.name}"
