@@ -335,3 +335,46 @@ async def test_a_container_that_cannot_run_leaves_nothing_on_the_server(
     assert engine.containers(all=True, filters={"name": "shop-redis-data"}) == []
     assert [v for v in engine.volumes()["Volumes"] or [] if v["Name"] == "shop-redis-volume"] == []
     engine.close()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+async def test_rekey_gives_a_new_password_the_old_one_stops_working_and_data_stays(
+        api: httpx.AsyncClient, shop: Any, kind: str) -> None:
+    made = await api.post(PROJECT, json={"name": kind, "kind": kind}, headers=shop.headers)
+    assert made.status_code == 201, made.text
+    port = made.json()["port"]
+    before = published(await secret_url(api, shop, kind), port)
+    await remember(kind, before, "kept")
+    answer = await api.post(f"{PROJECT}/{kind}/rekey", headers=shop.headers)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["container_state"], answer.json()["redeploys"]) == ("running", [])
+    after = published(await secret_url(api, shop, kind), port)
+    assert after != before
+    assert await recall(kind, after) == "kept"
+    with pytest.raises((asyncpg.InvalidPasswordError, aioredis.AuthenticationError)):
+        await recall(kind, before)
+
+
+async def remember(kind: str, url: str, value: str) -> None:
+    if kind == "redis":
+        async with aioredis.from_url(url) as client:
+            await client.set("kept", value)
+            await client.execute_command("BGREWRITEAOF")
+        return
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f"CREATE TABLE kept AS SELECT '{value}'::text AS v")
+    finally:
+        await connection.close()
+
+
+async def recall(kind: str, url: str) -> str:
+    if kind == "redis":
+        async with aioredis.from_url(url) as client:
+            found = await client.get("kept")
+            return found.decode() if found else ""
+    connection = await asyncpg.connect(url)
+    try:
+        return str(await connection.fetchval("SELECT v FROM kept"))
+    finally:
+        await connection.close()

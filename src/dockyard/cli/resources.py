@@ -110,6 +110,13 @@ for _action in ("start", "stop", "restart"):
     services.command(_action)(_stateful_action(_action))
 
 
+@services.command("rekey")
+def services_rekey(name: str, project: ProjectOpt, redeploy: stateful.RedeployFlag = False,
+                   as_json: JsonFlag = False) -> None:
+    """Give a stateful service a new generated password (it restarts; its data stays)."""
+    stateful.rekey(name, project, redeploy, as_json)
+
+
 @services.command("show")
 def services_show(name: str, project: ProjectOpt, as_json: JsonFlag = False) -> None:
     """Show a service."""

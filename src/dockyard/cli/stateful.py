@@ -32,14 +32,8 @@ def create_stateful(name: str, project: str, kind: str, *, server: str | None,
             "memory_mb": memory, "redeploy": redeploy}
     found = ApiClient.from_config().post(_path(project), body)
     show_one({k: v for k, v in found.items() if k != "redeploys"}, as_json)
-    if as_json:
-        return
-    if not redeploy:
-        done(f"Apps of {project} get {found['variable']} at their next rollout; give it to "
-             f"them now: dockyard services redeploy -p {project}")
-    from dockyard.cli.deploy import redeploy_lines  # it imports resources, which imports us
-    for line in redeploy_lines(project, found["redeploys"]):
-        done(line)
+    if not as_json:
+        _tell_apps(project, redeploy, found)
 
 
 def show_info(name: str, project: str, show_secret: bool, as_json: bool) -> None:
@@ -51,6 +45,26 @@ def act(name: str, project: str, action: str, as_json: bool) -> None:
     found = ApiClient.from_config().post(f"{_path(project, name)}/actions", {"action": action})
     show_one(found, as_json) if as_json else done(
         f"{project}/{name}: {action} done; its container is {found['container_state']}")
+
+
+def rekey(name: str, project: str, redeploy: bool, as_json: bool) -> None:
+    found = ApiClient.from_config().request(
+        "POST", f"{_path(project, name)}/rekey", params={"redeploy": str(redeploy).lower()})
+    if as_json:
+        show_one(found, as_json)
+        return
+    done(f"{project}/{name} has a new password; its container is {found['container_state']}")
+    _tell_apps(project, redeploy, found)
+
+
+def _tell_apps(project: str, redeploy: bool, found: dict[str, Any]) -> None:
+    if not redeploy:
+        done(f"Apps of {project} get {found['variable']} at their next rollout; give it to "
+             f"them now: dockyard services redeploy -p {project}")
+        return
+    from dockyard.cli.deploy import redeploy_lines  # it imports resources, which imports us
+    for line in redeploy_lines(project, found["redeploys"]):
+        done(line)
 
 
 def delete_stateful(name: str, project: str, confirm: str | None, redeploy: bool) -> None:

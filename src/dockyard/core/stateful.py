@@ -156,15 +156,15 @@ async def _free_port(s: AsyncSession, server_id: str, above: int = 0) -> int:
 async def _start(p: Platform, runner: DeployRunner, located: Located, tries: int = 5) -> str:
     """Start it; a port something else on the server holds is given up for the next free
     one (the control plane only knows the ports of its own services)."""
-    allowed = await _server_ips(p, located.server.workspace_id)
+    allowed = await server_ips(p, located)
     for _ in range(tries - 1):
         try:
             async with on_server(runner.connect, located.server) as client:
-                return await put_on_server(client, located.shape(_password(p, located)), allowed)
+                return await put_on_server(client, located.shape(password_of(p, located)), allowed)
         except PortTaken:
             located = await _move_port(p, located)
     async with on_server(runner.connect, located.server) as client:
-        return await put_on_server(client, located.shape(_password(p, located)), allowed)
+        return await put_on_server(client, located.shape(password_of(p, located)), allowed)
 
 
 async def _take_away(runner: DeployRunner, located: Located) -> None:
@@ -183,11 +183,16 @@ async def _move_port(p: Platform, located: Located) -> Located:
     return await p.db.write(tx)
 
 
-def _password(p: Platform, located: Located) -> str:
+def password_of(p: Platform, located: Located) -> str:
     return p.box.decrypt(located.instance.password_ciphertext)
 
 
-async def _server_ips(p: Platform, workspace_id: str) -> list[str]:
+async def server_ips(p: Platform, located: Located) -> list[str]:
+    """Who may reach the service: the addresses of its workspace's servers."""
+    return await _workspace_ips(p, located.server.workspace_id)
+
+
+async def _workspace_ips(p: Platform, workspace_id: str) -> list[str]:
     async def tx(s: AsyncSession) -> list[str]:
         query = select(Server.ip).where(Server.workspace_id == workspace_id, Server.ip != "")
         return sorted(set(await s.scalars(query)))
@@ -229,7 +234,7 @@ async def stateful_info(p: Platform, runner: DeployRunner, actor: Actor, project
         actor.require(Permission.READ_SECRETS)
     actor.require(Permission.READ)
     located = await p.db.read(lambda s: locate(s, actor, project, name))
-    url = shape.service_url(located.shape(_password(p, located)))
+    url = shape.service_url(located.shape(password_of(p, located)))
     try:
         async with on_server(runner.connect, located.server) as client:
             found = await container_state(client, located.shape(""))
@@ -280,9 +285,9 @@ async def keep_stateful(p: Platform, server: ServerPublic, client: NodeAgentClie
     """The reconciler's pass over the stateful services `server` should run: each one
     running, and reachable from exactly the workspace's servers of today."""
     located = await p.db.read(lambda s: _on_server(s, server))
-    allowed = await _server_ips(p, server.workspace_id)
+    allowed = await _workspace_ips(p, server.workspace_id)
     states = {c.name: c.state for c in await client.containers()}
-    done = [await keep_running(client, x.shape(_password(p, x)), allowed, states)
+    done = [await keep_running(client, x.shape(password_of(p, x)), allowed, states)
             for x in located]
     return [message for message in done if message]
 
@@ -306,8 +311,8 @@ async def stateful_action(p: Platform, runner: DeployRunner, actor: Actor, proje
         if action in ("stop", "restart"):
             await remove_from_server(client, located.shape(""), keep_rule=action == "restart")
         if action in ("start", "restart"):
-            await put_on_server(client, located.shape(_password(p, located)),
-                                await _server_ips(p, located.server.workspace_id))
+            await put_on_server(client, located.shape(password_of(p, located)),
+                                await server_ips(p, located))
     await _set_state(p, actor, located, "stopped" if action == "stop" else "running")
     return await stateful_info(p, runner, actor, project, name)
 

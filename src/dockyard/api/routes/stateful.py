@@ -10,7 +10,7 @@ from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
-from dockyard.core import stateful
+from dockyard.core import stateful, stateful_rekey
 from dockyard.models import fields
 from dockyard.models.stateful_schemas import StatefulAction, StatefulCreate, StatefulPublic
 
@@ -39,6 +39,16 @@ async def info(project: ProjectName, service: ServiceName, platform: PlatformDep
 async def act(project: ProjectName, service: ServiceName, body: StatefulAction,
               platform: PlatformDep, actor: ActorDep, runner: RunnerDep) -> StatefulPublic:
     return await stateful.stateful_action(platform, runner, actor, project, service, body.action)
+
+
+@router.post("/{service}/rekey", operation_id="rekey_stateful",
+             summary="Give a stateful service a new generated password (it restarts)")
+async def rekey(project: ProjectName, service: ServiceName, platform: PlatformDep,
+                actor: ActorDep, runner: RunnerDep, redeploy: Annotated[bool, Query(
+                    description="Roll the project's apps out again with the new URL")] = False
+                ) -> StatefulPublic:
+    return await stateful_rekey.rekey_stateful(platform, runner, actor, project, service,
+                                               redeploy)
 
 
 @router.delete("/{service}", status_code=204, operation_id="delete_stateful",
