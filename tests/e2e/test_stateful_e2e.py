@@ -129,3 +129,21 @@ def test_killing_redis_logs_leaves_the_other_connections_working(
                "redis-logs answering again", 60)
     assert engine.inspect_container("notes-redis-logs-data")["State"]["Running"]
     engine.close()
+
+
+def test_deleting_a_service_keeps_a_verified_final_backup_and_removes_its_data(
+        stage: Stage, notes: dict[str, dict[str, Any]]) -> None:
+    node3 = stage.nodes[2]
+    refused = dockyard("services", "delete", "redis-cache", "-p", "other", "--confirm", "redis",
+                       env=stage.env)
+    assert refused.returncode != 0
+    assert "--confirm redis-cache" in refused.stderr + refused.stdout
+    ok(dockyard("services", "delete", "redis-cache", "-p", "other", "--confirm", "redis-cache",
+                env=stage.env, timeout=300))
+    [final] = ok_json(dockyard("backups", "list", "-p", "other", "redis-cache", "--json",
+                               env=stage.env))
+    assert (final["trigger"], final["status"]) == ("final", "good"), final
+    engine = docker.APIClient(base_url=stage.docker_socket(node3))
+    assert engine.containers(all=True, filters={"name": "other-redis-cache-data"}) == []
+    assert "other-redis-cache-volume" not in {v["Name"] for v in engine.volumes()["Volumes"]}
+    engine.close()
