@@ -20,7 +20,6 @@ from dockyard.core.backup_store import (
     BackupStore,
     DirectoryStore,
     S3Store,
-    storage_kind,
     store_for,
 )
 from dockyard.kernel.errors import InvalidInput
@@ -117,15 +116,14 @@ async def test_keys_outside_the_store_are_refused(store: BackupStore, key: str) 
 
 def test_store_for_chooses_s3_only_when_a_bucket_is_set(tmp_path: Path) -> None:
     local = make_settings(tmp_path, None)
-    assert storage_kind(local) == "local"
     directory = store_for(local)
     assert isinstance(directory, DirectoryStore)
     assert directory.root == tmp_path / "backups"
     elsewhere = make_settings(tmp_path, None, backups_dir=tmp_path / "elsewhere")
     assert store_for(elsewhere).root == tmp_path / "elsewhere"  # type: ignore[attr-defined]
     s3 = make_settings(tmp_path, None, backups_s3_bucket="my-bucket")
-    assert storage_kind(s3) == "s3"
     assert isinstance(store_for(s3), S3Store)
+    assert (store_for(local).kind, store_for(s3).kind) == ("local", "s3")
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

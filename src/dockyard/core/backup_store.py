@@ -1,7 +1,7 @@
 """Where sealed backups are kept: a directory of the control plane (the default) or any
 S3-compatible bucket (AWS S3, DigitalOcean Spaces, MinIO), behind one interface:
 
-    store = store_for(p.settings)                       # storage_kind(settings): local | s3
+    store = store_for(p.settings)                       # store.kind: "local" | "s3"
     stored = await store.put(key, seal(dump_chunks, backup_key(p.keys.secrets, workspace)))
     async for plain in unseal(await store.get(key), same_key): ...
     await store.delete(key); await store.exists(key)
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = ["BackupCorrupted", "BackupMissing", "BackupStore", "DirectoryStore", "S3Store",
-           "StoredObject", "backup_key", "seal", "storage_kind", "store_for", "unseal"]
+           "StoredObject", "backup_key", "seal", "store_for", "unseal"]
 
 READ_BYTES = 1024 * 1024
 PART_BYTES = 8 * 1024 * 1024  # S3 multipart: every part but the last must be >= 5 MiB
@@ -62,10 +62,6 @@ class BackupStore(Protocol):
     async def delete(self, key: str) -> None: ...
     async def exists(self, key: str) -> bool: ...
     async def sweep_unfinished(self, older_than: float) -> int: ...
-
-
-def storage_kind(settings: Settings) -> str:
-    return "s3" if settings.backups_s3_bucket else "local"
 
 
 def store_for(settings: Settings) -> BackupStore:
