@@ -17,7 +17,9 @@ from dockyard.core.authz import Actor
 from dockyard.core.backup_store import DirectoryStore, store_for
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import DockyardError
+from dockyard.kernel.queue import JobContext
 from dockyard.kernel.queue.runner import BUILTIN_TASKS, load_tasks
+from dockyard.kernel.settings import Settings
 from dockyard.models.base import utcnow
 from dockyard.models.enums import Role, ServiceKind
 from dockyard.models.queue import OutboxEvent
@@ -201,3 +203,11 @@ async def test_the_schedule_job_sweeps_what_dead_puts_left(platform: Platform,
     assert await backup_jobs.sweep_unfinished(platform) == 1
     assert not leftover.exists()
     assert await store.exists("ws/p/db/1")
+
+
+async def test_the_schedule_job_as_the_worker_runs_it(platform: Platform, owner: Account,
+                                                      settings: Settings) -> None:
+    due_service = await add_stateful(platform, owner, "db", created=utcnow() - timedelta(days=2))
+    context = JobContext("worker-1", {"settings": settings, "db": platform.db})
+    await backup_jobs.schedule_job(context, {})
+    assert await jobs(platform) == [{"service_id": due_service}]
