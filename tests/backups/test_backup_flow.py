@@ -362,3 +362,56 @@ async def test_a_backup_to_s3_compatible_storage_is_verified_and_restored(
     copy = await url_of(api, bk, "db-from-s3")
     assert (await sql(copy, "SELECT count(*) FROM items"))[0][0][0] == 50
 
+
+
+async def test_a_redis_restored_over_itself_has_the_backup_keys_only_and_keeps_its_aof(
+        api: httpx.AsyncClient, bk: Any, docker_api: docker.APIClient) -> None:
+    url = await create(api, bk, "redis", "redis")
+    client = aioredis.from_url(url)
+    try:
+        await client.mset({"kept": "1", "changed": "before"})
+        backup = (await api.post(f"{STATEFUL}/redis/backups", json={},
+                                 headers=bk.headers)).json()
+        await client.mset({"changed": "after", "added": "later"})
+    finally:
+        await client.aclose()
+    done = await api.post(f"{STATEFUL}/redis/backups/{backup['id']}/restore",
+                          json={"overwrite": True, "confirm": "redis"}, headers=bk.headers)
+    assert done.status_code == 200, done.text
+    client = aioredis.from_url(await url_of(api, bk, "redis"))
+    try:
+        assert sorted(await client.keys()) == [b"changed", b"kept"]
+        assert await client.get("changed") == b"before"
+        assert await client.config_get("appendonly") == {"appendonly": "yes"}
+    finally:
+        await client.aclose()
+    assert scratch_left(docker_api) == []
+    listed = (await api.get(f"{STATEFUL}/redis/backups", headers=bk.headers)).json()
+    safety = next(b for b in listed if b["id"] == done.json()["safety_backup"])
+    assert safety["verification"] == "3 keys restored, as many as the source held"
+
+
+async def test_a_deleted_service_leaves_a_final_backup_that_restores(
+        api: httpx.AsyncClient, bk: Any) -> None:
+    url = await create(api, bk, "db", "postgres")
+    await sql(url, "CREATE TABLE items (id int)", "INSERT INTO items VALUES (1), (2), (3)")
+    gone = await api.delete(f"{STATEFUL}/db", params={"confirm": "db"}, headers=bk.headers)
+    assert gone.status_code == 204, gone.text
+    [final] = (await api.get(f"{STATEFUL}/db/backups", headers=bk.headers)).json()
+    assert (final["trigger"], final["status"]) == ("final", "good")
+    restored = await api.post(f"{STATEFUL}/db/backups/{final['id']}/restore",
+                              json={"into": "db"}, headers=bk.headers)
+    assert restored.status_code == 200, restored.text
+    assert (await sql(await url_of(api, bk, "db"), "SELECT count(*) FROM items"))[0][0][0] == 3
+
+
+async def test_a_stopped_service_is_not_backed_up_and_no_record_is_left(
+        api: httpx.AsyncClient, bk: Any) -> None:
+    await create(api, bk, "redis", "redis")
+    stopped = await api.post(f"{STATEFUL}/redis/actions", json={"action": "stop"},
+                             headers=bk.headers)
+    assert stopped.status_code == 200, stopped.text
+    refused = await api.post(f"{STATEFUL}/redis/backups", json={}, headers=bk.headers)
+    assert refused.status_code == 409, refused.text
+    assert "dockyard services start redis -p bk" in refused.json()["detail"]
+    assert (await api.get(f"{STATEFUL}/redis/backups", headers=bk.headers)).json() == []

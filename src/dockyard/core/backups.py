@@ -53,7 +53,6 @@ log = logging.getLogger("dockyard.backups")
 LEASE_SECONDS = 120.0  # a running backup whose heartbeat is older is a dead one
 HEARTBEAT_SECONDS = 15.0
 SWEEP_TASK = "backups.sweep"
-_CHUNK = 1024 * 1024
 
 
 class BackupFailed(DockyardError):
@@ -83,6 +82,9 @@ async def create_backup(p: Platform, runner: DeployRunner, actor: Actor, project
 async def _begin(s: AsyncSession, actor: Actor, project: str, service: str, trigger: str
                  ) -> tuple[Located, str]:
     located = await locate(s, actor, project, service)
+    if located.instance.state == "stopped":
+        raise Conflict(f"{project}/{service} is stopped; start it to back it up "
+                       f"(dockyard services start {service} -p {project})")
     now = utcnow()
     backup = Backup(workspace_id=actor.workspace_id, project_id=located.service.project_id,
                     service_id=located.service.id, service_name=service,
@@ -99,7 +101,10 @@ async def _heartbeat(p: Platform, backup_id: str) -> AsyncIterator[None]:
     async def beat() -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            await p.db.write(lambda s: _touch(s, backup_id))
+            try:
+                await p.db.write(lambda s: _touch(s, backup_id))
+            except Exception as exc:  # the database may answer again before the lease ends
+                log.warning("the lease of backup %s was not renewed: %s", backup_id, exc)
 
     task = asyncio.create_task(beat())
     try:
