@@ -4,6 +4,8 @@ exit code and stderr tail; stdin fed from an uploaded blob; only managed contain
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from dockyard.agent import auth
 from dockyard.agent.app import create_app
 from dockyard.agent.client import AgentError, NodeAgentClient
-from dockyard.agent.execs import ExecRequest
+from dockyard.agent.execs import BLOB_MAX_AGE_SECONDS, BlobStore, ExecRequest
 from dockyard.agent.models import ContainerSpec, ImageRef
 from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
@@ -131,3 +133,25 @@ async def test_a_blob_id_and_an_argv_are_validated(agent: NodeAgentClient, box: 
     with pytest.raises(AgentError) as empty:
         await agent.run_in_container(box, ExecRequest.model_construct(argv=[], env={}))
     assert empty.value.status_code == 422
+
+
+def test_blobs_older_than_a_day_go_when_a_new_one_is_made(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "blobs")
+    old, recent = blobs.path(blobs.new()), blobs.path(blobs.new())
+    for path in (old, recent):
+        path.write_bytes(b"left by a control plane that never came back")
+    day_ago = time.time() - BLOB_MAX_AGE_SECONDS - 60
+    os.utime(old, (day_ago, day_ago))
+    blobs.new()
+    assert (old.exists(), recent.exists()) == (False, True)
+
+
+async def test_an_uploaded_blob_over_the_agents_upload_limit_is_refused(
+        settings: AgentSettings, docker_api: docker.APIClient, tmp_path: Path) -> None:
+    limited = settings.model_copy(update={"max_upload_bytes": 4096})
+    transport = httpx.ASGITransport(app=create_app(limited))
+    (tmp_path / "big").write_bytes(b"x" * 5000)
+    async with NodeAgentClient("http://agent.test", SECRET, transport=transport) as client:
+        with pytest.raises(AgentError) as refused:
+            await client.upload_blob(tmp_path / "big")
+        assert refused.value.status_code == 413
