@@ -4,7 +4,6 @@ with their data, refused when asked wrongly, and never half-recorded."""
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,12 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
 
-from dockyard.agent import auth, process
-from dockyard.agent.app import build_node
-from dockyard.agent.app import create_app as create_agent_app
 from dockyard.agent.client import NodeAgentClient
-from dockyard.agent.firewall import Firewall
-from dockyard.agent.settings import AgentSettings
 from dockyard.api.app import create_app
 from dockyard.core import stateful
 from dockyard.core.platform import Platform
@@ -35,8 +29,9 @@ from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.stateful import StatefulInstance
 from dockyard.models.tables import Server, Service
-from dockyard.providers import images, local, netns
+from dockyard.providers import images, local
 from tests.agent.conftest import SECRET, require_the_real_stack
+from tests.real_agent import agent_on_this_docker, firewall_namespace
 
 pytestmark = pytest.mark.slow
 PROJECT = "/api/v1/projects/shop/stateful"
@@ -67,13 +62,8 @@ def leftovers(docker_host: str) -> Iterator[None]:
 
 @pytest.fixture
 def namespace() -> Iterator[str]:
-    """Where the test agent's firewall rules go (this host's own firewall stays as it is)."""
-    name = f"dyst-{os.getpid()}"
-    process.check(netns.add_namespace(name))
-    try:
+    with firewall_namespace("dyst") as name:
         yield name
-    finally:
-        process.check(netns.delete_namespace(name))
 
 
 @pytest.fixture
@@ -81,11 +71,7 @@ def runner(settings: Settings, platform: Platform, docker_host: str, tmp_path: P
            leftovers: None, namespace: str) -> DeployRunner:
     """A deploy runner that reaches a real agent app (this machine's Docker) over ASGI for
     every server."""
-    agent_settings = AgentSettings(state_dir=tmp_path / "agent", docker_host=docker_host)
-    auth.write_key_file(agent_settings.key_file, auth.derive_agent_key(SECRET))
-    node = build_node(agent_settings)
-    node.firewall = Firewall([*netns.in_netns(namespace), "iptables"])  # not this host's
-    agent = httpx.ASGITransport(app=create_agent_app(agent_settings, node))
+    agent = agent_on_this_docker(tmp_path / "agent", docker_host, namespace)
 
     async def connect(server: ServerPublic) -> NodeAgentClient:
         return NodeAgentClient("http://agent.test", SECRET, transport=agent, timeout=300)
@@ -378,3 +364,20 @@ async def recall(kind: str, url: str) -> str:
         return str(await connection.fetchval("SELECT v FROM kept"))
     finally:
         await connection.close()
+
+
+async def test_a_stopped_service_is_started_for_its_final_backup_then_deleted(
+        api: httpx.AsyncClient, shop: Any, platform: Platform, docker_host: str) -> None:
+    await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
+    stopped = await api.post(f"{PROJECT}/redis/actions", json={"action": "stop"},
+                             headers=shop.headers)
+    assert stopped.json()["container_state"] == "missing"
+    gone = await api.delete(f"{PROJECT}/redis", params={"confirm": "redis"},
+                            headers=shop.headers)
+    assert gone.status_code == 204, gone.text
+    backups = await api.get(f"{PROJECT}/redis/backups", headers=shop.headers)
+    assert [(b["trigger"], b["status"]) for b in backups.json()] == [("final", "good")]
+    assert await platform.db.read(lambda s: s.scalar(select(Service.id))) is None
+    engine = docker.APIClient(base_url=docker_host)
+    assert engine.containers(all=True, filters={"name": "shop-redis-data"}) == []
+    engine.close()

@@ -18,11 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
 
-from dockyard.agent import auth
-from dockyard.agent.app import create_app as create_agent_app
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.models import ContainerSpec, ImageRef
-from dockyard.agent.settings import AgentSettings
 from dockyard.api.app import create_app
 from dockyard.core import backup_restore, backups
 from dockyard.core.platform import Platform
@@ -39,6 +36,7 @@ from dockyard.providers import images, local
 from tests.agent.conftest import SECRET, require_the_real_stack
 from tests.backups.s3server import BUCKET, S3Server, start_s3_server
 from tests.conftest import make_settings
+from tests.real_agent import agent_on_this_docker, firewall_namespace
 
 pytestmark = pytest.mark.slow
 STATEFUL = "/api/v1/projects/bk/stateful"
@@ -70,10 +68,9 @@ def docker_api(docker_host: str) -> Iterator[docker.APIClient]:
 
 @pytest.fixture
 def agent(docker_host: str, tmp_path: Path, docker_api: docker.APIClient
-          ) -> httpx.ASGITransport:
-    agent_settings = AgentSettings(state_dir=tmp_path / "agent", docker_host=docker_host)
-    auth.write_key_file(agent_settings.key_file, auth.derive_agent_key(SECRET))
-    return httpx.ASGITransport(app=create_agent_app(agent_settings))
+          ) -> Iterator[httpx.ASGITransport]:
+    with firewall_namespace("dybk") as namespace:
+        yield agent_on_this_docker(tmp_path / "agent", docker_host, namespace)
 
 
 async def _connect_to(agent: httpx.ASGITransport) -> NodeAgentClient:

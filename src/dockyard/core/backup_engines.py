@@ -13,7 +13,7 @@ from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.execs import ExecRequest, ExecResult
 from dockyard.agent.models import ContainerSpec, RestartPolicy, VolumeMount
 from dockyard.core import backup_checks as checks
-from dockyard.core.stateful_node import _wait_ready as wait_ready
+from dockyard.core.stateful_node import wait_ready
 from dockyard.deploy import stateful as shape
 from dockyard.kernel.errors import ServerFailed
 from dockyard.models.enums import ServiceKind

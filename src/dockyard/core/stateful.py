@@ -334,6 +334,8 @@ async def delete_stateful(p: Platform, runner: DeployRunner, actor: Actor, proje
     if confirm != name:
         raise InvalidInput(f"deleting {project}/{name} removes its data: confirm with its "
                            f"name (--confirm {name})")
+    if located.instance.state == "stopped":  # started for its final backup
+        await stateful_action(p, runner, actor, project, name, "start")
     await _final_backup(p, runner, actor, project, name)
     async with on_server(runner.connect, located.server) as client:
         await remove_from_server(client, located.shape(""), keep_rule=False, data=True)

@@ -61,7 +61,7 @@ async def put_on_server(client: NodeAgentClient, instance: shape.Instance,
             await client.remove_container(spec.name)  # Docker created it before the bind failed
             raise PortTaken(f"could not start {spec.name}: {exc.detail}") from exc
         raise ServerFailed(f"could not start {spec.name}: {exc.detail}") from exc
-    await _wait_ready(client, spec.name)
+    await wait_ready(client, spec.name)
     return await _logged_version(client, spec.name, instance.kind)
 
 
@@ -106,7 +106,7 @@ async def keep_running(client: NodeAgentClient, instance: shape.Instance, allowe
     return f"started stateful service {instance.project}/{instance.service} again (it was {was})"
 
 
-async def _wait_ready(client: NodeAgentClient, name: str) -> None:
+async def wait_ready(client: NodeAgentClient, name: str) -> None:
     """Until Docker's health check passes; an exited container is reported at once, with its
     exit code and last lines."""
     deadline = time.monotonic() + READY_SECONDS
