@@ -22,19 +22,17 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import docker
-import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.agent.conftest import SECRET as TEST_SECRET  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
+from tests.real_agent import agent_on_this_docker, firewall_namespace  # noqa: E402
 
-from dockyard.agent import auth  # noqa: E402
-from dockyard.agent.app import create_app as create_agent_app  # noqa: E402
 from dockyard.agent.client import NodeAgentClient  # noqa: E402
-from dockyard.agent.settings import AgentSettings  # noqa: E402
 from dockyard.core import backup_restore, backups, stateful  # noqa: E402
 from dockyard.core.authz import Actor  # noqa: E402
 from dockyard.core.bootstrap import ensure_first_owner  # noqa: E402
@@ -51,7 +49,6 @@ from dockyard.models.stateful_schemas import StatefulCreate  # noqa: E402
 from dockyard.models.tables import Server, User, Workspace  # noqa: E402
 from dockyard.providers import images, local  # noqa: E402
 
-SECRET = "bench-agent-secret"  # noqa: S105 - the key of an agent living for the bench
 PROJECT = "bench"
 ROW = 1000  # bytes of payload per row
 
@@ -90,13 +87,14 @@ async def _first(s: AsyncSession) -> tuple[str, str]:
     return (await s.scalar(select(User.id)) or "", await s.scalar(select(Workspace.id)) or "")
 
 
-async def node(p: Platform, actor: Actor, directory: Path, docker_host: str) -> DeployRunner:
-    agent_settings = AgentSettings(state_dir=directory / "agent", docker_host=docker_host)
-    auth.write_key_file(agent_settings.key_file, auth.derive_agent_key(SECRET))
-    transport = httpx.ASGITransport(app=create_agent_app(agent_settings))
+async def node(p: Platform, actor: Actor, directory: Path, docker_host: str, namespace: str
+               ) -> DeployRunner:
+    """The agent's firewall rules go into `namespace`, not this machine's firewall."""
+    transport = agent_on_this_docker(directory / "agent", docker_host, namespace)
 
     async def connect(server: ServerPublic) -> NodeAgentClient:
-        return NodeAgentClient("http://agent.bench", SECRET, transport=transport, timeout=3600)
+        return NodeAgentClient("http://agent.test", TEST_SECRET, transport=transport,
+                               timeout=3600)
 
     server = await register_server(p, actor.workspace_id, name="node1", provider="manual",
                                    ip="127.0.0.1", agent_port=8421, agent_insecure_http=True)
@@ -122,8 +120,9 @@ async def bench(megabytes: int) -> None:
         directory = Path(temporary)
         p, actor = await platform_in(directory)
         try:
-            runner = await node(p, actor, directory, docker_host)
-            await measure(p, runner, actor, megabytes)
+            with firewall_namespace("dybench") as namespace:
+                runner = await node(p, actor, directory, docker_host, namespace)
+                await measure(p, runner, actor, megabytes)
         finally:
             await p.close()
             clean(docker_host)
@@ -136,6 +135,11 @@ async def measure(p: Platform, runner: DeployRunner, actor: Actor, megabytes: in
                                           StatefulCreate(name="db", kind="postgres"))
     print(f"create a Postgres service: {time.monotonic() - started:.1f} s")
     shown = await stateful.stateful_info(p, runner, actor, PROJECT, "db", show_secret=True)
+    connection = await asyncpg.connect(reachable(shown.url, made.port))
+    await connection.fetchval("SELECT 1")
+    await connection.close()
+    print(f"... and a client connected and queried: {time.monotonic() - started:.1f} s after "
+          "the create began")
     rows = await fill(reachable(shown.url, made.port), megabytes)
     started = time.monotonic()
     backup = await backups.create_backup(p, runner, actor, PROJECT, "db")

@@ -1,20 +1,32 @@
 """A real agent app on this machine's Docker, reached over ASGI, whose firewall rules go into
-a network namespace of its own (this host's firewall stays as it is)."""
+a network namespace of its own (this host's firewall stays as it is); the API whose deploy
+runner reaches it; and a project whose one server it is."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy import update
 
 from dockyard.agent import auth, process
 from dockyard.agent.app import build_node
 from dockyard.agent.app import create_app as create_agent_app
+from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.firewall import Firewall
 from dockyard.agent.settings import AgentSettings
+from dockyard.api.app import create_app
+from dockyard.core.platform import Platform
+from dockyard.core.servers import register_server
+from dockyard.deploy.runner import DeployRunner
+from dockyard.kernel.settings import Settings
+from dockyard.models.enums import ServerStatus
+from dockyard.models.schemas import ServerPublic
+from dockyard.models.tables import Server
 from dockyard.providers import netns
 from tests.agent.conftest import SECRET
 
@@ -36,3 +48,35 @@ def agent_on_this_docker(state_dir: Path, docker_host: str, namespace: str
     node = build_node(settings)
     node.firewall = Firewall([*netns.in_netns(namespace), "iptables"])
     return httpx.ASGITransport(app=create_agent_app(settings, node))
+
+
+def runner_reaching(platform: Platform, settings: Settings, agent: httpx.ASGITransport
+                    ) -> DeployRunner:
+    """A deploy runner whose every server is the agent behind `agent`."""
+    async def connect(server: ServerPublic) -> NodeAgentClient:
+        return NodeAgentClient("http://agent.test", SECRET, transport=agent, timeout=600)
+
+    return DeployRunner(platform.db, settings, platform.box, connect)
+
+
+@asynccontextmanager
+async def api_using(settings: Settings, platform: Platform, runner: DeployRunner
+                    ) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, platform)
+    app.state.deploys = runner
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://dockyard.test", timeout=600) as http:
+        yield http
+
+
+async def project_on_one_server(api: httpx.AsyncClient, owner: Any, platform: Platform,
+                                project: str) -> Any:
+    """`project` of the owner's workspace, whose one active server `node1` is the agent."""
+    answer = await api.post("/api/v1/projects", json={"name": project}, headers=owner.headers)
+    assert answer.status_code == 201, answer.text
+    server = await register_server(platform, owner.workspace_id, name="node1",
+                                   provider="manual", ip="127.0.0.1", agent_port=8421,
+                                   agent_insecure_http=True)
+    await platform.db.write(lambda s: s.execute(
+        update(Server).where(Server.id == server.id).values(status=ServerStatus.ACTIVE)))
+    return owner

@@ -15,23 +15,26 @@ import docker
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from dockyard.agent.client import NodeAgentClient
-from dockyard.api.app import create_app
 from dockyard.core import stateful
 from dockyard.core.platform import Platform
 from dockyard.core.servers import register_server
 from dockyard.deploy.runner import DeployRunner
 from dockyard.deploy.stateful import PORTS
 from dockyard.kernel.settings import Settings
-from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.stateful import StatefulInstance
 from dockyard.models.tables import Server, Service
 from dockyard.providers import images, local
-from tests.agent.conftest import SECRET, require_the_real_stack
-from tests.real_agent import agent_on_this_docker, firewall_namespace
+from tests.agent.conftest import require_the_real_stack
+from tests.real_agent import (
+    agent_on_this_docker,
+    api_using,
+    firewall_namespace,
+    project_on_one_server,
+    runner_reaching,
+)
 
 pytestmark = pytest.mark.slow
 PROJECT = "/api/v1/projects/shop/stateful"
@@ -71,35 +74,20 @@ def runner(settings: Settings, platform: Platform, docker_host: str, tmp_path: P
            leftovers: None, namespace: str) -> DeployRunner:
     """A deploy runner that reaches a real agent app (this machine's Docker) over ASGI for
     every server."""
-    agent = agent_on_this_docker(tmp_path / "agent", docker_host, namespace)
-
-    async def connect(server: ServerPublic) -> NodeAgentClient:
-        return NodeAgentClient("http://agent.test", SECRET, transport=agent, timeout=300)
-
-    return DeployRunner(platform.db, settings, platform.box, connect)
+    return runner_reaching(platform, settings,
+                           agent_on_this_docker(tmp_path / "agent", docker_host, namespace))
 
 
 @pytest.fixture
 async def api(settings: Settings, platform: Platform, runner: DeployRunner
               ) -> AsyncIterator[httpx.AsyncClient]:
-    """The API, its deploy runner that one."""
-    app = create_app(settings, platform)
-    app.state.deploys = runner
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://dockyard.test", timeout=300) as http:
+    async with api_using(settings, platform, runner) as http:
         yield http
 
 
 @pytest.fixture
 async def shop(api: httpx.AsyncClient, owner: Any, platform: Platform) -> Any:
-    answer = await api.post("/api/v1/projects", json={"name": "shop"}, headers=owner.headers)
-    assert answer.status_code == 201, answer.text
-    server = await register_server(platform, owner.workspace_id, name="node1",
-                                   provider="manual", ip="127.0.0.1", agent_port=8421,
-                                   agent_insecure_http=True)
-    await platform.db.write(lambda s: s.execute(
-        update(Server).where(Server.id == server.id).values(status=ServerStatus.ACTIVE)))
-    return owner
+    return await project_on_one_server(api, owner, platform, "shop")
 
 
 async def secret_url(api: httpx.AsyncClient, owner: Any, name: str) -> str:

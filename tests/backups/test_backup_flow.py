@@ -18,25 +18,27 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
 
-from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.models import ContainerSpec, ImageRef
-from dockyard.api.app import create_app
 from dockyard.core import backup_restore, backups
 from dockyard.core.platform import Platform
-from dockyard.core.servers import register_server
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.settings import Settings
 from dockyard.models.backup_schemas import BackupRestore
 from dockyard.models.base import utcnow
-from dockyard.models.enums import Role, ServerStatus
-from dockyard.models.schemas import ServerPublic
+from dockyard.models.enums import Role
 from dockyard.models.stateful import Backup
-from dockyard.models.tables import Server, ServerEvent, Service
+from dockyard.models.tables import ServerEvent, Service
 from dockyard.providers import images, local
-from tests.agent.conftest import SECRET, require_the_real_stack
+from tests.agent.conftest import require_the_real_stack
 from tests.backups.s3server import BUCKET, S3Server, start_s3_server
 from tests.conftest import make_settings
-from tests.real_agent import agent_on_this_docker, firewall_namespace
+from tests.real_agent import (
+    agent_on_this_docker,
+    api_using,
+    firewall_namespace,
+    project_on_one_server,
+    runner_reaching,
+)
 
 pytestmark = pytest.mark.slow
 STATEFUL = "/api/v1/projects/bk/stateful"
@@ -73,38 +75,21 @@ def agent(docker_host: str, tmp_path: Path, docker_api: docker.APIClient
         yield agent_on_this_docker(tmp_path / "agent", docker_host, namespace)
 
 
-async def _connect_to(agent: httpx.ASGITransport) -> NodeAgentClient:
-    return NodeAgentClient("http://agent.test", SECRET, transport=agent, timeout=600)
-
-
 @pytest.fixture
 def runner(platform: Platform, settings: Settings, agent: httpx.ASGITransport) -> DeployRunner:
-    async def connect(server: ServerPublic) -> NodeAgentClient:
-        return await _connect_to(agent)
-
-    return DeployRunner(platform.db, settings, platform.box, connect)
+    return runner_reaching(platform, settings, agent)
 
 
 @pytest.fixture
 async def api(settings: Settings, platform: Platform, runner: DeployRunner
               ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, platform)
-    app.state.deploys = runner
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://dockyard.test", timeout=600) as http:
+    async with api_using(settings, platform, runner) as http:
         yield http
 
 
 @pytest.fixture
 async def bk(api: httpx.AsyncClient, owner: Any, platform: Platform) -> Any:
-    answer = await api.post("/api/v1/projects", json={"name": "bk"}, headers=owner.headers)
-    assert answer.status_code == 201, answer.text
-    server = await register_server(platform, owner.workspace_id, name="node1",
-                                   provider="manual", ip="127.0.0.1", agent_port=8421,
-                                   agent_insecure_http=True)
-    await platform.db.write(lambda s: s.execute(
-        update(Server).where(Server.id == server.id).values(status=ServerStatus.ACTIVE)))
-    return owner
+    return await project_on_one_server(api, owner, platform, "bk")
 
 
 async def create(api: httpx.AsyncClient, owner: Any, name: str, kind: str) -> str:
