@@ -167,15 +167,16 @@ def _one_commit_repository(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("url", "fragment"), [
-    ("/srv/other-teams-repo", "control plane's own disk"),
-    ("file:///etc", "control plane's own disk"),
-    ("nothing-like-a-url", "not a git URL"),
+@pytest.mark.parametrize(("url", "status", "fragment"), [
+    ("/srv/other-teams-repo", 403, "control plane's own disk"),  # well formed, not allowed
+    ("file:///etc", 403, "control plane's own disk"),
+    ("nothing-like-a-url", 422, "not a git URL"),
 ])
-async def test_git_urls_that_are_not_remote_repositories_are_refused(client, shop, url, fragment):
+async def test_git_urls_that_are_not_remote_repositories_are_refused(client, shop, url, status,
+                                                                     fragment):
     body = {**IMAGE_BODY, "source": {"kind": "git", "url": url}}
     answer = await client.post(DEPLOY, json=body, headers=shop.headers)
-    assert answer.status_code == 422, answer.text
+    assert answer.status_code == status, answer.text
     assert fragment in str(answer.json()["detail"])
 
 

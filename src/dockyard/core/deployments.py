@@ -22,7 +22,7 @@ from dockyard.core.platform import Platform
 from dockyard.deploy import archives, injection, sources
 from dockyard.deploy import plan as deploy_plan
 from dockyard.deploy.runner import DeployRunner
-from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
+from dockyard.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from dockyard.models.base import new_id, utcnow
 from dockyard.models.deployment_plan import (
     DeploymentPlan,
@@ -84,9 +84,9 @@ def _check_git(p: Platform, url: str, ref: str | None) -> None:
     sources.validate_git_url(url)
     if ref is not None:
         sources.validate_git_ref(ref)
-    if sources.is_local_git(url) and not p.settings.git_allow_local:
-        raise InvalidInput("repositories on the control plane's own disk are not allowed; use "
-                           "a remote URL, or set DOCKYARD_GIT_ALLOW_LOCAL=true")
+    if sources.is_local_git(url) and not p.settings.git_allow_local:  # a well-formed URL
+        raise Forbidden("repositories on the control plane's own disk are not allowed here; "
+                        "use a remote URL, or set DOCKYARD_GIT_ALLOW_LOCAL=true")
 
 
 async def start_archive_deploy(p: Platform, runner: DeployRunner, actor: Actor,
