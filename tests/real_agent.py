@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from dockyard.agent import auth, process
@@ -29,6 +30,10 @@ from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Server
 from dockyard.providers import netns
 from tests.agent.conftest import SECRET
+
+# On SQLite only: a test about what Docker runs, whose database code other tests run on
+# both databases (it keeps the suite's time within bounds).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @contextmanager

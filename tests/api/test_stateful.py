@@ -29,6 +29,7 @@ from dockyard.models.tables import Server, Service
 from dockyard.providers import images, local
 from tests.agent.conftest import require_the_real_stack
 from tests.real_agent import (
+    SQLITE_ONLY,
     agent_on_this_docker,
     api_using,
     firewall_namespace,
@@ -144,6 +145,7 @@ async def restart_keeps(api: httpx.AsyncClient, owner: Any, url: str) -> None:
         await connection.close()
 
 
+@SQLITE_ONLY
 async def test_a_redis_needs_its_password_and_keeps_an_append_only_file(
         api: httpx.AsyncClient, shop: Any) -> None:
     answer = await api.post(PROJECT, json={"name": "redis-logs", "kind": "redis",
@@ -165,6 +167,7 @@ async def test_a_redis_needs_its_password_and_keeps_an_append_only_file(
         await anonymous.aclose()
 
 
+@SQLITE_ONLY
 async def test_the_password_is_for_admins_who_ask_and_the_url_is_masked_otherwise(
         api: httpx.AsyncClient, shop: Any, platform: Platform) -> None:
     await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
@@ -193,6 +196,7 @@ async def test_bad_requests_are_refused_and_record_nothing(
     assert await platform.db.read(lambda s: s.scalar(select(Service.id))) is None
 
 
+@SQLITE_ONLY
 async def test_a_service_that_cannot_start_says_why_and_leaves_no_record(
         api: httpx.AsyncClient, shop: Any, platform: Platform) -> None:
     answer = await api.post(PROJECT, json={"name": "db", "kind": "postgres",
@@ -203,6 +207,7 @@ async def test_a_service_that_cannot_start_says_why_and_leaves_no_record(
     assert await platform.db.read(lambda s: s.scalar(select(Service.id))) is None
 
 
+@SQLITE_ONLY
 async def test_two_services_cannot_claim_one_variable_and_names_are_unique(
         api: httpx.AsyncClient, shop: Any) -> None:
     first = await api.post(PROJECT, json={"name": "postgres", "kind": "postgres"},
@@ -218,6 +223,7 @@ async def test_two_services_cannot_claim_one_variable_and_names_are_unique(
     assert "DATABASE_URL" in clash.text
 
 
+@SQLITE_ONLY
 async def test_delete_needs_the_name_again(api: httpx.AsyncClient, shop: Any,
                                           platform: Platform) -> None:
     await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
@@ -242,6 +248,7 @@ async def test_project_links_name_every_stateful_service_of_the_project_only(
         ("redis", "REDIS_URL", "redis.shop.dockyard.internal")]
 
 
+@SQLITE_ONLY
 async def test_the_plain_service_routes_send_stateful_kinds_to_their_own(
         api: httpx.AsyncClient, shop: Any, platform: Platform) -> None:
     made = await api.post("/api/v1/projects/shop/services", json={"name": "db",
@@ -256,6 +263,7 @@ async def test_the_plain_service_routes_send_stateful_kinds_to_their_own(
     assert await platform.db.read(lambda s: s.scalar(select(StatefulInstance.port)))
 
 
+@SQLITE_ONLY
 async def test_a_port_something_else_holds_is_given_up_for_the_next(
         api: httpx.AsyncClient, shop: Any) -> None:
     holder = socket.socket()
@@ -276,6 +284,7 @@ async def test_a_port_something_else_holds_is_given_up_for_the_next(
     assert answer.json()["volume_bytes"] > 0  # Redis's append-only file, at least
 
 
+@SQLITE_ONLY
 async def test_the_reconciler_puts_a_removed_service_back_and_lets_new_servers_in(
         api: httpx.AsyncClient, shop: Any, platform: Platform, runner: DeployRunner,
         docker_host: str) -> None:
@@ -296,6 +305,7 @@ async def test_the_reconciler_puts_a_removed_service_back_and_lets_new_servers_i
     assert info.json()["container_state"] == "running"
 
 
+@SQLITE_ONLY
 async def test_a_container_that_cannot_run_leaves_nothing_on_the_server(
         api: httpx.AsyncClient, shop: Any, platform: Platform, docker_host: str) -> None:
     postgres = images.cached_tarball(images.RECIPES["postgres"], images.ImageSettings())
@@ -311,6 +321,7 @@ async def test_a_container_that_cannot_run_leaves_nothing_on_the_server(
     engine.close()
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
 async def test_rekey_gives_a_new_password_the_old_one_stops_working_and_data_stays(
         api: httpx.AsyncClient, shop: Any, kind: str) -> None:
@@ -354,6 +365,7 @@ async def recall(kind: str, url: str) -> str:
         await connection.close()
 
 
+@SQLITE_ONLY
 async def test_a_stopped_service_is_started_for_its_final_backup_then_deleted(
         api: httpx.AsyncClient, shop: Any, platform: Platform, docker_host: str) -> None:
     await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)

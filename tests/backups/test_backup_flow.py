@@ -33,6 +33,7 @@ from tests.agent.conftest import require_the_real_stack
 from tests.backups.s3server import BUCKET, S3Server, start_s3_server
 from tests.conftest import make_settings
 from tests.real_agent import (
+    SQLITE_ONLY,
     agent_on_this_docker,
     api_using,
     firewall_namespace,
@@ -158,6 +159,7 @@ async def test_a_postgres_backup_is_verified_and_restores_into_a_new_service(
     assert [b["id"] for b in listed.json()] == [backup["id"]]
 
 
+@SQLITE_ONLY
 async def test_overwriting_needs_the_name_again_and_takes_a_safety_backup_first(
         api: httpx.AsyncClient, bk: Any) -> None:
     url = await create(api, bk, "db", "postgres")
@@ -178,6 +180,7 @@ async def test_overwriting_needs_the_name_again_and_takes_a_safety_backup_first(
     assert safety["verification"] == "2 tables, 3 rows restored and matching the dump"
 
 
+@SQLITE_ONLY
 async def test_a_redis_backup_keeps_its_keys_through_a_restore(
         api: httpx.AsyncClient, bk: Any, docker_api: docker.APIClient) -> None:
     url = await create(api, bk, "redis", "redis")
@@ -203,6 +206,7 @@ async def test_a_redis_backup_keeps_its_keys_through_a_restore(
     assert scratch_left(docker_api) == []
 
 
+@SQLITE_ONLY
 async def test_a_corrupted_backup_is_refused_and_nothing_is_created(
         api: httpx.AsyncClient, bk: Any, platform: Platform) -> None:
     url = await create(api, bk, "db", "postgres")
@@ -230,6 +234,7 @@ async def corrupt(platform: Platform, backup_id: str) -> None:
     await store.put(backup.location, chunks())
 
 
+@SQLITE_ONLY
 async def test_a_failed_verification_marks_the_backup_failed_with_an_alert(
         api: httpx.AsyncClient, bk: Any, platform: Platform, monkeypatch: Any) -> None:
     url = await create(api, bk, "db", "postgres")
@@ -320,6 +325,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     server.stop()
 
 
+@SQLITE_ONLY
 async def test_a_backup_to_s3_compatible_storage_is_verified_and_restored(
         api: httpx.AsyncClient, bk: Any, platform: Platform, runner: DeployRunner,
         s3_server: S3Server, tmp_path: Path) -> None:
@@ -346,6 +352,7 @@ async def test_a_backup_to_s3_compatible_storage_is_verified_and_restored(
 
 
 
+@SQLITE_ONLY
 async def test_a_redis_restored_over_itself_has_the_backup_keys_only_and_keeps_its_aof(
         api: httpx.AsyncClient, bk: Any, docker_api: docker.APIClient) -> None:
     url = await create(api, bk, "redis", "redis")
@@ -373,6 +380,7 @@ async def test_a_redis_restored_over_itself_has_the_backup_keys_only_and_keeps_i
     assert safety["verification"] == "3 keys restored, as many as the source held"
 
 
+@SQLITE_ONLY
 async def test_a_deleted_service_leaves_a_final_backup_that_restores(
         api: httpx.AsyncClient, bk: Any) -> None:
     url = await create(api, bk, "db", "postgres")
@@ -387,6 +395,7 @@ async def test_a_deleted_service_leaves_a_final_backup_that_restores(
     assert (await sql(await url_of(api, bk, "db"), "SELECT count(*) FROM items"))[0][0][0] == 3
 
 
+@SQLITE_ONLY
 async def test_a_stopped_service_is_not_backed_up_and_no_record_is_left(
         api: httpx.AsyncClient, bk: Any) -> None:
     await create(api, bk, "redis", "redis")
