@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 import pytest
 from sqlalchemy import update
@@ -28,8 +29,8 @@ from dockyard.kernel.settings import Settings
 from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Server
-from dockyard.providers import netns
-from tests.agent.conftest import SECRET
+from dockyard.providers import images, local, netns
+from tests.agent.conftest import SECRET, require_the_real_stack
 
 # On SQLite only: a test about what Docker runs, whose database code other tests run on
 # both databases (it keeps the suite's time within bounds).
@@ -85,3 +86,24 @@ async def project_on_one_server(api: httpx.AsyncClient, owner: Any, platform: Pl
     await platform.db.write(lambda s: s.execute(
         update(Server).where(Server.id == server.id).values(status=ServerStatus.ACTIVE)))
     return owner
+
+
+def docker_with_stateful_images() -> str:
+    """This machine's Docker, with the offline Postgres and Redis builds cached."""
+    require_the_real_stack()
+    host = local.ensure_local_docker(images.ImageSettings().cache_dir)
+    for recipe in ("postgres", "redis"):
+        images.bootstrap_tarball(images.RECIPES[recipe], images.ImageSettings())
+    return host
+
+
+def remove_leftovers(docker_host: str, prefixes: tuple[str, ...]) -> None:
+    """The managed containers of services, and the volumes, whose names start so."""
+    api = docker.APIClient(base_url=docker_host)
+    for found in api.containers(all=True, filters={"label": "dockyard.managed=true"}):
+        if found["Labels"].get("dockyard.service", "").startswith(prefixes):
+            api.remove_container(found["Id"], force=True)
+    for volume in api.volumes().get("Volumes") or []:
+        if volume["Name"].startswith(prefixes):
+            api.remove_volume(volume["Name"], force=True)
+    api.close()

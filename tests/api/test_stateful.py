@@ -26,14 +26,15 @@ from dockyard.kernel.settings import Settings
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.stateful import StatefulInstance
 from dockyard.models.tables import Server, Service
-from dockyard.providers import images, local
-from tests.agent.conftest import require_the_real_stack
+from dockyard.providers import images
 from tests.real_agent import (
     SQLITE_ONLY,
     agent_on_this_docker,
     api_using,
+    docker_with_stateful_images,
     firewall_namespace,
     project_on_one_server,
+    remove_leftovers,
     runner_reaching,
 )
 
@@ -43,25 +44,14 @@ PROJECT = "/api/v1/projects/shop/stateful"
 
 @pytest.fixture(scope="module")
 def docker_host() -> str:
-    require_the_real_stack()
-    host = local.ensure_local_docker(images.ImageSettings().cache_dir)
-    for recipe in ("postgres", "redis"):
-        images.bootstrap_tarball(images.RECIPES[recipe], images.ImageSettings())
-    return host
+    return docker_with_stateful_images()
 
 
 @pytest.fixture
 def leftovers(docker_host: str) -> Iterator[None]:
-    """Whatever a test leaves of project shop's services on this Docker is removed."""
+    """Whatever a test leaves of projects shop and other on this Docker is removed."""
     yield
-    api = docker.APIClient(base_url=docker_host)
-    for found in api.containers(all=True, filters={"label": "dockyard.stateful"}):
-        if found["Labels"].get("dockyard.service", "").startswith(("shop-", "other-")):
-            api.remove_container(found["Id"], force=True)
-    for volume in api.volumes().get("Volumes") or []:
-        if volume["Name"].startswith(("shop-", "other-")):
-            api.remove_volume(volume["Name"], force=True)
-    api.close()
+    remove_leftovers(docker_host, ("shop-", "other-"))
 
 
 @pytest.fixture

@@ -28,16 +28,16 @@ from dockyard.models.base import utcnow
 from dockyard.models.enums import Role
 from dockyard.models.stateful import Backup
 from dockyard.models.tables import ServerEvent, Service
-from dockyard.providers import images, local
-from tests.agent.conftest import require_the_real_stack
 from tests.backups.s3server import BUCKET, S3Server, start_s3_server
 from tests.conftest import make_settings
 from tests.real_agent import (
     SQLITE_ONLY,
     agent_on_this_docker,
     api_using,
+    docker_with_stateful_images,
     firewall_namespace,
     project_on_one_server,
+    remove_leftovers,
     runner_reaching,
 )
 
@@ -48,11 +48,7 @@ PREFIXES = ("bk-", "scratch-")
 
 @pytest.fixture(scope="module")
 def docker_host() -> str:
-    require_the_real_stack()
-    host = local.ensure_local_docker(images.ImageSettings().cache_dir)
-    for recipe in ("postgres", "redis"):
-        images.bootstrap_tarball(images.RECIPES[recipe], images.ImageSettings())
-    return host
+    return docker_with_stateful_images()
 
 
 @pytest.fixture
@@ -60,13 +56,8 @@ def docker_api(docker_host: str) -> Iterator[docker.APIClient]:
     """Whatever a test leaves of project bk (services, scratch containers, volumes) goes."""
     api = docker.APIClient(base_url=docker_host)
     yield api
-    for found in api.containers(all=True, filters={"label": "dockyard.managed=true"}):
-        if found["Labels"].get("dockyard.service", "").startswith(PREFIXES):
-            api.remove_container(found["Id"], force=True)
-    for volume in api.volumes().get("Volumes") or []:
-        if volume["Name"].startswith(PREFIXES):
-            api.remove_volume(volume["Name"], force=True)
     api.close()
+    remove_leftovers(docker_host, PREFIXES)
 
 
 @pytest.fixture

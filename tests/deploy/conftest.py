@@ -17,6 +17,7 @@ from sqlalchemy import update
 from dockyard.agent import auth
 from dockyard.agent.app import create_app
 from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.firewall import Firewall
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.node import Node
 from dockyard.agent.proxy import Nginx
@@ -29,8 +30,10 @@ from dockyard.deploy.runner import DeployRunner
 from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Server
+from dockyard.providers import netns
 from tests.agent.conftest import free_port, require_nginx, stop_and_wait
 from tests.deploy.fake_docker import FakeDocker
+from tests.real_agent import firewall_namespace
 
 SECRET = "in-process-agent-secret"
 HOST = "web.shop.localhost"
@@ -80,7 +83,8 @@ class AgentNode:
         return {u.port for u in found.upstreams} if found else set()
 
 
-def agent_node(name: str, root: Path) -> AgentNode:
+def agent_node(name: str, root: Path, namespace: str) -> AgentNode:
+    """An agent whose firewall rules go into `namespace` (not this host's firewall)."""
     state_dir = root / name
     settings = AgentSettings(state_dir=state_dir, docker_host="unix:///nonexistent.sock")
     auth.write_key_file(settings.key_file, auth.derive_agent_key(SECRET))
@@ -89,7 +93,8 @@ def agent_node(name: str, root: Path) -> AgentNode:
                               https_port=free_port()))
     nginx.prepare()
     node = Node(state_dir=state_dir, certs_dir=state_dir / "certs", runtime=docker,
-                nginx=nginx, state_file=StateFile(state_dir / "desired-state.json"))
+                nginx=nginx, state_file=StateFile(state_dir / "desired-state.json"),
+                firewall=Firewall([*netns.in_netns(namespace), "iptables"]))
     return AgentNode(name, docker, nginx, node,
                      httpx.ASGITransport(app=create_app(settings, node)))
 
@@ -102,9 +107,10 @@ def nodes() -> Iterator[dict[str, AgentNode]]:
     root.chmod(0o755)
     made: dict[str, AgentNode] = {}
     try:
-        for name in NODES:
-            made[name] = agent_node(name, root)
-        yield made
+        with firewall_namespace("dydep") as namespace:
+            for name in NODES:
+                made[name] = agent_node(name, root, namespace)
+            yield made
     finally:
         for agent in made.values():
             agent.docker.close()
