@@ -140,6 +140,8 @@ class Server(IdMixin, TimestampMixin, Base):
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     # What its node runs that differs from what it should (models.reconcile.Drift, as JSON)
     drift: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Set while drained: its services' traffic and DNS go to the other servers
+    drained_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Placement(IdMixin, TimestampMixin, Base):
@@ -150,6 +152,10 @@ class Placement(IdMixin, TimestampMixin, Base):
     workspace_id: Mapped[str] = _fk("workspaces.id")
     service_id: Mapped[str] = _fk("services.id")
     server_id: Mapped[str] = _fk("servers.id")
+    # Whether this server's copy takes traffic (DNS, load balancing): up | down
+    traffic: Mapped[str] = mapped_column(String(10), default="up")
+    traffic_reason: Mapped[str] = mapped_column(Text, default="")
+    traffic_changed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Deployment(IdMixin, TimestampMixin, Base):
@@ -220,12 +226,30 @@ class EnvVar(IdMixin, TimestampMixin, Base):
 
 
 class Domain(IdMixin, TimestampMixin, Base):
+    """A hostname routed to a service on every server that runs it, with its certificate
+    (how it is obtained, the live one, the key encrypted) and its DNS at Cloudflare."""
+
     __tablename__ = "domains"
+    __audit_hidden__ = frozenset({"key_ciphertext"})
     workspace_id: Mapped[str] = _fk("workspaces.id")
     service_id: Mapped[str] = _fk("services.id")
     hostname: Mapped[str] = mapped_column(String(253), unique=True)
+    # none | pending | live | failed
     certificate_status: Mapped[str] = mapped_column(String(20), default="none")
     certificate_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    tls: Mapped[str] = mapped_column(String(20), default="acme")  # acme | cloudflare | none
+    acme_directory: Mapped[str] = mapped_column(String(500), default="")
+    redirect_https: Mapped[bool] = mapped_column(default=True)
+    hsts: Mapped[bool] = mapped_column(default=False)
+    certificate_pem: Mapped[str] = mapped_column(Text, default="")
+    key_ciphertext: Mapped[str] = mapped_column(Text, default="")
+    certificate_error: Mapped[str] = mapped_column(Text, default="")
+    certificate_renewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    dns_credential: Mapped[str] = mapped_column(String(63), default="")  # "" = no DNS
+    dns_proxied: Mapped[bool] = mapped_column(default=False)
+    dns_status: Mapped[str] = mapped_column(String(20), default="none")  # none | synced | failed
+    dns_error: Mapped[str] = mapped_column(Text, default="")
+    dns_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)  # as last synced
 
 
 class AuditEvent(Base):
