@@ -94,6 +94,22 @@ class Settings(BaseSettings):
         )] = ""
     backups_s3_region: Annotated[str, Whole(r"[a-z0-9-]{0,40}",
                                             "use a region name like 'us-east-1'")] = ""
+    # Domains. ACME: the default directory (Let's Encrypt; any ACME directory URL works),
+    # a CA bundle to trust for it (a private ACME server), the account's contact, and how
+    # many days before expiry a certificate is renewed. Cloudflare: its API's base URL.
+    acme_directory_url: Annotated[str, Whole(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[!-~]*",
+                                             "use an https:// ACME directory URL")] = (
+        "https://acme-v02.api.letsencrypt.org/directory")
+    acme_ca_bundle: Path | None = None
+    acme_email: str = ""
+    certificate_renew_days: int = Field(default=30, ge=1, le=89)
+    cloudflare_api_url: Annotated[str, Whole(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/[!-~]*",
+                                             "use the API's base URL, like "
+                                             "'https://api.cloudflare.com/client/v4'")] = (
+        "https://api.cloudflare.com/client/v4")
+    # How often the traffic watch asks each server whether its copies answer; a copy that
+    # does not is taken out of DNS (marked down) after this many seconds at most, twice.
+    traffic_check_seconds: float = Field(default=10, ge=1, le=300)
     backups_s3_access_key: str = ""
     backups_s3_secret_key: SecretStr = SecretStr("")
     backups_s3_prefix: Annotated[str, Whole(r"(?:[A-Za-z0-9_.-]+/)*",
