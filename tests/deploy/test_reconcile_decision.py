@@ -294,3 +294,24 @@ def test_a_correction_that_fails_says_what_it_could_not_do() -> None:
     assert correction.failure("the node agent could not be reached") == (
         "could not remove stray container shop-web-4c650e15 of failed deployment 4c650e15: "
         "the node agent could not be reached")
+
+
+def test_a_site_gets_the_names_the_service_has_today() -> None:
+    today = ServiceWanted("shop/web", SITE, (release(),), (),
+                          ("web.shop.localhost", "shop.example.com"))
+    decision = decide(Wanted("s1", (today,), STATUSES),
+                      found(container(LIVE, port=4001), sites=(site(4001),)), grace())
+    renamed = plan.site_for(SITE, ["web.shop.localhost", "shop.example.com"], [4001])
+    assert decision == Decision((RestoreSite(
+        SITE, "renamed", "rename", "site shop-web to web.shop.localhost, shop.example.com",
+        site=renamed),), ())
+
+
+def test_a_restored_site_has_the_names_of_today_not_those_of_the_release() -> None:
+    today = ServiceWanted("shop/web", SITE, (release(),), (), ("web.shop.localhost", "a.test.com"))
+    decision = decide(Wanted("s1", (today,), STATUSES), found(container(LIVE, port=4001)),
+                      grace())
+    restored = decision.corrections[0]
+    assert isinstance(restored, RestoreSite)
+    assert restored.site is not None
+    assert restored.site.server_names == ["web.shop.localhost", "a.test.com"]

@@ -40,6 +40,7 @@ class ServiceWanted:
     site: str
     releases: tuple[Release, ...] = ()
     in_flight: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()  # every name it has now (default host and domains)
 
 
 @dataclass(frozen=True)
@@ -200,17 +201,31 @@ def _site_fix(service: ServiceWanted, web: list[Expected],
     ports = sorted(port.host_port for e in web if present[e.spec.name].state == "running"
                    for port in present[e.spec.name].ports)
     current = sorted(u.port for u in site.upstreams) if site else None
-    if not ports or current == ports:
+    release = web[0].release if web else None
+    if not ports or release is None:
         return []
-    release = web[0].release
+    hosts = list(service.hosts or release.plan.hosts)
+    if current == ports:
+        return _rename_fix(service, site, list(service.hosts))
     live = f"{_ports(ports)} of live release {release.id[:8]}"
-    restored = plan.site_for(service.site, list(release.plan.hosts), ports)
+    restored = plan.site_for(service.site, hosts, ports)
     if current is None:
         return [RestoreSite(service.site, "restored", "restore",
                             f"missing site {service.site} at {live}", site=restored)]
     return [RestoreSite(service.site, "re-pointed", "re-point",
                         f"site {service.site} at {live} (it pointed at {_ports(current)})",
                         site=restored)]
+
+
+def _rename_fix(service: ServiceWanted, site: Site | None, hosts: list[str]
+                ) -> list[Correction]:
+    """The site with the service's names of today (a domain added or removed while the
+    server was away)."""
+    if site is None or not hosts or site.server_names == hosts:
+        return []
+    return [RestoreSite(service.site, "renamed", "rename",
+                        f"site {service.site} to {', '.join(hosts)}",
+                        site=site.model_copy(update={"server_names": hosts}))]
 
 
 def _orphan_site(service: ServiceWanted, expected: list[Expected],
