@@ -52,6 +52,8 @@ GIT_URL = (rf"(?:https?|ssh|git)://{_GIT_USER}{_GIT_HOST}(?::[0-9]{{1,5}})?{_GIT
            rf"|file://{_GIT_HOST}?(?:/(?!-){_URL_CHAR}*)+"
            rf"|[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:(?=[^-]){_URL_CHAR}*"
            rf"{_GIT_PATH}|(?:/(?!-){_URL_CHAR}*)+")
+DOMAIN_NAME = rf"(?=.{{4,253}}\Z)(?:{DNS_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?"
+HTTPS_URL = r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?"
 MASK = "********"
 # Set by Dockyard (PORT, DOCKYARD_*) or the container (HOME, HOSTNAME, PATH), or a way to
 # hijack the dynamic loader and the C library (LD_*, GCONV_PATH, GLIBC_TUNABLES).
@@ -242,3 +244,10 @@ def _cron(schedule: str) -> str:
 # A backup schedule, stored with single spaces between its fields.
 CronSchedule = Annotated[str, Field(min_length=1, max_length=100), Whole(CRON, CRON_HELP),
                          AfterValidator(_cron)]
+
+
+DomainName = Annotated[str, Field(min_length=4, max_length=253), Whole(
+    DOMAIN_NAME, "use a lowercase domain name of two labels or more, like 'shop.example.com' "
+    "(letters, digits and '-' between dots; no trailing dot, no wildcard)")]
+HttpsUrl = Annotated[str, Field(max_length=500), Whole(
+    HTTPS_URL, "use an https:// URL, like 'https://acme-v02.api.letsencrypt.org/directory'")]
