@@ -52,7 +52,7 @@ GIT_URL = (rf"(?:https?|ssh|git)://{_GIT_USER}{_GIT_HOST}(?::[0-9]{{1,5}})?{_GIT
            rf"|file://{_GIT_HOST}?(?:/(?!-){_URL_CHAR}*)+"
            rf"|[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9][A-Za-z0-9.-]*:(?=[^-]){_URL_CHAR}*"
            rf"{_GIT_PATH}|(?:/(?!-){_URL_CHAR}*)+")
-DOMAIN_NAME = rf"(?=.{{4,253}}\Z)(?:{DNS_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?"
+DOMAIN_NAME = rf"(?:{DNS_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?"
 HTTPS_URL = r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?"
 MASK = "********"
 # Set by Dockyard (PORT, DOCKYARD_*) or the container (HOME, HOSTNAME, PATH), or a way to
