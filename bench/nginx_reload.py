@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -95,21 +96,30 @@ async def close(connection: Connection | None) -> None:
         connection[1].close()
 
 
+async def connect(address: str, port: int, tls: ssl.SSLContext | None = None,
+                  server_hostname: str | None = None) -> Connection:
+    """A connection, over TLS (with SNI) when `tls` is given."""
+    if tls is None:
+        return await asyncio.open_connection(address, port)
+    return await asyncio.open_connection(address, port, ssl=tls, server_hostname=server_hostname)
+
+
 async def worker(port: int, stop: asyncio.Event, tally: Tally, address: str = "127.0.0.1",
-                 request: bytes = REQUEST) -> None:
+                 request: bytes = REQUEST, *, tls: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None) -> None:
     """A strict client: a request that fails on its kept-alive connection counts as failed,
     then is tried once on a new connection to see whether a retrying client would cope."""
     connection: Connection | None = None
     while not stop.is_set():
         try:
-            connection = connection or await asyncio.open_connection(address, port)
+            connection = connection or await connect(address, port, tls, server_hostname)
             status, keep = await exchange(connection, request)
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
             tally.failure(type(exc).__name__)
             await close(connection)
             connection = None
             # awaited first: `+= await` would lose updates
-            saved = await retry_once(port, address, request)
+            saved = await retry_once(port, address, request, tls, server_hostname)
             tally.saved_by_one_retry += saved
             continue
         if status == 200:
@@ -122,10 +132,12 @@ async def worker(port: int, stop: asyncio.Event, tally: Tally, address: str = "1
     await close(connection)
 
 
-async def retry_once(port: int, address: str = "127.0.0.1", request: bytes = REQUEST) -> bool:
+async def retry_once(port: int, address: str = "127.0.0.1", request: bytes = REQUEST,
+                     tls: ssl.SSLContext | None = None, server_hostname: str | None = None
+                     ) -> bool:
     fresh: Connection | None = None
     try:
-        fresh = await asyncio.open_connection(address, port)
+        fresh = await connect(address, port, tls, server_hostname)
         status, _ = await exchange(fresh, request)
         return status == 200
     except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
