@@ -31,7 +31,7 @@ from dockyard.api.routes import (
     workspaces,
 )
 from dockyard.api.routes import metrics as metrics_routes
-from dockyard.core import agents, deployments, health
+from dockyard.core import agents, deployments, health, traffic
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import NotMigrated
 from dockyard.kernel.metrics.middleware import install_request_metrics
@@ -92,13 +92,17 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def _agent_polling(platform: Platform) -> AsyncIterator[None]:
-    """Poll every server's agent in the background while the API runs (0 s turns it off)."""
+    """Poll every server's agent in the background while the API runs (0 s turns it off),
+    and watch whether each server's copies of services take traffic."""
     interval = platform.settings.agent_poll_seconds
-    task = asyncio.create_task(agents.poll_forever(platform, interval)) if interval else None
+    watch = traffic.TrafficWatch(platform, traffic.dns_follows(platform))
+    tasks = [asyncio.create_task(watch.run_forever(platform.settings.traffic_check_seconds))]
+    if interval:
+        tasks.append(asyncio.create_task(agents.poll_forever(platform, interval)))
     try:
         yield
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -9,22 +9,23 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent import tls
+from dockyard.core import traffic
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import server_by_id
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict
+from dockyard.models.base import utcnow
 from dockyard.models.enums import ServerStatus
-from dockyard.models.schemas import ServerAdopt, ServerPublic
-from dockyard.models.tables import Server
+from dockyard.models.schemas import DownCopy, ServerAdopt, ServerPublic
+from dockyard.models.tables import Placement, Project, Server, ServerEvent, Service
 
 
 async def list_servers(p: Platform, actor: Actor) -> list[ServerPublic]:
     async def tx(s: AsyncSession) -> list[ServerPublic]:
         actor.require(Permission.READ)
         query = select(Server).where(Server.workspace_id == actor.workspace_id)
-        rows = await s.scalars(query.order_by(Server.name))
-        return [ServerPublic.model_validate(r) for r in rows]
+        return await _public(s, list(await s.scalars(query.order_by(Server.name))))
 
     return await p.db.read(tx)
 
@@ -32,9 +33,30 @@ async def list_servers(p: Platform, actor: Actor) -> list[ServerPublic]:
 async def get_server(p: Platform, actor: Actor, server_id: str) -> ServerPublic:
     async def tx(s: AsyncSession) -> ServerPublic:
         actor.require(Permission.READ)
-        return ServerPublic.model_validate(await server_by_id(s, actor, server_id))
+        return (await _public(s, [await server_by_id(s, actor, server_id)]))[0]
 
     return await p.db.read(tx)
+
+
+async def _down_copies(s: AsyncSession, server_ids: list[str]) -> dict[str, list[DownCopy]]:
+    """The copies of services marked down on these servers, by server id."""
+    query = (select(Placement.server_id, Project.name, Service.name, Placement.traffic_reason,
+                    Placement.traffic_changed_at)
+             .join(Service, Placement.service_id == Service.id).join(Project)
+             .where(Placement.server_id.in_(server_ids), Placement.traffic == traffic.DOWN)
+             .order_by(Project.name, Service.name))
+    found: dict[str, list[DownCopy]] = {}
+    for server_id, project, service, reason, since in await s.execute(query):
+        found.setdefault(server_id, []).append(
+            DownCopy(service=f"{project}/{service}", reason=reason, since=since))
+    return found
+
+
+async def _public(s: AsyncSession, rows: list[Server]) -> list[ServerPublic]:
+    """The servers as the API shows them: with their copies of services marked down."""
+    down = await _down_copies(s, [row.id for row in rows])
+    return [ServerPublic.model_validate(row).model_copy(update={"traffic_down": down.get(
+        row.id, [])}) for row in rows]
 
 
 async def _add(s: AsyncSession, server: Server) -> ServerPublic:
@@ -130,3 +152,43 @@ async def remove_server(p: Platform, actor: Actor, server_id: str) -> None:
         await delete_recorded(s, server)
 
     await p.db.write(tx, info=actor.audit_info)
+
+
+async def drain_server(p: Platform, actor: Actor, server_id: str,
+                       on_change: traffic.OnChange | None = None) -> ServerPublic:
+    """Take a server's copies out of traffic and DNS (admins): its services' traffic goes
+    to their other servers. Deploys still update it, so undraining is instant."""
+    return await _set_drained(p, actor, server_id, True, on_change or traffic.dns_follows(p))
+
+
+async def undrain_server(p: Platform, actor: Actor, server_id: str,
+                         on_change: traffic.OnChange | None = None) -> ServerPublic:
+    """Let a drained server take its services' traffic again (admins)."""
+    return await _set_drained(p, actor, server_id, False, on_change or traffic.dns_follows(p))
+
+
+async def _set_drained(p: Platform, actor: Actor, server_id: str, drained: bool,
+                       on_change: traffic.OnChange) -> ServerPublic:
+    """Drain or undrain, with a server event; DNS follows when it changed."""
+    async def tx(s: AsyncSession) -> tuple[ServerPublic, bool]:
+        actor.require(Permission.MANAGE_SERVERS)
+        row = await server_by_id(s, actor, server_id)
+        changed = (row.drained_at is not None) != drained
+        if changed:
+            _record_drain(s, row, drained)
+            await s.flush()
+        return (await _public(s, [row]))[0], changed
+
+    server, changed = await p.db.write(tx, info=actor.audit_info)
+    if changed:
+        await traffic.safely(on_change)
+    return server
+
+
+def _record_drain(s: AsyncSession, row: Server, drained: bool) -> None:
+    row.drained_at = utcnow() if drained else None
+    message = (f"drained: its services' traffic and DNS go to their other servers (`dockyard "
+               f"servers undrain {row.name}` takes them back)" if drained
+               else "undrained: it takes its services' traffic again")
+    s.add(ServerEvent(server_id=row.id, kind="drained" if drained else "undrained",
+                      message=message))

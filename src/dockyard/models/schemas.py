@@ -172,6 +172,14 @@ class ServerAdopt(Input):
         "Talk plain HTTP to this agent (DOCKYARD_AGENT_TLS=false): private networks only"))
 
 
+class DownCopy(Output):
+    """A server's copy of a service that the traffic watch marked down (out of DNS)."""
+
+    service: str = Field(description="project/service")
+    reason: str
+    since: datetime | None
+
+
 class ServerPublic(Output):
     id: str
     workspace_id: str
@@ -190,8 +198,17 @@ class ServerPublic(Output):
     drift: list[Drift] = Field(default_factory=list, description=(
         "What its node runs that differs from what it should, until the reconciler "
         "corrects it"))
+    drained_at: datetime | None = Field(default=None, description=(
+        "When it was drained: its services' traffic and DNS go to the other servers"))
+    traffic_down: list[DownCopy] = Field(default_factory=list, description=(
+        "Its copies of services marked down by the traffic watch (out of DNS), with why"))
     tags: list[str]
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def drained(self) -> bool:
+        return self.drained_at is not None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

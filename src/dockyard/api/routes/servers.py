@@ -57,6 +57,20 @@ async def pin_server(
     return await servers.pin_server(platform, actor, server_id, fingerprint)
 
 
+@router.post("/servers/{server_id}/drain", operation_id="drain_server",
+             summary="Move its services' traffic and DNS to their other servers (admins)")
+async def drain_server(server_id: ObjectId, platform: PlatformDep, actor: ActorDep
+                       ) -> ServerPublic:
+    return await servers.drain_server(platform, actor, server_id)
+
+
+@router.post("/servers/{server_id}/undrain", operation_id="undrain_server",
+             summary="Let a drained server take its services' traffic again (admins)")
+async def undrain_server(server_id: ObjectId, platform: PlatformDep, actor: ActorDep
+                         ) -> ServerPublic:
+    return await servers.undrain_server(platform, actor, server_id)
+
+
 @router.delete("/servers/{server_id}", status_code=204, operation_id="remove_server",
                summary="Forget a server (admins)")
 async def remove_server(server_id: ObjectId, platform: PlatformDep, actor: ActorDep) -> None:
