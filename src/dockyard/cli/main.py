@@ -13,6 +13,7 @@ from dockyard.cli import (
     backups,
     cluster,
     deploy,
+    drain,
     images,
     install,
     logs,
@@ -63,6 +64,8 @@ app.command("run", rich_help_panel="Deploy")(processes.run_command)
 app.command("logs", rich_help_panel="Deploy")(logs.logs)
 for name, group in (("deployments", deploy.deployments), ("deploy-configs", deploy.deploy_configs)):
     app.add_typer(group, name=name, rich_help_panel="Deploy")
+resources.servers.command("drain")(drain.servers_drain)
+resources.servers.command("undrain")(drain.servers_undrain)
 for name, group in (
     ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
     ("servers", resources.servers), ("credentials", resources.credentials),

@@ -252,10 +252,15 @@ def servers_list(as_json: JsonFlag = False) -> None:
 
 
 def status_reasons(servers: list[dict[str, Any]], width: int = 80) -> list[str]:
-    """`name: reason` for each server that has one, and how many ways it differs from what
-    it should run (its drift), wrapped to `width` columns."""
+    """`name: reason` for each server that has one, whether it is drained, its copies of
+    services marked down (with why), and how many ways it differs from what it should run
+    (its drift), wrapped to `width` columns."""
     said = [f"{s['name']} {s['status']}: {s['status_reason']}"
             for s in servers if s.get("status_reason")]
+    said += [f"{s['name']} drained: its services' traffic goes to their other servers"
+             for s in servers if s.get("drained")]
+    said += [f"{s['name']}: copy of {down['service']} down: {down['reason']}"
+             for s in servers for down in s.get("traffic_down", [])]
     said += [f"{s['name']} differs from what it should run: {_drift_summary(s['drift'])} "
              f"(`dockyard servers events {s['name']}`)" for s in servers if s.get("drift")]
     return [textwrap.fill(line, width, subsequent_indent="  ") for line in said]
