@@ -149,6 +149,23 @@ async def test_registering_a_key_again_answers_the_same_account(site: AcmeSite) 
     assert await site.issuer.register(new_account_key(), "") != first
 
 
+async def test_an_account_the_server_does_not_know_says_so(site: AcmeSite) -> None:
+    """A stored account URL from a directory that forgot it: `code` tells the caller to
+    register again."""
+    unknown = site.pebble.directory_url.removesuffix("/dir") + "/my-account/1234"
+    with pytest.raises(AcmeFailed) as failed:
+        await site.issuer.issue(site.account_key, unknown, ["lost.example.test"],
+                                Recorder().publish, Recorder().withdraw)
+    assert failed.value.code == "accountDoesNotExist"
+    assert failed.value.message == f"the ACME server refused: Account {unknown} not found."
+
+
+async def test_a_contact_the_server_refuses_is_its_reason(site: AcmeSite) -> None:
+    with pytest.raises(AcmeFailed, match='contact email "not-an-email" is invalid') as failed:
+        await site.issuer.register(new_account_key(), "not-an-email")
+    assert failed.value.status_code == 422
+
+
 async def test_the_server_refuses_a_name_it_will_not_certify(account: AcmeSite) -> None:
     with pytest.raises(AcmeFailed) as failed:
         await account.issuer.issue(account.account_key, account.account_url,
