@@ -22,6 +22,7 @@ from dockyard.agent.settings import AgentSettings
 from dockyard.providers import images, local
 from dockyard.providers.images import Tarball
 from tests.agent.conftest import SECRET, signed_headers
+from tests.live import serving
 
 pytestmark = pytest.mark.slow
 SERVICE = "ps-test"
@@ -96,13 +97,25 @@ async def test_a_run_past_its_time_limit_is_killed_and_removed(
 
 
 async def test_a_run_whose_caller_leaves_is_removed(
-        agent: NodeAgentClient, python_image: ImageRef, docker_api: docker.APIClient) -> None:
+        agent_app: httpx.ASGITransport, python_image: ImageRef, docker_api: docker.APIClient
+        ) -> None:
+    """Over a real HTTP server: the ASGI transport buffers the whole response, so the caller
+    could not leave before the command ended (the test waited out its 120 s)."""
     request = OneOffRun(service=SERVICE, image=python_image, command=python(
         "import time; print('started', flush=True); time.sleep(120)"))
-    async for line in agent.run_one_off(request):
-        if "output" in line:
-            break  # the client closes the stream here
-    assert containers_of(docker_api) == []
+    with serving(agent_app.app) as url:
+        async with NodeAgentClient(url, SECRET) as agent:
+            async for line in agent.run_one_off(request):
+                if "output" in line:
+                    break  # the client closes the stream here
+            await until_removed(docker_api, within=30)  # the next heartbeat (5 s) notices
+
+
+async def until_removed(api: docker.APIClient, within: float) -> None:
+    deadline = time.monotonic() + within
+    while found := containers_of(api):
+        assert time.monotonic() < deadline, f"{found} still there after {within:.0f} s"
+        await asyncio.sleep(0.2)  # polling Docker: no event to await
 
 
 async def test_a_run_of_a_missing_image_is_a_clear_error(agent: NodeAgentClient) -> None:
