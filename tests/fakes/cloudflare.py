@@ -26,7 +26,7 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -327,6 +327,14 @@ class FakeCloudflare:
         self.state.records.setdefault(self.zone_id(zone_name), []).append(record)
         self.state.save()
         return record
+
+
+def serve_checked(state_file: Path | None, zones: Sequence[str] = ("example.test",)
+                  ) -> Iterator[FakeCloudflare]:
+    """The fake for one test; afterwards none of its answers may have broken the document."""
+    with FakeCloudflare(state_file, zones) as fake:
+        yield fake
+    assert fake.violations == [], f"answers outside Cloudflare's API document: {fake.violations}"
 
 
 def main() -> None:

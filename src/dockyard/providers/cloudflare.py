@@ -97,6 +97,9 @@ def _translated(action: str) -> Iterator[None]:
     except cloudflare.APIConnectionError as exc:
         raise CloudflareFailed(f"Cloudflare's API did not answer while {action}: "
                                f"{exc.message}") from exc
+    except cloudflare.APIError as exc:  # an answer the SDK could not read
+        raise CloudflareFailed(f"Cloudflare's answer made no sense while {action}: "
+                               f"{exc.message}") from exc
 
 
 def checked_hostname(hostname: str) -> str:
