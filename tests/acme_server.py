@@ -105,27 +105,23 @@ def start_pebble(http_port: int, default_ipv4: str = "127.0.0.1", *,
     if shutil.which("pebble") is None or shutil.which("pebble-challtestsrv") is None:
         raise PebbleFailed(INSTALL_HINT)
     ip_address(default_ipv4)  # challtestsrv would answer nothing for a malformed one
-    owns = workdir is None
     root = Path(tempfile.mkdtemp(prefix="dy-pebble-")) if workdir is None else workdir
     root.mkdir(parents=True, exist_ok=True)
-    ca_bundle = _write_listener_tls(root, listen_host)
-    dns_port, dns_management = free_port(listen_host), free_port(listen_host)
-    acme_port, management = acme_port or free_port(listen_host), free_port(listen_host)
-    pebble = Pebble(f"https://{_hostport(listen_host, acme_port)}/dir",
-                    f"https://{_hostport(listen_host, management)}",
-                    f"http://{_hostport(listen_host, dns_management)}", ca_bundle, root,
-                    owns_workdir=owns)
+    listen, management = (_hostport(listen_host, acme_port or free_port(listen_host)),
+                          _hostport(listen_host, free_port(listen_host)))
+    dns, dns_management = (_hostport(listen_host, free_port(listen_host)),
+                           _hostport(listen_host, free_port(listen_host)))
+    pebble = Pebble(f"https://{listen}/dir", f"https://{management}",
+                    f"http://{dns_management}", _write_listener_tls(root, listen_host), root,
+                    owns_workdir=workdir is None)
+    env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject_percent),
+           "PEBBLE_AUTHZREUSE": str(authz_reuse_percent)}
     try:
-        _spawn(pebble, "pebble-challtestsrv", _challtestsrv_argv(
-            _hostport(listen_host, dns_port), _hostport(listen_host, dns_management),
-            default_ipv4), {})
+        _spawn(pebble, "pebble-challtestsrv",
+               _challtestsrv_argv(dns, dns_management, default_ipv4), {})
         _await(pebble, lambda: _answers(f"{pebble.dns_management_url}/", None))
-        config = _write_config(root, _hostport(listen_host, acme_port),
-                               _hostport(listen_host, management), http_port)
-        env = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject_percent),
-               "PEBBLE_AUTHZREUSE": str(authz_reuse_percent)}
-        _spawn(pebble, "pebble", ["pebble", "-config", str(config), "-dnsserver",
-                                  _hostport(listen_host, dns_port)], env)
+        config = _write_config(root, listen, management, http_port)
+        _spawn(pebble, "pebble", ["pebble", "-config", str(config), "-dnsserver", dns], env)
         _await(pebble, lambda: _answers(pebble.directory_url, pebble.tls_context()))
     except BaseException:
         pebble.stop()

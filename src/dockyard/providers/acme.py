@@ -108,19 +108,23 @@ class AcmeIssuer:
         deadline = time.monotonic() + self.timeout
         acme = await self._call(self._account_client, account_key_pem, account_url)
         key_pem = _new_ec_key_pem()
-        csr = crypto_util.make_csr(key_pem.encode(), names)
-        order = await self._call(acme.new_order, csr)
-        published: list[str] = []
-        try:
-            answers = await _publish_answers(acme, order, publish, published)
-            for challenge, response in answers:
-                await self._call(acme.answer_challenge, challenge, response)
-            await self._await_authorizations(acme, order, deadline)
-            fullchain = await self._call(self._finalize, acme, order, deadline)
-        finally:
-            await _withdraw_all(withdraw, published)
+        order = await self._call(acme.new_order, crypto_util.make_csr(key_pem.encode(), names))
+        fullchain = await self._prove_and_finalize(acme, order, publish, withdraw, deadline)
         facts = certificate_facts(fullchain)
         return IssuedCertificate(fullchain, key_pem, facts.not_after, facts.sha256)
+
+    async def _prove_and_finalize(self, acme: client.ClientV2, order: messages.OrderResource,
+                                  publish: Publish, withdraw: Withdraw, deadline: float) -> str:
+        """Answer the order's challenges, await their validation, and fetch the certificate
+        chain; every published answer is withdrawn, whatever happens."""
+        published: list[str] = []
+        try:
+            for challenge, response in await _publish_answers(acme, order, publish, published):
+                await self._call(acme.answer_challenge, challenge, response)
+            await self._await_authorizations(acme, order, deadline)
+            return await self._call(self._finalize, acme, order, deadline)
+        finally:
+            await _withdraw_all(withdraw, published)
 
     async def _await_authorizations(self, acme: client.ClientV2, order: messages.OrderResource,
                                     deadline: float) -> None:
