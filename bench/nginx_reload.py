@@ -1,7 +1,8 @@
 """How many requests fail through nginx while the agent reloads it 50 times under load.
 
 Everything stays on loopback: a stdlib backend, one nginx run by the agent's own `Nginx`
-(write site, `nginx -t`, reload), and a keep-alive client at fixed concurrency that does not
+(`nginx -t`, reload; since the edge became static nothing reloads it for a site, so this
+measures the reload as such), and a keep-alive client at fixed concurrency that does not
 retry. Prints the figures; asserts nothing.
 
     .venv/bin/python bench/nginx_reload.py [--reloads 50] [--concurrency 32]
@@ -150,13 +151,12 @@ async def load(port: int, concurrency: int, stop: asyncio.Event, tally: Tally) -
     await asyncio.gather(*(worker(port, stop, tally) for _ in range(concurrency)))
 
 
-async def reloads(nginx: Nginx, site: Site, count: int, pause: float, stop: asyncio.Event
-                  ) -> float:
+async def reloads(nginx: Nginx, count: int, pause: float, stop: asyncio.Event) -> float:
     started = time.monotonic()
     await asyncio.sleep(1)  # let the load reach a steady state first
-    for index in range(count):
-        names = [HOST, f"r{index % 2}.{HOST}"]  # a real change each time
-        await asyncio.to_thread(nginx.apply, site.model_copy(update={"server_names": names}))
+    for _ in range(count):
+        await asyncio.to_thread(nginx.edge.check)
+        await asyncio.to_thread(nginx.edge.reload)
         await asyncio.sleep(pause)
     await asyncio.sleep(1)
     stop.set()
@@ -168,16 +168,17 @@ async def main(count: int, concurrency: int, pause: float) -> None:
     backend = start_backend(backend_port)
     with tempfile.TemporaryDirectory(prefix="dy-bench-") as directory:
         os.chmod(directory, 0o755)  # noqa: S103 - nginx workers (nobody) reach the sockets
-        nginx = Nginx(NginxLayout(Path(directory) / "nginx", http_port=free_port()))
+        nginx = Nginx(NginxLayout(Path(directory) / "nginx", http_port=free_port(),
+                                  https_port=free_port()))
         nginx.prepare()
         site = Site(service="bench", server_names=[HOST],
                     upstreams=[Upstream(host="127.0.0.1", port=backend_port)])
-        nginx.apply(site)
+        nginx.apply(site, [site])
         tally, stop = Tally(), asyncio.Event()
         try:
             _, seconds = await asyncio.gather(
                 load(nginx.layout.http_port, concurrency, stop, tally),
-                reloads(nginx, site, count, pause, stop))
+                reloads(nginx, count, pause, stop))
         finally:
             nginx.stop()
             backend.terminate()

@@ -96,7 +96,8 @@ async def switches(nginx: Nginx, sites: list[Site], count: int, pause: float,
     await asyncio.sleep(1)  # let the load reach a steady state first
     for index in range(count):
         begun = time.monotonic()
-        await asyncio.to_thread(nginx.apply, sites[(index + 1) % 2])
+        site = sites[(index + 1) % 2]
+        await asyncio.to_thread(nginx.apply, site, [site])
         durations.append(time.monotonic() - begun)
         await asyncio.sleep(pause)
     await asyncio.sleep(1)
@@ -119,7 +120,7 @@ def print_figures(count: int, concurrency: int, seconds: float, durations: list[
 
 def prepared_nginx(directory: Path) -> Nginx:
     directory.chmod(0o755)  # the edge's workers (user nobody) connect to sockets in it
-    nginx = Nginx(NginxLayout(directory / "nginx", http_port=free_port()))
+    nginx = Nginx(NginxLayout(directory / "nginx", http_port=free_port(), https_port=free_port()))
     nginx.prepare()
     return nginx
 
@@ -132,7 +133,7 @@ async def main(count: int, concurrency: int, pause: float) -> None:
         nginx = prepared_nginx(Path(directory))
         sites = [Site(service="bench", server_names=[HOST],
                       upstreams=[Upstream(host="127.0.0.1", port=port)]) for port in ports]
-        nginx.apply(sites[0])
+        nginx.apply(sites[0], [sites[0]])
         edge_workers = nginx.edge.workers()
         tally, answers, stop = Tally(), Counter[str](), asyncio.Event()
         try:

@@ -82,7 +82,7 @@ def stop_and_wait(pair: Nginx) -> None:
 @pytest.fixture
 def nginx(nginx_root: Path) -> Iterator[Nginx]:
     """The node's nginx pair, prepared, on a free loopback port; stopped afterwards."""
-    pair = Nginx(NginxLayout(nginx_root, http_port=free_port()))
+    pair = Nginx(NginxLayout(nginx_root, http_port=free_port(), https_port=free_port()))
     pair.prepare()
     yield pair
     stop_and_wait(pair)

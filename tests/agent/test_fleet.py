@@ -28,9 +28,11 @@ from tests.conftest import Account
 def serving_agent(nginx_root: Path) -> Iterator[httpx.ASGITransport]:
     """An agent app whose node's nginx runs (on a free port): its data path serves."""
     settings = AgentSettings(state_dir=nginx_root.parent, nginx_http_port=free_port(),
+                             nginx_https_port=free_port(),
                              docker_host=f"unix://{nginx_root.parent}/no-docker.sock")
     auth.write_key_file(settings.key_file, auth.derive_agent_key(SECRET))
-    pair = Nginx(NginxLayout(settings.nginx_dir, settings.nginx_http_port))
+    pair = Nginx(NginxLayout(settings.nginx_dir, settings.nginx_http_port,
+                             settings.nginx_https_port))
     pair.prepare()
     pair.reload()
     yield httpx.ASGITransport(app=create_app(settings))

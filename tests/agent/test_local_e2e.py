@@ -25,7 +25,8 @@ def local_agent() -> Iterator[local.AgentLaunch]:
     root = cluster_root("local")
     launch = local.AgentLaunch(state_dir=root / "agent", host="127.0.0.1", port=free_port(),
                                docker_host=local.ensure_local_docker(root),
-                               nginx_http_port=free_port())
+                               nginx_http_port=free_port(),
+                               extra_env={"DOCKYARD_AGENT_NGINX_HTTPS_PORT": str(free_port())})
     local.install_agent_key(launch, SECRET)
     pid = local.start_agent(launch)
     try:

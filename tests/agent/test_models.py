@@ -16,14 +16,14 @@ GOOD_SITE: dict[str, Any] = {"service": "web", "server_names": ["shop.example.co
 @pytest.mark.parametrize("name", [
     "a;b.example", "a{b", "a}b", "shop.example.com; include /etc/passwd", "a b", "a\nb",
     "a\rb", "shop.example.com\n", "", "-a.example", "a..b", "x" * 64 + ".example",
-    "ünïcode.example", "a/b",
+    "ünïcode.example", "a/b", "*.shop.example.com", "*",
 ])
 def test_hostile_server_names_are_refused(name: str) -> None:
     with pytest.raises(ValidationError):
         Site.model_validate({**GOOD_SITE, "server_names": [name]})
 
 
-@pytest.mark.parametrize("name", ["shop.example.com", "*.shop.example.com", "localhost", "a-b.c"])
+@pytest.mark.parametrize("name", ["shop.example.com", "localhost", "a-b.c"])
 def test_ordinary_server_names_pass(name: str) -> None:
     assert Site.model_validate({**GOOD_SITE, "server_names": [name]}).server_names == [name]
 
@@ -34,11 +34,11 @@ def test_hostile_upstreams_are_refused(host: str) -> None:
         Upstream(host=host, port=80)
 
 
-@pytest.mark.parametrize("path", ["/certs/a b.pem", "/certs/a;.pem", "relative.pem",
-                                  "/certs/{a}.pem", "/certs/a\n.pem", "/certs/a.pem\n"])
-def test_hostile_certificate_paths_are_refused(path: str) -> None:
+def test_a_desired_state_of_an_earlier_agent_still_loads() -> None:
+    """Its sites carry `"tls": null`; nothing else with that key is accepted."""
+    assert Site.model_validate({**GOOD_SITE, "tls": None}) == Site.model_validate(GOOD_SITE)
     with pytest.raises(ValidationError):
-        Site.model_validate({**GOOD_SITE, "tls": {"certificate": path, "key": "/certs/k.pem"}})
+        Site.model_validate({**GOOD_SITE, "tls": {"certificate": "/c.pem", "key": "/k.pem"}})
 
 
 @pytest.mark.parametrize("service", ["Web", "web;", "web service", "-web", "../web", ""])

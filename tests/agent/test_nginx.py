@@ -7,39 +7,13 @@ from pathlib import Path
 import pytest
 
 from dockyard.agent import nginx
-from dockyard.agent.models import Site, TlsFiles, Upstream
+from dockyard.agent.models import Site, Upstream
 from dockyard.agent.nginx import NginxLayout
 
 LAYOUT = NginxLayout(Path("/srv/agent/nginx"), http_port=8080, https_port=8443)
 SWITCH = LAYOUT.switch_layout
 SITE = Site(service="web", server_names=["shop.example.com", "www.shop.example.com"],
             upstreams=[Upstream(host="10.0.0.2", port=18000), Upstream(host="::1", port=18001)])
-
-EXPECTED_EDGE_SITE = """# Managed by dockyard-agent for service web; changes are overwritten.
-upstream dockyard_edge_web {
-    server unix:/run/dockyard-nginx/bef87d8b30de/web.sock;
-    keepalive 32;
-}
-
-server {
-    listen 8080;
-    server_name shop.example.com www.shop.example.com;
-
-    location / {
-        proxy_pass http://dockyard_edge_web;
-        # Safe for every method on this hop: a reloading switch closes only IDLE keep-alive
-        # connections and always answers a request it accepted, so a request that failed
-        # here never reached it.
-        proxy_next_upstream error timeout non_idempotent;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-    }
-}
-"""
 
 EXPECTED_SWITCH_SITE = """# Managed by dockyard-agent for service web; changes are overwritten.
 upstream dockyard_web {
@@ -64,7 +38,7 @@ server {
 }
 """
 
-EXPECTED_EDGE_MAIN = """# Managed by dockyard-agent; changes are overwritten.
+EXPECTED_EDGE_MAIN = r"""# Managed by dockyard-agent; changes are overwritten.
 worker_processes auto;
 pid /srv/agent/nginx/nginx.pid;
 error_log /srv/agent/nginx/logs/error.log warn;
@@ -84,12 +58,56 @@ http {
     client_max_body_size 100m;
     server_tokens off;
 
-    server {
-        listen 8080 default_server;
-        return 404;
+    map $ssl_server_name $dockyard_tls_name {
+        "~^[a-z0-9-]+(\.[a-z0-9-]+)*\z" $ssl_server_name;
+        default "-";
     }
 
-    include /srv/agent/nginx/sites/*.conf;
+    map $dockyard_hsts_wanted $dockyard_hsts {
+        "https+hsts" "max-age=31536000";
+        default "";
+    }
+
+    server {
+        listen 8080 default_server;
+        listen 8443 ssl default_server;
+        server_name _;
+        # Read at every handshake: the certificate chain and its key are in one file, so a
+        # renewal is one rename (a handshake between nginx's two reads of it may still
+        # pair the old certificate with the new key: it fails, once).
+        ssl_certificate /run/dockyard-nginx/bef87d8b30de/tls/$dockyard_tls_name/certificate.pem;
+        ssl_certificate_key /run/dockyard-nginx/bef87d8b30de/tls/$dockyard_tls_name/certificate.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+
+        location ^~ /.well-known/acme-challenge/ {
+            root /run/dockyard-nginx/bef87d8b30de/acme;
+            default_type text/plain;
+        }
+
+        location / {
+            set $dockyard_redirect $scheme;
+            set $dockyard_hsts_wanted $scheme;
+            if (!-d /run/dockyard-nginx/bef87d8b30de/hosts/$host) {
+                return 404;
+            }
+            if (-f /run/dockyard-nginx/bef87d8b30de/tls/$host/redirect) {
+                set $dockyard_redirect "${dockyard_redirect}+tls";
+            }
+            if ($dockyard_redirect = "http+tls") {
+                return 308 https://$host$request_uri;
+            }
+            if (-f /run/dockyard-nginx/bef87d8b30de/tls/$host/hsts) {
+                set $dockyard_hsts_wanted "${dockyard_hsts_wanted}+hsts";
+            }
+            add_header Strict-Transport-Security $dockyard_hsts always;
+            proxy_pass http://unix:/run/dockyard-nginx/bef87d8b30de/hosts/$host/switch.sock:;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+    }
 }
 """
 
@@ -118,32 +136,23 @@ http {
 """
 
 
-def test_edge_site_text() -> None:
-    assert nginx.render_edge_site(SITE, LAYOUT) == EXPECTED_EDGE_SITE
-    assert nginx.render_site(SITE, LAYOUT) == EXPECTED_EDGE_SITE
-
-
 def test_switch_site_text() -> None:
     assert nginx.render_switch_site(SITE, SWITCH) == EXPECTED_SWITCH_SITE
-    assert nginx.render_site(SITE, SWITCH) == EXPECTED_SWITCH_SITE
 
 
-def test_the_edge_site_does_not_change_with_the_upstreams() -> None:
-    moved = SITE.model_copy(update={"upstreams": [Upstream(host="10.0.0.9", port=19000)]})
-    assert nginx.render_edge_site(moved, LAYOUT) == EXPECTED_EDGE_SITE
-    assert nginx.render_switch_site(moved, SWITCH) != EXPECTED_SWITCH_SITE
+def test_the_edge_is_the_same_whatever_the_sites() -> None:
+    """No name, certificate or upstream appears in it: nothing a site does reloads it."""
+    assert "shop.example.com" not in nginx.render_main(LAYOUT)
+    assert nginx.render_main(LAYOUT) == EXPECTED_EDGE_MAIN
 
 
-def test_edge_site_with_tls_listens_on_both_ports_with_its_files() -> None:
-    tls = TlsFiles(certificate="/srv/agent/certs/shop.crt", key="/srv/agent/certs/shop.key")
-    site = SITE.model_copy(update={"tls": tls})
-    assert nginx.render_edge_site(site, LAYOUT) == EXPECTED_EDGE_SITE.replace(
-        "    listen 8080;\n",
-        "    listen 8080;\n    listen 8443 ssl;\n"
-        "    ssl_certificate /srv/agent/certs/shop.crt;\n"
-        "    ssl_certificate_key /srv/agent/certs/shop.key;\n",
-    )
-    assert nginx.render_switch_site(site, SWITCH) == EXPECTED_SWITCH_SITE
+def test_host_routes_lead_each_name_to_the_site_applied_last() -> None:
+    other = Site(service="api", server_names=["api.example.com", "www.shop.example.com"],
+                 upstreams=SITE.upstreams)
+    assert nginx.host_routes([SITE, other]) == {
+        "shop.example.com": "web", "www.shop.example.com": "api", "api.example.com": "api"}
+    assert nginx.host_routes([other, SITE])["www.shop.example.com"] == "web"
+    assert nginx.switch_link("web") == "../../web.sock"
 
 
 def test_main_configuration_text() -> None:
@@ -161,6 +170,9 @@ def test_layouts() -> None:
     assert SWITCH.site_file("web") == Path("/srv/agent/nginx/switch/sites/web.conf")
     assert SWITCH.pid_file == Path("/srv/agent/nginx/switch/nginx.pid")
     assert SWITCH.socket("web") == Path("/run/dockyard-nginx/bef87d8b30de/web.sock")
+    runtime = Path("/run/dockyard-nginx/bef87d8b30de")
+    assert (LAYOUT.hosts, LAYOUT.tls, LAYOUT.acme) == (
+        runtime / "hosts", runtime / "tls", runtime / "acme")
 
 
 def test_argv() -> None:

@@ -4,6 +4,7 @@ is rolled back (real nginx on a loopback port, no Docker needed)."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from dockyard.agent.client import AgentError, NodeAgentClient
-from dockyard.agent.models import Site, TlsFiles, Upstream
+from dockyard.agent.models import Site, Upstream
 from dockyard.agent.proxy import Nginx, NginxRejected
 from dockyard.agent.settings import AgentSettings
 from tests.agent.conftest import signed_headers
@@ -29,6 +30,7 @@ HOSTILE = [
     {**GOOD, "server_names": ["shop.test\nlocation / { return 200; }"]},
     {**GOOD, "upstreams": [{"host": "127.0.0.1;", "port": 8000}]},
     {**GOOD, "service": "web;"},
+    {**GOOD, "server_names": ["*.shop.test"]},
 ]
 
 
@@ -52,18 +54,12 @@ async def test_hostile_sites_are_refused_before_anything_is_written(
     assert written_files(agent_settings.state_dir) == before
 
 
-@pytest.mark.parametrize("path", ["/etc/ssl/private/site.key", "{state}/certs/../agent.key"])
-async def test_certificates_outside_the_agent_directory_are_refused(
-    agent: NodeAgentClient, agent_settings: AgentSettings, path: str
-) -> None:
-    before = written_files(agent_settings.state_dir)
-    location = path.format(state=agent_settings.state_dir)
-    site = Site.model_validate({**GOOD, "tls": {"certificate": location, "key": location}})
+async def test_a_wildcard_name_is_refused_saying_why(agent: NodeAgentClient) -> None:
+    site = {**GOOD, "server_names": ["shop.test", "*.shop.test"]}
     with pytest.raises(AgentError) as refused:
-        await agent.apply_site(site)
+        await agent._call("PUT", "/sites", body=site)
     assert refused.value.status_code == 422
-    assert "certificate files must be inside" in refused.value.detail
-    assert written_files(agent_settings.state_dir) == before
+    assert "wildcard names such as '*.example.com' are not served" in refused.value.detail
 
 
 class Hello(BaseHTTPRequestHandler):
@@ -89,17 +85,25 @@ def backend() -> Iterator[int]:
 
 
 def site_files(nginx: Nginx, service: str) -> list[str | None]:
-    return [nginx.edge.site_text(service), nginx.switch.site_text(service)]
+    """The switch's site file, and where the edge's route for shop.test leads."""
+    link = nginx.layout.hosts / "shop.test" / "switch.sock"
+    return [nginx.switch.site_text(service), os.readlink(link) if link.is_symlink() else None]
 
 
 def test_apply_writes_checks_and_serves_the_site(nginx: Nginx, backend: int) -> None:
-    nginx.apply(Site(service="web", server_names=["shop.test"],
-                     upstreams=[Upstream(host="127.0.0.1", port=backend)]))
+    site = Site(service="web", server_names=["shop.test"],
+                upstreams=[Upstream(host="127.0.0.1", port=backend)])
+    nginx.apply(site, [site])
     url = f"http://127.0.0.1:{nginx.layout.http_port}/"
     assert httpx.get(url, headers={"Host": "shop.test"}).text == "hello from shop.test"
     assert httpx.get(url, headers={"Host": "other.test"}).status_code == 404
-    assert None not in site_files(nginx, "web")
+    assert httpx.get(url, headers={"Host": "_"}).status_code == 404
+    assert site_files(nginx, "web")[1] == "../../web.sock"
+    assert nginx.edge.site_text("web") is None
     assert nginx.switch.layout.socket("web").is_socket()
+
+
+UNRESOLVABLE = Upstream(host="no-such-host.invalid", port=80)  # nginx -t: host not found
 
 
 def test_a_site_nginx_refuses_is_rolled_back_and_the_old_one_keeps_serving(
@@ -107,25 +111,20 @@ def test_a_site_nginx_refuses_is_rolled_back_and_the_old_one_keeps_serving(
 ) -> None:
     site = Site(service="web", server_names=["shop.test"],
                 upstreams=[Upstream(host="127.0.0.1", port=backend)])
-    nginx.apply(site)
+    nginx.apply(site, [site])
     before = site_files(nginx, "web")
-    missing = str(tmp_path / "certs" / "missing.pem")
-    broken = site.model_copy(update={"tls": TlsFiles(certificate=missing, key=missing),
-                                     "upstreams": [Upstream(host="127.0.0.1", port=1)]})
-    with pytest.raises(NginxRejected, match=r"missing\.pem"):
-        nginx.apply(broken)
+    broken = site.model_copy(update={"upstreams": [UNRESOLVABLE]})
+    with pytest.raises(NginxRejected, match=r"no-such-host\.invalid"):
+        nginx.apply(broken, [broken])
     assert site_files(nginx, "web") == before
     url = f"http://127.0.0.1:{nginx.layout.http_port}/"
     assert httpx.get(url, headers={"Host": "shop.test"}).status_code == 200
 
 
-def test_a_refused_new_site_leaves_no_file(nginx: Nginx, tmp_path: Path) -> None:
-    missing = str(tmp_path / "missing.pem")
-    site = Site(service="api", server_names=["api.test"],
-                upstreams=[Upstream(host="127.0.0.1", port=1)],
-                tls=TlsFiles(certificate=missing, key=missing))
+def test_a_refused_new_site_leaves_no_file(nginx: Nginx) -> None:
+    site = Site(service="api", server_names=["shop.test"], upstreams=[UNRESOLVABLE])
     with pytest.raises(NginxRejected):
-        nginx.apply(site)
+        nginx.apply(site, [site])
     assert site_files(nginx, "api") == [None, None]
     assert not nginx.switch.layout.socket("api").exists()
 

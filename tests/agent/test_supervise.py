@@ -203,7 +203,7 @@ async def test_restoring_reloads_only_a_layer_whose_files_changed(nginx: Nginx) 
     client connections, which a strict client sees as failures."""
     with serving("a") as upstream:
         site = Site(service="shop", server_names=[HOST], upstreams=[upstream])
-        nginx.apply(site)
+        nginx.apply(site, [site])
         edge, switch = nginx.edge.workers(), nginx.switch.workers()
         nginx.restore([site])
         assert (nginx.edge.workers(), nginx.switch.workers()) == (edge, switch)
@@ -215,9 +215,10 @@ async def test_restoring_reloads_only_a_layer_whose_files_changed(nginx: Nginx) 
 
 def test_a_site_is_asked_by_a_name_it_answers_to() -> None:
     upstream = Upstream(host="127.0.0.1", port=8000)
-    named = Site(service="shop", server_names=["*.shop.test", "shop.test"], upstreams=[upstream])
-    wild = Site(service="shop", server_names=["*.shop.test"], upstreams=[upstream])
-    assert [probe_name(named), probe_name(wild)] == ["shop.test", "dockyard-health.shop.test"]
+    shop = Site(service="shop", server_names=["shop.test", "www.shop.test"], upstreams=[upstream])
+    taker = Site(service="api", server_names=["shop.test"], upstreams=[upstream])
+    assert probe_name(shop, [shop]) == "shop.test"
+    assert probe_name(shop, [shop, taker]) == "www.shop.test"
 
 
 def test_only_failures_of_the_data_path_are_problems() -> None:

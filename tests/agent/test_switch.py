@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -115,14 +116,36 @@ async def test_an_upstream_change_reloads_only_the_switch(
     assert node.sites() == [sites["b"]]
 
 
-async def test_a_name_change_reloads_the_edge(
+def nginx_processes(nginx: Nginx) -> tuple[list[int], set[int], set[int]]:
+    """Both masters and both layers' workers: a reload of either changes them."""
+    return nginx.running_pids(), nginx.edge.workers(), nginx.switch.workers()
+
+
+async def test_a_new_name_answers_without_any_reload(
     node: Node, nginx: Nginx, sites: dict[str, Site]
 ) -> None:
     await node.apply_site(sites["a"])
-    edge_workers = nginx.edge.workers()
+    before = nginx_processes(nginx)
+    assert (await get(nginx, Host="www.shop.test")).status_code == 404
     await node.apply_site(sites["a"].model_copy(update={"server_names": [HOST, "www.shop.test"]}))
-    assert nginx.edge.workers() - edge_workers
     assert (await get(nginx, Host="www.shop.test")).text == "a"
+    await node.apply_site(sites["a"])
+    assert (await get(nginx, Host="www.shop.test")).status_code == 404
+    assert (await get(nginx)).text == "a"
+    assert nginx_processes(nginx) == before
+
+
+async def test_a_name_moves_to_the_site_that_claims_it_and_back_when_that_goes(
+    node: Node, nginx: Nginx, sites: dict[str, Site]
+) -> None:
+    await node.apply_site(sites["a"])
+    other = sites["b"].model_copy(update={"service": "api", "server_names": ["api.test", HOST]})
+    await node.apply_site(other)
+    assert [(await get(nginx)).text, (await get(nginx, Host="api.test")).text] == ["b", "b"]
+    await node.remove_site("api")
+    assert (await get(nginx)).text == "a"
+    assert (await get(nginx, Host="api.test")).status_code == 404
+    assert sorted(p.name for p in nginx.layout.hosts.iterdir()) == [HOST]
 
 
 async def test_the_client_headers_reach_the_app_through_both_layers(
@@ -141,6 +164,7 @@ async def test_removing_a_site_removes_it_from_both_layers(
     await node.apply_site(sites["a"])
     await node.remove_site("web")
     assert [nginx.edge.site_text("web"), nginx.switch.site_text("web")] == [None, None]
+    assert not (nginx.layout.hosts / HOST).exists()
     assert not nginx.switch.layout.socket("web").exists()
     assert (await get(nginx)).status_code == 404
     assert node.sites() == []
@@ -158,6 +182,7 @@ async def test_restore_starts_both_layers_from_the_desired_state(
     await node_of(nginx, tmp_path).apply_site(sites["a"])
     stop_and_wait(nginx)
     leave_a_stale_socket(nginx.switch.layout.socket("web"))
+    shutil.rmtree(nginx.layout.hosts)  # /run is emptied by a reboot
     await node_of(nginx, tmp_path).restore()
     assert len(nginx.running_pids()) == 2
     assert (await get(nginx)).text == "a"
@@ -171,7 +196,7 @@ async def test_an_agent_directory_closed_to_other_users_still_serves(
     if os.geteuid() != 0:
         pytest.fail("nginx workers run as nobody only under a root master: run this as root")
     nginx_root.parent.chmod(0o700)
-    nginx.apply(sites["a"])
+    nginx.apply(sites["a"], [sites["a"]])
     assert nginx.switch.layout.socket("web").is_relative_to(SOCKETS_BASE)
     assert (await get(nginx)).text == "a"
 

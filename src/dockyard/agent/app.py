@@ -13,7 +13,14 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from dockyard import __version__
-from dockyard.agent import auth, buildconfig, exec_routes, firewall_routes, processes
+from dockyard.agent import (
+    auth,
+    buildconfig,
+    cert_routes,
+    exec_routes,
+    firewall_routes,
+    processes,
+)
 from dockyard.agent.auth import KeyStore, NonceCache
 from dockyard.agent.gate import BodyLimits, SignatureGate
 from dockyard.agent.logbuffer import LogPage
@@ -303,6 +310,7 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
     app.state.node, app.state.keys = the_node, keys
     app.include_router(router)
     app.include_router(firewall_routes.router)
+    app.include_router(cert_routes.router)
     app.include_router(exec_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"])
     nonces = NonceCache(settings.signature_max_age_seconds, journal=settings.nonce_file)

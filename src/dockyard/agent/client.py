@@ -17,13 +17,16 @@ from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.execs import BlobInfo, ExecRequest, ExecResult
 from dockyard.agent.logbuffer import LogPage
 from dockyard.agent.models import (
+    AcmeChallenge,
     AgentInfo,
+    CertificateInstall,
     ContainerHealth,
     ContainerSpec,
     ContainerSummary,
     FirewallRule,
     ImageRef,
     ImageSummary,
+    InstalledCertificate,
     NodeHealth,
     OneOffRun,
     ProbeRequest,
@@ -317,6 +320,27 @@ class NodeAgentClient:
 
     async def firewall_rules(self) -> list[FirewallRule]:
         return [FirewallRule.model_validate(r) for r in await self._call("GET", "/firewall")]
+
+    async def install_certificate(self, hostname: str, install: CertificateInstall) -> None:
+        """Install or replace `hostname`'s certificate; the edge serves it from the next
+        handshake (no reload)."""
+        await self._call("PUT", f"/certificates/{hostname}", body=install.model_dump(mode="json"))
+
+    async def certificates(self) -> list[InstalledCertificate]:
+        return [InstalledCertificate.model_validate(c)
+                for c in await self._call("GET", "/certificates")]
+
+    async def remove_certificate(self, hostname: str) -> None:
+        """Remove a certificate; one that is gone already is no error."""
+        await self._call("DELETE", f"/certificates/{hostname}")
+
+    async def put_acme_challenge(self, token: str, key_authorization: str) -> None:
+        """Answer http://<any name>/.well-known/acme-challenge/<token> on this node."""
+        body = AcmeChallenge(key_authorization=key_authorization)
+        await self._call("PUT", f"/acme-challenges/{token}", body=body.model_dump(mode="json"))
+
+    async def remove_acme_challenge(self, token: str) -> None:
+        await self._call("DELETE", f"/acme-challenges/{token}")
 
     async def upload_blob(self, path: Path) -> BlobInfo:
         """A file kept on the node for a later command's stdin (`run_in_container`)."""

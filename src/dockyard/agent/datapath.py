@@ -12,16 +12,19 @@ import asyncio
 import httpx
 
 from dockyard.agent.models import NodeHealth, Site, SiteHealth, SupervisionEvent
+from dockyard.agent.nginx import host_routes
 
 UNKNOWN_NAME = "dockyard-health.invalid"
 GATEWAY_ERRORS = frozenset({502, 503, 504})
 TIMEOUT_SECONDS = 3.0
 
 
-def probe_name(site: Site) -> str:
-    """A name the site answers to: its first plain one, else its first wildcard filled in."""
-    plain = [name for name in site.server_names if not name.startswith("*.")]
-    return plain[0] if plain else site.server_names[0].replace("*", "dockyard-health", 1)
+def probe_name(site: Site, sites: list[Site]) -> str:
+    """The first of the site's names that leads to it on the edge (a later site may have
+    claimed one), else its first."""
+    routes = host_routes(sites)
+    ours = [name for name in site.server_names if routes.get(name) == site.service]
+    return (ours or site.server_names)[0]
 
 
 def _reason(exc: httpx.HTTPError) -> str:
@@ -62,7 +65,8 @@ def site_problem(site: SiteHealth) -> str | None:
 
 
 async def probe_sites(port: int, sites: list[Site]) -> list[SiteHealth]:
-    answers = await asyncio.gather(*(get_through_edge(port, probe_name(s)) for s in sites))
+    answers = await asyncio.gather(*(get_through_edge(port, probe_name(s, sites))
+                                     for s in sites))
     return [a.model_copy(update={"service": s.service}) for s, a in zip(sites, answers,
                                                                        strict=True)]
 

@@ -8,12 +8,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from dockyard.models.fields import NO_NUL, Name, Whole
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z)(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}")
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z)(?:{_LABEL}\.)*{_LABEL}")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REGISTRY = r"(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::[0-9]{1,5})?/)?"
 _RELATIVE_PATH = re.compile(r"[A-Za-z0-9_./-]{1,255}")
@@ -39,6 +39,9 @@ Argument = Annotated[str, Field(max_length=32 * 1024), Whole(
 
 
 def _hostname(value: str) -> str:
+    if value.startswith("*."):
+        raise ValueError("wildcard names such as '*.example.com' are not served (nginx routes "
+                         "by the exact name): list each host name")
     if not _HOSTNAME.fullmatch(value):
         raise ValueError("must be a host name: letters, digits, dashes and dots only")
     return value
@@ -106,18 +109,54 @@ class Upstream(Strict):
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-class TlsFiles(Strict):
-    certificate: SafePath
-    key: SafePath
-
-
 class Site(Strict):
-    """The desired nginx site of one service on this node."""
+    """The desired nginx site of one service on this node. Its names get HTTPS from the
+    certificates installed for them (PUT /certificates/{hostname}), not from the site."""
 
     service: ServiceName
     server_names: list[ServerName] = Field(min_length=1, max_length=100)
     upstreams: list[Upstream] = Field(min_length=1, max_length=100)
-    tls: TlsFiles | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_empty_tls(cls, data: object) -> object:
+        """Desired states kept by earlier agents hold `"tls": null` (nothing ever set it)."""
+        if isinstance(data, dict) and "tls" in data and data["tls"] is None:
+            return {key: value for key, value in data.items() if key != "tls"}
+        return data
+
+
+AcmeToken = Annotated[str, Whole(r"[A-Za-z0-9_-]{1,255}",
+                                 "use an ACME token: 1-255 base64url characters (A-Z a-z 0-9 _ -)")]
+KEY_AUTHORIZATION = r"[A-Za-z0-9_-]{1,255}\.[A-Za-z0-9_-]{1,255}"
+Pem = Annotated[str, Field(min_length=1, max_length=64 * 1024), Whole(
+    r"[\x20-\x7e\r\n\t]*", "paste the PEM text as it is: printable ASCII and line breaks")]
+
+
+class CertificateInstall(Strict):
+    """A certificate for one host name: the leaf first, then its chain; its unencrypted
+    private key. Served by the edge from the next handshake, without any reload."""
+
+    certificate_pem: Pem
+    key_pem: Pem
+    redirect_https: bool = True
+    hsts: bool = False
+
+
+class InstalledCertificate(BaseModel):
+    hostname: str
+    sha256: str  # hex of the leaf's DER
+    not_after: datetime
+    redirect_https: bool
+    hsts: bool
+
+
+class AcmeChallenge(Strict):
+    """What the edge answers at /.well-known/acme-challenge/{token}: `token.thumbprint`."""
+
+    key_authorization: Annotated[str, Whole(
+        KEY_AUTHORIZATION, "use the key authorization: the token, '.', the account key's "
+                           "thumbprint (base64url)")]
 
 
 class RestartPolicy(StrEnum):

@@ -1,9 +1,13 @@
 """nginx configuration as a pure function of desired state, and the argv that drives nginx.
 
-Each node runs two nginx instances. The EDGE holds the client connections (HTTP/HTTPS ports,
-server names, TLS) and proxies every site to a unix socket of the SWITCH, which holds the
-site's container upstreams. Switching upstreams reloads only the switch, whose reload closes
-nothing but idle keep-alive connections of the edge: clients never see a connection close.
+Each node runs two nginx instances. The EDGE holds the client connections and is STATIC: one
+server on the HTTP and HTTPS ports for every name, never reloaded for a site, a name or a
+certificate. It routes by `$host` to the per-host directory `hosts/<host>/`, whose symlink
+`switch.sock` leads to the service's unix socket on the SWITCH, which holds the service's
+container upstreams; a deploy reloads only the switch, which keeps its listening sockets.
+TLS comes by SNI from `tls/<name>/certificate.pem`, read at every handshake, so replacing
+that file is the renewal. These directories live in the runtime directory under /run (see
+`NginxLayout.sockets`), which nginx's workers (`nobody` under a root master) can reach.
 """
 
 from __future__ import annotations
@@ -67,6 +71,22 @@ class NginxLayout:
         agent's state directory (under /root, say): one directory per switch instance."""
         return SOCKETS_BASE / hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
 
+    @property
+    def hosts(self) -> Path:
+        """The edge's routes: `hosts/<name>/switch.sock` -> the service's switch socket."""
+        return self.switch_layout.sockets / "hosts"
+
+    @property
+    def tls(self) -> Path:
+        """The edge's certificates: `tls/<name>/certificate.pem` (chain and key), and the
+        files `redirect` and `hsts` when those are wanted."""
+        return self.switch_layout.sockets / "tls"
+
+    @property
+    def acme(self) -> Path:
+        """The edge's ACME webroot: `.well-known/acme-challenge/<token>` under it."""
+        return self.switch_layout.sockets / "acme"
+
     def site_file(self, service: str) -> Path:
         return self.sites / f"{service}.conf"
 
@@ -80,20 +100,21 @@ class NginxLayout:
         return path
 
 
-def render_main(layout: NginxLayout) -> str:
-    """The main configuration: our paths and every site included; the edge also answers
-    unknown names with a catch-all 404, the switch listens on nothing but its sites' sockets."""
+CERTIFICATE_FILE = "certificate.pem"
+REDIRECT_FILE = "redirect"
+HSTS_FILE = "hsts"
+HSTS_VALUE = "max-age=31536000"
+# The SNI is the client's and nginx does not check it (an SNI of "../x" reaches outside the
+# directory): only a plain lowercase DNS name may name a certificate; "-" names none.
+_TLS_NAME = r"~^[a-z0-9-]+(\.[a-z0-9-]+)*\z"
+
+
+def _http_block(layout: NginxLayout, body: str) -> str:
     root = layout.root
     temp = "\n".join(
         f"    {kind}_temp_path {root / 'tmp' / kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
-    catch_all = "" if layout.switch else f"""    server {{
-        listen {layout.http_port} default_server;
-        return 404;
-    }}
-
-"""
     return f"""{HEADER}worker_processes auto;
 pid {layout.pid_file};
 error_log {layout.error_log} warn;
@@ -109,74 +130,114 @@ http {{
     client_max_body_size 100m;
     server_tokens off;
 
-{catch_all}    include {layout.sites}/*.conf;
-}}
+{body}}}
 """
 
 
-def _upstream(name: str, servers: list[str]) -> str:
-    lines = "".join(f"    server {server};\n" for server in servers)
-    return f"upstream {name} {{\n{lines}    keepalive 32;\n}}\n"
+def render_main(layout: NginxLayout) -> str:
+    """The main configuration: the switch includes its sites (one socket each); the edge is
+    the one static server of every name."""
+    if layout.switch:
+        return _http_block(layout, f"    include {layout.sites}/*.conf;\n")
+    return _http_block(layout, render_edge(layout))
 
 
-def _location(upstream: str, directives: list[str], forwarded: dict[str, str]) -> str:
-    headers = {"Connection": '""', "Host": "$host", **forwarded}
-    lines = [f"proxy_pass http://{upstream};", *directives, "proxy_http_version 1.1;",
-             *(f"proxy_set_header {name} {value};" for name, value in headers.items())]
-    body = "".join(f"        {line}\n" for line in lines)
-    return f"    location / {{\n{body}    }}\n"
+def _proxy_headers(headers: dict[str, str]) -> list[str]:
+    return [f"proxy_set_header {name} {value};" for name, value in headers.items()]
 
 
-_EDGE_RETRY = [
-    "# Safe for every method on this hop: a reloading switch closes only IDLE keep-alive",
-    "# connections and always answers a request it accepted, so a request that failed",
-    "# here never reached it.",
-    "proxy_next_upstream error timeout non_idempotent;",
-]
-_CLIENT_HEADERS = {"X-Real-IP": "$remote_addr",
+_CLIENT_HEADERS = {"Host": "$host",
+                   "X-Real-IP": "$remote_addr",
                    "X-Forwarded-For": "$proxy_add_x_forwarded_for",
                    "X-Forwarded-Proto": "$scheme"}
-_EDGE_HEADERS = {"X-Real-IP": "$http_x_real_ip",
+_EDGE_HEADERS = {"Connection": '""', "Host": "$host",
+                 "X-Real-IP": "$http_x_real_ip",
                  "X-Forwarded-For": "$http_x_forwarded_for",
                  "X-Forwarded-Proto": "$http_x_forwarded_proto"}
 
 
-def _listens(site: Site, layout: NginxLayout) -> str:
-    listens = [f"listen {layout.http_port};"]
-    if site.tls is not None:
-        listens += [f"listen {layout.https_port} ssl;",
-                    f"ssl_certificate {site.tls.certificate};",
-                    f"ssl_certificate_key {site.tls.key};"]
-    listens.append(f"server_name {' '.join(site.server_names)};")
-    return "".join(f"    {line}\n" for line in listens)
+def _edge_route(layout: NginxLayout) -> list[str]:
+    """`location /`: unknown names 404; http 308s to https once the name's certificate asks
+    for it; HSTS over https when asked (an empty header value is not sent); then the switch,
+    on a new connection per request (a reloading switch keeps its listening socket)."""
+    tls = f"{layout.tls}/$host"
+    return [
+        "set $dockyard_redirect $scheme;",
+        "set $dockyard_hsts_wanted $scheme;",
+        f"if (!-d {layout.hosts}/$host) {{", "    return 404;", "}",
+        f"if (-f {tls}/{REDIRECT_FILE}) {{",
+        '    set $dockyard_redirect "${dockyard_redirect}+tls";', "}",
+        'if ($dockyard_redirect = "http+tls") {', "    return 308 https://$host$request_uri;", "}",
+        f"if (-f {tls}/{HSTS_FILE}) {{",
+        '    set $dockyard_hsts_wanted "${dockyard_hsts_wanted}+hsts";', "}",
+        "add_header Strict-Transport-Security $dockyard_hsts always;",
+        f"proxy_pass http://unix:{layout.hosts}/$host/switch.sock:;",
+        "proxy_http_version 1.1;", *_proxy_headers(_CLIENT_HEADERS),
+    ]
 
 
-def render_edge_site(site: Site, layout: NginxLayout) -> str:
-    """The edge's server block of one service: names and TLS, proxied to the switch socket.
-    It changes only when the names or TLS files do, never with the upstreams."""
-    upstream = f"dockyard_edge_{site.service}"
-    socket = layout.switch_layout.socket(site.service)
-    return (f"# Managed by dockyard-agent for service {site.service}; changes are overwritten.\n"
-            f"{_upstream(upstream, [f'unix:{socket}'])}\n"
-            f"server {{\n{_listens(site, layout)}\n"
-            f"{_location(upstream, _EDGE_RETRY, _CLIENT_HEADERS)}}}\n")
+def _indented(lines: list[str], depth: int) -> str:
+    return "".join(f"{'    ' * depth}{line}\n" for line in lines)
+
+
+def render_edge(layout: NginxLayout) -> str:
+    """The edge's maps and its one server: every name, HTTP and HTTPS, ACME challenges."""
+    certificate = f"{layout.tls}/$dockyard_tls_name/{CERTIFICATE_FILE}"
+    return f"""    map $ssl_server_name $dockyard_tls_name {{
+        "{_TLS_NAME}" $ssl_server_name;
+        default "-";
+    }}
+
+    map $dockyard_hsts_wanted $dockyard_hsts {{
+        "https+hsts" "{HSTS_VALUE}";
+        default "";
+    }}
+
+    server {{
+        listen {layout.http_port} default_server;
+        listen {layout.https_port} ssl default_server;
+        server_name _;
+        # Read at every handshake: the certificate chain and its key are in one file, so a
+        # renewal is one rename (a handshake between nginx's two reads of it may still
+        # pair the old certificate with the new key: it fails, once).
+        ssl_certificate {certificate};
+        ssl_certificate_key {certificate};
+        ssl_protocols TLSv1.2 TLSv1.3;
+
+        location ^~ /.well-known/acme-challenge/ {{
+            root {layout.acme};
+            default_type text/plain;
+        }}
+
+        location / {{
+{_indented(_edge_route(layout), 3)}        }}
+    }}
+"""
 
 
 def render_switch_site(site: Site, layout: NginxLayout) -> str:
     """The switch's server of one service: its socket, proxied to the containers; it passes
     on the client headers the edge set."""
     upstream = f"dockyard_{site.service}"
-    servers = [f"{u.address} max_fails=1 fail_timeout=5s" for u in site.upstreams]
-    retry = ["proxy_next_upstream error timeout;"]
+    servers = "".join(f"    server {u.address} max_fails=1 fail_timeout=5s;\n"
+                      for u in site.upstreams)
+    lines = [f"proxy_pass http://{upstream};", "proxy_next_upstream error timeout;",
+             "proxy_http_version 1.1;", *_proxy_headers(_EDGE_HEADERS)]
     return (f"# Managed by dockyard-agent for service {site.service}; changes are overwritten.\n"
-            f"{_upstream(upstream, servers)}\n"
+            f"upstream {upstream} {{\n{servers}    keepalive 32;\n}}\n\n"
             f"server {{\n    listen unix:{layout.socket(site.service)};\n\n"
-            f"{_location(upstream, retry, _EDGE_HEADERS)}}}\n")
+            f"    location / {{\n{_indented(lines, 2)}    }}\n}}\n")
 
 
-def render_site(site: Site, layout: NginxLayout) -> str:
-    """The site file of `site` for the instance `layout` describes."""
-    return render_switch_site(site, layout) if layout.switch else render_edge_site(site, layout)
+def host_routes(sites: list[Site]) -> dict[str, str]:
+    """Which service each name leads to on the edge; a name two sites claim goes to the one
+    applied last (the later in `sites`)."""
+    return {name: site.service for site in sites for name in site.server_names}
+
+
+def switch_link(service: str) -> str:
+    """The target of `hosts/<name>/switch.sock`: the service's socket, two levels up."""
+    return f"../../{service}.sock"
 
 
 def _base_argv(binary: str, layout: NginxLayout) -> list[str]:

@@ -18,16 +18,19 @@ from dockyard.agent import datapath
 from dockyard.agent import ports as host_ports
 from dockyard.agent import probe as http_probe
 from dockyard.agent.buildconfig import BuildOptions
+from dockyard.agent.certs import AcmeWebroot, CertificateStore, checked
 from dockyard.agent.firewall import Firewall, FirewallError
 from dockyard.agent.logbuffer import DEFAULT_LOG_BUFFER_BYTES, LogBuffer, LogPage
 from dockyard.agent.models import (
     AgentInfo,
+    CertificateInstall,
     ContainerHealth,
     ContainerSpec,
     ContainerSummary,
     FirewallRule,
     ImageRef,
     ImageSummary,
+    InstalledCertificate,
     NodeHealth,
     ProbeRequest,
     ProbeResult,
@@ -114,6 +117,8 @@ class Node:
         self._log_lock = asyncio.Lock()
         self.events = EventLog(state_dir / "supervision-events.json")
         self.firewall = firewall or Firewall()
+        self.certificates = CertificateStore(certs_dir, nginx.layout.tls)
+        self.acme = AcmeWebroot(nginx.layout.acme)
 
     async def info(self) -> AgentInfo:
         try:
@@ -288,18 +293,12 @@ class Node:
 
     # Sites
 
-    def _require_certs_inside(self, site: Site) -> None:
-        if site.tls is None:
-            return
-        allowed = self.certs_dir.resolve()
-        for path in (site.tls.certificate, site.tls.key):
-            if not Path(path).resolve().is_relative_to(allowed):
-                raise InvalidInput(f"certificate files must be inside {allowed}: {path}")
-
     async def apply_site(self, site: Site) -> None:
-        self._require_certs_inside(site)
+        """The site is kept last: a name another site also claims leads to it."""
         async with self._lock:
-            await to_thread.run_sync(self.nginx.apply, site)
+            sites = [*(s for s in self.sites() if s.service != site.service), site]
+            await to_thread.run_sync(self.nginx.apply, site, sites)
+            self.state.sites.pop(site.service, None)
             self.state.sites[site.service] = site
             self.state_file.save(self.state)
 
@@ -307,12 +306,33 @@ class Node:
         async with self._lock:
             if service not in self.state.sites:
                 raise NotFound("site", service)
-            await to_thread.run_sync(self.nginx.remove, service)
+            rest = [site for site in self.sites() if site.service != service]
+            await to_thread.run_sync(self.nginx.remove, service, rest)
             del self.state.sites[service]
             self.state_file.save(self.state)
 
     def sites(self) -> list[Site]:
         return list(self.state.sites.values())
+
+    # Certificates and ACME challenges: the edge serves them from the next request
+
+    async def install_certificate(self, hostname: str, install: CertificateInstall) -> None:
+        certificate = checked(hostname, install)
+        async with self._lock:
+            await to_thread.run_sync(self.certificates.install, hostname, certificate)
+
+    async def remove_certificate(self, hostname: str) -> None:
+        async with self._lock:
+            await to_thread.run_sync(self.certificates.remove, hostname)
+
+    async def installed_certificates(self) -> list[InstalledCertificate]:
+        return await to_thread.run_sync(self.certificates.installed)
+
+    async def put_acme_challenge(self, token: str, key_authorization: str) -> None:
+        await to_thread.run_sync(self.acme.put, token, key_authorization)
+
+    async def remove_acme_challenge(self, token: str) -> None:
+        await to_thread.run_sync(self.acme.remove, token)
 
     # Who may reach the ports published here
 
@@ -375,7 +395,8 @@ class Node:
                 log.error("could not restore firewall rule %s: %s", rule.name, exc.message)
 
     def _restore_nginx(self) -> None:
-        self.nginx.restore(list(self.state.sites.values()))
+        self.certificates.publish_all()
+        self.nginx.restore(self.sites())
 
     async def _restore_container(self, spec: ContainerSpec) -> None:
         try:

@@ -1,12 +1,14 @@
 """The node's nginx pair: write a site, `nginx -t`, restore the previous file on failure, reload.
 
 `NginxInstance` drives one nginx; `Nginx` drives the node's edge and switch instances (see
-`dockyard.agent.nginx`) so that a change of upstreams reloads only the switch."""
+`dockyard.agent.nginx`): a change of upstreams reloads only the switch, and a change of names
+reloads nothing (the edge finds each name's directory under `hosts/`)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -123,6 +125,37 @@ def remove_stale_socket(path: Path) -> None:
             pass
 
 
+def _point(directory: Path, target: str) -> None:
+    """Make `directory/switch.sock` a symlink to `target`, replaced in one rename."""
+    directory.mkdir(mode=0o755, exist_ok=True)
+    link = directory / "switch.sock"
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    temporary = directory / ".switch.sock.new"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target)
+    os.replace(temporary, link)
+
+
+def _unroute(directory: Path) -> None:
+    """Remove a name's directory: renamed away first, so the edge stops finding it at once."""
+    doomed = directory.parent.parent / f".removed-{directory.name}"
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(directory, doomed)
+    shutil.rmtree(doomed)
+
+
+def sync_hosts(hosts: Path, routes: dict[str, str]) -> None:
+    """Make `hosts` hold exactly one directory per name of `routes` (name -> service), each
+    leading to its service's switch socket."""
+    hosts.mkdir(mode=0o755, exist_ok=True)
+    for name, service in routes.items():
+        _point(hosts / name, nginx.switch_link(service))
+    for directory in hosts.iterdir():
+        if directory.name not in routes:
+            _unroute(directory)
+
+
 def unsearchable_by_others(path: Path) -> Path | None:
     """The first directory above `path` that other users (nginx workers run as `nobody`
     when the master is root) cannot enter, if any."""
@@ -169,12 +202,13 @@ class NginxInstance:
 
     def write_all(self, sites: list[Site]) -> bool:
         """Make the sites directory hold exactly `sites` (used when restoring); whether any
-        file changed."""
-        wanted = {self.layout.site_file(site.service): site for site in sites}
+        file changed. The edge has no site files (those of earlier agents go)."""
+        wanted = {self.layout.site_file(site.service): site
+                  for site in (sites if self.layout.switch else [])}
         stale = set(self.layout.sites.glob("*.conf")) - set(wanted)
         for path in stale:
             path.unlink()
-        written = [write_if_changed(path, nginx.render_site(site, self.layout))
+        written = [write_if_changed(path, nginx.render_switch_site(site, self.layout))
                    for path, site in wanted.items()]
         self.check()
         return bool(stale) or any(written)
@@ -245,8 +279,8 @@ class NginxInstance:
 
 class Nginx:
     """The node's two nginx instances, built from the edge's layout: the edge holds client
-    connections and is reloaded only when a site's names or TLS files change; the switch
-    holds the upstreams and is reloaded for every change."""
+    connections and is never reloaded for a site (only when its own configuration changes,
+    with an agent upgrade); the switch holds the upstreams and is reloaded when they change."""
 
     def __init__(self, layout: NginxLayout, binary: str = "nginx") -> None:
         self.layout = layout
@@ -261,6 +295,7 @@ class Nginx:
     def prepare(self) -> None:
         for instance in self.instances:
             instance.prepare()
+        self._prepare_edge_directories()
         if problem := self.unreachable_sockets():
             log.warning("%s", problem)
 
@@ -274,28 +309,34 @@ class Nginx:
         return (f"nginx workers cannot reach the sockets in {sockets}: {closed} is closed to "
                 f"other users (chmod o+x it, or keep the agent's state elsewhere)")
 
-    def apply(self, site: Site) -> None:
-        """Switch first (returns once its new workers serve); then the edge, only if its
-        text changed. If the edge refuses its site, the switch's previous site comes back."""
+    def _prepare_edge_directories(self) -> None:
+        for directory in (self.layout.hosts, self.layout.acme):
+            directory.mkdir(mode=0o755, exist_ok=True)
+
+    def apply(self, site: Site, sites: list[Site]) -> None:
+        """The switch first, reloaded only if its upstreams changed (returns once its new
+        workers serve); then the edge's routes of `sites` (every site, `site` among them);
+        the edge is started if it does not run, never reloaded."""
         if problem := self.unreachable_sockets():
             raise InvalidInput(problem)
-        switch_text = nginx.render_switch_site(site, self.switch.layout)
-        edge_text = nginx.render_edge_site(site, self.layout)
-        previous = self.switch.site_text(site.service)
-        self.switch.replace(site.service, switch_text)
-        try:
-            if self.edge.site_text(site.service) != edge_text:
-                self.edge.replace(site.service, edge_text)
-        except NginxRejected:
-            if previous != switch_text:
-                self.switch.replace(site.service, previous)
-            raise
+        text = nginx.render_switch_site(site, self.switch.layout)
+        if self.switch.site_text(site.service) != text or self.switch.running_pid() is None:
+            self.switch.replace(site.service, text)
+        self.route(sites)
+        if self.edge.running_pid() is None:
+            self.edge.reload()  # starts it
 
-    def remove(self, service: str) -> None:
-        """The edge stops routing to the socket before the switch closes it."""
-        for instance in (self.edge, self.switch):
-            if instance.site_text(service) is not None:
-                instance.replace(service, None)
+    def remove(self, service: str, sites: list[Site]) -> None:
+        """The edge stops routing to the socket (its names go to `sites`, the ones left)
+        before the switch closes it."""
+        self.route(sites)
+        if self.switch.site_text(service) is not None:
+            self.switch.replace(service, None)
+
+    def route(self, sites: list[Site]) -> None:
+        """Every name of `sites` leads to its service on the edge, no other name does."""
+        self._prepare_edge_directories()
+        sync_hosts(self.layout.hosts, nginx.host_routes(sites))
 
     def write_all(self, sites: list[Site]) -> None:
         for instance in self.instances:
@@ -311,6 +352,7 @@ class Nginx:
             changed = instance.write_all(sites) or changed
             if changed or instance.running_pid() is None:
                 instance.reload()
+        self.route(sites)
         if problem := self.unreachable_sockets():
             log.warning("%s", problem)
 
