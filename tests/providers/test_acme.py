@@ -201,6 +201,15 @@ async def test_a_server_outside_the_ca_bundle_is_refused(site: AcmeSite) -> None
         await AcmeIssuer(site.pebble.directory_url).register(new_account_key(), "")
 
 
+async def test_without_a_ca_bundle_the_systems_store_is_trusted(
+        site: AcmeSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenSSL's SSL_CERT_FILE stands in for a CA added to this machine's store."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(site.pebble.ca_bundle))
+    key = new_account_key()
+    assert await AcmeIssuer(site.pebble.directory_url).register(key, "") == (
+        await site.issuer.register(key, ""))
+
+
 async def test_a_url_that_is_no_acme_directory_says_so(site: AcmeSite) -> None:
     url = site.pebble.directory_url.removesuffix("/dir") + "/nothing-here"
     with pytest.raises(AcmeUnreachable, match=r"did not answer as an ACME server \(HTTP 404"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -172,9 +173,8 @@ class AcmeIssuer:
     def _client(self, account_key_pem: str) -> client.ClientV2:
         net = client.ClientNetwork(_account_jwk(account_key_pem), alg=ES256,
                                    user_agent="dockyard", timeout=NETWORK_TIMEOUT)
-        if self.ca_bundle is not None:
-            # requests' `verify` also takes a CA bundle's path; acme types it as a bool
-            net.verify_ssl = str(self.ca_bundle)  # type: ignore[assignment]
+        # requests' `verify` also takes a CA bundle's path; acme types it as a bool
+        net.verify_ssl = _trusted(self.ca_bundle)  # type: ignore[assignment]
         return client.ClientV2(client.ClientV2.get_directory(self.directory_url, net), net)
 
     async def _call(self, step: Callable[..., T], *args: object) -> T:
@@ -196,6 +196,15 @@ class AcmeIssuer:
         except (errors.ClientError, DeserializationError) as error:
             raise AcmeUnreachable(f"{self.directory_url} did not answer as an ACME server "
                                   f"({_unexpected(error)}); check the directory URL") from None
+
+
+def _trusted(ca_bundle: Path | None) -> str | bool:
+    """What TLS to the directory trusts: the CA bundle given, else the system's store
+    (requests alone would trust its own copy of Mozilla's list, certifi)."""
+    if ca_bundle is not None:
+        return str(ca_bundle)
+    system = ssl.get_default_verify_paths()
+    return system.cafile or system.capath or True
 
 
 def _retry_bad_nonce(step: Callable[..., T], *args: object) -> T:
