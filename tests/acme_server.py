@@ -221,6 +221,7 @@ class ChallengeResponder:
     def __init__(self, host: str, port: int) -> None:
         self.answers: dict[str, str] = {}
         self.asked: list[str] = []
+        self.port = port
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -132,6 +132,23 @@ async def test_a_name_nobody_serves_fails_with_connection_refused(account: AcmeS
     assert len(calls.published) == 2
 
 
+async def test_a_validation_that_never_ends_fails_at_the_deadline(site: AcmeSite) -> None:
+    """A server that takes the connection and never answers keeps pebble's check pending."""
+    account_url = await site.issuer.register(site.account_key, "")
+    site.pebble.add_a("silent.example.test", "127.0.0.3")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.3", site.responder.port))
+        silent.listen()
+        issuer = AcmeIssuer(site.pebble.directory_url, site.pebble.ca_bundle, timeout=2)
+        calls = Recorder()
+        with pytest.raises(AcmeFailed) as failed:
+            await issuer.issue(site.account_key, account_url, ["silent.example.test"],
+                               calls.publish, calls.withdraw)
+    assert failed.value.message == ("silent.example.test: the ACME server did not validate "
+                                    "the challenge within 2 s")
+    assert calls.withdrawn == calls.published
+
+
 async def test_a_withdraw_that_fails_does_not_lose_the_certificate(account: AcmeSite) -> None:
     async def broken_withdraw(token: str) -> None:
         raise OSError("the agent went away")

@@ -133,9 +133,9 @@ class AcmeIssuer:
         while pending:
             polled = [(await self._call(acme.poll, authz))[0] for authz in pending]
             for authz in polled:
-                if authz.body.status == messages.STATUS_INVALID:
-                    raise _authorization_failed(authz)
-            pending = [a for a in polled if a.body.status != messages.STATUS_VALID]
+                if authz.body.status not in (messages.STATUS_PENDING, messages.STATUS_VALID):
+                    raise _authorization_failed(authz)  # invalid, expired, deactivated...
+            pending = [a for a in polled if a.body.status == messages.STATUS_PENDING]
             if pending and time.monotonic() > deadline:
                 raise AcmeFailed(f"{_names(pending)}: the ACME server did not validate the "
                                  f"challenge within {self.timeout:.0f} s")
@@ -255,7 +255,7 @@ def _http01(authz: messages.AuthorizationResource) -> messages.ChallengeBody:
 
 def _authorization_failed(authz: messages.AuthorizationResource) -> AcmeFailed:
     problems = [c.error for c in authz.body.challenges if c.error is not None]
-    reason = _problem(problems[0]) if problems else "the authorization is invalid"
+    reason = _problem(problems[0]) if problems else f"the authorization is {authz.body.status}"
     return AcmeFailed(f"{_name(authz)}: {reason}",
                       (problems[0].code or "") if problems else "")
 
