@@ -149,6 +149,24 @@ async def test_a_validation_that_never_ends_fails_at_the_deadline(site: AcmeSite
     assert calls.withdrawn == calls.published
 
 
+async def test_a_publish_that_fails_is_the_error_and_every_token_is_withdrawn(
+        account: AcmeSite) -> None:
+    calls = Recorder(account.responder)
+
+    async def publish_once(token: str, key_authorization: str) -> None:
+        await calls.publish(token, key_authorization)
+        if len(calls.published) == 2:
+            raise OSError("node2 did not answer")
+
+    with pytest.raises(OSError, match="node2 did not answer"):
+        await account.issuer.issue(account.account_key, account.account_url,
+                                   ["one.example.test", "two.example.test"], publish_once,
+                                   calls.withdraw)
+    assert len(calls.published) == 2
+    assert calls.withdrawn == calls.published
+    assert account.responder.answers == {}
+
+
 async def test_a_withdraw_that_fails_does_not_lose_the_certificate(account: AcmeSite) -> None:
     async def broken_withdraw(token: str) -> None:
         raise OSError("the agent went away")

@@ -222,8 +222,9 @@ def _retry_bad_nonce(step: Callable[..., T], *args: object) -> T:
 async def _publish_answers(acme: client.ClientV2, order: messages.OrderResource,
                            publish: Publish, published: list[str]
                            ) -> list[tuple[messages.ChallengeBody, challenges.ChallengeResponse]]:
-    """Publish the HTTP-01 answer of every authorization not yet valid; the tokens published
-    are appended to `published` as they go (so a failure still withdraws them)."""
+    """Publish the HTTP-01 answer of every authorization not yet valid. Each token goes into
+    `published` before its publish starts, so one that failed half-way (on some servers) is
+    withdrawn too."""
     answers = []
     for authz in order.authorizations:
         if authz.body.status == messages.STATUS_VALID:
@@ -231,8 +232,8 @@ async def _publish_answers(acme: client.ClientV2, order: messages.OrderResource,
         challenge = _http01(authz)
         response, key_authorization = challenge.response_and_validation(acme.net.key)
         token = challenge.chall.encode("token")
-        await publish(token, key_authorization)
         published.append(token)
+        await publish(token, key_authorization)
         answers.append((challenge, response))
     return answers
 
