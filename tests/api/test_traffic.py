@@ -23,11 +23,15 @@ from sqlalchemy import select
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.models import Site, Upstream
 from dockyard.core import agents, servers, traffic
+from dockyard.core.credentials import set_credential
 from dockyard.core.platform import Platform
 from dockyard.models.enums import Role
-from dockyard.models.tables import Placement, Service
+from dockyard.models.schemas import CredentialSet
+from dockyard.models.tables import Domain, Placement, Service
+from dockyard.providers.cloudflare import MARKER
 from tests.agent.conftest import AGENT_PROGRAM, AgentProcess, eventually_true
 from tests.api.test_servers import SERVERS, StartAgent, _agent_key, start_agent
+from tests.fakes.cloudflare import TOKEN, FakeCloudflare, serve_checked
 from tests.pg import free_port
 from tests.real_agent import SQLITE_ONLY
 
@@ -92,11 +96,12 @@ class DnsCalls:
 
 
 async def node_serving_shop(client: Any, shop: Any, platform: Platform,
-                            start_agent: StartAgent, stand_in: StandIn, name: str) -> Node:
-    """Adopt a real agent as `name`, give it shop/web's site (upstream: the stand-in) and
-    place shop/web on it."""
-    agent = start_agent(await _agent_key(client, shop))
-    body = {"name": name, "ip": "127.0.0.1", "agent_port": agent.port}
+                            start_agent: StartAgent, stand_in: StandIn, name: str,
+                            ip: str = "127.0.0.1") -> Node:
+    """Adopt a real agent at `ip` as `name`, give it shop/web's site (upstream: the
+    stand-in) and place shop/web on it."""
+    agent = start_agent(await _agent_key(client, shop), host=ip)
+    body = {"name": name, "ip": ip, "agent_port": agent.port}
     added = await client.post(SERVERS, json=body, headers=shop.headers)
     assert added.status_code == 201, added.text
     server = added.json()
@@ -311,3 +316,56 @@ async def test_draining_an_unknown_server_is_404(client, shop):
         answer = await client.post(f"{SERVERS}/{'0' * 32}/{action}", headers=shop.headers)
         assert answer.status_code == 404, answer.text
         assert "was not found" in answer.json()["detail"]
+
+
+@pytest.fixture
+def cloudflare(tmp_path) -> Iterator[FakeCloudflare]:
+    yield from serve_checked(tmp_path / "cloudflare.json")
+
+
+async def with_dns(platform: Platform, settings: Any, shop: Any, fake: FakeCloudflare
+                   ) -> Platform:
+    """shop.example.test for shop/web, its DNS at the fake Cloudflare (credential 'cf'); a
+    platform whose settings point at the fake, as an API configured for it would be."""
+    await set_credential(platform, shop.actor(Role.OWNER), "cf",
+                         CredentialSet(provider="cloudflare", token=TOKEN))
+
+    async def tx(s: Any) -> None:
+        service = await s.scalar(select(Service.id).where(Service.name == "web"))
+        s.add(Domain(workspace_id=shop.workspace_id, service_id=service, tls="none",
+                     hostname="shop.example.test", dns_credential="cf"))
+
+    await platform.db.write(tx)
+    return Platform.open(settings.model_copy(update={"cloudflare_api_url": fake.base_url}))
+
+
+def in_dns(fake: FakeCloudflare) -> list[str]:
+    return sorted(r["content"] for r in fake.records("example.test")
+                  if r["name"] == "shop.example.test" and r.get("comment") == MARKER)
+
+
+async def test_dns_follows_the_watch_and_drains(
+    client, shop, platform, settings, start_agent, stand_in, cloudflare
+):
+    """Two servers (127.0.0.1 and ::1): the one whose agent stops leaves DNS, and comes back
+    with it; a drained one leaves DNS too."""
+    kept = await node_serving_shop(client, shop, platform, start_agent, stand_in, "node-1")
+    lost = await node_serving_shop(client, shop, platform, start_agent, stand_in, "node-2",
+                                   ip="::1")
+    configured = await with_dns(platform, settings, shop, cloudflare)
+    try:
+        watch = traffic.TrafficWatch(configured)  # DNS follows by default
+        await traffic.dns_follows(configured)()
+        assert in_dns(cloudflare) == ["127.0.0.1", "::1"]
+        lost.agent.stop()
+        await watch.check_once()
+        assert in_dns(cloudflare) == ["127.0.0.1", "::1"]  # one failed check: a blip
+        await watch.check_once()
+        assert in_dns(cloudflare) == ["127.0.0.1"]
+        restart(lost.agent)
+        await until_flipped(watch)
+        assert in_dns(cloudflare) == ["127.0.0.1", "::1"]
+        await servers.drain_server(configured, shop.actor(Role.OWNER), kept.server_id)
+        assert in_dns(cloudflare) == ["::1"]
+    finally:
+        await configured.close()

@@ -95,7 +95,7 @@ async def _agent_polling(platform: Platform) -> AsyncIterator[None]:
     """Poll every server's agent in the background while the API runs (0 s turns it off),
     and watch whether each server's copies of services take traffic."""
     interval = platform.settings.agent_poll_seconds
-    watch = traffic.TrafficWatch(platform, traffic.dns_follows(platform))
+    watch = traffic.TrafficWatch(platform)
     tasks = [asyncio.create_task(watch.run_forever(platform.settings.traffic_check_seconds))]
     if interval:
         tasks.append(asyncio.create_task(agents.poll_forever(platform, interval)))

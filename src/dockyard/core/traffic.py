@@ -5,7 +5,7 @@ its node's health (a request through its edge to each site). A copy is failing w
 agent does not answer, or when its site fails through the edge or is missing. A copy that
 fails two checks in a row is marked down (a single blip is not); one that answers again is
 marked up at its first good check. Each change is a server event, and DNS follows (the
-`on_change` seam: core/dns.py's `sync_all_dns`). The count of failed checks lives in this
+`on_change` seam: core/dns.py's `sync_all_dns` by default). The count of failed checks lives in this
 process: a second replica keeps its own, and a copy is flipped (and its event written) only
 by the transaction that still finds it the other way.
 """
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.agent import datapath
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import NodeHealth
-from dockyard.core import agents, fleet
+from dockyard.core import agents, dns, fleet
 from dockyard.core.platform import Platform
 from dockyard.deploy.plan import site_name
 from dockyard.models.base import utcnow
@@ -67,13 +67,15 @@ class Flip:
         return f"{self.service} down on {self.server}: {self.reason}"
 
 
-async def nothing_to_sync() -> None:
-    """The default `on_change` until DNS follows traffic (core/dns.py)."""
-
-
 def dns_follows(p: Platform) -> OnChange:
-    """What follows a change of traffic or a drain: DNS brought in line."""
-    return nothing_to_sync
+    """What follows a change of traffic or a drain: every domain whose records no longer
+    list exactly its servers that take traffic is synced (core/dns.py)."""
+    dns_for = dns.default_dns_for(p.settings)
+
+    async def sync() -> None:
+        await dns.sync_all_dns(p, dns_for)
+
+    return sync
 
 
 def _why(exc: Exception) -> str:
@@ -153,9 +155,9 @@ async def safely(on_change: OnChange) -> None:
 class TrafficWatch:
     """Checks every server's copies; `check_once` is one pass, `run_forever` the loop."""
 
-    def __init__(self, p: Platform, on_change: OnChange = nothing_to_sync,
+    def __init__(self, p: Platform, on_change: OnChange | None = None,
                  client_of: fleet.ClientFactory | None = None) -> None:
-        self.p, self.on_change, self.client_of = p, on_change, client_of
+        self.p, self.on_change, self.client_of = p, on_change or dns_follows(p), client_of
         self.failures: dict[str, int] = {}  # failed checks in a row, by placement id
 
     async def check_once(self) -> list[Flip]:
