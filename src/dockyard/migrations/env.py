@@ -8,8 +8,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-import dockyard.models.queue  # (registers the outbox and request metrics tables)
 import dockyard.models.domains  # (registers the ACME accounts table)
+import dockyard.models.queue  # (registers the outbox and request metrics tables)
 import dockyard.models.stateful  # (registers the stateful instances and backups tables)
 import dockyard.models.tables  # noqa: F401  (registers every table)
 from dockyard.models.base import Base
