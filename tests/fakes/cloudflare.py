@@ -289,6 +289,8 @@ class FakeCloudflare:
         self.state = CloudflareState(state_file, zones)
         self.token = token
         self._socket = socket.create_server(("127.0.0.1", port))
+        # answers leave at once, not after the client's delayed ACK (40 ms each)
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.port: int = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}{BASE_PATH}"
         config = uvicorn.Config(CloudflareApp(self.state, token), log_level="warning",

@@ -70,6 +70,8 @@ class SpecCheck:
         self._requests = OpenAPI.from_dict(self.for_requests, config=config)
         self._responses = OpenAPI.from_dict(self.for_responses, config=config)
         self.server_url: str = self.for_responses["servers"][0]["url"]
+        self._request_validators = [validator(self._requests.spec) for validator in (
+            V30RequestParametersValidator, V30RequestBodyValidator)]
 
     def request(self, request: Request, body: bytes) -> SpecRequest:
         return SpecRequest(request, body, self.server_url)
@@ -77,10 +79,8 @@ class SpecCheck:
     def request_errors(self, request: SpecRequest) -> list[str]:
         """What the document refuses in a request: parameters and body (security is the
         fake's own check, see its docstring)."""
-        errors: list[Exception] = []
-        for validator in (V30RequestParametersValidator, V30RequestBodyValidator):
-            errors.extend(validator(self._requests.spec).iter_errors(request))
-        return [describe(error) for error in errors]
+        return [describe(error) for validator in self._request_validators
+                for error in validator.iter_errors(request)]
 
     def check_response(self, request: SpecRequest, response: Response) -> None:
         answer = StarletteOpenAPIResponse(response)
