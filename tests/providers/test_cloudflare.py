@@ -198,3 +198,19 @@ async def test_an_answer_of_the_fake_the_spec_refuses_is_recorded(fake, dns):
     assert len(fake.violations) == 1
     assert "GET /client/v4/zones/" in fake.violations[0]
     fake.violations.clear()  # seen; the fixture fails any test that leaves one
+
+
+async def test_the_fake_takes_the_credentials_the_api_takes_where_it_takes_them(fake):
+    key = ec.generate_private_key(ec.SECP256R1())
+    body = {"csr": csr_for(key, [NAME]), "hostnames": [NAME], "request_type": "origin-ecc",
+            "requested_validity": 7}
+    service_key = {"X-Auth-User-Service-Key": TOKEN}
+    async with httpx.AsyncClient(base_url=fake.base_url) as http:
+        by_service_key = await http.post("/certificates", headers=service_key, json=body)
+        zones_by_service_key = await http.get("/zones", headers=service_key)
+        wrong_type = await http.post("/certificates", headers=service_key,
+                                     json={**body, "request_type": "origin-rsa"})
+    assert by_service_key.status_code == 200, by_service_key.text
+    assert zones_by_service_key.status_code == 403
+    assert wrong_type.status_code == 400
+    assert "does not fit request_type origin-rsa" in wrong_type.json()["errors"][0]["message"]
