@@ -207,12 +207,12 @@ async def test_a_copy_whose_container_is_gone_fails_through_the_edge_and_is_list
     assert await watch.check_once() == []
     [flip] = await watch.check_once()
     assert (flip.traffic, flip.reason) == ("down", f"site {SITE}: HTTP 502")
-    [down] = (await listed(client, shop))["node-1"]["traffic_down"]
+    [down] = (await listed(client, shop))["node-1"]["down_copies"]
     assert (down["service"], down["reason"]) == ("shop/web", f"site {SITE}: HTTP 502")
     stand_in.start()
     [flip] = await watch.check_once()  # the first good check brings it back
     assert flip.traffic == "up"
-    assert (await listed(client, shop))["node-1"]["traffic_down"] == []
+    assert (await listed(client, shop))["node-1"]["down_copies"] == []
     assert await messages(client, shop, node.server_id) == [
         f"shop/web down on node-1: site {SITE}: HTTP 502", "shop/web up again on node-1"]
 
@@ -305,7 +305,7 @@ async def test_drain_routes_answer_the_server_and_are_for_admins(
         assert "may not add or remove servers" in answer.json()["detail"]
     answer = await client.post(f"{SERVERS}/{server_id}/drain", headers=shop.headers)
     assert answer.status_code == 200, answer.text
-    assert (answer.json()["drained"], answer.json()["traffic_down"]) == (True, [])
+    assert (answer.json()["drained"], answer.json()["down_copies"]) == (True, [])
     assert (await listed(client, shop))["node-1"]["drained"] is True
     answer = await client.post(f"{SERVERS}/{server_id}/undrain", headers=shop.headers)
     assert (answer.status_code, answer.json()["drained_at"]) == (200, None)

@@ -32,7 +32,7 @@ def test_a_server_is_drained_and_undrained_by_name(live: Live, agent_of: AgentPr
         "Drained node-1: its services' traffic and DNS go to their other servers. "
         "`dockyard servers undrain node-1` takes them back.")
     [server] = ok_json(live.run("servers", "list", "--json"))
-    assert (server["drained"], server["traffic_down"]) == (True, [])
+    assert (server["drained"], server["down_copies"]) == (True, [])
     assert "node-1 drained: its services' traffic goes to their other servers" in ok(
         live.run("servers", "list"))
     assert ok_json(live.run("servers", "undrain", "node-1", "--json"))["drained_at"] is None
@@ -51,9 +51,9 @@ def test_draining_an_unknown_server_is_one_line(live: Live) -> None:
 def test_drained_servers_and_down_copies_are_told_under_the_table() -> None:
     down = {"service": "shop/web", "since": "2026-12-02T01:00:00Z",
             "reason": "agent unreachable (connection refused)"}
-    servers = [{"name": "web-1", "status": "active", "drained": True, "traffic_down": []},
+    servers = [{"name": "web-1", "status": "active", "drained": True, "down_copies": []},
                {"name": "web-2", "status": "unreachable", "drained": False,
-                "traffic_down": [down]}]
+                "down_copies": [down]}]
     assert status_reasons(servers) == [
         "web-1 drained: its services' traffic goes to their other servers",
         "web-2: copy of shop/web down: agent unreachable (connection refused)"]

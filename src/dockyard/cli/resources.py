@@ -260,7 +260,7 @@ def status_reasons(servers: list[dict[str, Any]], width: int = 80) -> list[str]:
     said += [f"{s['name']} drained: its services' traffic goes to their other servers"
              for s in servers if s.get("drained")]
     said += [f"{s['name']}: copy of {down['service']} down: {down['reason']}"
-             for s in servers for down in s.get("traffic_down", [])]
+             for s in servers for down in s.get("down_copies", [])]
     said += [f"{s['name']} differs from what it should run: {_drift_summary(s['drift'])} "
              f"(`dockyard servers events {s['name']}`)" for s in servers if s.get("drift")]
     return [textwrap.fill(line, width, subsequent_indent="  ") for line in said]

@@ -55,7 +55,7 @@ async def _down_copies(s: AsyncSession, server_ids: list[str]) -> dict[str, list
 async def _public(s: AsyncSession, rows: list[Server]) -> list[ServerPublic]:
     """The servers as the API shows them: with their copies of services marked down."""
     down = await _down_copies(s, [row.id for row in rows])
-    return [ServerPublic.model_validate(row).model_copy(update={"traffic_down": down.get(
+    return [ServerPublic.model_validate(row).model_copy(update={"down_copies": down.get(
         row.id, [])}) for row in rows]
 
 

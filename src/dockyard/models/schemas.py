@@ -200,7 +200,7 @@ class ServerPublic(Output):
         "corrects it"))
     drained_at: datetime | None = Field(default=None, description=(
         "When it was drained: its services' traffic and DNS go to the other servers"))
-    traffic_down: list[DownCopy] = Field(default_factory=list, description=(
+    down_copies: list[DownCopy] = Field(default_factory=list, description=(
         "Its copies of services marked down by the traffic watch (out of DNS), with why"))
     tags: list[str]
     created_at: datetime
