@@ -14,7 +14,8 @@ Where the document cannot be followed to the letter, and what the fake does inst
   operations and only `X-Auth-User-Service-Key` for Origin CA, while the API takes API tokens
   for both; zones and DNS take `Authorization: Bearer`, Origin CA takes either.
 
-Run alone: `python -m tests.fakes.cloudflare --port N --state FILE --zone example.test`."""
+Run alone: `python -m tests.fakes.cloudflare --port N --state FILE --zone example.test`
+(token `fake-cloudflare-token` unless `--token`); the state file also lists the violations."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,7 +47,7 @@ class DnsOutcome:
     """What a sync did: `synced` with the change, or `failed` with why (also on the row)."""
 
     hostname: str
-    status: str
+    status: Literal["none", "synced", "failed"]
     addresses: list[str]
     error: str = ""
     change: DnsChange = field(default_factory=DnsChange)
