@@ -9,10 +9,12 @@ stand-in for the service's container: a small HTTP server on this machine."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -249,28 +251,43 @@ async def test_a_second_replica_flips_nothing_twice(
     assert len(await messages(client, shop, node.server_id)) == 1
 
 
+def stop_agent(agent: AgentProcess, how: str) -> Callable[[], None]:
+    """Stop the agent (connections refused) or freeze it (SIGSTOP: connections accepted,
+    never answered); what undoes a freeze."""
+    if how == "stopped":
+        agent.stop()
+        return lambda: None
+    os.kill(agent.child.pid, signal.SIGSTOP)
+    return lambda: os.kill(agent.child.pid, signal.SIGCONT)
+
+
 @SQLITE_ONLY
-async def test_a_stopped_agent_is_marked_down_within_30_s_at_the_default_interval(
-    client, shop, platform, start_agent, stand_in, record_property
+@pytest.mark.parametrize(("how", "reason"), [
+    ("stopped", "agent unreachable (connection refused)"),
+    ("frozen", f"agent unreachable (no answer within {traffic.CHECK_TIMEOUT:.0f} s)")])
+async def test_an_agent_that_stops_answering_is_marked_down_within_30_s_by_default(
+    client, shop, platform, start_agent, stand_in, record_property, how, reason
 ):
     node = await node_serving_shop(client, shop, platform, start_agent, stand_in, "node-1")
     watch = traffic.TrafficWatch(platform)
     interval = platform.settings.traffic_check_seconds
     assert interval == 10
-    task = asyncio.create_task(watch.run_forever(interval))
+    task, undo = asyncio.create_task(watch.run_forever(interval)), (lambda: None)
     try:
         await asyncio.to_thread(eventually_true, lambda: node.placement_id in watch.failures,
                                 "the watch's first pass")
         stopped = time.monotonic()  # counted from before the stop: an upper bound
-        node.agent.stop()
+        undo = stop_agent(node.agent, how)
         while (await traffic_of(platform, node.placement_id))[0] != "down":
             assert time.monotonic() - stopped < 60, "not marked down within 60 s"
             await asyncio.sleep(0.1)
         elapsed = time.monotonic() - stopped
     finally:
         task.cancel()
+        undo()
+    assert await traffic_of(platform, node.placement_id) == ("down", reason)
     record_property("marked_down_after_seconds", round(elapsed, 1))
-    print(f"marked down {elapsed:.1f} s after the agent stopped")
+    print(f"agent {how}: marked down {elapsed:.1f} s later")
 
 
 async def test_admins_drain_and_undrain_a_server_with_an_event_and_dns_once(
