@@ -131,20 +131,25 @@ class CloudflareDns:
                         tb: TracebackType | None) -> None:
         await self._client.close()
 
-    async def zones(self) -> list[Zone]:
+    async def zones(self, name: str | None = None) -> list[Zone]:
+        """The zones the token sees (named `name`, when given)."""
         with _translated("listing the zones the token can see"):
-            return [Zone(z.id, z.name) async for z in self._client.zones.list(per_page=50)]
+            pages = self._client.zones.list(per_page=50, name=cloudflare.omit if name is None
+                                            else name)
+            return [Zone(z.id, z.name) async for z in pages]
 
     async def zone_for(self, hostname: str) -> Zone:
-        """The zone holding `hostname`: the longest zone name it equals or ends with."""
-        zones = await self.zones()
-        holding = [z for z in zones if hostname == z.name or hostname.endswith(f".{z.name}")]
-        if not holding:
-            seen = ", ".join(sorted(z.name for z in zones)) or "none"
-            raise InvalidInput(f"no Cloudflare zone this token can see holds {hostname} "
-                               f"(zones it sees: {seen}); add the zone to the token, or "
-                               "use a name inside one of those zones")
-        return max(holding, key=lambda z: len(z.name))
+        """The zone holding `hostname`: the longest zone name it equals or ends with (asked
+        for by name, longest first, so an account's other zones are never listed)."""
+        labels = hostname.split(".")
+        for start in range(len(labels) - 1):
+            found = await self.zones(".".join(labels[start:]))
+            if found:
+                return found[0]
+        seen = ", ".join(sorted(z.name for z in await self.zones())) or "none"
+        raise InvalidInput(f"no Cloudflare zone this token can see holds {hostname} "
+                           f"(zones it sees: {seen}); add the zone to the token, or use a "
+                           "name inside one of those zones")
 
     async def sync_records(self, hostname: str, addresses: Sequence[str], proxied: bool
                            ) -> DnsChange:
