@@ -19,6 +19,7 @@ from dockyard.api.routes import (
     backups,
     credentials,
     deploys,
+    domains,
     env,
     history,
     invitations,
@@ -41,7 +42,7 @@ from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
 ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
-           deploys, logs, processes, stateful, backups)
+           deploys, logs, processes, stateful, backups, domains)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 SHUTDOWN_WAIT_SECONDS = 30.0
 

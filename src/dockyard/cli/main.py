@@ -13,6 +13,7 @@ from dockyard.cli import (
     backups,
     cluster,
     deploy,
+    domains,
     drain,
     images,
     install,
@@ -73,6 +74,7 @@ for name, group in (
     ("invitations", people.invitations), ("members", people.members),
     ("sessions", people.sessions), ("account", people.account),
     ("cluster", cluster.app), ("images", images.app), ("backups", backups.app),
+    ("domains", domains.app),
 ):
     app.add_typer(group, name=name)
 

@@ -16,6 +16,7 @@ LOG_TASKS = "dockyard.core.logcollect:TASKS"
 RECONCILE_TASKS = "dockyard.core.reconcile:TASKS"
 BACKUP_SWEEP_TASKS = "dockyard.core.backups:TASKS"
 BACKUP_TASKS = "dockyard.core.backup_jobs:TASKS"
+DOMAIN_TASKS = "dockyard.core.certify:TASKS"
 RedisUrl = Annotated[
     str | None,
     typer.Option("--redis-url", help="Redis to use (default: REDIS_URL; none: the database)."),
@@ -48,7 +49,7 @@ def worker(
         redis_url=redis_url or settings.redis_url, broker=broker,
         queues=tuple(queue or ["default"]),
         task_modules=tuple(tasks or [BUILTIN_TASKS, LOG_TASKS, RECONCILE_TASKS,
-                                    BACKUP_SWEEP_TASKS, BACKUP_TASKS]),
+                                    BACKUP_SWEEP_TASKS, BACKUP_TASKS, DOMAIN_TASKS]),
         reclaim_after=reclaim_after,
         options=WorkerOptions(concurrency=concurrency, keep_alive_every=reclaim_after / 3,
                               shutdown_grace=shutdown_grace),

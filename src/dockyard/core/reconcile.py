@@ -22,8 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError, NodeAgentClient
-from dockyard.core import agents, fleet, logcollect, stateful
+from dockyard.core import agents, certify, fleet, logcollect, stateful
 from dockyard.core.authz import Actor, Permission
+from dockyard.core.deploy_targets import hosts_of
 from dockyard.core.lookup import server_by_id
 from dockyard.core.platform import Platform
 from dockyard.deploy import converge
@@ -67,6 +68,8 @@ async def reconcile_server(p: Platform, server: ServerPublic,
             if not any(isinstance(c, converge.RecreateMissing) for c in applied):
                 break
         kept = [Event("restored", m) for m in await stateful.keep_stateful(p, server, client)]
+        kept += [Event("certificate", m)
+                 for m in await certify.keep_certificates(p, server, client)]
     if kept:
         await _record(p, server.id, kept, server.drift)
     return events + kept
@@ -113,7 +116,8 @@ async def _service(p: Platform, s: AsyncSession, service: Service, project: str
     flying = tuple(r.id for r in rows if r.status in ACTIVE_STATUSES)
     succeeded = [r for r in rows if r.status is DeploymentStatus.SUCCEEDED]
     return converge.ServiceWanted(f"{project}/{service.name}", site_name(project, service.name),
-                                  tuple(_releases(p, succeeded)), flying)
+                                  tuple(_releases(p, succeeded)), flying,
+                                  tuple(await hosts_of(p, s, service, project)))
 
 
 def _releases(p: Platform, rows: list[Deployment]) -> list[converge.Release]:
