@@ -10,21 +10,28 @@ import hashlib
 import socket
 import ssl
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
-from dockyard.core import domains, reconcile, servers
+from dockyard.core import certify, credentials, domains, reconcile, servers
 from dockyard.core.platform import Platform
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import Conflict, InvalidInput, NotFound
+from dockyard.models.base import utcnow
 from dockyard.models.domain_schemas import DomainCreate
 from dockyard.models.enums import Role
-from dockyard.models.schemas import ServerPublic
+from dockyard.models.schemas import CredentialSet, ServerPublic
+from dockyard.models.tables import Domain
 from tests.acme_server import Pebble, start_pebble
 from tests.deploy.conftest import NODES, AgentNode
 from tests.deploy.test_engine import MakeRunner, live_release
+from tests.fakes.cloudflare import TOKEN as CLOUDFLARE_TOKEN
+from tests.fakes.cloudflare import FakeCloudflare
 from tests.real_agent import SQLITE_ONLY
 
 Nodes = dict[str, AgentNode]
@@ -185,3 +192,47 @@ def runner_clients(runner: DeployRunner) -> Any:
             await self.client.aclose()
 
     return Opened
+
+
+@SQLITE_ONLY
+async def test_the_renewal_job_renews_a_certificate_near_its_end_on_every_edge(
+        acme_platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner,
+        pebble: Pebble) -> None:
+    runner = make_runner()
+    await live_release(acme_platform, runner, shop)
+    await add(acme_platform, runner, shop)
+    assert await certify.renew_due(acme_platform, runner.connect) == 0
+    roots = pebble.roots_pem()
+    first = {served_certificate(node, roots) for node in nodes.values()}
+    soon = utcnow() + timedelta(days=acme_platform.settings.certificate_renew_days - 1)
+    await acme_platform.db.write(lambda s: s.execute(
+        update(Domain).where(Domain.hostname == NAME).values(certificate_expires_at=soon)))
+    assert await certify.renew_due(acme_platform, runner.connect) == 1
+    renewed = {served_certificate(node, roots) for node in nodes.values()}
+    assert len(renewed) == 1
+    assert renewed != first
+
+
+@SQLITE_ONLY
+async def test_a_cloudflare_origin_certificate_and_the_dns_records_of_every_server(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner,
+        tmp_path: Path) -> None:
+    runner = make_runner()
+    await live_release(platform, runner, shop)
+    owner = shop.actor(Role.OWNER)
+    await credentials.set_credential(platform, owner, "cf", CredentialSet(
+        provider="cloudflare", token=CLOUDFLARE_TOKEN))
+    kept = platform.settings
+    with FakeCloudflare(tmp_path / "cloudflare.json") as fake:
+        platform.settings = kept.model_copy(update={"cloudflare_api_url": fake.base_url})
+        try:
+            added = await add(platform, runner, shop, tls="cloudflare", dns_credential="cf")
+        finally:
+            platform.settings = kept
+        origin_root = fake.state.ca.certificate_pem
+        records = fake.records("example.test")
+    assert (added.certificate_status, added.dns_status) == ("live", "synced"), added
+    assert {served_certificate(node, origin_root) for node in nodes.values()}
+    assert {(r["type"], r["name"], r["content"]) for r in records} == {
+        ("A", NAME, "127.0.0.1")}
+    assert fake.violations == []
