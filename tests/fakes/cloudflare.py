@@ -320,13 +320,16 @@ class FakeCloudflare:
     def records(self, zone_name: str) -> list[Json]:
         return list(self.state.records.get(self.zone_id(zone_name), []))
 
-    def add_user_record(self, zone_name: str, record_type: str, name: str, content: str
-                        ) -> Json:
-        """A record the user made in Cloudflare's dashboard (no Dockyard comment)."""
+    def add_user_record(self, zone_name: str, record_type: str, name: str, content: str,
+                        comment: str | None = None) -> Json:
+        """A record made behind the client's back: by the user in Cloudflare's dashboard (no
+        comment), or by another Dockyard process (Dockyard's comment)."""
         now = _now()
         record = {"id": uuid.uuid4().hex, "type": record_type, "name": name,
                   "content": content, "proxied": False, "proxiable": True, "ttl": 1,
                   "tags": [], "meta": {}, "created_on": now, "modified_on": now}
+        if comment is not None:
+            record["comment"] = comment
         self.state.records.setdefault(self.zone_id(zone_name), []).append(record)
         self.state.save()
         return record

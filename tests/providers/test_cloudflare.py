@@ -3,7 +3,7 @@ exchange is checked against Cloudflare's published OpenAPI document (none may be
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -214,3 +214,48 @@ async def test_the_fake_takes_the_credentials_the_api_takes_where_it_takes_them(
     assert zones_by_service_key.status_code == 403
     assert wrong_type.status_code == 400
     assert "does not fit request_type origin-rsa" in wrong_type.json()["errors"][0]["message"]
+
+
+def meddling(method: str, act: Callable[[], None]) -> httpx.AsyncClient:
+    """An HTTP client for the SDK that lets another writer `act` on the fake just before the
+    first `method` request on a DNS record reaches it (two syncs at once, say)."""
+    pending = [True]
+
+    async def hook(request: httpx.Request) -> None:
+        if request.method == method and "/dns_records" in request.url.path and pending:
+            pending.clear()
+            act()
+
+    return httpx.AsyncClient(event_hooks={"request": [hook]})
+
+
+async def test_a_record_another_sync_created_meanwhile_is_taken_as_made(fake):
+    def other_sync() -> None:
+        fake.add_user_record("example.test", "A", NAME, "192.0.2.1", comment=MARKER)
+
+    async with CloudflareDns(TOKEN, fake.base_url, max_retries=0,
+                             http_client=meddling("POST", other_sync)) as dns:
+        assert (await dns.sync_records(NAME, ["192.0.2.1"], False)).created == ["192.0.2.1"]
+    assert shown(fake) == {("A", "192.0.2.1", False, MARKER)}
+
+
+async def test_a_record_the_user_created_meanwhile_is_still_a_failure(fake):
+    def user() -> None:
+        fake.add_user_record("example.test", "A", NAME, "192.0.2.1")
+
+    async with CloudflareDns(TOKEN, fake.base_url, max_retries=0,
+                             http_client=meddling("POST", user)) as dns:
+        with pytest.raises(CloudflareFailed, match="An identical record already exists"):
+            await dns.sync_records(NAME, ["192.0.2.1"], False)
+
+
+async def test_a_record_deleted_meanwhile_is_taken_as_deleted(fake, dns):
+    await dns.sync_records(NAME, ["192.0.2.1"], False)
+
+    def other_removal() -> None:
+        fake.state.records[fake.zone_id("example.test")].clear()
+
+    async with CloudflareDns(TOKEN, fake.base_url, max_retries=0,
+                             http_client=meddling("DELETE", other_removal)) as racing:
+        assert (await racing.remove_records(NAME)).deleted == ["192.0.2.1"]
+    assert fake.records("example.test") == []

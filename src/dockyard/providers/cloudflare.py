@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Literal, get_args
 
 import cloudflare
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -24,6 +25,7 @@ MARKER = "dockyard-managed"  # the comment on every record Dockyard creates
 ValidityDays = Literal[7, 30, 90, 365, 730, 1095, 5475]
 ORIGIN_VALIDITY_DAYS: tuple[ValidityDays, ...] = get_args(ValidityDays)
 HOSTNAME = rf"(?:\*\.)?{DNS_LABEL}(?:\.{DNS_LABEL})+"
+IDENTICAL_RECORD = 81058  # Cloudflare's error code: "An identical record already exists."
 USER_KINDS = ("A", "AAAA", "CNAME")  # a record of these beside ours would answer too
 CREDENTIAL_HELP = ("store a Cloudflare API token with the Zone:Read and DNS:Edit permissions "
               "(and SSL and Certificates:Edit for origin certificates) with `dockyard "
@@ -83,6 +85,12 @@ def _reasons(exc: cloudflare.APIStatusError) -> str:
     return exc.message
 
 
+def _has_code(exc: cloudflare.APIStatusError, code: int) -> bool:
+    errors = exc.body.get("errors") if isinstance(exc.body, dict) else None
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and e.get("code") == code for e in errors)
+
+
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
     """The SDK's errors as ours, each saying what Dockyard was doing and what to do."""
@@ -120,9 +128,10 @@ class CloudflareDns:
     """One token's view of Cloudflare. Use as `async with CloudflareDns(...) as dns:`."""
 
     def __init__(self, token: str, base_url: str, *, max_retries: int = 2,
-                 timeout: float = 30) -> None:
+                 timeout: float = 30, http_client: httpx.AsyncClient | None = None) -> None:
         self._client = cloudflare.AsyncCloudflare(
-            api_token=token, base_url=base_url, max_retries=max_retries, timeout=timeout)
+            api_token=token, base_url=base_url, max_retries=max_retries, timeout=timeout,
+            http_client=http_client)
 
     async def __aenter__(self) -> CloudflareDns:
         return self
@@ -203,10 +212,18 @@ class CloudflareDns:
     async def _create(self, zone: Zone, hostname: str, ip: IPv4Address | IPv6Address,
                       proxied: bool) -> str:
         with _translated(f"creating the {_kind(ip)} record {hostname} -> {ip}"):
-            await self._client.dns.records.create(
-                zone_id=zone.id, type=_kind(ip), name=hostname, content=str(ip),
-                proxied=proxied, ttl=1, comment=MARKER)
+            try:
+                await self._client.dns.records.create(
+                    zone_id=zone.id, type=_kind(ip), name=hostname, content=str(ip),
+                    proxied=proxied, ttl=1, comment=MARKER)
+            except cloudflare.BadRequestError as exc:  # another sync may have just made it
+                if not (_has_code(exc, IDENTICAL_RECORD)
+                        and await self._has_ours(zone, hostname, str(ip))):
+                    raise
         return str(ip)
+
+    async def _has_ours(self, zone: Zone, hostname: str, content: str) -> bool:
+        return any(r.ours and r.content == content for r in await self._records(zone, hostname))
 
     async def _reproxy(self, zone: Zone, hostname: str, record: _Record,
                        ip: IPv4Address | IPv6Address, proxied: bool) -> str:
@@ -217,8 +234,10 @@ class CloudflareDns:
         return str(ip)
 
     async def _delete(self, zone: Zone, record: _Record) -> str:
-        with _translated(f"deleting the {record.type} record of {record.content}"):
-            # The published API document requires a JSON body on this DELETE.
+        # A record gone already (another sync, the user) is what was wanted. The published
+        # API document requires a JSON body on this DELETE.
+        with (_translated(f"deleting the {record.type} record of {record.content}"),
+              suppress(cloudflare.NotFoundError)):
             await self._client.dns.records.delete(record.id, zone_id=zone.id, extra_body={})
         return record.content
 
