@@ -21,15 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from dockyard.kernel.errors import Conflict, DockyardError, InvalidInput
 from dockyard.models.fields import DNS_LABEL
 
+Ip = IPv4Address | IPv6Address
 MARKER = "dockyard-managed"  # the comment on every record Dockyard creates
 ValidityDays = Literal[7, 30, 90, 365, 730, 1095, 5475]
 ORIGIN_VALIDITY_DAYS: tuple[ValidityDays, ...] = get_args(ValidityDays)
 HOSTNAME = rf"(?:\*\.)?{DNS_LABEL}(?:\.{DNS_LABEL})+"
 IDENTICAL_RECORD = 81058  # Cloudflare's error code: "An identical record already exists."
 USER_KINDS = ("A", "AAAA", "CNAME")  # a record of these beside ours would answer too
-CREDENTIAL_HELP = ("store a Cloudflare API token with the Zone:Read and DNS:Edit permissions "
-              "(and SSL and Certificates:Edit for origin certificates) with `dockyard "
-              "credentials set NAME --provider cloudflare`")
+CREDENTIAL_HELP = ("store a Cloudflare API token with the Zone:Read and DNS:Edit "
+                   "permissions (and SSL and Certificates:Edit for origin certificates) with "
+                   "`dockyard credentials set NAME --provider cloudflare`")
 
 
 class CloudflareFailed(DockyardError):
@@ -68,6 +69,7 @@ class OriginCertificate:
 class _Record:
     id: str
     type: str
+    name: str
     content: str
     proxied: bool
     comment: str
@@ -77,18 +79,19 @@ class _Record:
         return self.comment == MARKER and self.type in ("A", "AAAA")
 
 
-def _reasons(exc: cloudflare.APIStatusError) -> str:
+def _errors(exc: cloudflare.APIStatusError) -> list[dict[str, Any]]:
+    """The `errors` of Cloudflare's answer (a list of {code, message})."""
     errors = exc.body.get("errors") if isinstance(exc.body, dict) else None
-    if isinstance(errors, list) and errors:
-        return "; ".join(f"{e.get('message', '')} (code {e.get('code', '?')})"
-                         for e in errors if isinstance(e, dict))
-    return exc.message
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _reasons(exc: cloudflare.APIStatusError) -> str:
+    said = [f"{e.get('message', '')} (code {e.get('code', '?')})" for e in _errors(exc)]
+    return "; ".join(said) or exc.message
 
 
 def _has_code(exc: cloudflare.APIStatusError, code: int) -> bool:
-    errors = exc.body.get("errors") if isinstance(exc.body, dict) else None
-    return isinstance(errors, list) and any(
-        isinstance(e, dict) and e.get("code") == code for e in errors)
+    return any(e.get("code") == code for e in _errors(exc))
 
 
 @contextmanager
@@ -116,7 +119,7 @@ def checked_hostname(hostname: str) -> str:
     return hostname
 
 
-def _addresses(addresses: Sequence[str]) -> dict[str, IPv4Address | IPv6Address]:
+def _addresses(addresses: Sequence[str]) -> dict[str, Ip]:
     try:
         parsed = [ip_address(a) for a in addresses]
     except ValueError as exc:
@@ -166,17 +169,11 @@ class CloudflareDns:
         created before the ones no longer wanted are deleted, so the name keeps answering."""
         wanted = _addresses(addresses)
         zone = await self.zone_for(checked_hostname(hostname))
-        records = await self._records(zone, hostname)
-        _refuse_users_records(hostname, records)
-        ours = {r.content: r for r in records if r.ours}
-        created = [await self._create(zone, hostname, ip, proxied)
-                   for text, ip in wanted.items() if text not in ours]
-        updated = [await self._reproxy(zone, hostname, record, wanted[text], proxied)
-                   for text, record in ours.items()
-                   if text in wanted and record.proxied != proxied]
-        extra = [r for r in records if r.ours and (r.content not in wanted or
-                                                   ours[r.content] is not r)]
-        deleted = [await self._delete(zone, record) for record in extra]
+        plan = _plan(await self._records(zone, hostname), wanted, proxied)
+        created = [await self._create(zone, hostname, wanted[a], proxied) for a in plan.create]
+        updated = [await self._reproxy(zone, hostname, r, wanted[r.content], proxied)
+                   for r in plan.reproxy]
+        deleted = [await self._delete(zone, record) for record in plan.delete]
         return DnsChange(created, updated, deleted)
 
     async def remove_records(self, hostname: str) -> DnsChange:
@@ -199,7 +196,11 @@ class CloudflareDns:
                 request_type=request_type, requested_validity=validity)
         if made is None or not made.certificate or not made.id:
             raise CloudflareFailed("Cloudflare's Origin CA answered without a certificate")
-        leaf = x509.load_pem_x509_certificate(made.certificate.encode())
+        try:
+            leaf = x509.load_pem_x509_certificate(made.certificate.encode())
+        except ValueError as exc:
+            raise CloudflareFailed(f"Cloudflare's Origin CA answered an unreadable "
+                                   f"certificate: {exc}") from exc
         return OriginCertificate(made.certificate, leaf.not_valid_after_utc, made.id)
 
     async def _records(self, zone: Zone, hostname: str) -> list[_Record]:
@@ -209,8 +210,7 @@ class CloudflareDns:
             found = [_record(r.to_dict()) async for r in pages if r.name == hostname]
         return found
 
-    async def _create(self, zone: Zone, hostname: str, ip: IPv4Address | IPv6Address,
-                      proxied: bool) -> str:
+    async def _create(self, zone: Zone, hostname: str, ip: Ip, proxied: bool) -> str:
         with _translated(f"creating the {_kind(ip)} record {hostname} -> {ip}"):
             try:
                 await self._client.dns.records.create(
@@ -225,8 +225,8 @@ class CloudflareDns:
     async def _has_ours(self, zone: Zone, hostname: str, content: str) -> bool:
         return any(r.ours and r.content == content for r in await self._records(zone, hostname))
 
-    async def _reproxy(self, zone: Zone, hostname: str, record: _Record,
-                       ip: IPv4Address | IPv6Address, proxied: bool) -> str:
+    async def _reproxy(self, zone: Zone, hostname: str, record: _Record, ip: Ip,
+                       proxied: bool) -> str:
         with _translated(f"updating the {record.type} record {hostname} -> {ip}"):
             await self._client.dns.records.update(
                 record.id, zone_id=zone.id, type=_kind(ip), name=hostname, content=str(ip),
@@ -242,21 +242,39 @@ class CloudflareDns:
         return record.content
 
 
-def _kind(ip: IPv4Address | IPv6Address) -> Literal["A", "AAAA"]:
+def _kind(ip: Ip) -> Literal["A", "AAAA"]:
     return "A" if ip.version == 4 else "AAAA"
 
 
 def _record(data: dict[str, Any]) -> _Record:
-    return _Record(str(data["id"]), str(data["type"]), str(data.get("content", "")),
+    return _Record(str(data["id"]), str(data["type"]), str(data["name"]),
+                   str(data.get("content", "")),
                    bool(data.get("proxied", False)), str(data.get("comment") or ""))
 
 
-def _refuse_users_records(hostname: str, records: list[_Record]) -> None:
+@dataclass(frozen=True)
+class _Plan:
+    create: list[str]  # addresses
+    reproxy: list[_Record]
+    delete: list[_Record]
+
+
+def _plan(records: list[_Record], wanted: dict[str, Ip], proxied: bool) -> _Plan:
+    """What to do to the name's records (refused when the user has records of it)."""
+    _refuse_users_records(records)
+    ours = {r.content: r for r in records if r.ours}  # one per address; the others go
+    return _Plan(create=[a for a in wanted if a not in ours],
+                 reproxy=[r for a, r in ours.items() if a in wanted and r.proxied != proxied],
+                 delete=[r for r in records if r.ours and (r.content not in wanted
+                                                           or ours[r.content] is not r)])
+
+
+def _refuse_users_records(records: list[_Record]) -> None:
     theirs = [r for r in records if not r.ours and r.type in USER_KINDS]
     if theirs:
         found = ", ".join(f"{r.type} {r.content}" for r in theirs)
         raise DnsConflict(
-            f"{hostname} already has DNS records Dockyard did not create ({found}); "
+            f"{theirs[0].name} already has DNS records Dockyard did not create ({found}); "
             "delete them in Cloudflare to let Dockyard manage this name, or add the "
             "domain without a DNS credential and keep managing its records yourself")
 
