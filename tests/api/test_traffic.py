@@ -211,6 +211,9 @@ async def test_a_copy_whose_container_is_gone_fails_through_the_edge_and_is_list
     assert (flip.traffic, flip.reason) == ("down", f"site {SITE}: HTTP 502")
     [down] = (await listed(client, shop))["node-1"]["down_copies"]
     assert (down["service"], down["reason"]) == ("shop/web", f"site {SITE}: HTTP 502")
+    for answer in (await client.get(f"{SERVERS}/{node.server_id}", headers=shop.headers),
+                   await client.post(f"{SERVERS}/{node.server_id}/check", headers=shop.headers)):
+        assert answer.json()["down_copies"] == [down], answer.text
     stand_in.start()
     [flip] = await watch.check_once()  # the first good check brings it back
     assert flip.traffic == "up"

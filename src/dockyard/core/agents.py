@@ -15,7 +15,7 @@ from dockyard.agent.auth import derive_agent_key
 from dockyard.agent.client import NodeAgentClient
 from dockyard.core import fleet
 from dockyard.core.authz import Actor, Permission
-from dockyard.core.lookup import server_by_id
+from dockyard.core.lookup import public_servers, server_by_id
 from dockyard.core.platform import Platform
 from dockyard.models.schemas import AgentKeyPublic, ServerPublic
 from dockyard.models.tables import Workspace
@@ -103,7 +103,7 @@ async def check_server(p: Platform, actor: Actor, server_id: str) -> ServerPubli
     await fleet.record(p, await fleet.observe(server, client_of))
 
     async def reread(s: AsyncSession) -> ServerPublic:
-        return ServerPublic.model_validate(await server_by_id(s, actor, server_id))
+        return (await public_servers(s, [await server_by_id(s, actor, server_id)]))[0]
 
     return await p.db.read(reread)
 

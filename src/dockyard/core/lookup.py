@@ -7,7 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor
 from dockyard.kernel.errors import NotFound
-from dockyard.models.tables import Project, Server, Service
+from dockyard.models.schemas import DownCopy, ServerPublic
+from dockyard.models.tables import Placement, Project, Server, Service
 
 
 async def project_named(s: AsyncSession, actor: Actor, name: str) -> Project:
@@ -32,3 +33,24 @@ async def server_by_id(s: AsyncSession, actor: Actor, server_id: str) -> Server:
     if server is None or server.workspace_id != actor.workspace_id:
         raise NotFound("server", server_id)
     return server
+
+
+async def _down_copies(s: AsyncSession, server_ids: list[str]) -> dict[str, list[DownCopy]]:
+    """The copies of services the traffic watch marked down on these servers, by server."""
+    query = (select(Placement.server_id, Project.name, Service.name, Placement.traffic_reason,
+                    Placement.traffic_changed_at)
+             .join(Service, Placement.service_id == Service.id).join(Project)
+             .where(Placement.server_id.in_(server_ids), Placement.traffic == "down")
+             .order_by(Project.name, Service.name))
+    found: dict[str, list[DownCopy]] = {}
+    for server_id, project, service, reason, since in await s.execute(query):
+        found.setdefault(server_id, []).append(
+            DownCopy(service=f"{project}/{service}", reason=reason, since=since))
+    return found
+
+
+async def public_servers(s: AsyncSession, rows: list[Server]) -> list[ServerPublic]:
+    """The servers as the API shows them: with their copies of services marked down."""
+    down = await _down_copies(s, [row.id for row in rows])
+    return [ServerPublic.model_validate(row).model_copy(update={"down_copies": down.get(
+        row.id, [])}) for row in rows]

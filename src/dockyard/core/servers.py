@@ -11,21 +11,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.agent import tls
 from dockyard.core import traffic
 from dockyard.core.authz import Actor, Permission
-from dockyard.core.lookup import server_by_id
+from dockyard.core.lookup import public_servers, server_by_id
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict
 from dockyard.models.base import utcnow
 from dockyard.models.enums import ServerStatus
-from dockyard.models.schemas import DownCopy, ServerAdopt, ServerPublic
-from dockyard.models.tables import Placement, Project, Server, ServerEvent, Service
+from dockyard.models.schemas import ServerAdopt, ServerPublic
+from dockyard.models.tables import Server, ServerEvent
 
 
 async def list_servers(p: Platform, actor: Actor) -> list[ServerPublic]:
     async def tx(s: AsyncSession) -> list[ServerPublic]:
         actor.require(Permission.READ)
         query = select(Server).where(Server.workspace_id == actor.workspace_id)
-        return await _public(s, list(await s.scalars(query.order_by(Server.name))))
+        return await public_servers(s, list(await s.scalars(query.order_by(Server.name))))
 
     return await p.db.read(tx)
 
@@ -33,30 +33,9 @@ async def list_servers(p: Platform, actor: Actor) -> list[ServerPublic]:
 async def get_server(p: Platform, actor: Actor, server_id: str) -> ServerPublic:
     async def tx(s: AsyncSession) -> ServerPublic:
         actor.require(Permission.READ)
-        return (await _public(s, [await server_by_id(s, actor, server_id)]))[0]
+        return (await public_servers(s, [await server_by_id(s, actor, server_id)]))[0]
 
     return await p.db.read(tx)
-
-
-async def _down_copies(s: AsyncSession, server_ids: list[str]) -> dict[str, list[DownCopy]]:
-    """The copies of services marked down on these servers, by server id."""
-    query = (select(Placement.server_id, Project.name, Service.name, Placement.traffic_reason,
-                    Placement.traffic_changed_at)
-             .join(Service, Placement.service_id == Service.id).join(Project)
-             .where(Placement.server_id.in_(server_ids), Placement.traffic == traffic.DOWN)
-             .order_by(Project.name, Service.name))
-    found: dict[str, list[DownCopy]] = {}
-    for server_id, project, service, reason, since in await s.execute(query):
-        found.setdefault(server_id, []).append(
-            DownCopy(service=f"{project}/{service}", reason=reason, since=since))
-    return found
-
-
-async def _public(s: AsyncSession, rows: list[Server]) -> list[ServerPublic]:
-    """The servers as the API shows them: with their copies of services marked down."""
-    down = await _down_copies(s, [row.id for row in rows])
-    return [ServerPublic.model_validate(row).model_copy(update={"down_copies": down.get(
-        row.id, [])}) for row in rows]
 
 
 async def _add(s: AsyncSession, server: Server) -> ServerPublic:
@@ -177,7 +156,7 @@ async def _set_drained(p: Platform, actor: Actor, server_id: str, drained: bool,
         if changed:
             _record_drain(s, row, drained)
             await s.flush()
-        return (await _public(s, [row]))[0], changed
+        return (await public_servers(s, [row]))[0], changed
 
     server, changed = await p.db.write(tx, info=actor.audit_info)
     if changed:
