@@ -44,6 +44,9 @@ def live_env(base: Path, port: int) -> dict[str, str]:
         "DOCKYARD_ADMIN_EMAIL": ADMIN_EMAIL,
         "DOCKYARD_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "COLUMNS": "200",
+        # Nothing outside is reachable from tests: a closed local port fails a call at once.
+        "DOCKYARD_CLOUDFLARE_API_URL": "http://127.0.0.1:9/client/v4",
+        "DOCKYARD_ACME_DIRECTORY_URL": "https://127.0.0.1:9/directory",
     }
 
 
