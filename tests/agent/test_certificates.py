@@ -4,6 +4,7 @@ authority; what cannot be served is refused with 422 before anything is written.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import socket
 import ssl
 import stat
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +120,50 @@ async def test_a_certificate_is_served_and_renewed_without_any_reload(
     await served.install_certificate(HOST, renewed.install())
     assert https_get(nginx, authority).leaf_sha256 == renewed.sha256
     assert nginx_processes(nginx) == before
+
+
+async def handshakes_until(port: int, authority: Authority, stop: asyncio.Event,
+                           seen: Counter[str]) -> None:
+    """New TLS connections one after another, never retried; a failure is counted."""
+    context = ssl.create_default_context(cadata=authority.pem)
+    while not stop.is_set():
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context,
+                                                      server_hostname=HOST)
+        except (OSError, ssl.SSLError) as exc:
+            seen[f"failed: {exc!r}"] += 1
+            continue
+        leaf = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        seen[hashlib.sha256(leaf).hexdigest()] += 1
+        writer.close()
+
+
+async def test_renewals_with_the_same_key_fail_no_handshake(
+    served: Node, nginx: Nginx, authority: Authority
+) -> None:
+    """Every renewal is one file renamed into place; nginx reads it twice per handshake
+    (certificate, then key), so only a new key could meet an old certificate."""
+    key = new_key()
+    await served.install_certificate(HOST, authority.issue(HOST, key=key).install())
+    seen: Counter[str] = Counter()
+    stop = asyncio.Event()
+    clients = [handshakes_until(nginx.layout.https_port, authority, stop, seen)
+               for _ in range(8)]
+
+    async def renew() -> list[str]:
+        renewed = []
+        for _ in range(10):
+            issued = authority.issue(HOST, key=key)
+            await served.install_certificate(HOST, issued.install())
+            renewed.append(issued.sha256)
+            await asyncio.sleep(0.05)
+        stop.set()
+        return renewed
+
+    *_, renewed = await asyncio.gather(*clients, renew())
+    assert [kind for kind in seen if kind.startswith("failed")] == []
+    assert seen[renewed[-1]] > 0
+    assert sum(seen.values()) > 100
 
 
 async def test_the_app_hears_that_the_client_came_over_https(

@@ -60,8 +60,10 @@ class Authority:
             .sign(self.key, hashes.SHA256()))
         self.pem = self.certificate.public_bytes(PEM).decode()
 
-    def issue(self, *names: str, days: int = 10) -> Issued:
-        key, now = new_key(), datetime.now(UTC)
+    def issue(self, *names: str, days: int = 10,
+              key: ec.EllipticCurvePrivateKey | None = None) -> Issued:
+        """A certificate for `names`, for a new key unless `key` is given."""
+        key, now = key or new_key(), datetime.now(UTC)
         leaf = (
             x509.CertificateBuilder().subject_name(_name(names[0]))
             .issuer_name(self.certificate.subject).public_key(key.public_key())
