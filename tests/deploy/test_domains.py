@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from dockyard.core import certify, credentials, domains, reconcile, servers
 from dockyard.core.platform import Platform
@@ -110,9 +110,10 @@ async def test_an_acme_certificate_is_served_by_every_edge_and_renewed_everywher
     roots = pebble.roots_pem()
     first = {name: served_certificate(node, roots) for name, node in nodes.items()}
     assert len(set(first.values())) == 1
-    before = edge_pids(nodes)
+    before, key = edge_pids(nodes), await stored_key(acme_platform)
     renewed = await domains.renew_domain(acme_platform, runner.connect,
                                          shop.actor(Role.OWNER), NAME)
+    assert await stored_key(acme_platform) == key  # a renewal keeps its key
     assert renewed.certificate_renewed_at > added.certificate_renewed_at
     second = {name: served_certificate(node, roots) for name, node in nodes.items()}
     assert len(set(second.values())) == 1
@@ -236,3 +237,12 @@ async def test_a_cloudflare_origin_certificate_and_the_dns_records_of_every_serv
     assert {(r["type"], r["name"], r["content"]) for r in records} == {
         ("A", NAME, "127.0.0.1")}
     assert fake.violations == []
+
+
+async def stored_key(platform: Platform) -> str:
+    """The domain's certificate key, decrypted."""
+    async def tx(s: Any) -> str:
+        row = (await s.scalars(select(Domain).where(Domain.hostname == NAME))).one()
+        return platform.box.decrypt(row.key_ciphertext)
+
+    return await platform.db.read(tx)

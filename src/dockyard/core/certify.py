@@ -49,6 +49,7 @@ class Wanted:
     directory: str
     dns_credential: str
     servers: list[ServerPublic]
+    key_pem: str | None  # of the live certificate: a renewal keeps it
 
 
 async def certify(p: Platform, connect: Connect, domain_id: str) -> None:
@@ -71,9 +72,10 @@ async def _wanted(p: Platform, s: AsyncSession, domain_id: str) -> Wanted | None
     if row is None:
         return None
     servers = await domain_nodes.servers_running(s, row.service_id)
+    key = p.box.decrypt(row.key_ciphertext) if row.key_ciphertext else None
     return Wanted(row.id, row.workspace_id, row.hostname, TlsMode(row.tls),
                   row.acme_directory or p.settings.acme_directory_url, row.dns_credential,
-                  servers)
+                  servers, key)
 
 
 async def _obtain(p: Platform, connect: Connect, wanted: Wanted) -> tuple[str, str]:
@@ -112,7 +114,7 @@ async def _issue(p: Platform, connect: Connect, wanted: Wanted, issuer: acme.Acm
     async def withdraw(token: str) -> None:
         await domain_nodes.on_every(connect, wanted.servers, domain_nodes.remove_challenge(token))
 
-    return await issuer.issue(key, url, [wanted.hostname], publish, withdraw)
+    return await issuer.issue(key, url, [wanted.hostname], publish, withdraw, wanted.key_pem)
 
 
 async def _account(p: Platform, issuer: acme.AcmeIssuer, wanted: Wanted) -> tuple[str, str]:

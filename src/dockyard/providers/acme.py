@@ -101,14 +101,17 @@ class AcmeIssuer:
         return await self._call(self._register, account_key_pem, email)
 
     async def issue(self, account_key_pem: str, account_url: str, hostnames: Sequence[str],
-                    publish: Publish, withdraw: Withdraw) -> IssuedCertificate:
-        """A certificate with a new P-256 key for every name in `hostnames` (all as SANs)."""
+                    publish: Publish, withdraw: Withdraw, key_pem: str | None = None
+                    ) -> IssuedCertificate:
+        """A certificate for every name in `hostnames` (all as SANs), for `key_pem` when
+        given (a renewal that keeps its key: no handshake can then pair the new certificate
+        with the old key), else for a new P-256 key."""
         names = list(dict.fromkeys(hostnames))
         if not names:
             raise InvalidInput("a certificate needs at least one hostname")
         deadline = time.monotonic() + self.timeout
         acme = await self._call(self._account_client, account_key_pem, account_url)
-        key_pem = _new_ec_key_pem()
+        key_pem = key_pem or _new_ec_key_pem()
         order = await self._call(acme.new_order, crypto_util.make_csr(key_pem.encode(), names))
         fullchain = await self._prove_and_finalize(acme, order, publish, withdraw, deadline)
         facts = certificate_facts(fullchain)
