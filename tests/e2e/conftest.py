@@ -1,22 +1,57 @@
-"""The stage of each end-to-end module: its own control plane and 3-node cluster, up before
-its first test and down after its last. Not one for the whole package: a module that puts a
-node under load leaves the log pipeline a backlog that held up the next module's logs past
-its timeouts (seen when the stage was shared)."""
+"""The stage of the end-to-end modules (a control plane and its 3-node cluster) is shared: a
+module's `stage` is `stages.get(settings)`, the stage already up when it has the same
+settings, else the old one is taken down and a new one brought up (one cluster at a time:
+they share the cluster's name, subnet and registry port). Bringing one up and down costs
+about 20 s; the modules on the default settings share one.
+
+A module that needs settings of its own asks for them (test_agent_restart_e2e.py); one that
+calls `staged` itself also gets a stage of its own (the shared one is taken down first).
+Every module uses projects of its own, so none sees another's services or releases, and
+each leaves the nodes' agents, Docker and nginx running.
+
+The modules run in ORDER: a module under load leaves the log pipeline a backlog that held up
+the next module's logs past its timeouts (seen when the stage was first shared), so those
+that read `dockyard logs` come first, the ones that put the nodes under load last. A module
+not named here runs after them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from dockyard.providers.images import Tarball
 from tests.agent.conftest import base_tarball, require_the_real_stack
-from tests.e2e.stage import Stage, staged
+from tests.e2e.stage import Stage, Stages, shared_stages
 
 __all__ = ["base_tarball"]
+HERE = Path(__file__).parent
+ORDER = ["test_firewall_e2e", "test_agent_restart_e2e", "test_logs_e2e", "test_stack_apps_e2e",
+         "test_procfile_e2e", "test_reconcile_e2e", "test_deploy_e2e", "test_processes_e2e",
+         "test_stateful_e2e"]
+
+
+@pytest.fixture(scope="session")
+def stages(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball) -> Iterator[Stages]:
+    require_the_real_stack()
+    with shared_stages(lambda: tmp_path_factory.mktemp("stage")) as shared:
+        yield shared
 
 
 @pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball) -> Iterator[Stage]:
-    require_the_real_stack()
-    yield from staged(tmp_path_factory.mktemp("stage"))
+def stage(stages: Stages) -> Stage:
+    return stages.get()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests in ORDER of their modules, in the places they had among all
+    tests (this hook sees the whole session's items); within a module, as written."""
+    places = [i for i, item in enumerate(items) if item.path.parent == HERE]
+    ours = sorted((items[i] for i in places), key=lambda item: _rank(item.path.stem))
+    for place, item in zip(places, ours, strict=True):
+        items[place] = item
+
+
+def _rank(module: str) -> int:
+    return ORDER.index(module) if module in ORDER else len(ORDER)

@@ -8,7 +8,8 @@ import json
 import os
 import shutil
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ class Stage:
             answer = self.http.post(path, json=body)
             assert answer.status_code in (201, 409), answer.text
 
-    def stream(self, path: str, **request: Any) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, **request: Any) -> Generator[dict[str, Any], None, None]:
         """The events of a deploy or rollback as they come; fails on a refusal."""
         with self.http.stream("POST", path, **request) as answer:
             if answer.status_code != 200:
@@ -103,9 +104,12 @@ def first_node(stage: Stage) -> tuple[Cluster, NodeRecord]:
     return cluster, node
 
 
-def staged(base: Path, settings: dict[str, str] | None = None) -> Iterator[Stage]:
+def staged(base: Path, settings: dict[str, str] | None = None
+           ) -> Generator[Stage, None, None]:
     """Control plane + cluster (the control plane with these extra `settings`), always taken
-    down again."""
+    down again. A shared stage still up is taken down first: one cluster at a time."""
+    for shared in SHARED:
+        shared.close()
     root = Path("/var/tmp/dockyard-tests") / f"dep-{os.getpid()}"
     env, url = start(base)
     env = {**env, "DOCKYARD_REGISTRY": "10.235.0.1:5003", "DOCKYARD_AGENT_POLL_SECONDS": "5",
@@ -120,3 +124,44 @@ def staged(base: Path, settings: dict[str, str] | None = None) -> Iterator[Stage
         dockyard("cluster", "down", env=both, timeout=300)
         stop(env)
         shutil.rmtree(root, ignore_errors=True)
+
+
+class Stages:
+    """At most one stage up at a time (they share the cluster's name, subnet and registry
+    port): the one last asked for, kept up while the next module asks for the same settings."""
+
+    def __init__(self, new_base: Callable[[], Path]) -> None:
+        self._new_base = new_base
+        self._settings: dict[str, str] | None = None
+        self._up: Generator[Stage, None, None] | None = None
+        self._stage: Stage | None = None
+
+    def get(self, settings: dict[str, str] | None = None) -> Stage:
+        settings = settings or {}
+        if self._stage is None or self._settings != settings:
+            self.close()
+            up = staged(self._new_base(), settings)
+            self._stage = next(up)
+            self._up, self._settings = up, settings
+        return self._stage
+
+    def close(self) -> None:
+        if self._up is not None:
+            self._up.close()  # runs staged()'s finally: cluster down, control plane stopped
+        self._up = self._stage = self._settings = None
+
+
+SHARED: list[Stages] = []
+
+
+@contextmanager
+def shared_stages(new_base: Callable[[], Path]) -> Iterator[Stages]:
+    """The stages the modules share, taken down by the end (or when a module brings up a
+    stage of its own with `staged`)."""
+    stages = Stages(new_base)
+    SHARED.append(stages)
+    try:
+        yield stages
+    finally:
+        SHARED.remove(stages)
+        stages.close()

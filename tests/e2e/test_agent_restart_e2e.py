@@ -18,10 +18,8 @@ import pytest
 
 from dockyard.agent import process
 from dockyard.providers.cluster import Cluster, NodeRecord
-from dockyard.providers.images import Tarball
-from tests.agent.conftest import require_the_real_stack
 from tests.e2e.load import under_strict_load
-from tests.e2e.stage import EXAMPLE, Stage, first_node, staged, tar_gz_of
+from tests.e2e.stage import EXAMPLE, Stage, Stages, first_node, tar_gz_of
 from tests.live import bring_up, pid_alive, wait_until
 
 pytestmark = pytest.mark.slow
@@ -99,10 +97,9 @@ def containers_of(stage: Stage) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball) -> Iterator[Stage]:
-    """This module's stage waits WAIT_SECONDS for an agent and reconciles every 5 s."""
-    require_the_real_stack()
-    yield from staged(tmp_path_factory.mktemp("stage"), STAGE_SETTINGS)
+def stage(stages: Stages) -> Stage:
+    """A stage of its own: it waits WAIT_SECONDS for an agent and reconciles every 5 s."""
+    return stages.get(STAGE_SETTINGS)
 
 
 @pytest.fixture(scope="module")

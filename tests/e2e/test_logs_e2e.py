@@ -13,12 +13,12 @@ from tests.live import dockyard, ok, wait_until
 
 pytestmark = pytest.mark.slow
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
-HOST = "hello.shop.localhost"
+HOST = "hello.journal.localhost"
 
 
 def test_the_apps_access_lines_reach_dockyard_logs(stage: Stage) -> None:
-    stage.ensure_service("shop", "hello")
-    events = stage.deploy_archive(EXAMPLE, project="shop", service="hello",
+    stage.ensure_service("journal", "hello")
+    events = stage.deploy_archive(EXAMPLE, project="journal", service="hello",
                                   server=[n["name"] for n in stage.nodes], **FAST)
     assert events[-1]["status"] == "succeeded", events[-3:]
     release = events[-1]["deployment_id"]
@@ -26,7 +26,7 @@ def test_the_apps_access_lines_reach_dockyard_logs(stage: Stage) -> None:
     assert stage.app(node, HOST, "/logs-e2e-marker").status_code < 500
 
     def marker_lines() -> list[dict[str, Any]]:
-        shown = ok(dockyard("logs", "-p", "shop", "-s", "hello", "--json", "--tail", "1000",
+        shown = ok(dockyard("logs", "-p", "journal", "-s", "hello", "--json", "--tail", "1000",
                             env=stage.env))
         entries = [json.loads(line) for line in shown.splitlines()]
         return [e for e in entries if "logs-e2e-marker" in e["line"]]

@@ -18,18 +18,18 @@ from tests.live import DOCKYARD, dockyard, ok, ok_json, wait_until
 
 pytestmark = pytest.mark.slow
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
-HOST = "hello.shop.localhost"
-SERVICE = ["-p", "shop", "-s", "hello"]
+HOST = "hello.procs.localhost"
+SERVICE = ["-p", "procs", "-s", "hello"]
 CONCURRENCY = 16
 
 
 @pytest.fixture(scope="module")
 def live(stage: Stage) -> str:
-    """shop/hello with X set, deployed to every node; its release id."""
-    stage.ensure_service("shop", "hello")
-    answer = stage.http.put("/projects/shop/services/hello/env/X", json={"value": "from-env"})
+    """procs/hello with X set, deployed to every node; its release id."""
+    stage.ensure_service("procs", "hello")
+    answer = stage.http.put("/projects/procs/services/hello/env/X", json={"value": "from-env"})
     assert answer.status_code == 200, answer.text
-    events = stage.deploy_archive(EXAMPLE, project="shop", service="hello",
+    events = stage.deploy_archive(EXAMPLE, project="procs", service="hello",
                                   server=[n["name"] for n in stage.nodes], **FAST)
     assert events[-1]["status"] == "succeeded", events[-3:]
     release: str = events[-1]["deployment_id"]
@@ -82,7 +82,7 @@ def test_restart_rolls_out_the_live_release_again_with_no_failed_request(
     [output] = outputs
     print(f"restart under a strict client (concurrency {CONCURRENCY}, no retries): "
           f"{tally.ok} ok, {tally.failed} failed {tally.errors}")
-    assert "Deployed shop/hello" in output
+    assert "Deployed procs/hello" in output
     assert tally.failed == 0, tally.errors
     assert tally.ok > 100
     releases = {p["release"] for p in processes(stage)}
@@ -94,7 +94,7 @@ def test_a_killed_process_is_restarted_by_docker_and_ps_records_the_crash(
         stage: Stage, live: str) -> None:
     node = stage.nodes[2]
     client = docker.APIClient(base_url=stage.docker_socket(node))
-    [container] = client.containers(filters={"label": "dockyard.service=shop-hello"})
+    [container] = client.containers(filters={"label": "dockyard.service=procs-hello"})
     os.kill(client.inspect_container(container["Id"])["State"]["Pid"], signal.SIGKILL)
     client.close()
 

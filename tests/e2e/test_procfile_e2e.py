@@ -20,8 +20,8 @@ from tests.live import dockyard, ok, ok_json, wait_until
 pytestmark = pytest.mark.slow
 APP = Path(__file__).parent / "apps" / "procfile"
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
-HOST = "jobs.shop.localhost"
-SERVICE = ["-p", "shop", "-s", "jobs"]
+HOST = "jobs.work.localhost"
+SERVICE = ["-p", "work", "-s", "jobs"]
 CONCURRENCY = 16
 
 
@@ -36,9 +36,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def live(stage: Stage, source: Path) -> list[dict[str, Any]]:
-    """shop/jobs deployed to the first two nodes; the deployment's events."""
-    stage.ensure_service("shop", "jobs")
-    events = stage.deploy_archive(source, project="shop", service="jobs",
+    """work/jobs deployed to the first two nodes; the deployment's events."""
+    stage.ensure_service("work", "jobs")
+    events = stage.deploy_archive(source, project="work", service="jobs",
                                   server=[n["name"] for n in stage.nodes[:2]], **FAST)
     assert events[-1]["status"] == "succeeded", events[-3:]
     return events
