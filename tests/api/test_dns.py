@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from dockyard.core import dns
+from dockyard.core import dns, servers
 from dockyard.core.credentials import set_credential
 from dockyard.core.servers import register_server
 from dockyard.models.enums import AuditAction, Role, ServerStatus
@@ -221,3 +221,15 @@ async def test_a_failed_sync_is_tried_again_even_once_the_addresses_are_back(
     assert await dns.sync_all_dns(platform, dns_for) == 1
     row = await domain(platform, domain_id)
     assert (row.dns_status, row.dns_error, in_dns(fake)) == ("synced", "", ["192.0.2.1"])
+
+
+async def test_removing_a_server_takes_its_address_out_of_the_records(
+        platform, web, fake, dns_for):
+    await place(platform, web, "n1", "n2")
+    domain_id = await add_domain(platform, web)
+    await dns.sync_domain_dns(platform, domain_id, dns_for)
+    assert in_dns(fake) == ["192.0.2.1", "192.0.2.2"]
+    n2 = await _server_id(platform, web, "n2")
+    await servers.remove_server(platform, web.actor(Role.OWNER), n2,
+                                on_change=partial(dns.sync_all_dns, platform, dns_for))
+    assert in_dns(fake) == ["192.0.2.1"]

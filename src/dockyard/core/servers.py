@@ -122,8 +122,10 @@ async def pin_server(p: Platform, actor: Actor, server_id: str,
     return await p.db.write(tx, info=actor.audit_info)
 
 
-async def remove_server(p: Platform, actor: Actor, server_id: str) -> None:
-    """Forget a server: it leaves the inventory; the machine itself is not touched."""
+async def remove_server(p: Platform, actor: Actor, server_id: str,
+                        on_change: traffic.OnChange | None = None) -> None:
+    """Forget a server: it leaves the inventory (and its addresses the DNS records of its
+    services' domains); the machine itself is not touched."""
 
     async def tx(s: AsyncSession) -> None:
         server = await server_by_id(s, actor, server_id)
@@ -131,6 +133,7 @@ async def remove_server(p: Platform, actor: Actor, server_id: str) -> None:
         await delete_recorded(s, server)
 
     await p.db.write(tx, info=actor.audit_info)
+    await traffic.safely(on_change or traffic.dns_follows(p))
 
 
 async def drain_server(p: Platform, actor: Actor, server_id: str,
