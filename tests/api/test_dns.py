@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from dockyard.core import dns, servers
+from dockyard.core import certify, dns, servers
 from dockyard.core.credentials import set_credential
 from dockyard.core.servers import register_server
+from dockyard.kernel.queue import JobContext
 from dockyard.models.enums import AuditAction, Role, ServerStatus
 from dockyard.models.schemas import CredentialSet
 from dockyard.models.tables import AuditEvent, Domain, Placement, Server, Service
@@ -233,3 +234,15 @@ async def test_removing_a_server_takes_its_address_out_of_the_records(
     await servers.remove_server(platform, web.actor(Role.OWNER), n2,
                                 on_change=partial(dns.sync_all_dns, platform, dns_for))
     assert in_dns(fake) == ["192.0.2.1"]
+
+
+async def test_the_workers_renewal_job_retries_a_failed_dns_sync(platform, web, fake):
+    await place(platform, web, "n1")
+    domain_id = await add_domain(platform, web)
+    await platform.db.write(lambda s: s.execute(
+        update(Domain).where(Domain.id == domain_id).values(dns_status="failed")))
+    settings = platform.settings.model_copy(update={"cloudflare_api_url": fake.base_url})
+    await certify.renew_job(JobContext("worker-1", {"settings": settings, "db": platform.db}),
+                            {})
+    assert in_dns(fake) == ["192.0.2.1"]
+    assert (await domain(platform, domain_id)).dns_status == "synced"

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import CertificateInstall, InstalledCertificate
-from dockyard.core import agents, credentials, domain_nodes, logcollect
+from dockyard.core import agents, credentials, dns, domain_nodes, logcollect
 from dockyard.core.domain_nodes import Outcome
 from dockyard.core.platform import Platform
 from dockyard.deploy.run import Connect
@@ -317,5 +317,8 @@ TASKS.every(RENEW_TASK, "*/10 * * * *", RENEW_TASK)
 
 @TASKS.task(RENEW_TASK, max_attempts=1)
 async def renew_job(context: JobContext, payload: dict[str, Any]) -> None:
+    """Certificates due for renewal; and DNS records a failed sync left behind (the traffic
+    watch syncs only when traffic changes)."""
     p = logcollect._platform(context)
     await renew_due(p, connect_of(p))
+    await dns.sync_all_dns(p, dns.default_dns_for(p.settings))
