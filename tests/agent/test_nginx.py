@@ -42,6 +42,7 @@ EXPECTED_EDGE_MAIN = r"""# Managed by dockyard-agent; changes are overwritten.
 worker_processes auto;
 pid /srv/agent/nginx/nginx.pid;
 error_log /srv/agent/nginx/logs/error.log warn;
+working_directory /run/dockyard-nginx/bef87d8b30de/hosts;
 
 events {
     worker_connections 4096;
@@ -100,7 +101,7 @@ http {
                 set $dockyard_hsts_wanted "${dockyard_hsts_wanted}+hsts";
             }
             add_header Strict-Transport-Security $dockyard_hsts always;
-            proxy_pass http://unix:/run/dockyard-nginx/bef87d8b30de/hosts/$host/switch.sock:;
+            proxy_pass http://unix:$host/switch.sock:;
             proxy_http_version 1.1;
             proxy_set_header Host $host;
             proxy_set_header X-Real-IP $remote_addr;
@@ -173,6 +174,7 @@ def test_layouts() -> None:
     runtime = Path("/run/dockyard-nginx/bef87d8b30de")
     assert (LAYOUT.hosts, LAYOUT.tls, LAYOUT.acme) == (
         runtime / "hosts", runtime / "tls", runtime / "acme")
+    assert LAYOUT.runtime == SWITCH.runtime == runtime
 
 
 def test_argv() -> None:

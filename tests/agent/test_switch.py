@@ -26,6 +26,7 @@ from dockyard.agent.node import Node
 from dockyard.agent.proxy import Nginx
 from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.state import StateFile
+from dockyard.kernel.errors import InvalidInput
 from tests.agent.conftest import stop_and_wait
 
 HOST = "shop.test"
@@ -146,6 +147,24 @@ async def test_a_name_moves_to_the_site_that_claims_it_and_back_when_that_goes(
     assert (await get(nginx)).text == "a"
     assert (await get(nginx, Host="api.test")).status_code == 404
     assert sorted(p.name for p in nginx.layout.hosts.iterdir()) == [HOST]
+
+
+async def test_the_longest_routable_name_is_routed_and_a_longer_one_refused(
+    node: Node, nginx: Nginx, sites: dict[str, Site]
+) -> None:
+    """A unix socket's path holds 107 bytes: the edge connects to `<name>/switch.sock`."""
+    longest = ".".join(["a" * 63, "b" * 31])
+    await node.apply_site(sites["a"].model_copy(update={"server_names": [longest]}))
+    assert (await get(nginx, Host=longest)).text == "a"
+    longer = sites["b"].model_copy(update={"server_names": [HOST, f"c{longest}"]})
+    with pytest.raises(InvalidInput, match="is 96 characters long; the edge routes names of "
+                                           "at most 95"):
+        await node.apply_site(longer)
+    assert node.sites() == [sites["a"].model_copy(update={"server_names": [longest]})]
+    assert (await get(nginx, Host=longest)).text == "a"
+    await node.remove_site("web")
+    assert (await get(nginx, Host=longest)).status_code == 404
+    assert list(nginx.layout.hosts.iterdir()) == []
 
 
 async def test_the_client_headers_reach_the_app_through_both_layers(

@@ -225,7 +225,7 @@ class AcmeWebroot:
         self.challenges.mkdir(mode=0o755, parents=True, exist_ok=True)
         for directory in (self.challenges.parent, self.challenges):
             directory.chmod(0o755)
-        temporary = self.challenges / f".{token}.new"
+        temporary = self.challenges / f".{hashlib.sha256(token.encode()).hexdigest()}.new"
         temporary.write_text(key_authorization)
         temporary.chmod(0o644)
         os.replace(temporary, self.challenges / token)

@@ -66,6 +66,12 @@ class NginxLayout:
         return NginxLayout(self.root / SWITCH_DIR, self.http_port, self.https_port, switch=True)
 
     @property
+    def runtime(self) -> Path:
+        """The pair's directory under /run: the switch's sockets, the edge's routes,
+        certificates and ACME webroot."""
+        return self.sockets if self.switch else self.switch_layout.sockets
+
+    @property
     def sockets(self) -> Path:
         """Short, and reachable by nginx's workers (user nobody) whatever the mode of the
         agent's state directory (under /root, say): one directory per switch instance."""
@@ -74,18 +80,18 @@ class NginxLayout:
     @property
     def hosts(self) -> Path:
         """The edge's routes: `hosts/<name>/switch.sock` -> the service's switch socket."""
-        return self.switch_layout.sockets / "hosts"
+        return self.runtime / "hosts"
 
     @property
     def tls(self) -> Path:
         """The edge's certificates: `tls/<name>/certificate.pem` (chain and key), and the
         files `redirect` and `hsts` when those are wanted."""
-        return self.switch_layout.sockets / "tls"
+        return self.runtime / "tls"
 
     @property
     def acme(self) -> Path:
         """The edge's ACME webroot: `.well-known/acme-challenge/<token>` under it."""
-        return self.switch_layout.sockets / "acme"
+        return self.runtime / "acme"
 
     def site_file(self, service: str) -> Path:
         return self.sites / f"{service}.conf"
@@ -109,7 +115,19 @@ HSTS_VALUE = "max-age=31536000"
 _TLS_NAME = r"~^[a-z0-9-]+(\.[a-z0-9-]+)*\z"
 
 
-def _http_block(layout: NginxLayout, body: str) -> str:
+ROUTE_SOCKET = "switch.sock"
+MAX_ROUTED_NAME = MAX_SOCKET_PATH - len(f"/{ROUTE_SOCKET}")
+
+
+def require_routable(name: str) -> None:
+    """The edge connects to `<name>/switch.sock`, relative to its workers' directory
+    `hosts`: a unix socket's path holds at most 107 bytes."""
+    if len(name) > MAX_ROUTED_NAME:
+        raise InvalidInput(f"the name {name} is {len(name)} characters long; the edge routes "
+                           f"names of at most {MAX_ROUTED_NAME}")
+
+
+def _http_block(layout: NginxLayout, body: str, main: str = "") -> str:
     root = layout.root
     temp = "\n".join(
         f"    {kind}_temp_path {root / 'tmp' / kind};"
@@ -118,7 +136,7 @@ def _http_block(layout: NginxLayout, body: str) -> str:
     return f"""{HEADER}worker_processes auto;
 pid {layout.pid_file};
 error_log {layout.error_log} warn;
-
+{main}
 events {{
     worker_connections 4096;
 }}
@@ -139,7 +157,7 @@ def render_main(layout: NginxLayout) -> str:
     the one static server of every name."""
     if layout.switch:
         return _http_block(layout, f"    include {layout.sites}/*.conf;\n")
-    return _http_block(layout, render_edge(layout))
+    return _http_block(layout, render_edge(layout), f"working_directory {layout.hosts};\n")
 
 
 def _proxy_headers(headers: dict[str, str]) -> list[str]:
@@ -159,7 +177,8 @@ _EDGE_HEADERS = {"Connection": '""', "Host": "$host",
 def _edge_route(layout: NginxLayout) -> list[str]:
     """`location /`: unknown names 404; http 308s to https once the name's certificate asks
     for it; HSTS over https when asked (an empty header value is not sent); then the switch,
-    on a new connection per request (a reloading switch keeps its listening socket)."""
+    on a new connection per request (a reloading switch keeps its listening socket), at a
+    path relative to `hosts`, the workers' directory (see `require_routable`)."""
     tls = f"{layout.tls}/$host"
     return [
         "set $dockyard_redirect $scheme;",
@@ -171,7 +190,7 @@ def _edge_route(layout: NginxLayout) -> list[str]:
         f"if (-f {tls}/{HSTS_FILE}) {{",
         '    set $dockyard_hsts_wanted "${dockyard_hsts_wanted}+hsts";', "}",
         "add_header Strict-Transport-Security $dockyard_hsts always;",
-        f"proxy_pass http://unix:{layout.hosts}/$host/switch.sock:;",
+        f"proxy_pass http://unix:$host/{ROUTE_SOCKET}:;",
         "proxy_http_version 1.1;", *_proxy_headers(_CLIENT_HEADERS),
     ]
 

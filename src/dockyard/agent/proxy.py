@@ -6,6 +6,7 @@ reloads nothing (the edge finds each name's directory under `hosts/`)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -139,7 +140,7 @@ def _point(directory: Path, target: str) -> None:
 
 def _unroute(directory: Path) -> None:
     """Remove a name's directory: renamed away first, so the edge stops finding it at once."""
-    doomed = directory.parent.parent / f".removed-{directory.name}"
+    doomed = directory.parent.parent / f".removed-{hashlib.sha256(bytes(directory)).hexdigest()}"
     shutil.rmtree(doomed, ignore_errors=True)
     os.replace(directory, doomed)
     shutil.rmtree(doomed)
@@ -176,10 +177,13 @@ class NginxInstance:
         """Create the directories and write the main configuration; whether it changed."""
         for directory in (self.layout.sites, self.layout.root / "logs", self.layout.root / "tmp"):
             directory.mkdir(parents=True, exist_ok=True)
-        if self.layout.switch:
-            for directory in (self.layout.sockets.parent, self.layout.sockets):
-                directory.mkdir(exist_ok=True)
-                directory.chmod(0o755)  # nginx workers (nobody) connect in here
+        runtime = self.layout.runtime
+        for directory in (runtime.parent, runtime):
+            directory.mkdir(exist_ok=True)
+            directory.chmod(0o755)  # nginx workers (nobody) connect in here
+        if not self.layout.switch:  # its workers start in `hosts` (or exit)
+            for directory in (self.layout.hosts, self.layout.acme):
+                directory.mkdir(mode=0o755, exist_ok=True)
         return write_if_changed(self.layout.conf, nginx.render_main(self.layout))
 
     def site_text(self, service: str) -> str | None:
@@ -295,7 +299,6 @@ class Nginx:
     def prepare(self) -> None:
         for instance in self.instances:
             instance.prepare()
-        self._prepare_edge_directories()
         if problem := self.unreachable_sockets():
             log.warning("%s", problem)
 
@@ -309,16 +312,14 @@ class Nginx:
         return (f"nginx workers cannot reach the sockets in {sockets}: {closed} is closed to "
                 f"other users (chmod o+x it, or keep the agent's state elsewhere)")
 
-    def _prepare_edge_directories(self) -> None:
-        for directory in (self.layout.hosts, self.layout.acme):
-            directory.mkdir(mode=0o755, exist_ok=True)
-
     def apply(self, site: Site, sites: list[Site]) -> None:
         """The switch first, reloaded only if its upstreams changed (returns once its new
         workers serve); then the edge's routes of `sites` (every site, `site` among them);
         the edge is started if it does not run, never reloaded."""
         if problem := self.unreachable_sockets():
             raise InvalidInput(problem)
+        for name in site.server_names:
+            nginx.require_routable(name)
         text = nginx.render_switch_site(site, self.switch.layout)
         if self.switch.site_text(site.service) != text or self.switch.running_pid() is None:
             self.switch.replace(site.service, text)
@@ -335,7 +336,7 @@ class Nginx:
 
     def route(self, sites: list[Site]) -> None:
         """Every name of `sites` leads to its service on the edge, no other name does."""
-        self._prepare_edge_directories()
+        self.edge.prepare()
         sync_hosts(self.layout.hosts, nginx.host_routes(sites))
 
     def write_all(self, sites: list[Site]) -> None:
