@@ -8,6 +8,7 @@ store, and a client at fixed concurrency that opens a new TLS connection for eve
 cores with nginx. Prints the figures; asserts nothing.
 
     .venv/bin/python bench/edge_tls_bench.py [--seconds 10] [--concurrency 16] [--renewals 50]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ import argparse
 import asyncio
 import re
 import ssl
+import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from nginx_reload import Tally, free_port, start_backend
 
 from dockyard.agent import certs
 from dockyard.agent.models import Site, Upstream
-from dockyard.agent.nginx import NginxLayout
+from dockyard.agent.nginx import NginxLayout, render_main
 from dockyard.agent.proxy import Nginx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/
@@ -70,20 +73,45 @@ async def load(port: int, context: ssl.SSLContext, concurrency: int, seconds: fl
     return tally
 
 
-def load_at_start(nginx: Nginx) -> None:
-    """The edge as before: this name's certificate file named in the configuration."""
-    text = nginx.layout.conf.read_text().replace("/$dockyard_tls_name/", f"/{HOST}/")
+def edge_loading(nginx: Nginx, at_start: bool) -> None:
+    """The edge as it is, or as before: this name's certificate file named in the
+    configuration, loaded when nginx starts."""
+    text = render_main(nginx.layout)
+    if at_start:
+        text = text.replace("/$dockyard_tls_name/", f"/{HOST}/")
     nginx.layout.conf.write_text(text)
     nginx.edge.check()
     nginx.edge.reload()
 
 
+async def compare_loading(nginx: Nginx, context: ssl.SSLContext, concurrency: int,
+                          seconds: float, rounds: int) -> None:
+    """Alternately, so that other load on the machine weighs on both alike."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for at_start in (False, True):
+            await asyncio.to_thread(edge_loading, nginx, at_start)
+            tally = await load(nginx.layout.https_port, context, concurrency, seconds)
+            rates[at_start].append((tally.ok + tally.failed) / seconds)
+            if tally.failed:
+                print(f"failed {tally.failed} {tally.errors}")
+    for at_start, what in ((False, "read at every handshake (now)"),
+                           (True, "loaded at start (before)")):
+        print(f"{what}: median {statistics.median(rates[at_start]):.0f} handshakes/s "
+              f"({', '.join(f'{rate:.0f}' for rate in rates[at_start])})")
+
+
+def install(store: certs.CertificateStore, authority: Authority,
+            key: ec.EllipticCurvePrivateKey | None = None) -> None:
+    store.install(HOST, certs.checked(HOST, authority.issue(HOST, key=key).install()))
+
+
 async def renewing(store: certs.CertificateStore, authority: Authority, renewals: int,
-                   same_key: bool, done: asyncio.Event) -> None:
+                   key: ec.EllipticCurvePrivateKey | None, done: asyncio.Event) -> None:
+    """`renewals` certificates in turn, for `key` (None: a new key each time)."""
     await asyncio.sleep(1)
-    key = new_key()
     for _ in range(renewals):
-        issued = authority.issue(HOST, key=key if same_key else None)
+        issued = authority.issue(HOST, key=key)
         await asyncio.to_thread(store.install, HOST, certs.checked(HOST, issued.install()))
         await asyncio.sleep(0.1)
     done.set()
@@ -93,8 +121,11 @@ async def under_renewals(port: int, context: ssl.SSLContext, concurrency: int,
                          store: certs.CertificateStore, authority: Authority,
                          renewals: int, same_key: bool) -> tuple[Tally, float]:
     tally, stop = Tally(), asyncio.Event()
+    key = new_key() if same_key else None
+    if key is not None:  # the change of key happens before the load
+        await asyncio.to_thread(install, store, authority, key)
     started = time.monotonic()
-    await asyncio.gather(renewing(store, authority, renewals, same_key, stop),
+    await asyncio.gather(renewing(store, authority, renewals, key, stop),
                          *(worker(port, context, stop, tally) for _ in range(concurrency)))
     return tally, time.monotonic() - started
 
@@ -115,7 +146,7 @@ def serving(directory: Path, backend_port: int, authority: Authority
     site = Site(service="bench", server_names=[HOST],
                 upstreams=[Upstream(host="127.0.0.1", port=backend_port)])
     nginx.apply(site, [site])
-    store.install(HOST, certs.checked(HOST, authority.issue(HOST).install()))
+    install(store, authority)
     return nginx, store
 
 
@@ -130,7 +161,7 @@ def print_edge_errors(nginx: Nginx) -> None:
     print(f"edge errors: {dict(reasons)}")
 
 
-async def main(seconds: float, concurrency: int, renewals: int) -> None:
+async def main(seconds: float, concurrency: int, renewals: int, rounds: int) -> None:
     authority, backend_port = Authority(), free_port()
     backend = start_backend(backend_port)
     context = ssl.create_default_context(cadata=authority.pem)
@@ -138,16 +169,12 @@ async def main(seconds: float, concurrency: int, renewals: int) -> None:
         nginx, store = serving(Path(directory), backend_port, authority)
         try:
             port = nginx.layout.https_port
-            report("read at every handshake (now)",
-                   await load(port, context, concurrency, seconds), seconds)
             for same_key, what in ((False, "a new key each time"), (True, "the same key")):
                 tally, took = await under_renewals(port, context, concurrency, store,
                                                    authority, renewals, same_key)
                 report(f"while renewed {renewals} times, every 0.1 s, with {what}", tally, took)
                 print_edge_errors(nginx)
-            load_at_start(nginx)
-            report("loaded at start (before)",
-                   await load(port, context, concurrency, seconds), seconds)
+            await compare_loading(nginx, context, concurrency, seconds, rounds)
         finally:
             nginx.stop()
             backend.terminate()
@@ -159,5 +186,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--renewals", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.seconds, arguments.concurrency, arguments.renewals))
+    asyncio.run(main(arguments.seconds, arguments.concurrency, arguments.renewals,
+                     arguments.rounds))
