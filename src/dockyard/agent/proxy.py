@@ -175,6 +175,10 @@ class NginxInstance:
 
     def prepare(self) -> bool:
         """Create the directories and write the main configuration; whether it changed."""
+        self.make_directories()
+        return write_if_changed(self.layout.conf, nginx.render_main(self.layout))
+
+    def make_directories(self) -> None:
         for directory in (self.layout.sites, self.layout.root / "logs", self.layout.root / "tmp"):
             directory.mkdir(parents=True, exist_ok=True)
         runtime = self.layout.runtime
@@ -184,7 +188,6 @@ class NginxInstance:
         if not self.layout.switch:  # its workers start in `hosts` (or exit)
             for directory in (self.layout.hosts, self.layout.acme):
                 directory.mkdir(mode=0o755, exist_ok=True)
-        return write_if_changed(self.layout.conf, nginx.render_main(self.layout))
 
     def site_text(self, service: str) -> str | None:
         path = self.layout.site_file(service)
@@ -336,7 +339,7 @@ class Nginx:
 
     def route(self, sites: list[Site]) -> None:
         """Every name of `sites` leads to its service on the edge, no other name does."""
-        self.edge.prepare()
+        self.edge.make_directories()
         sync_hosts(self.layout.hosts, nginx.host_routes(sites))
 
     def write_all(self, sites: list[Site]) -> None:
