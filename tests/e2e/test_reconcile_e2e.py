@@ -20,6 +20,9 @@ from tests.e2e.stage import EXAMPLE, Stage
 pytestmark = pytest.mark.slow
 HOST = "hello.converge.localhost"
 FAILED = "0badc0de" + "0" * 24
+# Up until stopped, and gone at SIGTERM as an app is (`sleep` as PID 1 ignores it: the stop
+# waited its whole 10 s before the kill)
+STAY = "import signal, time; signal.signal(signal.SIGTERM, lambda *_: exit()); time.sleep(3600)"
 
 
 def deployed(stage: Stage, node: dict[str, Any]) -> str:
@@ -35,7 +38,7 @@ def plant_stray(node_docker: docker.APIClient, image: str) -> str:
     name = f"converge-hello-{FAILED[:8]}"
     labels = {"dockyard.managed": "true", "dockyard.service": "converge-hello",
               "dockyard.deployment": FAILED}
-    node_docker.create_container(image, name=name, labels=labels, command=["sleep", "3600"])
+    node_docker.create_container(image, name=name, labels=labels, command=["python3", "-c", STAY])
     node_docker.start(name)
     return name
 
