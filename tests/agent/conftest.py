@@ -86,6 +86,7 @@ def nginx(nginx_root: Path) -> Iterator[Nginx]:
     pair.prepare()
     yield pair
     stop_and_wait(pair)
+    shutil.rmtree(pair.layout.runtime, ignore_errors=True)  # sockets, routes, keys in /run
 
 
 @pytest.fixture
@@ -196,6 +197,7 @@ class AgentProcess:
                 raise
         finally:
             self.proxy.stop()
+            shutil.rmtree(self.proxy.layout.runtime, ignore_errors=True)
 
 
 def spawn_agent(state_dir: Path, key: bytes, *, host: str = "127.0.0.1", tls: bool = True,
