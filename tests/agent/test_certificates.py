@@ -323,6 +323,7 @@ async def test_the_agent_answers_422_and_writes_nothing(
     refused = [
         agent.install_certificate(HOST, authority.issue("other.test").install()),
         agent.install_certificate(HOST, install_with(authority, key_pem=key_pem(new_key()))),
+        agent.install_certificate(HOST, install_with(authority, certificate_pem="hello")),
         agent.put_acme_challenge(TOKEN, f"other-token.{KEY_AUTHORIZATION.split('.')[1]}"),
     ]
     for call in refused:
