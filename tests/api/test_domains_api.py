@@ -61,6 +61,7 @@ async def test_an_acme_domain_of_a_service_on_no_server_says_to_deploy_first(
     ({"hostname": "Shop.Example.com"}, "lowercase domain name"),
     ({"hostname": "*.example.com"}, "no wildcard"),
     ({"hostname": "web.shop.localhost"}, "under localhost"),
+    ({"hostname": "a" * 61 + "." + "b" * 30 + ".com"}, "at most 95 characters"),
     ({"tls": "cloudflare"}, "needs a Cloudflare credential"),
     ({"tls": "none", "acme_directory": "https://acme.example.com/dir"}, "only with tls"),
     ({"acme_directory": "http://acme.example.com/dir"}, "https:// URL"),

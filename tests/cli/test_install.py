@@ -31,7 +31,7 @@ def _env(**extra: str) -> dict[str, str]:
             "DATABASE_URL": DATABASE_URL, "DOCKYARD_ADMIN_PASSWORD": "not-for-the-units",
             # The CLI's own credential is no setting of the services: never copied to them.
             "DOCKYARD_TOKEN": "dy_the-cli-token", "DOCKYARD_URL": "http://127.0.0.1:1",
-            "DOCKYARD_AGENT_NGINX_HTTPS_PORT": "8443", "DOCKYARD_AGENT_POLL_SECONDS": "5",
+            "DOCKYARD_LOCAL_HTTPS_PORT": "8443", "DOCKYARD_AGENT_POLL_SECONDS": "5",
             **extra}
 
 
@@ -68,7 +68,8 @@ def test_install_into_a_prefix_writes_and_enables_the_units_and_uninstall_remove
     assert _mode(env_file) == 0o600
     assert env_file.read_text() == (f'DATABASE_URL="{DATABASE_URL}"\n'
                                     'DOCKYARD_AGENT_POLL_SECONDS="5"\n'
-                                    f'DOCKYARD_DATA_DIR="{DATA_DIR}"\n')
+                                    f'DOCKYARD_DATA_DIR="{DATA_DIR}"\n'
+                                    'DOCKYARD_LOCAL_HTTPS_PORT="8443"\n')
     assert (prefix / "etc/dockyard/agent.env").read_text() == (
         'DOCKYARD_AGENT_DOCKER_HOST="unix:///var/run/docker.sock"\n'
         'DOCKYARD_AGENT_HOST="127.0.0.1"\n'
@@ -186,7 +187,8 @@ def test_installing_here_is_refused_while_something_listens_where_a_unit_would(
         settings = Settings.model_validate({
             "data_dir": tmp_path, "port": api.getsockname()[1],
             "local_agent_port": agent.getsockname()[1],
-            "local_http_port": edge.getsockname()[1], "registry": f"127.0.0.1:{free_port()}"})
+            "local_http_port": edge.getsockname()[1], "local_https_port": free_port(),
+            "registry": f"127.0.0.1:{free_port()}"})
         here = install.Machine(settings, Path(sys.executable), {})
         with pytest.raises(install.InstallError) as refused:
             install.require_free(here, install.Roles(control_plane=True, node=True))

@@ -115,6 +115,7 @@ def nodes() -> Iterator[dict[str, AgentNode]]:
         for agent in made.values():
             agent.docker.close()
             stop_and_wait(agent.nginx)
+            shutil.rmtree(agent.nginx.layout.runtime, ignore_errors=True)  # sockets, names
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -70,12 +70,13 @@ def _plan(base: Path) -> tuple[dict[str, Service], Settings]:
     environ = {"DOCKYARD_DATA_DIR": str(base / "data"), "DOCKYARD_PORT": str(free_port()),
                "DOCKYARD_LOCAL_AGENT_PORT": str(free_port()),
                "DOCKYARD_LOCAL_HTTP_PORT": str(free_port()),
-               "DOCKYARD_AGENT_NGINX_HTTPS_PORT": str(free_port()),
+               "DOCKYARD_LOCAL_HTTPS_PORT": str(free_port()),
                "DOCKYARD_REGISTRY": f"127.0.0.1:{free_port()}", "DOCKYARD_LOG_JSON": "true"}
     settings = Settings.model_validate({"data_dir": base / "data", **{
         "port": environ["DOCKYARD_PORT"], "registry": environ["DOCKYARD_REGISTRY"],
         "local_agent_port": environ["DOCKYARD_LOCAL_AGENT_PORT"],
-        "local_http_port": environ["DOCKYARD_LOCAL_HTTP_PORT"]}})
+        "local_http_port": environ["DOCKYARD_LOCAL_HTTP_PORT"],
+        "local_https_port": environ["DOCKYARD_LOCAL_HTTPS_PORT"]}})
     local.install_agent_key(launch_of(settings), "workspace-secret")
     machine = install.Machine(settings, Path(sys.executable), environ)
     plan = install.plan_install(machine, install.Roles(control_plane=True, node=True))

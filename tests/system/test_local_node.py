@@ -64,6 +64,7 @@ def test_up_runs_this_machine_as_a_server_deploys_to_it_and_down_stops_its_agent
     agent_port, http_port = free_port(), free_port()
     env.update({"DOCKYARD_LOCAL_NODE": "true", "DOCKYARD_LOCAL_AGENT_PORT": str(agent_port),
                 "DOCKYARD_LOCAL_HTTP_PORT": str(http_port),
+                "DOCKYARD_LOCAL_HTTPS_PORT": str(free_port()),
                 "DOCKYARD_REGISTRY": f"127.0.0.1:{free_port()}"})
     try:
         output = bring_up(env)

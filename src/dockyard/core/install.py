@@ -319,7 +319,8 @@ def _addresses(machine: Machine, roles: Roles) -> list[tuple[str, int, str]]:
     if roles.node:
         launch = launch_of(settings)
         found += [(launch.host, launch.port, "the agent"),
-                  ("0.0.0.0", launch.nginx_http_port, "the agent's nginx")]  # noqa: S104
+                  ("0.0.0.0", launch.nginx_http_port, "the agent's nginx"),  # noqa: S104
+                  ("0.0.0.0", launch.nginx_https_port, "the agent's nginx")]  # noqa: S104
     return found
 
 

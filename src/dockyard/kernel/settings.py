@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     agent_poll_seconds: float = Field(default=30.0, ge=0)
     local_agent_port: int = Field(default=8421, ge=1, le=65535)
     local_http_port: int = Field(default=80, ge=1, le=65535)
+    local_https_port: int = Field(default=443, ge=1, le=65535)
     log_level: str = "INFO"
     log_json: bool | None = None
     # Socket peers (addresses or CIDRs) whose client-IP headers are believed.

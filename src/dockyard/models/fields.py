@@ -246,7 +246,9 @@ CronSchedule = Annotated[str, Field(min_length=1, max_length=100), Whole(CRON, C
                          AfterValidator(_cron)]
 
 
-DomainName = Annotated[str, Field(min_length=4, max_length=253), Whole(
+# At most 95 characters: each server's edge reaches a name's switch through a unix socket path
+# that holds the name, and such a path holds 107 bytes.
+DomainName = Annotated[str, Field(min_length=4, max_length=95), Whole(
     DOMAIN_NAME, "use a lowercase domain name of two labels or more, like 'shop.example.com' "
     "(letters, digits and '-' between dots; no trailing dot, no wildcard)")]
 HttpsUrl = Annotated[str, Field(max_length=500), Whole(

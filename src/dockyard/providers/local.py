@@ -122,6 +122,7 @@ class AgentLaunch:
     port: int
     docker_host: str
     nginx_http_port: int = 80
+    nginx_https_port: int = 443
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -154,6 +155,7 @@ def agent_env(launch: AgentLaunch, base: Mapping[str, str]) -> dict[str, str]:
         "DOCKYARD_AGENT_STATE_DIR": str(launch.state_dir),
         "DOCKYARD_AGENT_DOCKER_HOST": launch.docker_host,
         "DOCKYARD_AGENT_NGINX_HTTP_PORT": str(launch.nginx_http_port),
+        "DOCKYARD_AGENT_NGINX_HTTPS_PORT": str(launch.nginx_https_port),
         "DOCKYARD_AGENT_LOG_JSON": "true",
     }
 
