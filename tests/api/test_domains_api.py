@@ -115,3 +115,16 @@ async def test_another_workspace_sees_none_of_them(
     assert (await client.get("/api/v1/domains", headers=stranger.headers)).json() == []
     hidden = await client.get("/api/v1/domains/shop.example.com", headers=stranger.headers)
     assert hidden.status_code == 404
+
+
+async def test_a_service_or_project_with_domains_is_not_deleted_until_they_are_removed(
+        client: httpx.AsyncClient, shop: Account) -> None:
+    assert (await add(client, shop, tls="none")).status_code == 201
+    for path in ("/api/v1/projects/shop/services/web", "/api/v1/projects/shop"):
+        refused = await client.delete(path, headers=shop.headers)
+        assert refused.status_code == 409, refused.text
+        assert "dockyard domains remove shop.example.com" in refused.text
+    assert (await client.delete("/api/v1/domains/shop.example.com",
+                                headers=shop.headers)).status_code == 204
+    gone = await client.delete("/api/v1/projects/shop/services/web", headers=shop.headers)
+    assert gone.status_code == 204, gone.text

@@ -6,9 +6,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor
-from dockyard.kernel.errors import NotFound
+from dockyard.kernel.errors import Conflict, NotFound
 from dockyard.models.schemas import DownCopy, ServerPublic
-from dockyard.models.tables import Placement, Project, Server, Service
+from dockyard.models.tables import Domain, Placement, Project, Server, Service
 
 
 async def project_named(s: AsyncSession, actor: Actor, name: str) -> Project:
@@ -54,3 +54,14 @@ async def public_servers(s: AsyncSession, rows: list[Server]) -> list[ServerPubl
     down = await _down_copies(s, [row.id for row in rows])
     return [ServerPublic.model_validate(row).model_copy(update={"down_copies": down.get(
         row.id, [])}) for row in rows]
+
+
+async def refuse_with_domains(s: AsyncSession, service_ids: list[str], what: str) -> None:
+    """Services whose domains still route (and may have DNS records) are not deleted: their
+    records would stay at the DNS provider with nobody to take them away."""
+    names = list(await s.scalars(select(Domain.hostname).where(
+        Domain.service_id.in_(service_ids)).order_by(Domain.hostname)))
+    if names:
+        raise Conflict(f"{what} still has domains ({', '.join(names)}): remove them first "
+                       f"(`dockyard domains remove {names[0]}`), which takes their DNS "
+                       "records and certificates away")

@@ -6,12 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor, Permission
-from dockyard.core.lookup import project_named
+from dockyard.core.lookup import project_named, refuse_with_domains
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict
 from dockyard.models.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
-from dockyard.models.tables import Project
+from dockyard.models.tables import Project, Service
 
 
 async def _ensure_free(s: AsyncSession, workspace_id: str, name: str) -> None:
@@ -72,6 +72,8 @@ async def delete_project(p: Platform, actor: Actor, name: str) -> None:
     async def tx(s: AsyncSession) -> None:
         project = await project_named(s, actor, name)
         actor.require(Permission.DELETE)
+        services = await s.scalars(select(Service.id).where(Service.project_id == project.id))
+        await refuse_with_domains(s, list(services), f"project {name}")
         await delete_recorded(s, project)
 
     await p.db.write(tx, info=actor.audit_info)

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.deploy_targets import hosts_of
-from dockyard.core.lookup import project_named, service_named
+from dockyard.core.lookup import project_named, refuse_with_domains, service_named
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict, InvalidInput
@@ -93,6 +93,7 @@ async def delete_service(p: Platform, actor: Actor, project: str, name: str) -> 
             raise InvalidInput(f"{project}/{name} holds data: delete it with `dockyard services "
                                f"delete {name} --confirm {name}` (DELETE /projects/{project}/"
                                f"stateful/{name}?confirm={name}), which takes a final backup")
+        await refuse_with_domains(s, [service.id], f"{project}/{name}")
         await delete_recorded(s, service)
 
     await p.db.write(tx, info=actor.audit_info)
