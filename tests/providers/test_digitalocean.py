@@ -4,6 +4,9 @@ refused; the document is read once per test process)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pydo
 import pytest
+from azure.core.pipeline.policies import HeadersPolicy
 
 from dockyard.kernel.errors import InvalidInput, NotFound
 from dockyard.providers.digitalocean import (
@@ -22,6 +27,7 @@ from dockyard.providers.digitalocean import (
     Retries,
     UnmanagedDroplet,
 )
+from tests.api.test_deploys import closed_port
 from tests.fakes.digitalocean import (
     TOKEN,
     CannedError,
@@ -31,6 +37,7 @@ from tests.fakes.digitalocean import (
 )
 
 IMAGE = "ubuntu-24-04-x64"
+ROOT = Path(__file__).resolve().parents[2]
 FAST = Retries(attempts=2, backoff=0.01, max_wait=5)
 
 
@@ -248,3 +255,46 @@ def test_a_slow_boot_shows_the_droplet_new_until_it_has_an_address(tmp_path):
         release.set()
         [active] = do.wait_active([made.id], timeout=10)
         assert (active.status, active.ip) == ("active", "198.51.100.7")
+
+
+def test_the_fakes_other_operations_answer_pydo_within_the_document(fake):
+    client = pydo.Client(token=TOKEN, endpoint=fake.base_url, retry_total=0,
+                         authentication_policy=HeadersPolicy(
+                             {"Authorization": f"Bearer {TOKEN}"}))
+    single = client.droplets.create({"name": "solo", "size": "s-1vcpu-1gb", "image": IMAGE,
+                                     "tags": ["batch"]})
+    assert single["droplet"]["name"] == "solo"
+    assert client.tags.create({"name": "batch-2"})["tag"]["name"] == "batch-2"
+    assert {t["name"] for t in client.tags.list()["tags"]} == {"batch", "batch-2"}
+    fake.add_key("laptop", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm0 me@laptop")
+    assert [k["name"] for k in client.ssh_keys.list()["ssh_keys"]] == ["laptop"]
+    assert client.images.list(private=True)["images"] == []
+    assert IMAGE in {i["slug"] for i in client.images.list()["images"]}
+    fake.add_droplet("kept", ["other"])
+    client.droplets.destroy_by_tag(tag_name="batch")
+    assert [d["name"] for d in fake.state.droplets.values()] == ["kept"]
+
+
+def test_the_fake_runs_alone_and_keeps_its_state_in_the_file(tmp_path):
+    port, state = closed_port(), tmp_path / "do.json"
+    command = [sys.executable, "-m", "tests.fakes.digitalocean", "--port", str(port),
+               "--state", str(state)]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == (
+                f"fake DigitalOcean API at http://127.0.0.1:{port}")
+            do = DigitalOcean(TOKEN, f"http://127.0.0.1:{port}", retries=FAST)
+            do.create_droplets(["node-1"], "nyc3", "s-1vcpu-1gb", IMAGE)
+        finally:
+            process.terminate()
+    saved = json.loads(state.read_text())
+    assert [d["name"] for d in saved["droplets"].values()] == ["node-1"]
+    assert saved["violations"] == []
+
+
+def test_an_api_that_does_not_answer_is_a_clear_error_after_the_retries():
+    do = DigitalOcean(TOKEN, f"http://127.0.0.1:{closed_port()}", retries=FAST)
+    with pytest.raises(DigitalOceanFailed, match="DigitalOcean's API did not answer while "
+                                                 "listing regions"):
+        do.regions()
