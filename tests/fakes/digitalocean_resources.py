@@ -196,7 +196,9 @@ class Handlers:
         answered = copy.deepcopy(made)  # as created: a boot may finish before the answer
         for droplet in made:
             self._register(droplet, body.get("user_data", ""))
-        links = {"actions": [{"id": self.state.new_id(), "rel": "create", "href": ""}]}
+        create = self._record_action("create", made[0], made[0]["name"], errored=False)
+        links = {"actions": [{"id": create["id"], "rel": "create",
+                              "href": f"{self.fake.base_url}/v2/actions/{create['id']}"}]}
         if "names" in body:
             return {"droplets": answered, "links": links}
         return {"droplet": answered[0], "links": links}
@@ -216,12 +218,16 @@ class Handlers:
         droplet = self.state.droplet(ids["droplet_id"])
         if body["type"] not in ACTIONS_ON_DROPLETS:
             raise ApiError(422, "unprocessable_entity", f"the fake does not do {body['type']}")
-        action = new_action(self.state.new_id(), body["type"], droplet)
+        name = body.get("name") or droplet["name"]
+        return {"action": self._record_action(body["type"], droplet, name,
+                                              self.fake.take_errored_action())}
+
+    def _record_action(self, kind: str, droplet: Json, name: str, errored: bool) -> Json:
+        action = new_action(self.state.new_id(), kind, droplet)
         with self.state.lock:
             self.state.actions[str(action["id"])] = {
-                "action": action, "polls": 0, "name": body.get("name") or droplet["name"],
-                "errors": self.fake.take_errored_action()}
-        return {"action": action}
+                "action": action, "polls": 0, "name": name, "errors": errored}
+        return action
 
     def get_action(self, query: Any, body: Any, ids: dict[str, str]) -> Json:
         with self.state.lock:
