@@ -300,3 +300,12 @@ def test_an_api_that_does_not_answer_is_a_clear_error_after_the_retries():
     with pytest.raises(DigitalOceanFailed, match="DigitalOcean's API did not answer while "
                                                  "listing regions"):
         do.regions()
+
+
+def test_digitalocean_refusing_a_create_says_why_and_makes_nothing(fake, do):
+    with pytest.raises(DigitalOceanFailed) as failed:
+        do.create_droplets(["node-1"], "nyc3", "s-1vcpu-1gb", "no-such-image")
+    assert failed.value.message == (
+        "DigitalOcean answered HTTP 422 while creating droplets node-1 in nyc3: You specified "
+        "an invalid image: no-such-image.")
+    assert fake.state.droplets == {}
