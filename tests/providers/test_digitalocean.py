@@ -200,6 +200,9 @@ def test_sizes_and_regions_are_typed_with_prices(do):
     (["web"], {"tags": ["bad tag"]}, "is not a tag"),
     (["web"], {"region": "fra1\n"}, "is not a region"),
     (["web"], {"user_data": "x" * (64 * 1024 + 1)}, "user data holds at most"),
+    (["web"], {"vpc": "760e09ef; rm"}, "is not a VPC id"),
+    (["web"], {"ssh_keys": ["my key"]}, "is not an SSH key id or MD5 fingerprint"),
+    (["web"], {"image": "Ubuntu 24.04"}, "is not an image slug or id"),
 ])
 def test_bad_input_is_refused_before_anything_is_sent(fake, do, names, field, said):
     options: dict[str, Any] = {"region": "nyc3", "size": "s-1vcpu-1gb", "image": IMAGE, **field}
@@ -302,10 +305,11 @@ def test_an_api_that_does_not_answer_is_a_clear_error_after_the_retries():
         do.regions()
 
 
-def test_digitalocean_refusing_a_create_says_why_and_makes_nothing(fake, do):
+def test_digitalocean_refusing_a_create_is_a_422_saying_why_and_makes_nothing(fake, do):
     with pytest.raises(DigitalOceanFailed) as failed:
         do.create_droplets(["node-1"], "nyc3", "s-1vcpu-1gb", "no-such-image")
     assert failed.value.message == (
         "DigitalOcean answered HTTP 422 while creating droplets node-1 in nyc3: You specified "
         "an invalid image: no-such-image.")
+    assert failed.value.status_code == 422
     assert fake.state.droplets == {}

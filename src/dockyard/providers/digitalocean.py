@@ -35,6 +35,8 @@ ENDPOINT = "https://api.digitalocean.com"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 TAG = r"[A-Za-z0-9_:-]{1,255}"
 SLUG = r"[a-z0-9][a-z0-9-]{0,63}"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+MD5_FINGERPRINT = r"(?:[0-9a-f]{2}:){15}[0-9a-f]{2}"
 MAX_DROPLETS_PER_CREATE = 10  # DigitalOcean's limit for one multi-create request
 MAX_USER_DATA = 64 * 1024
 CREDENTIAL_HELP = ("store a DigitalOcean API token with read and write scope with "
@@ -47,6 +49,12 @@ class DigitalOceanFailed(DockyardError):
     """DigitalOcean refused or did not answer; the message says what it said."""
 
     status_code = 502
+
+
+class DigitalOceanRefused(DigitalOceanFailed):
+    """DigitalOcean found the request invalid (its 422): a value the caller can change."""
+
+    status_code = 422
 
 
 class UnmanagedDroplet(Forbidden):
@@ -185,8 +193,8 @@ def _failure(exc: HttpResponseError, doing: str) -> DigitalOceanFailed:
     if status in (401, 403):
         return DigitalOceanFailed(f"DigitalOcean refused the token while {doing} "
                                   f"({_said(exc)}); {CREDENTIAL_HELP}")
-    return DigitalOceanFailed(f"DigitalOcean answered HTTP {status} while {doing}: "
-                              f"{_said(exc)}")
+    kind = DigitalOceanRefused if status == 422 else DigitalOceanFailed
+    return kind(f"DigitalOcean answered HTTP {status} while {doing}: {_said(exc)}")
 
 
 def _expect(answer: Any, key: str, doing: str, missing: tuple[str, str] | None = None
@@ -227,8 +235,17 @@ def _checked_names(names: Sequence[str]) -> list[str]:
 
 def _checked(value: str, pattern: str, what: str) -> str:
     if re.fullmatch(pattern, value) is None:
-        raise InvalidInput(f"{value!r} is not a {what}")
+        raise InvalidInput(f"{value!r} is not {what}")
     return value
+
+
+def _image(image: str | int) -> str | int:
+    return image if isinstance(image, int) else _checked(image, SLUG, "an image slug or id")
+
+
+def _ssh_key(key: str | int) -> str | int:
+    return key if isinstance(key, int) else _checked(key, MD5_FINGERPRINT,
+                                                     "an SSH key id or MD5 fingerprint")
 
 
 class DigitalOcean:
@@ -266,13 +283,15 @@ class DigitalOcean:
                         ) -> list[Droplet]:
         """New droplets, always carrying MANAGED_TAG. Not retried after a server error (the
         droplets may exist then: list them before trying again)."""
-        body: Json = {"names": _checked_names(names), "region": _checked(region, SLUG, "region"),
-                      "size": _checked(size, SLUG, "size slug"), "image": image,
-                      "tags": self._tags(tags), "ssh_keys": list(ssh_keys)}
+        body: Json = {"names": _checked_names(names),
+                      "region": _checked(region, SLUG, "a region slug like 'fra1'"),
+                      "size": _checked(size, SLUG, "a size slug like 's-1vcpu-1gb'"),
+                      "image": _image(image), "tags": self._tags(tags),
+                      "ssh_keys": [_ssh_key(k) for k in ssh_keys]}
         if user_data:
             body["user_data"] = self._user_data(user_data)
         if vpc:
-            body["vpc_uuid"] = vpc
+            body["vpc_uuid"] = _checked(vpc, UUID, "a VPC id (a lowercase UUID)")
         doing = f"creating droplets {', '.join(names)} in {region}"
         answer = self._call(doing, lambda: self._client.droplets.create(body), idempotent=False)
         return [_droplet(d) for d in _expect(answer, "droplets", doing)]
@@ -319,7 +338,7 @@ class DigitalOcean:
 
     def snapshot(self, droplet_id: int, name: str, timeout: float = 1800) -> Snapshot:
         """Power the droplet off and snapshot it (it stays off); the snapshot made."""
-        name = _checked(name, r"[A-Za-z0-9][A-Za-z0-9._ -]{0,254}", "snapshot name")
+        name = _checked(name, r"[A-Za-z0-9][A-Za-z0-9._ -]{0,254}", "a snapshot name")
         self.wait_action(self._act(droplet_id, {"type": "power_off"}), timeout)
         self.wait_action(self._act(droplet_id, {"type": "snapshot", "name": name}), timeout)
         made = [s for s in self.snapshots() if s.droplet_id == str(droplet_id)
@@ -336,7 +355,7 @@ class DigitalOcean:
         return [_snapshot(s) for s in found]
 
     def delete_snapshot(self, snapshot_id: str) -> None:
-        snapshot_id = _checked(snapshot_id, r"[0-9]{1,18}", "snapshot id")
+        snapshot_id = _checked(snapshot_id, r"[0-9]{1,18}", "a snapshot id")
         self._call(f"deleting snapshot {snapshot_id}",
                    lambda: self._client.snapshots.delete(cast(Any, int(snapshot_id))),
                    missing=("snapshot", snapshot_id))
@@ -349,7 +368,7 @@ class DigitalOcean:
 
     @staticmethod
     def _tags(tags: Sequence[str]) -> list[str]:
-        checked = [_checked(t, TAG, "tag (letters, digits, '_', '-' and ':')") for t in tags]
+        checked = [_checked(t, TAG, "a tag (letters, digits, '_', '-' and ':')") for t in tags]
         return [MANAGED_TAG, *(t for t in dict.fromkeys(checked) if t != MANAGED_TAG)]
 
     @staticmethod
