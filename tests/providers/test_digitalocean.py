@@ -313,3 +313,16 @@ def test_digitalocean_refusing_a_create_is_a_422_saying_why_and_makes_nothing(fa
         "an invalid image: no-such-image.")
     assert failed.value.status_code == 422
     assert fake.state.droplets == {}
+
+
+def test_a_droplet_whose_boot_fails_stays_new_and_waiting_for_it_says_which(tmp_path):
+    def boot(droplet: dict[str, Any], user_data: str) -> str:
+        raise RuntimeError("cloud-init failed")
+
+    for fake in serve_checked(tmp_path / "do.json", on_boot=boot):
+        do = DigitalOcean(TOKEN, fake.base_url, retries=FAST, poll_interval=0.01)
+        [made] = do.create_droplets(["node-1"], "nyc3", "s-1vcpu-1gb", IMAGE)
+        with pytest.raises(DigitalOceanFailed, match="droplets node-1 were not active"):
+            do.wait_active([made.id], timeout=0.3)
+        assert fake.boot_failures == [f"droplet {made.id}: RuntimeError('cloud-init failed')"]
+        assert do.droplet(made.id).status == "new"
