@@ -32,7 +32,7 @@ ORDER = ["test_firewall_e2e", "test_agent_restart_e2e", "test_logs_e2e", "test_s
          "test_stateful_e2e", "test_node_loss_e2e", "test_domains_e2e"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # down after the last end-to-end test
 def stages(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball) -> Iterator[Stages]:
     require_the_real_stack()
     with shared_stages(lambda: tmp_path_factory.mktemp("stage")) as shared:
