@@ -132,7 +132,8 @@ def test_agent_environment() -> None:
         "PATH": "/usr/bin", "DOCKYARD_AGENT_HOST": "10.9.0.11", "DOCKYARD_AGENT_PORT": "8421",
         "DOCKYARD_AGENT_STATE_DIR": "/c/n1/agent",
         "DOCKYARD_AGENT_DOCKER_HOST": "unix:///c/n1/docker/docker.sock",
-        "DOCKYARD_AGENT_NGINX_HTTP_PORT": "80", "DOCKYARD_AGENT_LOG_JSON": "true"}
+        "DOCKYARD_AGENT_NGINX_HTTP_PORT": "80", "DOCKYARD_AGENT_NGINX_HTTPS_PORT": "443",
+        "DOCKYARD_AGENT_LOG_JSON": "true"}
 
 
 def test_registry_configuration() -> None:
