@@ -24,20 +24,18 @@ import copy
 import json
 import os
 import re
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from tests.fakes.origin_ca import OriginCa, OriginCaRefused
+from tests.fakes.served import Served
 from tests.fakes.spec import SpecCheck, failure_only_4xx, load_spec
 
 SPEC_FILE = "cloudflare/cloudflare-dns-zones-originca.subset.normalized-4XX.json"
@@ -289,25 +287,16 @@ class FakeCloudflare:
                  token: str = TOKEN, port: int = 0) -> None:
         self.state = CloudflareState(state_file, zones)
         self.token = token
-        self._socket = socket.create_server(("127.0.0.1", port))
-        # answers leave at once, not after the client's delayed ACK (40 ms each)
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.port: int = self._socket.getsockname()[1]
+        self.served = Served(CloudflareApp(self.state, token), port)
+        self.port = self.served.port
         self.base_url = f"http://127.0.0.1:{self.port}{BASE_PATH}"
-        config = uvicorn.Config(CloudflareApp(self.state, token), log_level="warning",
-                                lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._socket]}, daemon=True)
 
     def __enter__(self) -> FakeCloudflare:
-        self._thread.start()  # the socket already listens: early clients wait in its backlog
+        self.served.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
+        self.served.stop()
 
     @property
     def violations(self) -> list[str]:
@@ -352,7 +341,7 @@ def main() -> None:
     args = parser.parse_args()
     fake = FakeCloudflare(args.state, args.zone or ["example.test"], args.token, args.port)
     print(f"fake Cloudflare API at {fake.base_url}", flush=True)
-    fake._server.run(sockets=[fake._socket])
+    fake.served.run_here()
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ import argparse
 import copy
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,13 +30,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 import yaml  # type: ignore[import-untyped]
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from tests.fakes import digitalocean_resources as rs
+from tests.fakes.served import Served
 from tests.fakes.spec import SPECS, SpecCheck
 
 SPEC_FILE = "digitalocean/DigitalOcean-public.v2.bundled.yaml"
@@ -205,23 +203,16 @@ class FakeDigitalOcean:
         self.requests: list[str] = []  # "METHOD /path?query", in the order they came
         self._canned: list[CannedError] = []
         self._errored_actions = 0
-        self._socket = socket.create_server(("127.0.0.1", port))
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.port: int = self._socket.getsockname()[1]
+        self.served = Served(DigitalOceanApp(self), port)
+        self.port = self.served.port
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(DigitalOceanApp(self), log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._socket]}, daemon=True)
 
     def __enter__(self) -> FakeDigitalOcean:
-        self._thread.start()
+        self.served.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._socket.close()
+        self.served.stop()
 
     @property
     def violations(self) -> list[str]:
@@ -301,7 +292,7 @@ def main() -> None:
     args = parser.parse_args()
     fake = FakeDigitalOcean(args.state, args.token, args.port)
     print(f"fake DigitalOcean API at {fake.base_url}", flush=True)
-    fake._server.run(sockets=[fake._socket])
+    fake.served.run_here()
 
 
 if __name__ == "__main__":
