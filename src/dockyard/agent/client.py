@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,6 +53,15 @@ class AgentError(RuntimeError):
         super().__init__(f"agent answered {status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
+
+
+async def unless_gone(call: Awaitable[None]) -> None:
+    """Await a removal through the agent; what is already gone (404) is removed too."""
+    try:
+        await call
+    except AgentError as exc:
+        if exc.status_code != 404:
+            raise
 
 
 async def _file_digest(path: Path) -> str:

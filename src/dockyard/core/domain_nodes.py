@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.agent.client import AgentError, NodeAgentClient
+from dockyard.agent.client import NodeAgentClient, unless_gone
 from dockyard.agent.models import CertificateInstall
 from dockyard.core.stateful_node import on_server
 from dockyard.deploy.run import Connect
@@ -75,7 +75,7 @@ def install_certificate(hostname: str, install: CertificateInstall) -> Step:
 
 def remove_certificate(hostname: str) -> Step:
     async def step(client: NodeAgentClient) -> None:
-        await _unless_gone(client.remove_certificate(hostname))
+        await unless_gone(client.remove_certificate(hostname))
 
     return step
 
@@ -89,14 +89,7 @@ def put_challenge(token: str, key_authorization: str) -> Step:
 
 def remove_challenge(token: str) -> Step:
     async def step(client: NodeAgentClient) -> None:
-        await _unless_gone(client.remove_acme_challenge(token))
+        await unless_gone(client.remove_acme_challenge(token))
 
     return step
 
-
-async def _unless_gone(call: Awaitable[None]) -> None:
-    try:
-        await call
-    except AgentError as exc:
-        if exc.status_code != 404:
-            raise

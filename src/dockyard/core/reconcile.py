@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.agent.client import AgentError, NodeAgentClient
+from dockyard.agent.client import AgentError, NodeAgentClient, unless_gone
 from dockyard.core import agents, certify, fleet, logcollect, stateful
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.deploy_targets import hosts_of
@@ -155,18 +155,11 @@ async def _correct(client: NodeAgentClient, correction: converge.Correction) -> 
     elif isinstance(correction, converge.RestoreSite) and correction.site:
         await client.apply_site(correction.site)
     elif isinstance(correction, converge.RemoveSite):
-        await _unless_gone(client.remove_site(correction.subject))
+        await unless_gone(client.remove_site(correction.subject))
     elif isinstance(correction, converge.RemoveStray):
-        await _unless_gone(client.stop_container(correction.subject, STOP_SECONDS))
-        await _unless_gone(client.remove_container(correction.subject))
+        await unless_gone(client.stop_container(correction.subject, STOP_SECONDS))
+        await unless_gone(client.remove_container(correction.subject))
 
-
-async def _unless_gone(call: Awaitable[None]) -> None:
-    try:
-        await call
-    except AgentError as exc:
-        if exc.status_code != 404:  # already gone: done
-            raise
 
 
 async def _record(p: Platform, server_id: str, events: list[Event], drift: list[Drift]
