@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -253,7 +253,7 @@ async def due_for_renewal(p: Platform) -> list[str]:
     return await p.db.read(tx)
 
 
-def _due(row: Domain, now: Any, horizon: Any) -> bool:
+def _due(row: Domain, now: datetime, horizon: datetime) -> bool:
     if row.certificate_status == "live":
         return row.certificate_expires_at is None or row.certificate_expires_at <= horizon
     return row.certificate_status == "pending" or row.updated_at <= now - RETRY_FAILED
