@@ -26,9 +26,11 @@ from dockyard.api.routes import (
     logs,
     processes,
     projects,
+    provision,
     servers,
     services,
     stateful,
+    upgrades,
     workspaces,
 )
 from dockyard.api.routes import metrics as metrics_routes
@@ -42,7 +44,7 @@ from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
 ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
-           deploys, logs, processes, stateful, backups, domains)
+           deploys, logs, processes, stateful, backups, domains, provision, upgrades)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 SHUTDOWN_WAIT_SECONDS = 30.0
 

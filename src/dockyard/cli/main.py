@@ -20,8 +20,10 @@ from dockyard.cli import (
     logs,
     people,
     processes,
+    provision,
     resources,
     server,
+    upgrade,
     worker,
 )
 from dockyard.cli.client import CliError
@@ -67,6 +69,8 @@ for name, group in (("deployments", deploy.deployments), ("deploy-configs", depl
     app.add_typer(group, name=name, rich_help_panel="Deploy")
 resources.servers.command("drain")(drain.servers_drain)
 resources.servers.command("undrain")(drain.servers_undrain)
+provision.register(resources.servers, app)
+upgrade.register(resources.servers)
 for name, group in (
     ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
     ("servers", resources.servers), ("credentials", resources.credentials),
