@@ -50,7 +50,18 @@ def ensure_certificate(files: CertificateFiles) -> str:
     return fingerprint_of_file(files.certificate)
 
 
-def _write_certificate(files: CertificateFiles) -> None:
+@dataclass(frozen=True)
+class CertificatePair:
+    """A new certificate and its private key (PEM), and the certificate's fingerprint."""
+
+    certificate_pem: str
+    private_key_pem: str
+    fingerprint: str
+
+
+def new_certificate() -> CertificatePair:
+    """A self-signed certificate for an agent, in memory (the control plane makes one for a
+    server it provisions, so it pins the fingerprint without trust on first use)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dockyard-agent")])
     now = datetime.datetime.now(datetime.UTC)
@@ -61,11 +72,18 @@ def _write_certificate(files: CertificateFiles) -> None:
         .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
         .sign(key, hashes.SHA256())
     )
-    files.certificate.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    _write_private(files.private_key, key_pem)
-    _write_private(files.certificate, certificate.public_bytes(serialization.Encoding.PEM))
+    return CertificatePair(certificate.public_bytes(serialization.Encoding.PEM).decode(),
+                           key_pem.decode(),
+                           fingerprint_of(certificate.public_bytes(serialization.Encoding.DER)))
+
+
+def _write_certificate(files: CertificateFiles) -> None:
+    pair = new_certificate()
+    files.certificate.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_private(files.private_key, pair.private_key_pem.encode())
+    _write_private(files.certificate, pair.certificate_pem.encode())
 
 
 def _write_private(path: Path, content: bytes) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.core.platform import Platform
-from dockyard.models.enums import ServerStatus
+from dockyard.models.enums import UNPOLLED_SERVER_STATUSES, ServerStatus
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Server
 
@@ -63,7 +63,7 @@ async def observe(server: ServerPublic, client_for: ClientFactory) -> Observatio
 async def record(platform: Platform, observation: Observation) -> None:
     async def tx(session: AsyncSession) -> None:
         server = await session.get(Server, observation.server_id)
-        if server is None or server.status == ServerStatus.DECOMMISSIONED:
+        if server is None or server.status in UNPOLLED_SERVER_STATUSES:
             return
         seen = (observation.status, observation.agent_version, observation.reason)
         if (server.status, server.agent_version, server.status_reason) != seen:
@@ -74,7 +74,7 @@ async def record(platform: Platform, observation: Observation) -> None:
 
 async def pollable_servers(platform: Platform) -> list[ServerPublic]:
     async def tx(session: AsyncSession) -> list[ServerPublic]:
-        query = select(Server).where(Server.status != ServerStatus.DECOMMISSIONED)
+        query = select(Server).where(Server.status.not_in(UNPOLLED_SERVER_STATUSES))
         return [ServerPublic.model_validate(s) for s in await session.scalars(query)]
 
     return await platform.db.read(tx)

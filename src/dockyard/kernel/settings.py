@@ -108,6 +108,21 @@ class Settings(BaseSettings):
                                              "use the API's base URL, like "
                                              "'https://api.cloudflare.com/client/v4'")] = (
         "https://api.cloudflare.com/client/v4")
+    # DigitalOcean: its API's base URL, the stock image snapshots are built from, how long a
+    # droplet may take to be active and its agent to answer (a snapshot build: to finish),
+    # how often those are checked, and the first pause before retrying a 429 or 5xx.
+    digitalocean_api_url: Annotated[str, Whole(
+        r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[!-~]*)?",
+        "use the API's base URL, like 'https://api.digitalocean.com'")] = (
+        "https://api.digitalocean.com")
+    snapshot_image: Annotated[str, Whole(r"[a-z0-9][a-z0-9-]{0,63}",
+                                         "use an image slug like 'debian-12-x64'")] = (
+        "debian-12-x64")
+    provision_active_seconds: float = Field(default=600, gt=0, le=3600)
+    provision_ready_seconds: float = Field(default=900, gt=0, le=7200)
+    snapshot_build_seconds: float = Field(default=1800, gt=0, le=7200)
+    provision_poll_seconds: float = Field(default=3, gt=0, le=60)
+    digitalocean_retry_seconds: float = Field(default=1, ge=0, le=60)
     # How often the traffic watch asks each server whether its copies answer; a copy that
     # does not is taken out of DNS (marked down) after this many seconds at most, twice.
     traffic_check_seconds: float = Field(default=10, ge=1, le=300)

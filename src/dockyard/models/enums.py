@@ -22,7 +22,13 @@ class ServerStatus(StrEnum):
     DEGRADED = "degraded"  # the agent answers, but its node does not serve (reason kept)
     UNREACHABLE = "unreachable"
     DECOMMISSIONED = "decommissioned"
+    PROVISIONING = "provisioning"  # its droplet is being made; its agent does not answer yet
+    FAILED = "failed"  # provisioning failed (reason kept); its droplet was destroyed
 
+
+# Servers the health poller leaves alone: provisioning sets their status itself.
+UNPOLLED_SERVER_STATUSES = (ServerStatus.DECOMMISSIONED, ServerStatus.PROVISIONING,
+                            ServerStatus.FAILED)
 
 # A degraded server's agent answers: a deploy may be what repairs its sites.
 DEPLOYABLE_SERVER_STATUSES = (ServerStatus.ACTIVE, ServerStatus.DEGRADED)

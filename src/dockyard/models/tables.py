@@ -142,6 +142,32 @@ class Server(IdMixin, TimestampMixin, Base):
     drift: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Set while drained: its services' traffic and DNS go to the other servers
     drained_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The cloud-init script version a provisioned server booted with (0: not provisioned)
+    cloud_init_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Snapshot(IdMixin, TimestampMixin, Base):
+    """A Dockyard snapshot at DigitalOcean: the agent and its dependencies, no secret."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (UniqueConstraint("workspace_id", "provider_id"),)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    provider_id: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(255))
+    regions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    agent_version: Mapped[str] = mapped_column(String(60))
+    requirements_digest: Mapped[str] = mapped_column(String(64))
+    cloud_init_version: Mapped[int] = mapped_column(Integer)
+
+
+class SnapshotBuild(IdMixin, TimestampMixin, Base):
+    """A snapshot build's droplet reports done once, with a random token (kept hashed)."""
+
+    __tablename__ = "snapshot_builds"
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column()
+    done_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Placement(IdMixin, TimestampMixin, Base):
