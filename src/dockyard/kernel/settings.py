@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dockyard.models.fields import Whole
+from dockyard.providers.digitalocean import ENDPOINT
 
 
 def _default_data_dir() -> Path:
@@ -108,15 +109,15 @@ class Settings(BaseSettings):
                                              "use the API's base URL, like "
                                              "'https://api.cloudflare.com/client/v4'")] = (
         "https://api.cloudflare.com/client/v4")
-    # DigitalOcean: its API's base URL, the stock image snapshots are built from, how long a
-    # droplet may take to be active and its agent to answer (a snapshot build: to finish),
-    # how often those are checked, and the first pause before retrying a 429 or 5xx.
+    # DigitalOcean: its API's base URL, the stock image servers (without a snapshot) and
+    # snapshots are built from, how long a droplet may take to be active and its agent to
+    # answer (a snapshot build: to finish), how often those are checked, and the first
+    # pause before retrying a 429 or 5xx.
     digitalocean_api_url: Annotated[str, Whole(
         r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[!-~]*)?",
-        "use the API's base URL, like 'https://api.digitalocean.com'")] = (
-        "https://api.digitalocean.com")
-    snapshot_image: Annotated[str, Whole(r"[a-z0-9][a-z0-9-]{0,63}",
-                                         "use an image slug like 'debian-12-x64'")] = (
+        "use the API's base URL, like 'https://api.digitalocean.com'")] = ENDPOINT
+    digitalocean_image: Annotated[str, Whole(r"[a-z0-9][a-z0-9-]{0,63}",
+                                             "use an image slug like 'debian-12-x64'")] = (
         "debian-12-x64")
     provision_active_seconds: float = Field(default=600, gt=0, le=3600)
     provision_ready_seconds: float = Field(default=900, gt=0, le=7200)

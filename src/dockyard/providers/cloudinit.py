@@ -116,8 +116,8 @@ def render_user_data(plan: BootPlan) -> str:
     """The user-data text; refused above DigitalOcean's 64 KiB."""
     if not plan.starts_agent and not plan.build_done_url:
         raise ValueError("a boot plan starts the agent or reports a snapshot build done")
-    text = "#cloud-config\n" + yaml.safe_dump(cloud_config(plan), sort_keys=False,
-                                              default_flow_style=False, width=1 << 16)
+    text = "#cloud-config\n" + str(yaml.safe_dump(cloud_config(plan), sort_keys=False,
+                                              default_flow_style=False, width=1 << 16))
     if len(text.encode()) > MAX_USER_DATA:
         raise InvalidInput(f"the user-data would be {len(text.encode())} bytes; DigitalOcean "
                            f"takes at most {MAX_USER_DATA}")
