@@ -14,8 +14,15 @@ allows (429 with ratelimit-* headers, 500) answer the next requests (`fail_next`
 Where the document cannot be followed to the letter: it answers actions with a whole region
 object (`region: null` in real life is refused), so the fake always names one.
 
+With `hosts` (tests/fakes/droplet_hosts.DropletHosts) each droplet boots as a host of a
+namespace cluster running its user-data; power_off and snapshot actions stay in progress until
+the host is stopped / copied, and a deleted droplet's host is removed (in the background).
+
 Run alone: `python -m tests.fakes.digitalocean --port N --state FILE` (token
-`fake-digitalocean-token` unless `--token`); the state file also lists the violations."""
+`fake-digitalocean-token` unless `--token`); the state file also lists the violations. With
+`--hosts-bridge BR --hosts-subnet CIDR --hosts-registry HOST:PORT --hosts-root DIR
+[--hosts-first N] [--hosts-prefix P]` droplets boot as hosts on that existing bridge; they are
+all removed when the process ends (SIGTERM/SIGINT)."""
 
 from __future__ import annotations
 
@@ -23,12 +30,13 @@ import argparse
 import copy
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml  # type: ignore[import-untyped]
 from starlette.requests import Request
@@ -36,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from tests.fakes import digitalocean_resources as rs
+from tests.fakes.droplet_hosts import DropletHosts
 from tests.fakes.served import Served
 from tests.fakes.spec import SPECS, SpecCheck
 
@@ -44,6 +53,40 @@ TOKEN = "fake-digitalocean-token"
 Json = dict[str, Any]
 BootHook = Callable[[Json, str], str]
 RATE_LIMIT = 5000
+
+
+class Machines(Protocol):
+    """What stands behind the droplets (tests/fakes/droplet_hosts.DropletHosts)."""
+
+    def boot(self, droplet: Json, user_data: str) -> str: ...
+    def power_off(self, droplet_id: int) -> None: ...
+    def snapshot(self, droplet_id: int, image_id: int | str) -> None: ...
+    def destroy(self, droplet_id: int) -> None: ...
+
+
+class Background:
+    """Work the API answers before it is done (an action, a destroy), one thread each."""
+
+    def __init__(self) -> None:
+        self._threads: dict[str, threading.Thread] = {}
+        self.failures: dict[str, str] = {}
+
+    def start(self, key: str, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:  # reported through the action, like the real API
+                self.failures[key] = repr(exc)
+        self._threads[key] = threading.Thread(target=run, daemon=True)
+        self._threads[key].start()
+
+    def running(self, key: str) -> bool:
+        thread = self._threads.get(key)
+        return thread is not None and thread.is_alive()
+
+    def join(self) -> None:
+        for thread in list(self._threads.values()):
+            thread.join()
 
 
 @dataclass(frozen=True)
@@ -196,9 +239,13 @@ class FakeDigitalOcean:
     """The fake served by uvicorn on a loopback port, in a thread of this process."""
 
     def __init__(self, state_file: Path | None, token: str = TOKEN, port: int = 0,
-                 on_boot: BootHook = assign_documentation_ip, action_polls: int = 1) -> None:
+                 on_boot: BootHook = assign_documentation_ip, action_polls: int = 1,
+                 hosts: Machines | None = None) -> None:
         self.state = rs.DigitalOceanState(state_file)
         self.token, self.on_boot, self.action_polls = token, on_boot, action_polls
+        self.hosts, self.background = hosts, Background()
+        if hosts is not None:
+            self.on_boot = hosts.boot
         self.boot_failures: list[str] = []
         self.requests: list[str] = []  # "METHOD /path?query", in the order they came
         self._canned: list[CannedError] = []
@@ -213,6 +260,7 @@ class FakeDigitalOcean:
 
     def __exit__(self, *exc: object) -> None:
         self.served.stop()
+        self.background.join()
 
     @property
     def violations(self) -> list[str]:
@@ -254,6 +302,11 @@ class FakeDigitalOcean:
                 found.update(status="active", networks={"v4": [rs.public_v4(ip)], "v6": []})
         self.state.save()
 
+    def destroyed(self, droplet_id: int) -> None:
+        if self.hosts is not None:
+            self.background.start(f"destroy {droplet_id}", partial(self.hosts.destroy,
+                                                                   droplet_id))
+
     def add_droplet(self, name: str, tags: list[str], region: str = "nyc3") -> Json:
         """A droplet made behind the client's back, e.g. by its owner in the control panel:
         active at once, with an address."""
@@ -289,10 +342,29 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--token", default=TOKEN)
+    parser.add_argument("--hosts-bridge", help="boot droplets as hosts on this bridge")
+    parser.add_argument("--hosts-subnet", help="the bridge's subnet (CIDR)")
+    parser.add_argument("--hosts-registry", help="host:port of the cluster's registry")
+    parser.add_argument("--hosts-root", type=Path, help="directory of the droplet hosts")
+    parser.add_argument("--hosts-first", type=int, default=100, help="first address index")
+    parser.add_argument("--hosts-prefix", default="dq", help="namespace/veth name prefix")
     args = parser.parse_args()
-    fake = FakeDigitalOcean(args.state, args.token, args.port)
+    hosts = _hosts(args)
+    fake = FakeDigitalOcean(args.state, args.token, args.port, hosts=hosts)
     print(f"fake DigitalOcean API at {fake.base_url}", flush=True)
-    fake.served.run_here()
+    try:
+        fake.served.run_here()
+    finally:
+        fake.background.join()
+        if hosts is not None:
+            hosts.close()
+
+
+def _hosts(args: argparse.Namespace) -> DropletHosts | None:
+    if args.hosts_bridge is None:
+        return None
+    return DropletHosts(args.hosts_bridge, args.hosts_subnet, args.hosts_registry,
+                        args.hosts_root, args.hosts_first, args.hosts_prefix)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import os
 import threading
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,20 +208,37 @@ class Handlers:
         with self.state.lock:
             self.state.droplet(ids["droplet_id"])
             del self.state.droplets[ids["droplet_id"]]
+        self.fake.destroyed(int(ids["droplet_id"]))
 
     def delete_by_tag(self, query: Any, body: Any, ids: dict[str, str]) -> None:
         with self.state.lock:
             for key, droplet in list(self.state.droplets.items()):
                 if query["tag_name"] in droplet["tags"]:
                     del self.state.droplets[key]
+                    self.fake.destroyed(int(key))
 
     def post_action(self, query: Any, body: Any, ids: dict[str, str]) -> Json:
         droplet = self.state.droplet(ids["droplet_id"])
         if body["type"] not in ACTIONS_ON_DROPLETS:
             raise ApiError(422, "unprocessable_entity", f"the fake does not do {body['type']}")
         name = body.get("name") or droplet["name"]
-        return {"action": self._record_action(body["type"], droplet, name,
-                                              self.fake.take_errored_action())}
+        errored = self.fake.take_errored_action()
+        action = self._record_action(body["type"], droplet, name, errored)
+        if not errored:
+            self._start_work(self.state.actions[str(action["id"])], droplet["id"])
+        return {"action": action}
+
+    def _start_work(self, record: Json, droplet_id: int) -> None:
+        """With hosts behind the droplets, the action is done once they did it."""
+        hosts, key = self.fake.hosts, str(record["action"]["id"])
+        if hosts is None:
+            return
+        if record["action"]["type"] in ("power_off", "shutdown"):
+            self.fake.background.start(key, partial(hosts.power_off, droplet_id))
+        elif record["action"]["type"] == "snapshot":
+            record["snapshot_id"] = self.state.new_id()
+            self.fake.background.start(key, partial(hosts.snapshot, droplet_id,
+                                                    record["snapshot_id"]))
 
     def _record_action(self, kind: str, droplet: Json, name: str, errored: bool) -> Json:
         action = new_action(self.state.new_id(), kind, droplet)
@@ -237,7 +255,9 @@ class Handlers:
                                                  "found.")
             record["polls"] += 1
             if record["action"]["status"] == "in-progress" and (
-                    record["polls"] > self.fake.action_polls):
+                    record["polls"] > self.fake.action_polls) and (
+                    not self.fake.background.running(ids["action_id"])):
+                record["errors"] |= ids["action_id"] in self.fake.background.failures
                 self._finish(record)
             return {"action": record["action"]}
 
@@ -288,10 +308,10 @@ class Handlers:
         elif action["type"] in ("power_on", "reboot"):
             droplet["status"] = "active"
         elif action["type"] == "snapshot":
-            self._take_snapshot(droplet, record["name"])
+            self._take_snapshot(droplet, record["name"],
+                                record.get("snapshot_id") or self.state.new_id())
 
-    def _take_snapshot(self, droplet: Json, name: str) -> None:
-        snapshot_id = self.state.new_id()
+    def _take_snapshot(self, droplet: Json, name: str, snapshot_id: int) -> None:
         droplet["snapshot_ids"].append(snapshot_id)
         self.state.snapshots[str(snapshot_id)] = {
             "id": str(snapshot_id), "name": name, "created_at": now(),
