@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from dockyard import __version__
 from dockyard.agent import tls
+from dockyard.agent.release import code_version
 from dockyard.core.agents import poll_all
 from dockyard.models.enums import Role
 from tests.agent.conftest import AgentProcess, spawn_agent
@@ -55,8 +55,8 @@ async def test_an_adopted_server_with_the_workspace_key_is_active_and_current(
     assert added.json()["agent_insecure_http"] is False
     checked = await client.post(f"{SERVERS}/{added.json()['id']}/check", headers=owner.headers)
     server = checked.json()
-    assert (server["status"], server["agent_version"]) == ("active", __version__)
-    assert server["agent_expected_version"] == __version__
+    assert (server["status"], server["agent_version"]) == ("active", code_version())
+    assert server["agent_expected_version"] == code_version()
     assert server["agent_current"] is True
 
 

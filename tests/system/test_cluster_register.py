@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard import __version__
 from dockyard.agent import tls
+from dockyard.agent.release import code_version
 from tests.agent.conftest import require_the_real_stack
 from tests.live import Live, ok, ok_json
 
@@ -34,7 +34,7 @@ def test_cluster_nodes_register_and_report_their_agent(live: Live) -> None:
                 certificate.certificate)
             assert server["agent_insecure_http"] is False
             assert (server["status"], server["provider"]) == ("active", "cluster")
-            assert (server["agent_version"], server["agent_current"]) == (__version__, True)
+            assert (server["agent_version"], server["agent_current"]) == (code_version(), True)
         one = ok_json(live.run("servers", "check", servers[0]["id"], "--json"))
         assert one["status"] == "active"
     finally:

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from dockyard import __version__
 from dockyard.agent import (
     auth,
     buildconfig,
@@ -20,6 +19,7 @@ from dockyard.agent import (
     exec_routes,
     firewall_routes,
     processes,
+    upgrade_routes,
 )
 from dockyard.agent.auth import KeyStore, NonceCache
 from dockyard.agent.gate import BodyLimits, SignatureGate
@@ -52,17 +52,20 @@ from dockyard.agent.models import (
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.node import Node
 from dockyard.agent.proxy import Nginx
+from dockyard.agent.release import code_version
 from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
 from dockyard.agent.state import StateFile
 from dockyard.agent.supervise import Supervisor
+from dockyard.agent.upgrade import Restart, Upgrader
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import RequestIdMiddleware
 from dockyard.kernel.errors import DockyardError, InvalidInput
 from dockyard.models.fields import BuildArg
 
 NDJSON = "application/x-ndjson"
-UPLOAD_PATHS = ("/images/build", "/images/import", exec_routes.BLOBS_PATH)
+UPLOAD_PATHS = ("/images/build", "/images/import", exec_routes.BLOBS_PATH,
+                upgrade_routes.UPGRADE_PATH)
 _END = object()
 ContainerPath = Annotated[ContainerName, Path()]
 ServicePath = Annotated[ServiceName, Path()]
@@ -305,13 +308,15 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
             yield
         the_node.runtime.close()
 
-    app = FastAPI(title="Dockyard agent", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Dockyard agent", version=code_version(), lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.node, app.state.keys = the_node, keys
+    app.state.upgrader = Upgrader(settings, Restart())
     app.include_router(router)
     app.include_router(firewall_routes.router)
     app.include_router(cert_routes.router)
     app.include_router(exec_routes.router)
+    app.include_router(upgrade_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"])
     nonces = NonceCache(settings.signature_max_age_seconds, journal=settings.nonce_file)
     uploads = dict.fromkeys(UPLOAD_PATHS, settings.max_upload_bytes)
@@ -323,4 +328,6 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
 
 
 async def _healthz() -> Response:
-    return Response('{"status":"ok"}', media_type="application/json")
+    """Public liveness, with the running code's version (the upgrade watchdog waits for it)."""
+    body = json.dumps({"status": "ok", "version": code_version()})
+    return Response(body, media_type="application/json")

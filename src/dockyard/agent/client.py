@@ -39,11 +39,15 @@ from dockyard.agent.models import (
 )
 from dockyard.agent.patience import AWAY, Patience
 from dockyard.agent.pinning import Unpinned, pinned_transport
+from dockyard.agent.release import Bundle
+from dockyard.agent.upgrade_routes import UPGRADE_PATH
 from dockyard.kernel.context import current_request_id
+from dockyard.models.upgrades import UpgradeAccepted
 
 REQUEST_ID_HEADER = "X-Request-ID"
 RUNS_PATH = "/runs"  # a one-off run: its command is not started twice
 STREAM_RESTARTS = 3
+UPGRADE_SECONDS = 180.0  # unpacking and self-testing a release (the agent allows 60 s for it)
 _CHUNK = 1024 * 1024
 Upload = bytes | Path
 
@@ -202,6 +206,14 @@ class NodeAgentClient:
         """The node's data path (both nginx layers, each site through the edge) and the
         supervisor's recent events."""
         return NodeHealth.model_validate(await self._call("GET", "/health"))
+
+    async def upgrade_agent(self, bundle: Bundle) -> UpgradeAccepted:
+        """Hand the agent a release: it checks, self-tests and switches to it (409 when it was
+        not installed from a bundle, 422 when the release fails), answers, then restarts."""
+        params = {"version": bundle.version, "sha256": bundle.sha256}
+        answer = await self._call("POST", UPGRADE_PATH, upload=bundle.data, params=params,
+                                  seconds=UPGRADE_SECONDS)
+        return UpgradeAccepted.model_validate(answer)
 
     async def rotate_key(self, new_secret: str | bytes) -> None:
         """Move the agent to the key of `new_secret`; the old key stops working at once."""

@@ -9,8 +9,6 @@ import logging
 import sys
 from typing import Any
 
-from dockyard import __version__
-
 log = logging.getLogger("dockyard.agent")
 
 
@@ -38,8 +36,15 @@ def serve() -> None:
     settings = AgentSettings()
     configure_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=10, **_tls_options(settings))
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None,
+        timeout_graceful_shutdown=10, **_tls_options(settings)))
+    app.state.upgrader.restart.attach(lambda: setattr(server, "should_exit", True))
+    server.run()
+    if app.state.upgrader.restart.requested:  # an upgrade switched `current`: become it
+        from dockyard.agent.upgrade import reexec
+
+        reexec()
 
 
 def fingerprint() -> None:
@@ -54,7 +59,9 @@ def run() -> None:
     serve, failing with one line, not a trace."""
     arguments = sys.argv[1:]
     if "--version" in arguments:
-        print(f"dockyard-agent {__version__}")
+        from dockyard.agent.release import code_version
+
+        print(f"dockyard-agent {code_version()}")
         return
     try:
         fingerprint() if arguments[:1] == ["fingerprint"] else serve()

@@ -12,7 +12,6 @@ from typing import IO, Any
 
 from anyio import to_thread
 
-from dockyard import __version__
 from dockyard.agent import commands as cmd
 from dockyard.agent import datapath
 from dockyard.agent import ports as host_ports
@@ -42,6 +41,7 @@ from dockyard.agent.models import (
     VolumeRequest,
 )
 from dockyard.agent.proxy import Nginx, NginxInstance
+from dockyard.agent.release import code_version
 from dockyard.agent.runtime import DockerRuntime, EngineError
 from dockyard.agent.state import StateFile
 from dockyard.agent.supervise import EventLog
@@ -126,7 +126,7 @@ class Node:
         except EngineError:
             version = "unreachable"
         return AgentInfo(
-            agent_version=__version__, docker_version=version, cpus=os.cpu_count() or 1,
+            agent_version=code_version(), docker_version=version, cpus=os.cpu_count() or 1,
             memory_bytes=_memory_bytes(), disk_free_bytes=shutil.disk_usage(self.state_dir).free,
             load=os.getloadavg(), uptime_seconds=_read_first_number("/proc/uptime"),
         )

@@ -61,6 +61,19 @@ class Layout:
         return self.releases / version
 
 
+def replace_link(link: Path, target: Path) -> None:
+    """Point `link` at `target` atomically: a new symlink renamed over the old one."""
+    staged = link.with_name(f".{link.name}.new")
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(target)
+    staged.replace(link)
+
+
+def link_target(link: Path) -> Path | None:
+    """Where the symlink `link` leads (resolved); None when it is no symlink."""
+    return link.resolve() if link.is_symlink() else None
+
+
 @dataclass(frozen=True)
 class Bundle:
     version: str

@@ -34,6 +34,14 @@ class AgentSettings(BaseSettings):
     # the longest pause between restarts of a layer that keeps dying.
     supervise_seconds: float = Field(default=1.0, ge=0)
     supervise_max_backoff_seconds: float = Field(default=30.0, ge=1)
+    # The agent's home when it was installed from a bundle (release.AGENT_HOME: its venv,
+    # releases/, current and previous); None when a package manager or a source tree installed
+    # it, and then it does not upgrade itself.
+    releases_dir: Path | None = None
+    # How long an upgrade's self-test of the new release may take, and how long the watchdog
+    # waits for the restarted agent to answer with the new version before it rolls back.
+    upgrade_selftest_seconds: float = Field(default=60.0, ge=1)
+    upgrade_watchdog_seconds: float = Field(default=60.0, ge=1)
 
     @property
     def key_file(self) -> Path:

@@ -235,8 +235,8 @@ def env_unset(
         release_live_image(project, service)
 
 
-SERVER_COLUMNS = ["id", "name", "ip", "status", "agent_version", "agent_current",
-                  "agent_fingerprint"]
+SERVER_COLUMNS = ["id", "name", "ip", "status", "agent_version", "agent_expected_version",
+                  "agent_current", "agent_fingerprint"]
 
 
 @servers.command("list")

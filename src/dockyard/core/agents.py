@@ -10,9 +10,9 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard import __version__
 from dockyard.agent.auth import derive_agent_key
 from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.release import code_version
 from dockyard.core import fleet
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import public_servers, server_by_id
@@ -60,7 +60,7 @@ async def install_key(p: Platform, actor: Actor) -> AgentKeyPublic:
         return await _secret_of(p, s, actor.workspace_id)
 
     secret = await p.db.write(tx, info=actor.audit_info)
-    return AgentKeyPublic(key=derive_agent_key(secret).hex(), expected_version=__version__)
+    return AgentKeyPublic(key=derive_agent_key(secret).hex(), expected_version=code_version())
 
 
 def url_host(ip: str) -> str:

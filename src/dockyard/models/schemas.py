@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from dockyard import __version__
+from dockyard.agent.release import code_version
 from dockyard.models.enums import AuditAction, Role, ServerStatus, ServiceKind
 from dockyard.models.fields import (
     AnyPassword,
@@ -213,13 +213,14 @@ class ServerPublic(Output):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def agent_expected_version(self) -> str:
-        return __version__
+        """The version of this control plane's agent code (`dockyard servers upgrade`)."""
+        return code_version()
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def agent_current(self) -> bool:
         """Whether the agent runs the version this control plane expects."""
-        return self.agent_version == __version__
+        return self.agent_version == code_version()
 
 
 class AgentKeyPublic(Output):
