@@ -63,6 +63,7 @@ def _file(entry: Any) -> FileToWrite:
     if entry.get("encoding") not in (None, "b64"):
         raise CloudConfigError(f"{path}: encoding must be b64 or absent")
     data = base64.b64decode(content) if entry.get("encoding") else content.encode()
+    writable_dir(path)
     return FileToWrite(path, data, PERMISSIONS[entry.get("permissions", "0644")])
 
 
@@ -73,20 +74,26 @@ def _command(argv: Any) -> tuple[str, ...]:
     return tuple(argv)
 
 
-def host_path(droplet_root: Path, path: str, allowed: tuple[str, ...] = WRITABLE) -> Path:
-    """Where `path` (as the droplet sees it) lives on this machine; refused outside `allowed`
-    or when it would leave the droplet's directory (`..`, a symlink)."""
+def writable_dir(path: str) -> str:
+    """Which of the droplet's writable directories (WRITABLE) holds `path`."""
     pure = PurePosixPath(path)
     if not pure.is_absolute() or ".." in pure.parts:
         raise CloudConfigError(f"{path}: must be an absolute path without '..'")
-    for inside in allowed:
+    for inside in WRITABLE:
         if pure.is_relative_to(inside):
-            own = droplet_root / PRIVATE_DIRS[inside]
-            target = own / pure.relative_to(inside)
-            if not target.resolve().is_relative_to(own.resolve()):
-                raise CloudConfigError(f"{path}: leaves the droplet's {inside}")
-            return target
-    raise CloudConfigError(f"{path}: the droplet may write only under {', '.join(allowed)}")
+            return inside
+    raise CloudConfigError(f"{path}: the droplet may write only under {', '.join(WRITABLE)}")
+
+
+def host_path(droplet_root: Path, path: str) -> Path:
+    """Where `path` (as the droplet sees it) lives on this machine; refused when it would
+    leave the droplet's directory (through a symlink)."""
+    inside = writable_dir(path)
+    own = droplet_root / PRIVATE_DIRS[inside]
+    target = own / PurePosixPath(path).relative_to(inside)
+    if not target.resolve().is_relative_to(own.resolve()):
+        raise CloudConfigError(f"{path}: leaves the droplet's {inside}")
+    return target
 
 
 def write_files(droplet_root: Path, files: tuple[FileToWrite, ...]) -> None:
