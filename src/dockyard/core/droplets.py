@@ -92,7 +92,7 @@ async def _inventory(p: Platform, workspace_id: str) -> dict[str, str]:
     async def tx(s: AsyncSession) -> dict[str, str]:
         rows = await s.execute(select(Server.provider_id, Server.name).where(
             Server.workspace_id == workspace_id, Server.provider == PROVIDER))
-        return {provider_id: name for provider_id, name in rows.tuples() if provider_id}
+        return {provider_id: name for provider_id, name in rows if provider_id}
 
     return await p.db.read(tx)
 
