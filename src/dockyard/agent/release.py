@@ -85,8 +85,13 @@ class Bundle:
         return len(self.data)
 
 
+# Resolved once: on a node `current` moves to the next release while this code still runs.
+_PACKAGE_DIR = Path(dockyard.__file__).resolve().parent
+
+
 def package_dir() -> Path:
-    return Path(dockyard.__file__).resolve().parent
+    """The directory of the running dockyard package (of its release, on a node)."""
+    return _PACKAGE_DIR
 
 
 def _is_code(relative: PurePosixPath) -> bool:

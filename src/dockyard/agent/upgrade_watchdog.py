@@ -105,8 +105,8 @@ def watch(plan: WatchPlan) -> int:
     if asyncio.run(new_version_answers(plan)):
         log.info("agent answers with %s: upgrade kept", plan.version)
         return 0
-    log.error("agent did not answer with %s within %g s: rolling back", plan.version,
-              plan.seconds)
+    log.error("agent did not answer with %s (it exited, or %g s passed): rolling back",
+              plan.version, plan.seconds)
     roll_back(plan.home)
     restart_agent(plan)
     return 1
