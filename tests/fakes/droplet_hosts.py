@@ -93,8 +93,12 @@ def bind_argv(holder: int, source: Path, target: str) -> list[str]:
     return ["nsenter", f"--mount=/proc/{holder}/ns/mnt", "mount", "--bind", str(source), target]
 
 
-def droplet_env(record: DropletRecord) -> dict[str, str]:
-    return {"PATH": f"{PROGRAMS}:{SYSTEM_PATH}", "HOME": "/root", "LANG": "C.UTF-8",
+def droplet_env(record: DropletRecord, host: dict[str, str]) -> dict[str, str]:
+    """A fresh root environment; this machine's package access (pip's PIP_* settings,
+    proxies) passes through, as apt-get's packages are this machine's."""
+    passed = {name: value for name, value in host.items()
+              if name.startswith("PIP_") or name.lower().endswith("_proxy")}
+    return {**passed, "PATH": f"{PROGRAMS}:{SYSTEM_PATH}", "HOME": "/root", "LANG": "C.UTF-8",
             UNITS_VARIABLE: str(record.units_dir)}
 
 
@@ -206,7 +210,7 @@ class DropletHosts:
         """Run a program in the droplet as its runcmd would (logged to its boot.log)."""
         record = self.record(droplet_id)
         result = process.run([*in_droplet(record), *argv], timeout=timeout,
-                             env=droplet_env(record), cwd=Path("/"))
+                             env=droplet_env(record, dict(os.environ)), cwd=Path("/"))
         with record.log_file.open("a") as log:
             log.write(f"$ {' '.join(argv)}\n{result.output}[exit {result.returncode}]\n")
         return result
