@@ -68,15 +68,18 @@ class ReleasedAgent:
         return int(found.group(1)) if found else None
 
     def stop(self) -> None:
-        for pid in (self.child.pid, self.restarted_pid()):
-            if pid is not None and process.is_running(pid):
-                os.kill(pid, signal.SIGTERM)
-        self.child.wait(timeout=30)
-        restarted = self.restarted_pid()
-        if restarted is not None:
-            eventually_true(lambda: not process.is_running(restarted), "the agent stopping", 30)
-        self.nginx.stop()
-        shutil.rmtree(self.nginx.layout.runtime, ignore_errors=True)
+        """Stop the agent (the one started again by the watchdog too), always its nginx."""
+        try:
+            for pid in (self.child.pid, self.restarted_pid()):
+                if pid is not None and process.is_running(pid):
+                    os.kill(pid, signal.SIGTERM)
+            self.child.wait(timeout=30)
+            restarted = self.restarted_pid()
+            if restarted is not None:
+                eventually_true(lambda: not process.is_running(restarted), "the agent stopping")
+        finally:
+            self.nginx.stop()
+            shutil.rmtree(self.nginx.layout.runtime, ignore_errors=True)
 
 
 def agent_env(layout: Layout, state_dir: Path, port: int, http: int, https: int
