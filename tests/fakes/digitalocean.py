@@ -30,6 +30,8 @@ import argparse
 import copy
 import json
 import re
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -352,6 +354,9 @@ def main() -> None:
     hosts = _hosts(args)
     fake = FakeDigitalOcean(args.state, args.token, args.port, hosts=hosts)
     print(f"fake DigitalOcean API at {fake.base_url}", flush=True)
+    # uvicorn re-raises the signal that stopped it once it is done: end by SystemExit
+    # then, so the droplet hosts are removed below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         fake.served.run_here()
     finally:
