@@ -94,6 +94,7 @@ def test_files_and_commands_land_in_the_droplets_own_namespaces(hosts: DropletHo
         ["cp", "/opt/dockyard/hello.txt", "/opt/dockyard/copied.txt"],
         ["mkdir", "-p", "/var/lib/dockyard-agent/made"],
         ["ip", "-4", "addr"],
+        ["apt-get", "install", "-y", "--no-install-recommends", "curl"],
         ["docker", "info", "--format", "root={{.DockerRootDir}}"]])
     ip = hosts.boot(droplet(1), data)
     record = hosts.record(1)
@@ -138,6 +139,10 @@ def test_a_unit_runs_under_a_restart_loop(hosts: DropletHosts) -> None:
     local.wait_until(lambda: main_file.exists() and int(main_file.read_text()) != first
                      and answer(url) is not None, timeout=10, what="the restarted unit")
     assert hosts.run(2, ["systemctl", "is-active", "web"]).output.strip() == "active"
+    second = int(main_file.read_text())
+    assert hosts.run(2, ["systemctl", "restart", "web.service"]).ok
+    assert int(main_file.read_text()) != second
+    local.wait_until(lambda: answer(url) is not None, timeout=10, what="the restarted unit")
     assert hosts.run(2, ["systemctl", "stop", "web"]).ok
     assert answer(url) is None
     assert hosts.run(2, ["systemctl", "is-active", "web"]).returncode == 3
