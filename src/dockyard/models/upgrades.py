@@ -63,5 +63,8 @@ class UpgradeEvent(BaseModel):
 
     step: UpgradeStep
     server: str | None = None
-    version: str | None = None
+    version: str | None = Field(default=None, description="The version upgraded to.")
     message: str = ""
+
+    def sse(self) -> bytes:
+        return f"event: {self.step.value}\ndata: {self.model_dump_json()}\n\n".encode()
