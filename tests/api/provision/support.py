@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import random
 import re
@@ -25,6 +26,9 @@ import yaml  # type: ignore[import-untyped]
 from tests.api.test_deploys import closed_port
 
 Json = dict[str, Any]
+INFRA = "/api/v1/infra"
+PROVISION = f"{INFRA}/servers/provision"
+ONE = {"region": "fra1", "size": "s-1vcpu-1gb"}
 _addresses = itertools.count(random.randrange(2, 200))
 
 
@@ -106,7 +110,18 @@ def done_reporter(api: httpx.AsyncClient, loop: asyncio.AbstractEventLoop
 
 def events(body: str) -> list[Json]:
     """The JSON data of each Server-Sent Event of a stream."""
-    import json
-
     return [json.loads(line.removeprefix("data: ")) for line in body.splitlines()
             if line.startswith("data: ")]
+
+
+async def provision(client, admin, **body: Any) -> list[Json]:
+    answer = await client.post(PROVISION, json={**ONE, **body}, headers=admin.headers,
+                               timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    return events(answer.text)
+
+
+async def servers(client, admin) -> dict[str, Json]:
+    answer = await client.get(f"{INFRA}/servers", headers=admin.headers)
+    return {server["name"]: server for server in answer.json()}

@@ -1,74 +1,19 @@
 """Provisioning servers on the fake DigitalOcean (pydo against a spec-checked fake), each
 droplet's agent a real process started from its user-data's key, certificate and environment
-(tests/api/provision_support.py): events, inventory, tags, failures that leave no droplet
+(tests/api/provision/support.py): events, inventory, tags, failures that leave no droplet
 untracked, refusals, destroying, and a rotated token that locks no agent out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dockyard.agent import tls
-from dockyard.kernel.security import ensure_key_file
-from dockyard.kernel.settings import Settings
 from dockyard.models.enums import Role
 from dockyard.providers.digitalocean import MANAGED_RULE, MANAGED_TAG
-from tests.api.provision_support import Droplets, events
-from tests.conftest import make_settings
-from tests.fakes.digitalocean import TOKEN, CannedError, FakeDigitalOcean, serve_checked
-
-INFRA = "/api/v1/infra"
-PROVISION = f"{INFRA}/servers/provision"
-ONE = {"region": "fra1", "size": "s-1vcpu-1gb"}
-
-
-@pytest.fixture
-def droplets(tmp_path: Path) -> Iterator[Droplets]:
-    booted = Droplets(tmp_path / "droplets")
-    yield booted
-    booted.stop()
-
-
-@pytest.fixture
-def fake(tmp_path: Path, droplets: Droplets) -> Iterator[FakeDigitalOcean]:
-    yield from serve_checked(tmp_path / "digitalocean.json", on_boot=droplets)
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str | None, fake: FakeDigitalOcean) -> Settings:
-    result = make_settings(
-        tmp_path, database_url, public_url="https://dockyard.example.com",
-        digitalocean_api_url=fake.base_url, provision_poll_seconds=0.05,
-        provision_ready_seconds=60, provision_active_seconds=30,
-        digitalocean_retry_seconds=0.01, snapshot_build_seconds=30)
-    ensure_key_file(result.key_file)
-    return result
-
-
-@pytest.fixture
-async def admin(client, owner):
-    """The owner, with the fake's token stored as credential `digitalocean`."""
-    body = {"provider": "digitalocean", "token": TOKEN}
-    answer = await client.put(f"{INFRA}/credentials/digitalocean", json=body,
-                              headers=owner.headers)
-    assert answer.status_code == 200, answer.text
-    return owner
-
-
-async def provision(client, admin, **body: Any) -> list[dict[str, Any]]:
-    answer = await client.post(PROVISION, json={**ONE, **body}, headers=admin.headers,
-                               timeout=120)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("text/event-stream")
-    return events(answer.text)
-
-
-async def servers(client, admin) -> dict[str, dict[str, Any]]:
-    answer = await client.get(f"{INFRA}/servers", headers=admin.headers)
-    return {server["name"]: server for server in answer.json()}
+from tests.api.provision.support import INFRA, ONE, PROVISION, provision, servers
+from tests.fakes.digitalocean import CannedError
 
 
 def kinds_of(found: list[dict[str, Any]], server: str) -> list[str]:
