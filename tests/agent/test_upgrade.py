@@ -46,10 +46,10 @@ def bundle_of(tmp_path: Path, name: str, change: Callable[[Path], None]) -> Bund
     return release.build_bundle(package_copy(tmp_path / "bundles" / name, change))
 
 
-def installed_layout(home: Path) -> Layout:
-    """A node's layout holding the running code as its only release, `current`."""
+def installed_layout(home: Path, bundle: Bundle | None = None) -> Layout:
+    """A node's layout holding one release, `current`: the running code's by default."""
     layout = Layout(home)
-    bundle = release.current_bundle()
+    bundle = bundle or release.current_bundle()
     release.unpack(bundle.data, layout.release(bundle.version))
     release.replace_link(layout.current, layout.release(bundle.version))
     return layout

@@ -21,7 +21,7 @@ from dockyard.agent import auth, process, release, tls
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.proxy import Nginx
-from dockyard.agent.release import Layout
+from dockyard.agent.release import Bundle, Layout
 from tests.agent.conftest import eventually_true, free_port, require_nginx
 from tests.agent.test_upgrade import (
     SECRET,
@@ -95,11 +95,13 @@ def agent_env(layout: Layout, state_dir: Path, port: int, http: int, https: int
             "DOCKYARD_AGENT_UPGRADE_WATCHDOG_SECONDS": "30"}
 
 
-def start_released_agent(tmp_path: Path) -> ReleasedAgent:
+def start_released_agent(tmp_path: Path, bundle: Bundle | None = None, key: bytes | None = None
+                         ) -> ReleasedAgent:
+    """An agent running `bundle`'s release (the running code's by default), holding `key`."""
     require_nginx()
-    layout, state_dir = installed_layout(tmp_path / "home"), tmp_path / "agent"
+    layout, state_dir = installed_layout(tmp_path / "home", bundle), tmp_path / "agent"
     state_dir.mkdir()
-    auth.write_key_file(state_dir / "agent.key", auth.derive_agent_key(SECRET))
+    auth.write_key_file(state_dir / "agent.key", key or auth.derive_agent_key(SECRET))
     tls.ensure_certificate(tls.CertificateFiles(state_dir))
     port, http, https = free_port(), free_port(), free_port()
     child = process.spawn([sys.executable, "-m", "dockyard.agent.main"],
