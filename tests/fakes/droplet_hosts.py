@@ -19,6 +19,7 @@ import shutil
 import signal
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ class DropletRecord(BaseModel):
     veth: str
     ip: str
     root: Path
+    lower: Path | None = None  # the snapshot it was booted from, under its own directories
     holder: Running | None = None
     dockerd: Running | None = None
 
@@ -89,8 +91,27 @@ def holder_argv(namespace: str) -> list[str]:
             "sleep", "infinity"]
 
 
+def in_mounts(holder: int) -> list[str]:
+    return ["nsenter", f"--mount=/proc/{holder}/ns/mnt"]
+
+
 def bind_argv(holder: int, source: Path, target: str) -> list[str]:
-    return ["nsenter", f"--mount=/proc/{holder}/ns/mnt", "mount", "--bind", str(source), target]
+    return [*in_mounts(holder), "mount", "--bind", str(source), target]
+
+
+def overlay_argv(holder: int, lower: Path, upper: Path, work: Path, target: str) -> list[str]:
+    return [*in_mounts(holder), "mount", "-t", "overlay", "overlay", "-o",
+            f"lowerdir={lower},upperdir={upper},workdir={work}", target]
+
+
+def mount_argv(record: DropletRecord, holder: int, inside: str) -> list[str]:
+    """A droplet booted from a snapshot sees the snapshot's files under its own changes (an
+    overlay: no copy); other directories are its own alone."""
+    own = record.root / PRIVATE_DIRS[inside]
+    if record.lower is None or inside not in SNAPSHOTTED:
+        return bind_argv(holder, own, inside)
+    return overlay_argv(holder, record.lower / PRIVATE_DIRS[inside], own,
+                        record.root / "work" / PRIVATE_DIRS[inside], inside)
 
 
 def droplet_env(record: DropletRecord, host: dict[str, str]) -> dict[str, str]:
@@ -144,13 +165,15 @@ class DropletHosts:
         config = droplet_init.parse(user_data)
         with self._droplet_lock(int(droplet["id"])):
             record = self._allocate(int(droplet["id"]))
-            self._restore(record, str(droplet.get("image", {}).get("id", "")))
-            self._network(record)
-            self._holder(record)
-            self._dockerd(record)
-            droplet_init.write_files(record.root, config.write_files)
-            for argv in config.runcmd:
-                self._run(record, argv)
+            started = time.monotonic()
+            steps = [partial(self._restore, record, str(droplet.get("image", {}).get("id"))),
+                     partial(self._write_files, record, config.write_files),
+                     partial(self._network, record), partial(self._holder, record),
+                     partial(self._dockerd, record),
+                     *(partial(self._run, record, argv) for argv in config.runcmd)]
+            for step in steps:
+                step()
+                _log(record, f"# {time.monotonic() - started:.2f} s: {_name(step)} done\n")
         return record.ip
 
     def _allocate(self, droplet_id: int) -> DropletRecord:
@@ -170,11 +193,16 @@ class DropletHosts:
         return record
 
     def _restore(self, record: DropletRecord, image_id: str) -> None:
-        snapshot = self.state.snapshots.get(image_id)
-        if snapshot is not None:
-            for inside in SNAPSHOTTED:
-                name = PRIVATE_DIRS[inside]
-                process.check(["cp", "-a", f"{snapshot / name}/.", str(record.root / name)])
+        record.lower = self.state.snapshots.get(image_id)
+        self._save()
+        for name in PRIVATE_DIRS.values():
+            (record.root / "work" / name).mkdir(parents=True, exist_ok=True)
+
+    def _write_files(self, record: DropletRecord,
+                     files: tuple[droplet_init.FileToWrite, ...]) -> None:
+        """Before its directories are mounted (an overlay's upper directory is not to be
+        changed under it)."""
+        droplet_init.write_files(record.root, files, record.lower)
 
     def _network(self, record: DropletRecord) -> None:
         process.check(netns.add_namespace(record.namespace))
@@ -194,8 +222,8 @@ class DropletHosts:
         self._save()
         local.wait_until(lambda: _private_mounts(child.pid), timeout=10,
                          what=f"mount namespace of droplet {record.droplet_id}", interval=0.02)
-        for inside, name in PRIVATE_DIRS.items():
-            process.check(bind_argv(child.pid, record.root / name, inside))
+        for inside in PRIVATE_DIRS:
+            process.check(mount_argv(record, child.pid, inside))
 
     def _dockerd(self, record: DropletRecord) -> None:
         layout = local.DockerdLayout(record.docker.root, (self.registry,), shutdown_timeout=3,
@@ -211,8 +239,7 @@ class DropletHosts:
         record = self.record(droplet_id)
         result = process.run([*in_droplet(record), *argv], timeout=timeout,
                              env=droplet_env(record, dict(os.environ)), cwd=Path("/"))
-        with record.log_file.open("a") as log:
-            log.write(f"$ {' '.join(argv)}\n{result.output}[exit {result.returncode}]\n")
+        _log(record, f"$ {' '.join(argv)}\n{result.output}[exit {result.returncode}]\n")
         return result
 
     def _run(self, record: DropletRecord, argv: tuple[str, ...]) -> None:
@@ -231,15 +258,25 @@ class DropletHosts:
             self._stop(self.record(droplet_id))
 
     def snapshot(self, droplet_id: int, image_id: int | str) -> None:
-        """Copy the droplet's persistent directories; a droplet booted from `image_id`
-        starts with a copy of them."""
-        record, target = self.record(droplet_id), self.root / "snapshots" / str(image_id)
+        """Copy the droplet's persistent directories as it sees them (a powered-off droplet's
+        are mounted for the copy); a droplet booted from `image_id` starts with them."""
+        target = self.root / "snapshots" / str(image_id)
+        with self._droplet_lock(droplet_id):
+            record = self.record(droplet_id)
+            powered_off = record.holder is None
+            if powered_off:
+                self._holder(record)
+            try:
+                for inside in SNAPSHOTTED:
+                    (target / PRIVATE_DIRS[inside]).mkdir(parents=True, exist_ok=True)
+                    process.check([*in_mounts(holder_pid(record)), "cp", "-a", f"{inside}/.",
+                                   str(target / PRIVATE_DIRS[inside])])
+            finally:
+                if powered_off:
+                    self._stop(record)
         with self._lock:
             self.state.snapshots[str(image_id)] = target
             self._save()
-        target.mkdir(parents=True, exist_ok=True)
-        for inside in SNAPSHOTTED:
-            process.check(["cp", "-a", str(record.root / PRIVATE_DIRS[inside]), str(target)])
 
     def destroy(self, droplet_id: int) -> None:
         """Stop the droplet's processes, remove its namespace, veth, mounts and directories
@@ -276,6 +313,15 @@ class DropletHosts:
             netns.stop_process(record.holder.pid, record.holder.program, grace=5)
         record.holder = record.dockerd = None
         self._save()
+
+
+def _log(record: DropletRecord, text: str) -> None:
+    with record.log_file.open("a") as log:
+        log.write(text)
+
+
+def _name(step: partial[Any]) -> str:
+    return getattr(step.func, "__name__", "step").lstrip("_")
 
 
 def _private_mounts(pid: int) -> bool:

@@ -85,20 +85,23 @@ def writable_dir(path: str) -> str:
     raise CloudConfigError(f"{path}: the droplet may write only under {', '.join(WRITABLE)}")
 
 
-def host_path(droplet_root: Path, path: str) -> Path:
-    """Where `path` (as the droplet sees it) lives on this machine; refused when it would
-    leave the droplet's directory (through a symlink)."""
+def host_path(droplet_root: Path, path: str, lower: Path | None = None) -> Path:
+    """Where `path` (as the droplet sees it) lives on this machine: in its own directory, over
+    the snapshot's (`lower`) it was booted from. Refused through a symlink of either (which
+    could lead out of the droplet, or be shadowed by a directory of its own)."""
     inside = writable_dir(path)
-    own = droplet_root / PRIVATE_DIRS[inside]
-    target = own / PurePosixPath(path).relative_to(inside)
-    if not target.resolve().is_relative_to(own.resolve()):
-        raise CloudConfigError(f"{path}: leaves the droplet's {inside}")
-    return target
+    relative = PurePosixPath(path).relative_to(inside)
+    for base in (droplet_root, *([lower] if lower else [])):
+        for part in (relative, *relative.parents[:-1]):
+            if (base / PRIVATE_DIRS[inside] / part).is_symlink():
+                raise CloudConfigError(f"{path}: {inside}/{part} is a symlink")
+    return droplet_root / PRIVATE_DIRS[inside] / relative
 
 
-def write_files(droplet_root: Path, files: tuple[FileToWrite, ...]) -> None:
+def write_files(droplet_root: Path, files: tuple[FileToWrite, ...],
+                lower: Path | None = None) -> None:
     for wanted in files:
-        target = host_path(droplet_root, wanted.path)
+        target = host_path(droplet_root, wanted.path, lower)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(wanted.data)
         target.chmod(wanted.mode)

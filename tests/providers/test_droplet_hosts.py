@@ -217,6 +217,10 @@ def test_a_snapshot_carries_the_files_and_destroy_leaves_nothing(
         ["cp", "/opt/dockyard/agent/marker", "/etc/dockyard/seen"]]), int(snapshot["id"]))
     becomes(fake, child, "active")
     assert (hosts.record(child).root / "etc-dockyard" / "seen").read_text() == "built\n"
+    hosts.snapshot(child, "again")  # a running droplet's, through its snapshot
+    again = hosts.root / "snapshots" / "again"
+    assert (again / "opt" / "agent" / "marker").read_text() == "built\n"
+    assert (again / "etc-dockyard" / "seen").read_text() == "built\n"
     records = [hosts.record(base), hosts.record(child)]
     api(fake, "DELETE", f"/v2/droplets/{base}")
     api(fake, "DELETE", f"/v2/droplets/{child}")
