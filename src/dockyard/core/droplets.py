@@ -25,6 +25,12 @@ from dockyard.providers.digitalocean import CREDENTIAL_HELP, DigitalOcean, Dropl
 PROVIDER = "digitalocean"
 
 
+class MissingCredential(DockyardError):
+    """The named DigitalOcean credential is not stored in this workspace."""
+
+    status_code = 404
+
+
 def workspace_tag(workspace_id: str) -> str:
     return f"dockyard-ws-{workspace_id[:8]}"
 
@@ -53,7 +59,7 @@ async def client(p: Platform, workspace_id: str, credential: str) -> DigitalOcea
     try:
         token = await credentials.provider_token(p, workspace_id, credential)
     except NotFound:
-        raise InvalidInput(f"this workspace has no credential named {credential!r}: "
+        raise MissingCredential(f"this workspace has no credential named {credential!r}: "
                            f"{CREDENTIAL_HELP}") from None
     settings = p.settings
     retries = Retries(backoff=settings.digitalocean_retry_seconds)

@@ -109,7 +109,7 @@ async def test_bad_requests_are_refused_before_anything_is_made(client, admin, f
 
 async def test_provisioning_needs_a_credential_and_a_public_url(client, owner, fake, settings):
     answer = await client.post(PROVISION, json=ONE, headers=owner.headers)
-    assert answer.status_code == 422
+    assert answer.status_code == 404
     assert "credentials set" in answer.text
     settings.public_url = "http://127.0.0.1:8000"
     answer = await client.post(PROVISION, json=ONE, headers=owner.headers)
