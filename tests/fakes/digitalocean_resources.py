@@ -7,6 +7,7 @@ import copy
 import json
 import os
 import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -149,6 +150,13 @@ def new_action(action_id: int, kind: str, droplet: Json) -> Json:
 
 
 ACTIONS_ON_DROPLETS = {"power_off", "power_on", "snapshot", "shutdown", "reboot"}
+HOST_STEPS = {"power_off": ("power_off",), "shutdown": ("power_off",),
+              "power_on": ("power_on",), "reboot": ("power_off", "power_on")}
+
+
+def _in_turn(steps: Sequence[Callable[[], None]]) -> None:
+    for step in steps:
+        step()
 
 
 class Handlers:
@@ -233,12 +241,14 @@ class Handlers:
         hosts, key = self.fake.hosts, str(record["action"]["id"])
         if hosts is None:
             return
-        if record["action"]["type"] in ("power_off", "shutdown"):
-            self.fake.background.start(key, partial(hosts.power_off, droplet_id))
-        elif record["action"]["type"] == "snapshot":
+        kind = record["action"]["type"]
+        if kind == "snapshot":
             record["snapshot_id"] = self.state.new_id()
-            self.fake.background.start(key, partial(hosts.snapshot, droplet_id,
-                                                    record["snapshot_id"]))
+            steps = [partial(hosts.snapshot, droplet_id, record["snapshot_id"])]
+        else:
+            steps = [partial(getattr(hosts, step), droplet_id)
+                     for step in HOST_STEPS.get(kind, ())]
+        self.fake.background.start(key, partial(_in_turn, steps))
 
     def _record_action(self, kind: str, droplet: Json, name: str, errored: bool) -> Json:
         action = new_action(self.state.new_id(), kind, droplet)

@@ -257,6 +257,16 @@ class DropletHosts:
         with self._droplet_lock(droplet_id):
             self._stop(self.record(droplet_id))
 
+    def power_on(self, droplet_id: int) -> None:
+        """Boot a powered-off droplet again: its dockerd, then the units it enabled (cloud-init
+        runs once per droplet: its user-data does not run again)."""
+        with self._droplet_lock(droplet_id):
+            record = self.record(droplet_id)
+            if record.holder is None:
+                self._holder(record)
+                self._dockerd(record)
+                self._run(record, ("systemctl", "__boot"))
+
     def snapshot(self, droplet_id: int, image_id: int | str) -> None:
         """Copy the droplet's persistent directories as it sees them (a powered-off droplet's
         are mounted for the copy); a droplet booted from `image_id` starts with them."""

@@ -123,7 +123,7 @@ def web_unit() -> str:
         environment_file=Path("/etc/dockyard/web.env"), restart_seconds=0))
 
 
-def test_a_unit_runs_under_a_restart_loop(hosts: DropletHosts) -> None:
+def test_a_unit_runs_under_a_restart_loop_and_starts_at_boot(hosts: DropletHosts) -> None:
     greeting = 'say "hi" for $5 \\ 100%'
     data = user_data({"/opt/dockyard/web.py": WEB, "/etc/systemd/system/web.service": web_unit(),
                       "/etc/dockyard/web.env": systemd.render_environment_file(
@@ -146,6 +146,9 @@ def test_a_unit_runs_under_a_restart_loop(hosts: DropletHosts) -> None:
     assert hosts.run(2, ["systemctl", "stop", "web"]).ok
     assert answer(url) is None
     assert hosts.run(2, ["systemctl", "is-active", "web"]).returncode == 3
+    hosts.power_off(2)
+    hosts.power_on(2)  # the enabled unit starts again at boot
+    local.wait_until(lambda: answer(url) is not None, timeout=10, what="the unit after a boot")
 
 
 def test_bad_user_data_is_refused_before_anything_is_made(hosts: DropletHosts) -> None:
