@@ -5,7 +5,13 @@ of the bridge's subnet), a private mount namespace held by a `sleep` process, in
 droplet's own directories (droplet_init.PRIVATE_DIRS) and its dockerd's socket
 (/run/docker.sock) are bind-mounted, and a dockerd started inside both. Its cloud-config is
 then executed there: `write_files`, then each `runcmd` argv with droplet_bin/ (the
-`systemctl` and `apt-get` stand-ins) first on PATH.
+`systemctl` and `apt-get` stand-ins) first on PATH; their output goes to DIR/boot.log, the
+units' to DIR/units/UNIT.log (DIR: ROOT/droplets/ID).
+
+A snapshot copies the persistent directories (droplet_init.SNAPSHOTTED) as the droplet sees
+them; a droplet booted from it sees them under its own changes (an overlay, so it boots in
+about a second). A power off stops all its processes; a power on starts its dockerd and the
+units it enabled.
 
 Everything made is recorded in ROOT/hosts.json before it is made, so `close()` (or a later
 `DropletHosts` on the same root) removes exactly that, even after a failed boot."""
