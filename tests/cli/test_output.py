@@ -58,7 +58,7 @@ def test_servers_fit_80_columns() -> None:
     assert max(len(line) for line in lines) <= 80
     assert not any("\u2026" in line for line in lines)
     row = lines[-2].split()  # every short value whole on one line (no emoji for ":ab:")
-    assert row == ["aaaaaaaa", "web-1", "10.231.0.11", "unreachable", "0.1.0", "True",
+    assert row == ["aaaaaaaa", "web-1", "10.231.0.11", "unreachable", "0.1.0",
                    "AB:AB:AB:AB"]
 
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dockyard.agent import release
+from dockyard.cli.resources import SERVER_COLUMNS, status_reasons
 from dockyard.cli.sse import Event
 from dockyard.cli.upgrade import line
 from tests.agent.conftest import AgentProcess, spawn_agent
 from tests.agent.test_upgrade import bundle_of, with_extra_file
 from tests.agent.test_upgrade_inplace import ReleasedAgent, start_released_agent
+from tests.cli.test_output import _render
 from tests.live import Live, ok, ok_json, one_line_error
 
 
@@ -80,3 +83,24 @@ def test_each_event_is_one_line() -> None:
         == "n1: rolled back: agent x answers"
     assert line(Event(None, "done", {"server": None, "message": "0 server(s)"})) \
         == "done: 0 server(s)"
+
+
+def test_an_outdated_agent_is_told_under_the_table_with_the_command() -> None:
+    expected = {"agent_expected_version": "0.1.0+abcdef0123"}
+    servers: list[dict[str, Any]] = [
+        {"name": "web-1", "agent_version": "0.1.0+0123456789", "agent_current": False, **expected},
+        {"name": "web-2", "agent_version": "0.1.0+abcdef0123", "agent_current": True, **expected},
+        {"name": "web-3", "agent_version": None, "agent_current": False, **expected}]
+    assert [line.splitlines() for line in status_reasons(servers)] == [[
+        "web-1 runs agent 0.1.0+0123456789; this control plane's is 0.1.0+abcdef0123",
+        "  (`dockyard servers upgrade web-1`)"]]
+
+
+def test_servers_with_code_versions_fit_80_columns() -> None:
+    server = {"id": "a" * 32, "name": "web-1", "ip": "10.231.0.11", "status": "unreachable",
+              "agent_version": "0.1.0+0123456789", "agent_current": False,
+              "agent_fingerprint": ":".join(["AB"] * 32)}
+    lines = _render([server], SERVER_COLUMNS)
+    assert max(len(line) for line in lines) <= 80
+    assert lines[-2].split() == ["aaaaaaaa", "web-1", "10.231.0.11", "unreachable",
+                                 "0.1.0+0123456789", "AB:AB:AB:AB"]

@@ -235,15 +235,15 @@ def env_unset(
         release_live_image(project, service)
 
 
-SERVER_COLUMNS = ["id", "name", "ip", "status", "agent_version", "agent_expected_version",
-                  "agent_current", "agent_fingerprint"]
+# Whether an agent is current is told under the table, with the expected version.
+SERVER_COLUMNS = ["id", "name", "ip", "status", "agent_version", "agent_fingerprint"]
 
 
 @servers.command("list")
 def servers_list(as_json: JsonFlag = False) -> None:
-    """List the server inventory: status, agent version, and whether it is the expected one;
-    under the table, why a server is degraded or unreachable, and how it differs from what it
-    should run."""
+    """List the server inventory: status and agent version; under the table, why a server is
+    degraded or unreachable, how it differs from what it should run, and which agents are
+    not at this control plane's version (`dockyard servers upgrade`)."""
     listed = ApiClient.from_config().get("/infra/servers")
     show(listed, SERVER_COLUMNS, as_json)
     if not as_json:
@@ -263,6 +263,9 @@ def status_reasons(servers: list[dict[str, Any]], width: int = 80) -> list[str]:
              for s in servers for down in s.get("down_copies", [])]
     said += [f"{s['name']} differs from what it should run: {_drift_summary(s['drift'])} "
              f"(`dockyard servers events {s['name']}`)" for s in servers if s.get("drift")]
+    said += [f"{s['name']} runs agent {s['agent_version']}; this control plane's is "
+             f"{s['agent_expected_version']} (`dockyard servers upgrade {s['name']}`)"
+             for s in servers if s.get("agent_version") and s.get("agent_current") is False]
     return [textwrap.fill(line, width, subsequent_indent="  ") for line in said]
 
 
