@@ -95,7 +95,8 @@ def test_files_and_commands_land_in_the_droplets_own_namespaces(hosts: DropletHo
         ["mkdir", "-p", "/var/lib/dockyard-agent/made"],
         ["ip", "-4", "addr"],
         ["apt-get", "install", "-y", "--no-install-recommends", "curl"],
-        ["docker", "info", "--format", "root={{.DockerRootDir}}"]])
+        ["docker", "-H", "unix:///var/run/docker.sock", "info", "--format",
+         "root={{.DockerRootDir}}"]])
     ip = hosts.boot(droplet(1), data)
     record = hosts.record(1)
     assert ip == "10.239.0.100"
