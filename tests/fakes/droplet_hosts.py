@@ -135,8 +135,9 @@ def last_lines(output: str, count: int = 15) -> str:
 
 class DropletHosts:
     """Boots droplets as hosts on `bridge` (addresses `subnet`'s .first, .first+1, ...; the
-    bridge's own address, .1 unless `gateway` says, is their default route), each dockerd
-    trusting `registry` ("host:port", an insecure registry) and routing through it."""
+    bridge's own address, .1 unless `gateway` says, is their default route); each droplet's
+    dockerd takes `registry` ("host:port") as an insecure registry. Names: namespace
+    PREFIX-dropN, veth PREFIXNh / PREFIXNn (N: the address index)."""
 
     def __init__(self, bridge: str, subnet: str, registry: str, root: Path, first: int = 100,
                  prefix: str = "dq", gateway: str | None = None) -> None:
