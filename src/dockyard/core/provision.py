@@ -48,6 +48,7 @@ class Run:
     url: str
     secret: str
     snapshot: Snapshot | None
+    requirements: tuple[str, ...]
 
     @property
     def image(self) -> str | int:
@@ -70,7 +71,7 @@ def agent_files(run: Run, pair: tls.CertificatePair) -> tuple[install.FileToWrit
 def boot_plan(run: Run, pair: tls.CertificatePair) -> cloudinit.BootPlan:
     bundle = release.current_bundle()
     return cloudinit.BootPlan(
-        run.url, bundle.version, bundle.sha256, tuple(release.agent_requirements()),
+        run.url, bundle.version, bundle.sha256, run.requirements,
         agent_files(run, pair), from_snapshot=run.snapshot is not None,
         snapshot_requirements_digest=run.snapshot.requirements_digest if run.snapshot else "")
 
@@ -85,7 +86,7 @@ async def provision(p: Platform, actor: Actor, body: ProvisionRequest
     snapshot = await _snapshot(p, actor, body.snapshot) if body.snapshot else None
     await asyncio.to_thread(droplets.check_offer, do, body.region, body.size)
     run = Run(p, actor, do, body, url, await agents.secret_for(p, actor.workspace_id),
-              snapshot)
+              snapshot, tuple(await asyncio.to_thread(release.agent_requirements)))
     names = [f"{body.name}-{secrets.token_hex(3)}" for _ in range(body.count)]
     return in_background(lambda emit: _all(run, names, emit))
 
