@@ -6,7 +6,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from dockyard.models.fields import Name, Whole
 
@@ -34,8 +35,16 @@ class UpgradeAccepted(BaseModel):
     previous: str | None
 
 
+# "One by name, or all": the rule below, said in the JSON schema too.
+_ONE_OR_ALL: JsonDict = {"oneOf": [
+    {"required": ["server"], "properties": {"server": {"type": "string"}, "all": {"const": False}}},
+    {"required": ["all"], "properties": {"all": {"const": True}, "server": {"type": "null"}}}]}
+
+
 class UpgradeRequest(BaseModel):
     """Which servers to upgrade: one by name, or all of them."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_OR_ALL)
 
     server: Name | None = None
     all: bool = False

@@ -9,13 +9,15 @@ from fastapi import APIRouter, Path, Response
 from fastapi.responses import StreamingResponse
 
 from dockyard.api.deps import ActorDep, PlatformDep
-from dockyard.api.errors import WRITE_RESPONSES
+from dockyard.api.errors import COMMON_RESPONSES, WRITE_RESPONSES
 from dockyard.core import upgrade
 from dockyard.models.upgrades import BundleInfo, Sha256, UpgradeEvent, UpgradeRequest
 
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string"}, "data": {"type": "string", "description": "UpgradeEvent JSON"}}}
 STREAMED: dict[int | str, dict[str, Any]] = {
     200: {"description": "Progress as Server-Sent Events (UpgradeEvent JSON), until `done`.",
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+          "content": {"text/event-stream": {"schema": SSE_EVENT}}}}
 GZIP: dict[int | str, dict[str, Any]] = {
     200: {"description": "The bundle (tar.gz).", "content": {"application/gzip": {}}},
     404: {"description": "Not the bundle this control plane serves now."}}
@@ -28,7 +30,7 @@ async def _frames(events: AsyncIterator[UpgradeEvent]) -> AsyncIterator[bytes]:
         yield event.sse()
 
 
-@router.get("/agent/bundle", operation_id="get_agent_bundle_info",
+@router.get("/agent/bundle", operation_id="get_agent_bundle_info", responses=COMMON_RESPONSES,
             summary="The agent bundle this control plane's servers upgrade to")
 async def bundle_info(actor: ActorDep) -> BundleInfo:
     return upgrade.bundle_info(actor)
