@@ -18,6 +18,7 @@ from dockyard.providers.cloudinit import (
     render_user_data,
     requirements_digest,
 )
+from tests.fakes import droplet_init
 
 SHA = "ab" * 32
 REQUIREMENTS = ("fastapi==0.115.0", "uvicorn==0.30.0")
@@ -99,3 +100,11 @@ def test_user_data_above_64_kib_is_refused():
 def test_a_plan_that_neither_starts_an_agent_nor_reports_a_build_is_refused():
     with pytest.raises(ValueError, match="starts the agent or reports"):
         render_user_data(replace(SERVER, agent_files=()))
+
+
+@pytest.mark.parametrize("plan", [SERVER, BUILD], ids=["server", "snapshot-build"])
+def test_the_fake_droplets_cloud_init_reads_every_shape(plan: BootPlan):
+    config = droplet_init.parse(render_user_data(plan))
+    assert config.runcmd == tuple(tuple(argv) for argv in parsed(plan)["runcmd"])
+    assert {file.path for file in config.write_files} == {
+        file["path"] for file in parsed(plan)["write_files"]}
