@@ -203,6 +203,8 @@ class ServerPublic(Output):
     down_copies: list[DownCopy] = Field(default_factory=list, description=(
         "Its copies of services marked down by the traffic watch (out of DNS), with why"))
     tags: list[str]
+    cloud_init_version: int = Field(default=0, description=(
+        "The cloud-init script version a provisioned server booted with (0: not provisioned)"))
     created_at: datetime
 
     @computed_field  # type: ignore[prop-decorator]

@@ -11,6 +11,7 @@ import pytest
 
 from dockyard.agent import tls
 from dockyard.models.enums import Role
+from dockyard.providers.cloudinit import CLOUD_INIT_VERSION
 from dockyard.providers.digitalocean import MANAGED_RULE, MANAGED_TAG
 from tests.api.provision.support import INFRA, ONE, PROVISION, provision, servers
 from tests.fakes.digitalocean import CannedError
@@ -35,6 +36,7 @@ async def test_provisioned_servers_answer_with_the_workspace_key_and_a_pinned_ce
         server = inventory[name]
         assert (server["status"], server["provider"], server["region"], server["size"]) == (
             "active", "digitalocean", "fra1", "s-1vcpu-1gb")
+        assert server["cloud_init_version"] == CLOUD_INIT_VERSION
         droplet = fake.state.droplets[server["provider_id"]]
         assert MANAGED_TAG in droplet["tags"]
         assert f"dockyard-ws-{admin.workspace_id[:8]}" in droplet["tags"]
