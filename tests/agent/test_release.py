@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -20,26 +22,30 @@ def copy_package(tmp_path: Path, name: str = "a") -> Path:
 
 def test_the_version_is_the_base_and_a_digest_of_the_code(tmp_path: Path) -> None:
     copy = copy_package(tmp_path)
-    assert release.code_version(copy) == release.code_version()
+    assert release.code_version(copy) == release.code_version(copy_package(tmp_path, "same"))
     base, digest = release.code_version().split("+")
     assert len(digest) == 10
     changed = copy_package(tmp_path, "b")
     (changed / "agent" / "extra.py").write_text("X = 1\n")
-    assert release.code_version(changed) != release.code_version()
+    assert release.code_version(changed) != release.code_version(copy)
     assert release.code_version(changed).startswith(base + "+")
 
 
 def test_files_that_are_not_code_do_not_change_the_version(tmp_path: Path) -> None:
-    copy = copy_package(tmp_path)
+    plain, copy = copy_package(tmp_path, "plain"), copy_package(tmp_path)
     (copy / "notes.md").write_text("not code")
     (copy / "web").mkdir()
     (copy / "web" / "bundle.txt").write_text("build output")
-    assert release.code_version(copy) == release.code_version()
+    assert release.code_version(copy) == release.code_version(plain)
 
 
 def test_the_bundle_is_deterministic_and_holds_the_code_and_its_metadata(tmp_path: Path) -> None:
     bundle = release.build_bundle(copy_package(tmp_path))
-    assert bundle == release.current_bundle()
+    again = copy_package(tmp_path, "again")
+    for path in again.rglob("*"):
+        os.utime(path, (1, 1))
+    assert bundle == release.build_bundle(again)  # another path, other times
+    assert bundle.sha256 == hashlib.sha256(bundle.data).hexdigest()
     release.unpack(bundle.data, tmp_path / "release")
     unpacked = tmp_path / "release" / "dockyard"
     assert release.code_version(unpacked) == bundle.version
