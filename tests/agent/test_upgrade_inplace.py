@@ -133,6 +133,9 @@ async def test_the_same_process_answers_with_the_new_version(
         released_agent: ReleasedAgent, tmp_path: Path) -> None:
     bundle = bundle_of(tmp_path, "good", with_extra_file("extra"))
     assert released_agent.version() == release.code_version()
+    nginx = released_agent.nginx
+    workers = {layer: layer.workers() for layer in nginx.instances}
+    assert all(workers.values())
     async with released_agent.client() as client:
         accepted = await client.upgrade_agent(bundle)
         assert accepted.version == bundle.version
@@ -140,6 +143,7 @@ async def test_the_same_process_answers_with_the_new_version(
                         "the new version answering", within=60)
         assert (await client.info()).agent_version == bundle.version
     assert released_agent.child.poll() is None  # the pid the agent was started with
+    assert {layer: layer.workers() for layer in nginx.instances} == workers  # not reloaded
     eventually_true(lambda: "upgrade kept" in released_agent.watchdog_log.read_text(),
                     "the watchdog keeping the upgrade", within=30)
     assert released_agent.restarted_pid() is None
