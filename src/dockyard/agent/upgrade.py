@@ -153,10 +153,15 @@ class Upgrader:
             shutil.rmtree(doomed, ignore_errors=True)
 
     def restart_in_place(self, version: str, previous: str | None) -> None:
-        """After the answer: the watchdog (old release) first, then the restart."""
-        if self.restart.in_place and previous is not None and self.layout is not None:
-            self._spawn_watchdog(self.layout, version, self.layout.release(previous))
-        self.restart.request()
+        """After the answer: the watchdog (old release) first, then the restart (also when
+        the watchdog could not start: `current` is the new release already)."""
+        log.info("agent release %s is current (previous: %s): restarting in place", version,
+                 previous)
+        try:
+            if self.restart.in_place and previous is not None and self.layout is not None:
+                self._spawn_watchdog(self.layout, version, self.layout.release(previous))
+        finally:
+            self.restart.request()
 
     def _spawn_watchdog(self, layout: Layout, version: str, old: Path) -> None:
         files = self.settings.certificate_files
