@@ -8,12 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard import __version__
 from dockyard.agent import auth
 from dockyard.agent.app import create_app
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.proxy import Nginx
+from dockyard.agent.release import code_version
 from dockyard.agent.settings import AgentSettings
 from dockyard.core.fleet import poll_fleet
 from dockyard.core.platform import Platform
@@ -58,7 +58,7 @@ async def test_polling_records_status_and_agent_version(
     assert len(observations) == 4
     servers = {s.name: s for s in await list_servers(platform, owner.actor(Role.OWNER))}
     assert (servers["healthy"].status, servers["healthy"].agent_version) == (
-        ServerStatus.ACTIVE, __version__)
+        ServerStatus.ACTIVE, code_version())
     assert servers["broken"].status == ServerStatus.DEGRADED  # its nginx never started
     assert servers["broken"].status_reason.startswith(
         "switch nginx not running; edge nginx not running; ")

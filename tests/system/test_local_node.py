@@ -9,8 +9,8 @@ import docker
 import httpx
 import pytest
 
-from dockyard import __version__
 from dockyard.agent import tls
+from dockyard.agent.release import code_version
 from tests.agent.conftest import base_tarball, require_the_real_stack
 from tests.live import bring_up, dockyard, ok, ok_json, start, stop, wait_until
 from tests.pg import free_port
@@ -68,7 +68,7 @@ def test_up_runs_this_machine_as_a_server_deploys_to_it_and_down_stops_its_agent
                 "DOCKYARD_REGISTRY": f"127.0.0.1:{free_port()}"})
     try:
         output = bring_up(env)
-        assert f"This machine is server 'local' (agent {__version__}" in output
+        assert f"This machine is server 'local' (agent {code_version()}" in output
         servers = ok_json(dockyard("servers", "list", "--json", env=env))
         assert [(s["name"], s["provider"], s["status"], s["agent_current"])
                 for s in servers] == [("local", "local", "active", True)]
