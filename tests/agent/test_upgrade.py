@@ -19,6 +19,7 @@ from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.release import Bundle, Layout
 from dockyard.agent.settings import AgentSettings
 from dockyard.agent.upgrade import NOT_FROM_BUNDLE
+from dockyard.agent.upgrade_routes import MAX_BUNDLE_BYTES
 
 SECRET = "upgrade-agent-secret"
 
@@ -165,3 +166,15 @@ async def test_the_last_three_releases_are_kept(tmp_path: Path) -> None:
     kept = sorted(path.name for path in layout.releases.iterdir())
     assert kept == sorted(bundle.version for bundle in bundles)
     assert release.link_target(layout.previous) == layout.release(bundles[1].version).resolve()
+
+
+async def test_a_bundle_over_the_cap_is_refused_unread(tmp_path: Path) -> None:
+    layout = installed_layout(tmp_path / "home")
+    data = bytes(MAX_BUNDLE_BYTES + 1)
+    huge = Bundle("0.1.0+0123456789", data, hashlib.sha256(data).hexdigest())
+    client, _ = agent_client(tmp_path, layout.home)
+    async with client:
+        with pytest.raises(AgentError) as refused:
+            await client.upgrade_agent(huge)
+    assert refused.value.status_code == 413
+    assert not layout.release(huge.version).exists()

@@ -64,8 +64,7 @@ from dockyard.kernel.errors import DockyardError, InvalidInput
 from dockyard.models.fields import BuildArg
 
 NDJSON = "application/x-ndjson"
-UPLOAD_PATHS = ("/images/build", "/images/import", exec_routes.BLOBS_PATH,
-                upgrade_routes.UPGRADE_PATH)
+UPLOAD_PATHS = ("/images/build", "/images/import", exec_routes.BLOBS_PATH)
 _END = object()
 ContainerPath = Annotated[ContainerName, Path()]
 ServicePath = Annotated[ServiceName, Path()]
@@ -319,7 +318,8 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
     app.include_router(upgrade_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"])
     nonces = NonceCache(settings.signature_max_age_seconds, journal=settings.nonce_file)
-    uploads = dict.fromkeys(UPLOAD_PATHS, settings.max_upload_bytes)
+    uploads = {**dict.fromkeys(UPLOAD_PATHS, settings.max_upload_bytes),
+               upgrade_routes.UPGRADE_PATH: upgrade_routes.MAX_BUNDLE_BYTES}
     app.add_middleware(SignatureGate, keys=keys, nonces=nonces,
                        limits=BodyLimits(settings.max_body_bytes, uploads))
     app.add_middleware(RequestIdMiddleware)
