@@ -62,8 +62,11 @@ class ReleasedAgent:
         fingerprint = tls.fingerprint_of_file(tls.CertificateFiles(self.state_dir).certificate)
         return NodeAgentClient(self.url, SECRET, fingerprint=fingerprint)
 
+    def watchdog_said(self) -> str:
+        return self.watchdog_log.read_text() if self.watchdog_log.exists() else ""
+
     def restarted_pid(self) -> int | None:
-        text = self.watchdog_log.read_text() if self.watchdog_log.exists() else ""
+        text = self.watchdog_said()
         found = re.search(r"agent started again as pid (\d+)", text)
         return int(found.group(1)) if found else None
 
@@ -144,7 +147,7 @@ async def test_the_same_process_answers_with_the_new_version(
         assert (await client.info()).agent_version == bundle.version
     assert released_agent.child.poll() is None  # the pid the agent was started with
     assert {layer: layer.workers() for layer in nginx.instances} == workers  # not reloaded
-    eventually_true(lambda: "upgrade kept" in released_agent.watchdog_log.read_text(),
+    eventually_true(lambda: "upgrade kept" in released_agent.watchdog_said(),
                     "the watchdog keeping the upgrade", within=30)
     assert released_agent.restarted_pid() is None
 
@@ -167,3 +170,51 @@ async def test_a_release_that_fails_at_start_is_rolled_back_by_the_watchdog(
 
 def test_package_copy_is_importable(tmp_path: Path) -> None:
     assert (package_copy(tmp_path, lambda copy: None) / "agent" / "main.py").exists()
+
+
+# systemd's part, played by a restart loop (Restart=always, RestartSec=0.2): the agent's
+# environment has INVOCATION_ID, so its watchdog leaves restarting to the loop.
+RESTART_LOOP = """
+import signal, subprocess, sys, time
+stopping, child = [], None
+def stop(*_):
+    stopping.append(True)
+    if child is not None:
+        child.terminate()
+signal.signal(signal.SIGTERM, stop)
+while not stopping:
+    child = subprocess.Popen(sys.argv[1:])
+    child.wait()
+    time.sleep(0 if stopping else 0.2)
+"""
+
+
+async def test_under_systemd_the_watchdog_flips_back_and_systemd_restarts_the_old_release(
+        tmp_path: Path) -> None:
+    require_nginx()
+    layout, state_dir = installed_layout(tmp_path / "home"), tmp_path / "agent"
+    state_dir.mkdir()
+    auth.write_key_file(state_dir / "agent.key", auth.derive_agent_key(SECRET))
+    tls.ensure_certificate(tls.CertificateFiles(state_dir))
+    port, http, https = free_port(), free_port(), free_port()
+    env = {**agent_env(layout, state_dir, port, http, https), "INVOCATION_ID": "0" * 32,
+           "DOCKYARD_AGENT_UPGRADE_WATCHDOG_SECONDS": "5"}
+    loop = process.spawn([sys.executable, "-c", RESTART_LOOP, sys.executable, "-m",
+                          "dockyard.agent.main"], log_file=state_dir / "agent.log", env=env)
+    agent = ReleasedAgent(layout, state_dir, port, loop,
+                          Nginx(NginxLayout(state_dir / "nginx", http, https)))
+    try:
+        eventually_true(lambda: agent.version() is not None, "the agent answering", within=30)
+        bad = bundle_of(tmp_path, "bad", failing_at_start)
+        async with agent.client() as client:
+            await client.upgrade_agent(bad)
+        eventually_true(lambda: "rolling back" in agent.watchdog_said(),
+                        "the watchdog rolling back", within=60)
+        eventually_true(lambda: agent.version() == release.code_version(),
+                        "the old version answering", within=60)
+        assert release.link_target(layout.current) == layout.release(
+            release.code_version()).resolve()
+        assert agent.restarted_pid() is None  # systemd's part, not the watchdog's
+        assert loop.poll() is None
+    finally:
+        agent.stop()
