@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.agent import auth, release
+from dockyard.agent import auth, release, tls
 from dockyard.agent.app import create_app
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.release import Layout
@@ -27,6 +27,8 @@ from dockyard.models.enums import Role
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Server, ServerEvent
 from dockyard.models.upgrades import UpgradeEvent, UpgradeRequest
+from tests.agent.test_upgrade import bundle_of
+from tests.agent.test_upgrade_inplace import failing_at_start, start_released_agent
 from tests.conftest import Account
 
 OLD = "0.0.9+0000000000"
@@ -172,3 +174,33 @@ async def test_the_api_streams_the_events_and_refuses_bad_requests(
             for line in answer.text.splitlines() if line.startswith("data: ")]
     assert data[1].server == "gone"
     assert data[1].message.startswith("agent unreachable")
+
+
+async def test_a_release_that_fails_at_start_is_rolled_back_and_the_upgrade_stops(
+        platform: Platform, owner: Account, tmp_path: Path) -> None:
+    """Real agent processes (pinned TLS), the first pushed a release whose agent fails at
+    start: its watchdog puts the old one back, which the control plane tells apart."""
+    secret = await agents.secret_for(platform, owner.workspace_id)
+    bad = bundle_of(tmp_path, "bad", failing_at_start)
+    started = [start_released_agent(tmp_path / name, key=auth.derive_agent_key(secret))
+               for name in ("a-node", "b-node")]
+    try:
+        for name, agent in zip(("a-node", "b-node"), started, strict=True):
+            fingerprint = tls.fingerprint_of_file(
+                tls.CertificateFiles(agent.state_dir).certificate)
+            await register_server(platform, owner.workspace_id, name=name, provider="manual",
+                                  ip="127.0.0.1", agent_port=agent.port,
+                                  agent_fingerprint=fingerprint)
+        found = await upgrade_servers(platform, owner.actor(Role.OWNER),
+                                      UpgradeRequest(all=True), bundle=bad)
+        events = [(e.server, e.step.value, e.message) async for e in found]
+    finally:
+        for agent in started:
+            agent.stop()
+    assert steps(events) == [("a-node", "uploading"), ("a-node", "restarting"),
+                             ("a-node", "rolled_back"), (None, "done")]
+    assert events[2][2].startswith(f"agent {release.code_version()} answers again")
+    rows = await recorded(platform)
+    assert rows["a-node"][0] == release.code_version()
+    assert rows["a-node"][1][0].startswith("rolled_back: agent")
+    assert rows["b-node"][1] == []

@@ -65,15 +65,18 @@ def bundle_bytes(sha256: str) -> bytes:
 
 async def upgrade_servers(p: Platform, actor: Actor, request: UpgradeRequest,
                           client_of: ClientFactory | None = None,
-                          patience: Patience = Patience()) -> AsyncIterator[UpgradeEvent]:
+                          patience: Patience = Patience(), bundle: Bundle | None = None
+                          ) -> AsyncIterator[UpgradeEvent]:
     """Check the request (refusals raise here, before any event), then the events of the
-    upgrade, server by server, until `done`."""
+    upgrade to `bundle` (this control plane's own by default), server by server, until
+    `done`."""
     actor.require(Permission.MANAGE_SERVERS)
     servers = await _targets(p, actor, request.server)
     if client_of is None:
         secret = await agents.secret_for(p, actor.workspace_id)
         client_of = agents.client_factory({actor.workspace_id: secret})
-    return _all(Run(p, actor, release.current_bundle(), client_of, patience), servers)
+    run = Run(p, actor, bundle or release.current_bundle(), client_of, patience)
+    return _all(run, servers)
 
 
 async def _targets(p: Platform, actor: Actor, name: str | None) -> list[ServerPublic]:
