@@ -11,21 +11,11 @@ from pathlib import Path
 import pytest
 
 from dockyard.providers.digitalocean import MANAGED_RULE
-from tests.api.provision.support import Droplets
-from tests.fakes.digitalocean import TOKEN, FakeDigitalOcean, serve_checked
+from tests.api.provision.conftest import droplets, fake
+from tests.fakes.digitalocean import TOKEN, FakeDigitalOcean
 from tests.live import Live, bring_up, ok, ok_json, one_line_error, start, stop
 
-
-@pytest.fixture
-def droplets(tmp_path: Path) -> Iterator[Droplets]:
-    booted = Droplets(tmp_path / "droplets")
-    yield booted
-    booted.stop()
-
-
-@pytest.fixture
-def fake(tmp_path: Path, droplets: Droplets) -> Iterator[FakeDigitalOcean]:
-    yield from serve_checked(tmp_path / "digitalocean.json", on_boot=droplets)
+__all__ = ["droplets", "fake"]  # fixtures
 
 
 def this_host() -> str:
@@ -59,7 +49,7 @@ def cloud(tmp_path: Path, fake: FakeDigitalOcean) -> Iterator[Live]:
         stop(env)
 
 
-def test_servers_are_provisioned_listed_and_destroyed(cloud: Live, fake) -> None:
+def test_servers_are_provisioned_listed_and_destroyed(cloud: Live, fake: FakeDigitalOcean) -> None:
     said = ok(cloud.run("servers", "provision", "--region", "fra1", "--size", "s-1vcpu-1gb",
                         "--name", "web"))
     assert "1 server(s) ready, 0 failed" in said
@@ -80,7 +70,7 @@ def test_sizes_show_the_monthly_price_and_regions_their_slugs(cloud: Live) -> No
     assert "fra1" in ok(cloud.run("servers", "regions"))
 
 
-def test_an_unmanaged_droplet_is_refused_without_force(cloud: Live, fake) -> None:
+def test_an_unmanaged_droplet_is_refused_without_force(cloud: Live, fake: FakeDigitalOcean) -> None:
     mine = fake.add_droplet("personal-blog", ["web"])
     one_line_error(cloud.run("servers", "destroy", "--droplet", str(mine["id"])), MANAGED_RULE)
     ok(cloud.run("servers", "destroy", "--droplet", str(mine["id"]), "--force"))
