@@ -213,6 +213,25 @@ async def test_restoring_reloads_only_a_layer_whose_files_changed(nginx: Nginx) 
         assert nginx.switch.workers().isdisjoint(switch)
 
 
+async def test_an_agent_whose_main_configuration_differs_puts_it_in_place_at_restart(
+        nginx: Nginx) -> None:
+    """How a new default nginx configuration reaches a running server: the upgraded agent
+    renders it, finds the file on disk different (written by the older agent), and reloads
+    that layer with it; no new snapshot."""
+    with serving("a") as upstream:
+        site = Site(service="shop", server_names=[HOST], upstreams=[upstream])
+        nginx.apply(site, [site])
+        rendered = nginx.edge.layout.conf.read_text()
+        older = rendered.replace("server_names_hash_bucket_size 128;",
+                                 "server_names_hash_bucket_size 64;")
+        assert older != rendered
+        nginx.edge.layout.conf.write_text(older)
+        edge = nginx.edge.workers()
+        nginx.restore([site])
+        assert nginx.edge.layout.conf.read_text() == rendered
+        assert nginx.edge.workers().isdisjoint(edge)
+
+
 def test_a_site_is_asked_by_a_name_it_answers_to() -> None:
     upstream = Upstream(host="127.0.0.1", port=8000)
     shop = Site(service="shop", server_names=["shop.test", "www.shop.test"], upstreams=[upstream])
