@@ -10,14 +10,17 @@ from pathlib import Path
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from dockyard.core.install import FileToWrite
+from dockyard.agent.settings import AgentSettings
+from dockyard.core.install import FileToWrite, agent_environment
 from dockyard.kernel.errors import InvalidInput
 from dockyard.providers.cloudinit import (
     BootPlan,
+    agent_launch,
     bundle_file,
     render_user_data,
     requirements_digest,
 )
+from dockyard.providers.systemd import render_environment_file
 from tests.fakes import droplet_init
 
 SHA = "ab" * 32
@@ -108,3 +111,15 @@ def test_the_fake_droplets_cloud_init_reads_every_shape(plan: BootPlan):
     assert config.runcmd == tuple(tuple(argv) for argv in parsed(plan)["runcmd"])
     assert {file.path for file in config.write_files} == {
         file["path"] for file in parsed(plan)["write_files"]}
+
+
+def test_a_provisioned_agent_keeps_its_containers_from_the_metadata_service(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    values = agent_environment(agent_launch(), {})
+    assert 'DOCKYARD_AGENT_BLOCK_METADATA="true"\n' in render_environment_file(values)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    assert AgentSettings().block_metadata is True
+    monkeypatch.delenv("DOCKYARD_AGENT_BLOCK_METADATA")
+    assert AgentSettings().block_metadata is False

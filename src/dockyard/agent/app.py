@@ -273,6 +273,7 @@ def build_node(settings: AgentSettings) -> Node:
         state_dir=settings.state_dir, certs_dir=settings.certs_dir,
         runtime=DockerRuntime(settings.docker_host), nginx=Nginx(layout, settings.nginx_binary),
         state_file=StateFile(settings.state_file), log_buffer_bytes=settings.log_buffer_bytes,
+        block_metadata=settings.block_metadata,
     )
 
 

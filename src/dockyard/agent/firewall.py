@@ -23,6 +23,9 @@ Local traffic is recognised by interface, not by source address: that covers eve
 network whatever its subnet and networks made later, and an outside host can forge a
 source address, not the interface a packet enters by.
 
+A node on a cloud (a provisioned server) also refuses what its containers send to the
+cloud's metadata service (agent/metadata_block.py): rules in DOCKER-USER itself.
+
 Rules live in the kernel: a dockerd restart keeps DOCKER-USER and our chain, a reboot loses
 them and the agent applies them again at start.
 """
@@ -145,6 +148,13 @@ class Firewall:
         if not result.ok:
             raise FirewallError(f"iptables {' '.join(argv)} failed: {result.output.strip()}")
         return result
+
+    def ensure_in_docker_user(self, spec: Argv) -> None:
+        """A rule in DOCKER-USER (made here if Docker has not yet), inserted first unless
+        it is there already."""
+        self._run(create_chain(DOCKER_USER))
+        if not self._run(["-C", DOCKER_USER, *spec]).ok:
+            self._check(["-I", DOCKER_USER, *spec])
 
     def ensure_chain(self) -> None:
         """Our chain with its head, jumped to first from DOCKER-USER (made here if Docker

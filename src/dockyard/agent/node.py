@@ -13,7 +13,7 @@ from typing import IO, Any
 from anyio import to_thread
 
 from dockyard.agent import commands as cmd
-from dockyard.agent import datapath
+from dockyard.agent import datapath, metadata_block
 from dockyard.agent import ports as host_ports
 from dockyard.agent import probe as http_probe
 from dockyard.agent.buildconfig import BuildOptions
@@ -105,7 +105,7 @@ class Node:
     def __init__(self, state_dir: Path, certs_dir: Path, runtime: DockerRuntime,
                  nginx: Nginx, state_file: StateFile,
                  log_buffer_bytes: int = DEFAULT_LOG_BUFFER_BYTES,
-                 firewall: Firewall | None = None) -> None:
+                 firewall: Firewall | None = None, block_metadata: bool = False) -> None:
         self.state_dir = state_dir
         self.certs_dir = certs_dir
         self.runtime = runtime
@@ -117,6 +117,8 @@ class Node:
         self._log_lock = asyncio.Lock()
         self.events = EventLog(state_dir / "supervision-events.json")
         self.firewall = firewall or Firewall()
+        self.block_metadata = block_metadata
+        self.start_problems: list[str] = []  # what the last start could not put in place
         self.certificates = CertificateStore(certs_dir, nginx.layout.tls)
         self.acme = AcmeWebroot(nginx.layout.acme)
 
@@ -370,8 +372,9 @@ class Node:
     async def node_health(self) -> NodeHealth:
         down = [name for name, layer in self.nginx_layers().items()
                 if layer.running_pid() is None]
-        return await datapath.node_health(self.nginx.layout.http_port, self.sites(), down,
-                                          self.events.recent())
+        health = await datapath.node_health(self.nginx.layout.http_port, self.sites(), down,
+                                            self.events.recent())
+        return health.model_copy(update={"problems": [*self.start_problems, *health.problems]})
 
     # Restore after a restart
 
@@ -388,6 +391,10 @@ class Node:
                 log.error("could not restore container %s: %s", spec.name, exc.message)
 
     def _restore_firewall(self) -> None:
+        problem = metadata_block.block(self.firewall) if self.block_metadata else None
+        self.start_problems = [problem] if problem else []
+        if problem:
+            log.error("%s", problem)
         for rule in self.state.firewall.values():
             try:
                 self.firewall.apply(rule)

@@ -42,6 +42,9 @@ class AgentSettings(BaseSettings):
     # waits for the restarted agent to answer with the new version before it rolls back.
     upgrade_selftest_seconds: float = Field(default=60.0, ge=1)
     upgrade_watchdog_seconds: float = Field(default=60.0, ge=1)
+    # Containers may not reach the cloud's metadata service (its user-data holds this
+    # agent's keys): on for provisioned servers, off for adopted and local nodes.
+    block_metadata: bool = False
 
     @property
     def key_file(self) -> Path:

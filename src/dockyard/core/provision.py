@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,10 +58,8 @@ class Run:
 
 def agent_files(run: Run, pair: tls.CertificatePair) -> tuple[install.FileToWrite, ...]:
     """The agent's unit, environment, key and TLS files for a provisioned server."""
-    layout = cloudinit.LAYOUT
-    launch = replace(install.PROVISIONED_AGENT, extra_env={
-        "PYTHONPATH": str(layout.current), "DOCKYARD_AGENT_RELEASES_DIR": str(layout.home)})
-    machine = install.Machine(run.p.settings, layout.python, {})
+    launch = cloudinit.agent_launch()
+    machine = install.Machine(run.p.settings, cloudinit.LAYOUT.python, {})
     plan = install.node_install_plan(machine, derive_agent_key(run.secret), launch)
     files = launch.certificate_files
     return (*plan.files, install.FileToWrite(files.certificate, pair.certificate_pem),

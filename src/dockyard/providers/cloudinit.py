@@ -9,24 +9,33 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml  # type: ignore[import-untyped]
 
 from dockyard.agent.release import Layout
-from dockyard.core.install import AGENT_UNIT, FileToWrite
+from dockyard.core.install import AGENT_UNIT, PROVISIONED_AGENT, FileToWrite
 from dockyard.kernel.errors import InvalidInput
+from dockyard.providers import local
 from dockyard.providers.digitalocean import MAX_USER_DATA
 from dockyard.providers.systemd import SYSTEMCTL
 
 # Bump when the script below changes: recorded on each provisioned server and snapshot.
-CLOUD_INIT_VERSION = 1
+CLOUD_INIT_VERSION = 2
 STOCK_PACKAGES = ("docker.io", "nginx", "python3-venv", "curl", "ca-certificates")
 BUNDLE_PATH = "/api/v1/agent/bundle"
 WRITABLE = ("/etc/dockyard/", "/etc/systemd/system/", "/var/lib/dockyard-agent/",
             "/opt/dockyard/")
 LAYOUT = Layout()
+
+
+def agent_launch() -> local.AgentLaunch:
+    """A provisioned server's agent: its code from the layout, and its containers kept from
+    the cloud's metadata service (whose user-data holds the agent's keys)."""
+    return replace(PROVISIONED_AGENT, extra_env={
+        "PYTHONPATH": str(LAYOUT.current), "DOCKYARD_AGENT_RELEASES_DIR": str(LAYOUT.home),
+        "DOCKYARD_AGENT_BLOCK_METADATA": "true"})
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ class Droplets:
         env = environment((home / "etc/dockyard/agent.env").read_text())
         for name in ("PYTHONPATH", "DOCKYARD_AGENT_RELEASES_DIR"):  # this checkout's code
             env.pop(name)
+        env.pop("DOCKYARD_AGENT_BLOCK_METADATA")  # this machine's iptables stay untouched
         env.update(DOCKYARD_AGENT_HOST=ip,
                    DOCKYARD_AGENT_STATE_DIR=str(home / "var/lib/dockyard-agent"),
                    DOCKYARD_AGENT_NGINX_HTTP_PORT=str(closed_port()),
