@@ -31,7 +31,8 @@ SUBNET, PREFIX, REGISTRY_PORT = "10.239.0.0/24", "dyh", 5009
 WEB = """import http.server, os
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = (os.environ["GREETING"] + " from " + os.getcwd()).encode()
+        supervised = " under systemd" if os.environ.get("INVOCATION_ID") else ""
+        body = (os.environ["GREETING"] + " from " + os.getcwd() + supervised).encode()
         self.send_response(200)
         self.end_headers()
         self.wfile.write(body)
@@ -134,7 +135,7 @@ def test_a_unit_runs_under_a_restart_loop_and_starts_at_boot(hosts: DropletHosts
     ip = hosts.boot(droplet(2), data)
     url, main_file = f"http://{ip}:8080/", hosts.record(2).units_dir / "web.service.main"
     local.wait_until(lambda: answer(url) is not None, timeout=10, what="the web unit")
-    assert answer(url) == f"{greeting} from /opt/dockyard"
+    assert answer(url) == f"{greeting} from /opt/dockyard under systemd"
     first = int(main_file.read_text())
     os.kill(first, 9)
     local.wait_until(lambda: main_file.exists() and int(main_file.read_text()) != first
