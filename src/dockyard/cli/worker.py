@@ -17,6 +17,7 @@ RECONCILE_TASKS = "dockyard.core.reconcile:TASKS"
 BACKUP_SWEEP_TASKS = "dockyard.core.backups:TASKS"
 BACKUP_TASKS = "dockyard.core.backup_jobs:TASKS"
 DOMAIN_TASKS = "dockyard.core.certify:TASKS"
+PROVISION_TASKS = "dockyard.core.provision_sweep:TASKS"
 RedisUrl = Annotated[
     str | None,
     typer.Option("--redis-url", help="Redis to use (default: REDIS_URL; none: the database)."),
@@ -49,7 +50,8 @@ def worker(
         redis_url=redis_url or settings.redis_url, broker=broker,
         queues=tuple(queue or ["default"]),
         task_modules=tuple(tasks or [BUILTIN_TASKS, LOG_TASKS, RECONCILE_TASKS,
-                                    BACKUP_SWEEP_TASKS, BACKUP_TASKS, DOMAIN_TASKS]),
+                                    BACKUP_SWEEP_TASKS, BACKUP_TASKS, DOMAIN_TASKS,
+                                    PROVISION_TASKS]),
         reclaim_after=reclaim_after,
         options=WorkerOptions(concurrency=concurrency, keep_alive_every=reclaim_after / 3,
                               shutdown_grace=shutdown_grace),
