@@ -2,7 +2,9 @@
 module's `stage` is `stages.get(settings)`, the stage already up when it has the same
 settings, else the old one is taken down and a new one brought up (one cluster at a time:
 they share the cluster's name, subnet and registry port). Bringing one up and down costs
-about 20 s; the modules on the default settings share one.
+about 20 s; the modules on the default settings share one. The default settings point
+certificates at a pebble and DNS at the fake Cloudflare, both up for the whole package (they
+are cheap), so the domains module shares the stage too.
 
 A module that needs settings of its own asks for them (test_agent_restart_e2e.py); one that
 calls `staged` itself also gets a stage of its own (the shared one is taken down first).
@@ -22,8 +24,10 @@ from pathlib import Path
 import pytest
 
 from dockyard.providers.images import Tarball
+from tests.acme_server import Pebble, start_pebble
 from tests.agent.conftest import base_tarball, require_the_real_stack
-from tests.e2e.stage import Stage, Stages, shared_stages
+from tests.e2e.stage import TOKEN, ZONE, Stage, Stages, domain_settings, shared_stages
+from tests.e2e.tls import cloudflare_process
 
 __all__ = ["base_tarball"]
 HERE = Path(__file__).parent
@@ -32,10 +36,27 @@ ORDER = ["test_firewall_e2e", "test_agent_restart_e2e", "test_logs_e2e", "test_s
          "test_stateful_e2e", "test_node_loss_e2e", "test_domains_e2e"]
 
 
+@pytest.fixture(scope="package")
+def pebble() -> Iterator[Pebble]:
+    """HTTP-01 checked on port 80 of the address a name resolves to (by default the first
+    node)."""
+    with start_pebble(80, default_ipv4="10.235.0.2") as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def cloudflare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with cloudflare_process(tmp_path_factory.mktemp("cloudflare") / "state.json", ZONE,
+                            TOKEN) as base_url:
+        yield base_url
+
+
 @pytest.fixture(scope="package")  # down after the last end-to-end test
-def stages(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball) -> Iterator[Stages]:
+def stages(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball, pebble: Pebble,
+           cloudflare: str) -> Iterator[Stages]:
     require_the_real_stack()
-    with shared_stages(lambda: tmp_path_factory.mktemp("stage")) as shared:
+    with shared_stages(lambda: tmp_path_factory.mktemp("stage"),
+                       domain_settings(pebble, cloudflare)) as shared:
         yield shared
 
 

@@ -17,10 +17,12 @@ from typing import Any
 import httpx
 
 from dockyard.providers.cluster import Cluster, ClusterSettings, NodeRecord
+from tests.acme_server import Pebble
 from tests.live import bring_up, dockyard, ok, ok_json, start, stop
 
 API_TIMEOUT = httpx.Timeout(30.0, read=600.0)
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
+ZONE, TOKEN = "example.test", "cf-test-token"  # the fake Cloudflare's zone and token
 
 
 def tar_gz_of(directory: Path) -> bytes:
@@ -95,6 +97,14 @@ def cluster_env(root: Path) -> dict[str, str]:
             "DOCKYARD_CLUSTER_SUBNET": "10.235.0.0/24", "DOCKYARD_CLUSTER_REGISTRY_PORT": "5003"}
 
 
+def domain_settings(pebble: Pebble, cloudflare_url: str) -> dict[str, str]:
+    """A control plane whose certificates come from `pebble` and DNS from the fake
+    Cloudflare at `cloudflare_url`."""
+    return {"DOCKYARD_ACME_DIRECTORY_URL": pebble.directory_url,
+            "DOCKYARD_ACME_CA_BUNDLE": str(pebble.ca_bundle),
+            "DOCKYARD_CLOUDFLARE_API_URL": cloudflare_url}
+
+
 def first_node(stage: Stage) -> tuple[Cluster, NodeRecord]:
     """The cluster and the record of the stage's first node (to kill and start its agent)."""
     settings = {k.removeprefix("DOCKYARD_CLUSTER_").lower(): v
@@ -128,16 +138,17 @@ def staged(base: Path, settings: dict[str, str] | None = None
 
 class Stages:
     """At most one stage up at a time (they share the cluster's name, subnet and registry
-    port): the one last asked for, kept up while the next module asks for the same settings."""
+    port): the one last asked for, kept up while the next module asks for the same settings.
+    Every stage has the `defaults` too."""
 
-    def __init__(self, new_base: Callable[[], Path]) -> None:
-        self._new_base = new_base
+    def __init__(self, new_base: Callable[[], Path], defaults: dict[str, str]) -> None:
+        self._new_base, self._defaults = new_base, defaults
         self._settings: dict[str, str] | None = None
         self._up: Generator[Stage, None, None] | None = None
         self._stage: Stage | None = None
 
     def get(self, settings: dict[str, str] | None = None) -> Stage:
-        settings = settings or {}
+        settings = {**self._defaults, **(settings or {})}
         if self._stage is None or self._settings != settings:
             self.close()
             up = staged(self._new_base(), settings)
@@ -155,10 +166,11 @@ SHARED: list[Stages] = []
 
 
 @contextmanager
-def shared_stages(new_base: Callable[[], Path]) -> Iterator[Stages]:
+def shared_stages(new_base: Callable[[], Path], defaults: dict[str, str]
+                  ) -> Iterator[Stages]:
     """The stages the modules share, taken down by the end (or when a module brings up a
     stage of its own with `staged`)."""
-    stages = Stages(new_base)
+    stages = Stages(new_base, defaults)
     SHARED.append(stages)
     try:
         yield stages

@@ -9,7 +9,6 @@ and a record the user made is never touched."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,43 +16,15 @@ import httpx
 import pytest
 
 from dockyard.providers.cluster import Cluster
-from dockyard.providers.images import Tarball
-from tests.acme_server import Pebble, start_pebble
-from tests.agent.conftest import require_the_real_stack
-from tests.e2e.stage import EXAMPLE, Stage, first_node, staged
-from tests.e2e.tls import cloudflare_process, https_get, under_https_load
+from tests.acme_server import Pebble
+from tests.e2e.stage import EXAMPLE, TOKEN, ZONE, Stage, first_node
+from tests.e2e.tls import https_get, under_https_load
 from tests.live import dockyard, ok, ok_json, wait_until
 
 pytestmark = pytest.mark.slow
 NAME = "shop.example.test"
-ZONE = "example.test"
-TOKEN = "cf-test-token"
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def pebble() -> Iterator[Pebble]:
-    """HTTP-01 checked on port 80 of the address the name resolves to (a cluster node)."""
-    with start_pebble(80, default_ipv4="10.235.0.2") as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def cloudflare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with cloudflare_process(tmp_path_factory.mktemp("cloudflare") / "state.json", ZONE,
-                            TOKEN) as base_url:
-        yield base_url
-
-
-@pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball, pebble: Pebble,
-          cloudflare: str) -> Iterator[Stage]:
-    require_the_real_stack()
-    yield from staged(tmp_path_factory.mktemp("stage"), {
-        "DOCKYARD_ACME_DIRECTORY_URL": pebble.directory_url,
-        "DOCKYARD_ACME_CA_BUNDLE": str(pebble.ca_bundle),
-        "DOCKYARD_CLOUDFLARE_API_URL": cloudflare, "DOCKYARD_RECONCILE_SECONDS": "5"})
 
 
 @pytest.fixture(scope="module")
