@@ -34,7 +34,7 @@ from tests.agent.conftest import require_the_real_stack
 from tests.e2e.load import under_strict_load
 from tests.e2e.stage import EXAMPLE, SHARED, Stage, cluster_env
 from tests.e2e.tls import _answers
-from tests.fakes.droplet_hosts import HostsState
+from tests.fakes.droplet_hosts import DropletRecord, HostsState
 from tests.live import bring_up, dockyard, ok, ok_json, start, stop, wait_until
 
 pytestmark = pytest.mark.slow
@@ -167,14 +167,23 @@ def test_servers_come_from_the_snapshot_with_the_agent_their_script_installed(
         assert "deployed-via-api" in droplet["tags"]
         assert any(tag.startswith("dockyard-ws-") for tag in droplet["tags"])
         assert droplet["networks"]["v4"][0]["ip_address"] == server["ip"]
+    for server in servers:  # containers there cannot read the user-data (it holds the key)
+        rules = subprocess.run(
+            ["nsenter", f"--net=/var/run/netns/{host_of(server, cloud).namespace}", "iptables",
+             "-w", "-S", "DOCKER-USER"], capture_output=True, text=True, check=True).stdout
+        assert rules.count("169.254.169.254/32") == 2, rules
     snapshot_builds = [d for d in cloud.droplets() if d["id"] not in
                        {int(s["provider_id"]) for s in servers}]
     assert snapshot_builds == [], "the snapshot's build droplet was left behind"
 
 
-def containers_of(server: dict[str, Any], cloud: Cloud) -> set[str]:
+def host_of(server: dict[str, Any], cloud: Cloud) -> DropletRecord:
     state = HostsState.model_validate_json((cloud.root / "droplets" / "hosts.json").read_text())
-    client = docker.DockerClient(base_url=state.droplets[server["provider_id"]].docker.host)
+    return state.droplets[server["provider_id"]]
+
+
+def containers_of(server: dict[str, Any], cloud: Cloud) -> set[str]:
+    client = docker.DockerClient(base_url=host_of(server, cloud).docker.host)
     try:
         return {str(c.id) for c in client.containers.list()}
     finally:
