@@ -13,8 +13,9 @@ each leaves the nodes' agents, Docker and nginx running.
 
 The modules run in ORDER: a module under load leaves the log pipeline a backlog that held up
 the next module's logs past its timeouts (seen when the stage was first shared), so those
-that read `dockyard logs` come first, the ones that put the nodes under load last. A module
-not named here runs after them."""
+that read `dockyard logs` come first, the ones that put the nodes under load last, and the
+domains module at the very end (it removes a server from the inventory). A module not named
+here runs after them: give it a place before the domains module if it uses the stage."""
 
 from __future__ import annotations
 
