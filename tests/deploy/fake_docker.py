@@ -36,7 +36,8 @@ class _App(ThreadingHTTPServer):
     def __init__(self, port: int, answer: str) -> None:
         super().__init__(("127.0.0.1", port), _Answer)
         self.answer = answer.encode()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        # shutdown() waits for the loop to look again: every 0.5 s by default
+        threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True).start()
 
     def stop(self) -> None:
         self.shutdown()
