@@ -37,7 +37,7 @@ class _App(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Answer)
         self.answer = answer.encode()
         # shutdown() waits for the loop to look again: every 0.5 s by default
-        threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True).start()
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
 
     def stop(self) -> None:
         self.shutdown()
