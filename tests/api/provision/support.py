@@ -14,6 +14,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from typing import Any
 import httpx
 import yaml  # type: ignore[import-untyped]
 
+from dockyard.agent.nginx import NginxLayout
+from dockyard.agent.proxy import Nginx
+from tests.agent.conftest import stop_and_wait
 from tests.api.test_deploys import closed_port
 
 Json = dict[str, Any]
@@ -92,10 +96,18 @@ class Droplets:
             stderr=subprocess.STDOUT))
 
     def stop(self) -> None:
+        """The agents, then the nginx pairs they started (their children outlive them, as
+        on a server)."""
         for process in self.processes:
             process.terminate()
         for process in self.processes:
             process.wait(timeout=15)
+        for agent_env in self.root.glob("*/etc/dockyard/agent.env"):
+            home = agent_env.parents[2]
+            pair = Nginx(NginxLayout(home / "var/lib/dockyard-agent/nginx"))
+            if pair.running_pids():
+                stop_and_wait(pair)
+            shutil.rmtree(pair.layout.runtime, ignore_errors=True)
 
 
 def done_reporter(api: httpx.AsyncClient, loop: asyncio.AbstractEventLoop
