@@ -47,6 +47,8 @@ def live_env(base: Path, port: int) -> dict[str, str]:
         # Nothing outside is reachable from tests: a closed local port fails a call at once.
         "DOCKYARD_CLOUDFLARE_API_URL": "http://127.0.0.1:9/client/v4",
         "DOCKYARD_ACME_DIRECTORY_URL": "https://127.0.0.1:9/directory",
+        "DOCKYARD_DIGITALOCEAN_API_URL": "http://127.0.0.1:9",
+        "DOCKYARD_DIGITALOCEAN_RETRY_SECONDS": "0",
     }
 
 

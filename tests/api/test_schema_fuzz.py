@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
+from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -17,6 +19,11 @@ from dockyard.api.routes.deploys import ARCHIVE_TYPES
 from dockyard.kernel.settings import Settings
 from tests.live import ADMIN_PASSWORD, bring_up, start, stop
 
+# The server's HTTP parser (h11) takes a request head of at most 16 KiB: past it, it answers 400
+# and closes while the client may still be writing, which the client sees as a reset. Nginx in
+# front answers such requests 414 before they reach the API.
+MAX_HEAD_BYTES = 16 * 1024
+DIGITALOCEAN_READS = ("/infra/sizes", "/infra/regions", "/infra/droplets")
 FAST_HASHING = {"DOCKYARD_PASSWORD_TIME_COST": "1", "DOCKYARD_PASSWORD_MEMORY_KIB": "64"}
 
 
@@ -75,7 +82,12 @@ def _unexpressible(case: Any) -> list[Any]:
     env_patch = case.method == "PATCH" and case.path.endswith("/env")
     new_domain = case.method == "POST" and case.path.endswith("/domains")
     unexpressible = case.media_type in ARCHIVE_TYPES or env_patch or new_domain
-    return [positive_data_acceptance] if unexpressible else []
+    excluded = [positive_data_acceptance] if unexpressible else []
+    # DigitalOcean is out of reach here (a closed local port): a call that reaches it with a
+    # stored credential rightly answers 502, which says so (tests/api/provision uses the fake).
+    if case.method == "GET" and case.path.removeprefix("/api/v1").startswith(DIGITALOCEAN_READS):
+        excluded.append(not_a_server_error)
+    return excluded
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), _cases())
@@ -91,6 +103,14 @@ def test_api_never_errors_and_keeps_its_schema(
     @settings(max_examples=25, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate])
     def check(case: Any) -> None:
+        assume(head_size(case) < MAX_HEAD_BYTES)
         case.call_and_validate(headers=headers, excluded_checks=_unexpressible(case))
 
     check()
+
+
+def head_size(case: Any) -> int:
+    """About how many bytes the request line and headers of `case` take."""
+    query = urlencode(case.query or {}, doseq=True)
+    headers = sum(len(str(k)) + len(str(v)) + 4 for k, v in (case.headers or {}).items())
+    return len(case.formatted_path) + len(query) + headers
