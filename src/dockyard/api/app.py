@@ -21,9 +21,12 @@ from dockyard.api.routes import (
     deploys,
     domains,
     env,
+    git,
     history,
+    hooks,
     invitations,
     logs,
+    previews,
     processes,
     projects,
     provision,
@@ -44,7 +47,8 @@ from dockyard.models.schemas import Health
 
 API_PREFIX = "/api/v1"
 ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
-           deploys, logs, processes, stateful, backups, domains, provision, upgrades)
+           deploys, logs, processes, stateful, backups, domains, provision, upgrades,
+           hooks, previews)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 SHUTDOWN_WAIT_SECONDS = 30.0
 
@@ -83,6 +87,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(metrics_routes.router)  # at /metrics/requests, as PRODUCT.md names it
+    app.include_router(git.router)  # at /git: a remote for git, not part of the JSON API
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"], name="healthz")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        streamed={DEPLOY_PATH: settings.max_archive_bytes})

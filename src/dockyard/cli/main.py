@@ -15,12 +15,15 @@ from dockyard.cli import (
     deploy,
     domains,
     drain,
+    git,
     images,
     install,
     logs,
     people,
+    previews,
     processes,
     provision,
+    repo_links,
     resources,
     server,
     upgrade,
@@ -71,6 +74,7 @@ resources.servers.command("drain")(drain.servers_drain)
 resources.servers.command("undrain")(drain.servers_undrain)
 provision.register(resources.servers, app)
 upgrade.register(resources.servers)
+repo_links.register(git.app)
 for name, group in (
     ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
     ("servers", resources.servers), ("credentials", resources.credentials),
@@ -78,7 +82,7 @@ for name, group in (
     ("invitations", people.invitations), ("members", people.members),
     ("sessions", people.sessions), ("account", people.account),
     ("cluster", cluster.app), ("images", images.app), ("backups", backups.app),
-    ("domains", domains.app),
+    ("domains", domains.app), ("git", git.app), ("previews", previews.app),
 ):
     app.add_typer(group, name=name)
 

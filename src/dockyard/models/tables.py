@@ -108,6 +108,8 @@ class Project(IdMixin, TimestampMixin, Base):
     workspace_id: Mapped[str] = _fk("workspaces.id")
     name: Mapped[str] = mapped_column(String(63))
     description: Mapped[str] = mapped_column(String(500), default="")
+    # How many preview environments (one per open pull request) the project may run at once.
+    preview_limit: Mapped[int] = mapped_column(Integer, default=3, server_default=text("3"))
 
 
 class Service(IdMixin, TimestampMixin, Base):
@@ -119,6 +121,52 @@ class Service(IdMixin, TimestampMixin, Base):
     kind: Mapped[ServiceKind] = mapped_column(_enum(ServiceKind))
     image: Mapped[str | None] = mapped_column(String(512), default=None)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # A preview environment: the app it previews and the pull request it runs.
+    preview_of: Mapped[str | None] = _fk("services.id", nullable=True)
+    preview_number: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class RepoLink(IdMixin, TimestampMixin, Base):
+    """A service linked to a forge repository and branch: pushes there deploy it (verified by
+    the link's webhook secret), and with previews on, each pull request gets its own copy."""
+
+    __tablename__ = "repo_links"
+    __audit_hidden__ = frozenset({"secret_ciphertext", "credential_ciphertext"})
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    service_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("services.id", ondelete="CASCADE"), unique=True)
+    # Who linked it: webhook deployments act as this member, with their role of today.
+    user_id: Mapped[str] = _fk("users.id")
+    repo_url: Mapped[str] = mapped_column(String(1000))
+    # The URL's comparable form (host/path, lowercase, no scheme, user or .git) for lookup.
+    repo_key: Mapped[str] = mapped_column(String(1000), index=True)
+    branch: Mapped[str] = mapped_column(String(255), default="main")
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
+    # none | token | deploy_key; the token or private key itself, encrypted.
+    credential_kind: Mapped[str] = mapped_column(String(20), default="none")
+    credential_ciphertext: Mapped[str] = mapped_column(Text, default="")
+    previews: Mapped[bool] = mapped_column(default=False)
+    # Cloudflare credential that gets each preview's DNS record ("" = no DNS record).
+    preview_dns_credential: Mapped[str] = mapped_column(String(63), default="")
+
+
+class HookDelivery(IdMixin, TimestampMixin, Base):
+    """One verified webhook delivery and what came of it. Redeliveries share `delivery_id`."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (UniqueConstraint("link_id", "delivery_id"),)
+    workspace_id: Mapped[str] = _fk("workspaces.id")
+    link_id: Mapped[str] = _fk("repo_links.id")
+    provider: Mapped[str] = mapped_column(String(20))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(40))  # push | pull_request | ping | other
+    ref: Mapped[str] = mapped_column(String(255), default="")
+    commit: Mapped[str] = mapped_column(String(64), default="")
+    pull_request: Mapped[int | None] = mapped_column(Integer, default=None)
+    # deployed | ignored | refused | removed | failed
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    deployment_id: Mapped[str | None] = _fk("deployments.id", nullable=True, cascade=False)
 
 
 class Server(IdMixin, TimestampMixin, Base):
