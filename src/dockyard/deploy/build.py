@@ -53,11 +53,13 @@ async def build_release(run: Run) -> None:
 async def _checkout(run: Run, source: FromArchive | FromGit) -> Path:
     if isinstance(source, FromArchive):
         return Path(source.path)
-    await run.enter(Phase.FETCH, f"fetching {source.url} {source.ref or 'HEAD'}")
+    wanted = f" commit {source.commit}" if source.commit else ""
+    await run.enter(Phase.FETCH, f"fetching {source.url} {source.ref or 'HEAD'}{wanted}")
     dest = work_dir(run) / "git"
     await to_thread.run_sync(shutil.rmtree, dest, True)
     dest.mkdir(parents=True)
-    commit = await to_thread.run_sync(sources.fetch_git, source.url, source.ref, dest)
+    commit = await to_thread.run_sync(lambda: sources.fetch_git(
+        source.url, source.ref, dest, commit=source.commit, credential=run.git_credential))
     await run.emit("log", f"checked out commit {commit}", commit=commit)
     return dest
 

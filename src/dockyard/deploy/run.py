@@ -15,6 +15,7 @@ from dockyard.agent.models import ImageRef
 from dockyard.agent.patience import AgentAway, Patience, Waiting
 from dockyard.deploy.events import EventLog
 from dockyard.deploy.plan import parse_image
+from dockyard.deploy.sources import GitCredential
 from dockyard.kernel.db import Database
 from dockyard.kernel.errors import DockyardError
 from dockyard.kernel.settings import Settings
@@ -73,6 +74,7 @@ class Run:
     plan: DeploymentPlan
     env: dict[str, str]
     targets: list[Target]
+    git_credential: GitCredential | None = None  # a repository link's, for the fetch only
     phase: Phase = Phase.START
     progress: Progress = field(default_factory=Progress)
     aborted: asyncio.Event = field(default_factory=asyncio.Event)

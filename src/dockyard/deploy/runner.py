@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent import process
-from dockyard.deploy import engine
+from dockyard.deploy import engine, sources
 from dockyard.deploy.events import EventLog
 from dockyard.deploy.run import Connect, Run, Target
 from dockyard.kernel.db import Database
@@ -108,11 +108,14 @@ class DeployRunner:
             for target in targets:
                 await target.client.aclose()
             raise
+        plan = DeploymentPlan.from_row(row)
+        credential = await self.db.read(
+            lambda s: sources.link_credential(s, self.box, plan.source))
         run = Run(
             db=self.db, settings=self.settings, log=self.events, deployment_id=row.id,
-            workspace=names[0], project=names[1], service=names[2],
-            plan=DeploymentPlan.from_row(row),
+            workspace=names[0], project=names[1], service=names[2], plan=plan,
             env=json.loads(self.box.decrypt(row.env_ciphertext)), targets=targets,
+            git_credential=credential,
             phase=Phase(row.phase), progress=Progress.from_column(row.progress),
         )
         run.wait_for_agents()

@@ -6,24 +6,34 @@ git sees them, image references before Docker does.
 """
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent import process
 from dockyard.agent.models import ImageRef
 from dockyard.deploy import dockerignore
 from dockyard.deploy.dockerfile import BUILD_CONFIG
 from dockyard.kernel.errors import DockyardError, InvalidInput
+from dockyard.kernel.security import SecretBox
+from dockyard.models.deployment_plan import FromGit, Origin
 from dockyard.models.fields import GIT_REF, GIT_URL_HELP, IMAGE_REF, is_git_url
+from dockyard.models.tables import RepoLink
 
 # Never wait for a person: no credential prompt, no ssh host-key or passphrase question.
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
@@ -60,21 +70,26 @@ def git_init_argv(dest: Path) -> list[str]:
     return ["git", "init", "--quiet", "--", str(dest)]
 
 
-def git_fetch_argv(dest: Path, url: str, ref: str | None) -> list[str]:
-    return ["git", "-C", str(dest), "fetch", "--depth", "1", "--", url, ref or "HEAD"]
+def git_fetch_argv(dest: Path, url: str, ref: str | None, depth: int = 1) -> list[str]:
+    return ["git", "-C", str(dest), "fetch", "--depth", str(depth), "--", url, ref or "HEAD"]
 
 
-def git_checkout_argv(dest: Path) -> list[str]:
-    return ["git", "-C", str(dest), "checkout", "--detach", "FETCH_HEAD"]
+def git_checkout_argv(dest: Path, what: str = "FETCH_HEAD") -> list[str]:
+    return ["git", "-C", str(dest), "checkout", "--detach", what]
+
+
+def git_resolve_argv(dest: Path, commit: str) -> list[str]:
+    return ["git", "-C", str(dest), "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"]
 
 
 def git_rev_parse_argv(dest: Path) -> list[str]:
     return ["git", "-C", str(dest), "rev-parse", "HEAD"]
 
 
-def _git(argv: list[str], failure: str, url: str, timeout: float) -> str:
+def _git(argv: list[str], failure: str, url: str, timeout: float,
+         auth: dict[str, str] | None = None) -> str:
     try:
-        result = process.run(argv, timeout=timeout, env={**os.environ, **GIT_ENV})
+        result = process.run(argv, timeout=timeout, env={**os.environ, **GIT_ENV, **(auth or {})})
     except subprocess.TimeoutExpired as error:
         raise GitFailed(f"{failure}: git took longer than {timeout:.0f} s") from error
     if not result.ok:
@@ -88,20 +103,122 @@ def _reason(output: str) -> str:
     return next((line for line in lines if line.startswith(("fatal:", "error:"))), lines[-1])
 
 
-def fetch_git(url: str, ref: str | None, dest: Path, timeout: float = 300) -> str:
-    """Shallow-fetch `ref` (default: the remote HEAD) into `dest` and check it out; returns the
-    commit sha. `.git` is removed afterwards so it never reaches a build."""
+COMMIT = r"[0-9a-f]{7,40}"
+# How far back a branch is fetched to find a commit given by a prefix (Bitbucket's short sha).
+PREFIX_DEPTH = 50
+
+
+def validate_commit(commit: str) -> str:
+    if not re.fullmatch(COMMIT, commit):
+        raise InvalidInput(f"{commit!r} is not a commit; use 7 to 40 lowercase hex digits")
+    return commit
+
+
+@dataclass(frozen=True)
+class GitCredential:
+    """A repository link's credential for one fetch: an HTTPS token (`user:token`, or a bare
+    token sent as user `x-access-token`) or an SSH deploy key's private key text."""
+
+    kind: Literal["token", "deploy_key"]
+    secret: str
+
+
+async def link_credential(s: AsyncSession, box: SecretBox, source: Origin
+                          ) -> GitCredential | None:
+    """The credential of the repository link a git source names, decrypted for its fetch."""
+    if not isinstance(source, FromGit) or source.link_id is None:
+        return None
+    link = await s.get(RepoLink, source.link_id)
+    if link is None or link.credential_kind not in ("token", "deploy_key"):
+        return None
+    kind: Literal["token", "deploy_key"] = link.credential_kind  # type: ignore[assignment]
+    return GitCredential(kind, box.decrypt(link.credential_ciphertext))
+
+
+def token_env(token: str) -> dict[str, str]:
+    """git configuration, by environment (never argv), sending the token as Basic auth."""
+    user, colon, password = token.partition(":")
+    pair = f"{user}:{password}" if colon else f"x-access-token:{token}"
+    header = "Authorization: Basic " + base64.b64encode(pair.encode()).decode()
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            "GIT_CONFIG_VALUE_0": header}
+
+
+def ssh_key_env(key_file: Path) -> dict[str, str]:
+    return {"GIT_SSH_COMMAND": f"ssh -i {shlex.quote(str(key_file))} -o IdentitiesOnly=yes "
+                               "-o BatchMode=yes -o StrictHostKeyChecking=accept-new"}
+
+
+@contextmanager
+def credential_env(credential: GitCredential | None) -> Iterator[dict[str, str]]:
+    """The environment that gives git the credential; a deploy key lives in a mode-600 file
+    only while git runs."""
+    if credential is None or credential.kind == "token":
+        yield token_env(credential.secret) if credential else {}
+        return
+    with tempfile.TemporaryDirectory(prefix="dockyard-key-") as directory:
+        key_file = Path(directory) / "key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(credential.secret.strip() + "\n")
+        yield ssh_key_env(key_file)
+
+
+def fetch_git(url: str, ref: str | None, dest: Path, timeout: float = 300,
+              commit: str | None = None, credential: GitCredential | None = None) -> str:
+    """Shallow-fetch `ref` (default: the remote HEAD), or exactly `commit` reached from it,
+    into `dest` and check it out; returns the commit sha. `.git` is removed afterwards so it
+    never reaches a build."""
     validate_git_url(url)
     if ref is not None:
         validate_git_ref(ref)
-    where = f"ref {ref or 'HEAD'!r} from {redact_url(url)}"
+    if commit is not None:
+        validate_commit(commit)
     _git(git_init_argv(dest), "git could not create a repository", url, timeout)
-    _git(git_fetch_argv(dest, url, ref), f"git could not fetch {where}", url, timeout)
-    _git(git_checkout_argv(dest), f"git could not check out {where}", url, timeout)
-    sha = _git(git_rev_parse_argv(dest), f"git could not read the commit of {where}", url,
-               timeout)
+    with credential_env(credential) as auth:
+        fetch = _Fetch(url, ref, dest, timeout, auth)
+        sha = fetch.of_ref() if commit is None else fetch.of_commit(commit)
     shutil.rmtree(dest / ".git")
     return sha
+
+
+@dataclass(frozen=True)
+class _Fetch:
+    url: str
+    ref: str | None
+    dest: Path
+    timeout: float
+    auth: dict[str, str]
+
+    def git(self, argv: list[str], failure: str) -> str:
+        return _git(argv, failure, self.url, self.timeout, self.auth)
+
+    def where(self, what: str | None = None) -> str:
+        return f"{what or self.named} from {redact_url(self.url)}"
+
+    @property
+    def named(self) -> str:
+        return f"ref {self.ref or 'HEAD'!r}"
+
+    def of_ref(self) -> str:
+        self.git(git_fetch_argv(self.dest, self.url, self.ref),
+                 f"git could not fetch {self.where()}")
+        self.git(git_checkout_argv(self.dest), f"git could not check out {self.where()}")
+        return self.git(git_rev_parse_argv(self.dest),
+                        f"git could not read the commit of {self.where()}")
+
+    def of_commit(self, commit: str) -> str:
+        """The commit by its full sha when the server allows it, else found on the ref."""
+        try:
+            if len(commit) < 40:
+                raise GitFailed("a prefix cannot be fetched by itself")
+            self.git(git_fetch_argv(self.dest, self.url, commit), "")
+        except GitFailed:
+            self.git(git_fetch_argv(self.dest, self.url, self.ref, PREFIX_DEPTH),
+                     f"git could not fetch {self.where()}")
+        where = self.where(f"commit {commit} of {self.named}")
+        sha = self.git(git_resolve_argv(self.dest, commit), f"git could not find {where}")
+        self.git(git_checkout_argv(self.dest, sha), f"git could not check out {where}")
+        return sha
 
 
 # Images.

@@ -34,9 +34,14 @@ class FromArchive(_Record):
 
 
 class FromGit(_Record):
+    """A git ref, or exactly `commit` (a webhook's, fetched from `ref`). `link_id`: the
+    repository link whose credential the fetch uses; the credential itself is never here."""
+
     kind: Literal["git"] = "git"
     url: str
     ref: str | None = None
+    commit: str | None = None
+    link_id: str | None = None
 
 
 class FromImage(_Record):
