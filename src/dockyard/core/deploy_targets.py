@@ -87,8 +87,17 @@ async def _path_of(s: AsyncSession, service: Service) -> str:
     return f"{(await s.get_one(Project, service.project_id)).name}/{service.name}"
 
 
+def preview_host(number: int, service: str, project: str, apps_domain: str) -> str:
+    """A preview environment's own name: `pr-N.` before its main service's default host."""
+    return f"pr-{number}.{plan.default_host(project, service, apps_domain)}"
+
+
 async def hosts_of(p: Platform, s: AsyncSession, service: Service, project: str) -> list[str]:
     default = plan.default_host(project, service.name, p.settings.apps_domain)
+    if service.preview_of is not None and service.preview_number is not None:
+        main = await s.get_one(Service, service.preview_of)
+        default = preview_host(service.preview_number, main.name, project,
+                               p.settings.apps_domain)
     domains = await s.scalars(select(Domain.hostname).where(Domain.service_id == service.id))
     return [default, *sorted(domains)]
 

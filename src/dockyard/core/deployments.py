@@ -253,9 +253,12 @@ async def _env(p: Platform, s: AsyncSession, service: Service) -> dict[str, str]
 
 async def _injected(p: Platform, s: AsyncSession, service: Service) -> injection.Injection:
     """Today's environment of an app: its variables plus its project's stateful services."""
+    from dockyard.core.preview_access import read_only_links
     from dockyard.core.stateful import project_links  # core.stateful redeploys through here
 
     links = await project_links(p, s, service.project_id)
+    if service.preview_of is not None:  # a pull request's preview only reads them
+        links = read_only_links(links, service.id)
     return injection.injected_env(links, await _env(p, s, service))
 
 

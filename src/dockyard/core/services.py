@@ -5,10 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.core import preview_access, teardown
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.deploy_targets import hosts_of
 from dockyard.core.lookup import project_named, refuse_with_domains, service_named
 from dockyard.core.platform import Platform
+from dockyard.deploy.run import Connect
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict, InvalidInput
 from dockyard.models.enums import ServiceKind
@@ -85,8 +87,11 @@ async def update_service(
     return await p.db.write(tx, info=actor.audit_info)
 
 
-async def delete_service(p: Platform, actor: Actor, project: str, name: str) -> None:
-    async def tx(s: AsyncSession) -> None:
+async def delete_service(p: Platform, connect: Connect, actor: Actor, project: str, name: str
+                         ) -> list[teardown.Removed]:
+    """An app is taken off every server (containers, site, images, certificates) before its
+    row goes; what each server no longer has is returned."""
+    async def check(s: AsyncSession) -> tuple[str, teardown.Target]:
         service = await service_named(s, actor, project, name)
         actor.require(Permission.DELETE)
         if service.kind is not ServiceKind.APP:
@@ -94,6 +99,28 @@ async def delete_service(p: Platform, actor: Actor, project: str, name: str) -> 
                                f"delete {name} --confirm {name}` (DELETE /projects/{project}/"
                                f"stateful/{name}?confirm={name}), which takes a final backup")
         await refuse_with_domains(s, [service.id], f"{project}/{name}")
+        await _refuse_with_previews(s, service, project)
+        return service.id, await teardown.target_of(p, s, service)
+
+    service_id, target = await p.db.read(check)
+    removed = await teardown.take_down(connect, target)
+    teardown.require_placed_done(removed, target)
+    await preview_access.revoke(p, connect, project, service_id)  # a preview's, if any
+    await p.db.write(lambda s: forget_service(s, service_id), info=actor.audit_info)
+    return removed
+
+
+async def forget_service(s: AsyncSession, service_id: str) -> None:
+    """Delete the service's row (and, recorded, the rows that go with it); gone is fine."""
+    service = await s.get(Service, service_id)
+    if service is not None:
         await delete_recorded(s, service)
 
-    await p.db.write(tx, info=actor.audit_info)
+
+async def _refuse_with_previews(s: AsyncSession, service: Service, project: str) -> None:
+    previews = list(await s.scalars(select(Service.name).where(
+        Service.preview_of == service.id).order_by(Service.name)))
+    if previews:
+        raise Conflict(f"{project}/{service.name} has preview environments "
+                       f"({', '.join(previews)}); delete them first (`dockyard services "
+                       f"delete {previews[0]} -p {project}`)")

@@ -116,12 +116,15 @@ class ProjectCreate(Input):
 class ProjectUpdate(Input):
     name: Name | None = None
     description: MultiLine | None = None
+    preview_limit: int | None = Field(default=None, ge=0, le=50, description=(
+        "How many preview environments (one per open pull request) may run at once."))
 
 
 class ProjectPublic(Output):
     id: str
     name: str
     description: str
+    preview_limit: int
     created_at: datetime
     updated_at: datetime
 
@@ -300,3 +303,17 @@ class Health(Output):
 
 class ErrorBody(Output):
     detail: Any
+
+
+class PreviewPublic(Output):
+    """A pull request's preview environment and its latest deployment."""
+
+    service: str
+    of: str = Field(description="The app it previews.")
+    pull_request: int
+    host: str
+    url: str
+    commit: str = Field(description="The head commit of its latest deployment.")
+    status: str = Field(description="Its latest deployment's status ('none' before one).")
+    deployment_id: str | None
+    created_at: datetime

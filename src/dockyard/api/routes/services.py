@@ -2,6 +2,7 @@ from fastapi import APIRouter
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
+from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
 from dockyard.core import services
 from dockyard.models.schemas import ServiceCreate, ServicePublic, ServiceUpdate
@@ -40,8 +41,10 @@ async def update_service(
     return await services.update_service(platform, actor, project, service, body)
 
 
-@router.delete("/{service}", status_code=204, summary="Delete a service")
+@router.delete("/{service}", status_code=204,
+               summary="Delete an app service: taken off every server, then forgotten")
 async def delete_service(
-    project: ProjectName, service: ServiceName, platform: PlatformDep, actor: ActorDep
+    project: ProjectName, service: ServiceName, platform: PlatformDep, actor: ActorDep,
+    runner: RunnerDep,
 ) -> None:
-    await services.delete_service(platform, actor, project, service)
+    await services.delete_service(platform, runner.connect, actor, project, service)

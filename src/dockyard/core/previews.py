@@ -1,0 +1,222 @@
+"""Preview environments: each pull request of a linked repository gets its own copy of the
+app, `{service}-pr-{n}` in the same project, at `pr-{n}.{service}.{project}.{apps_domain}`,
+on the main service's servers, with the main service's config and variables (copied when it
+is created) and read-only access to the project's stateful services. Each new head deploys
+it again; closing the pull request takes it off its servers and forgets it. The main
+service's release is never touched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dockyard.core import preview_access, teardown
+from dockyard.core.authz import Actor, Permission
+from dockyard.core.credentials import provider_token
+from dockyard.core.deploy_targets import preview_host
+from dockyard.core.dns import DnsFor, default_dns_for
+from dockyard.core.hook_deploys import acting_as, deploy_commit
+from dockyard.core.lookup import project_named
+from dockyard.core.platform import Platform
+from dockyard.core.services import forget_service
+from dockyard.deploy.run import Connect
+from dockyard.deploy.runner import DeployRunner
+from dockyard.kernel.errors import DockyardError
+from dockyard.models.deployment_plan import DeploymentPlan, FromGit
+from dockyard.models.enums import ServiceKind
+from dockyard.models.hooks import HookOutcome, LinkInfo, PullRequestEvent
+from dockyard.models.schemas import PreviewPublic
+from dockyard.models.tables import (
+    Deployment,
+    EnvVar,
+    Placement,
+    Project,
+    Server,
+    Service,
+)
+
+MAX_NAME = 63
+
+
+class PreviewRefused(DockyardError):
+    status_code = 409
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A preview service as the steps after its transaction need it."""
+
+    id: str
+    name: str
+    host: str
+    addresses: list[str]
+
+
+async def on_pull_request(p: Platform, runner: DeployRunner, link: LinkInfo,
+                          event: PullRequestEvent, dns_for: DnsFor | None = None
+                          ) -> HookOutcome:
+    """opened/updated: create or update the preview and deploy the head; closed: remove it."""
+    dns_for = dns_for or default_dns_for(p.settings)
+    if event.action == "closed":
+        return await close_preview(p, runner.connect, link, event.number, dns_for)
+    try:
+        refuse_unless_allowed(link, event)
+        actor = await acting_as(p, link)
+        preview = await p.db.write(lambda s: _ensure(p, s, link, event.number),
+                                   info=actor.audit_info)
+        await preview_access.grant(p, runner.connect, link.project, preview.id)
+        await _put_dns(p, link, preview, dns_for)
+        started = await deploy_commit(p, runner, link, link.project, preview.name,
+                                      event.head_commit, event.head_branch)
+    except DockyardError as exc:
+        return HookOutcome("refused", exc.message)
+    return HookOutcome("deployed", f"preview {link.project}/{preview.name} deploys "
+                       f"{event.head_commit[:12]} at http://{preview.host}/", started)
+
+
+def refuse_unless_allowed(link: LinkInfo, event: PullRequestEvent) -> None:
+    if not link.previews:
+        raise PreviewRefused(f"previews are off for {link.project}/{link.service}; turn them "
+                             "on in its repository link")
+    if event.from_fork:
+        raise PreviewRefused(f"pull request #{event.number} comes from a fork: previews run "
+                             "only branches of the linked repository")
+
+
+async def _ensure(p: Platform, s: AsyncSession, link: LinkInfo, number: int) -> Preview:
+    main = await s.get_one(Service, link.service_id)
+    found = await _preview_of(s, main.id, number)
+    if found is None:
+        found = await _create(s, main, number, link)
+    return await _described(p, s, found, link.project)
+
+
+async def _preview_of(s: AsyncSession, main_id: str, number: int) -> Service | None:
+    return await s.scalar(select(Service).where(
+        Service.preview_of == main_id, Service.preview_number == number))
+
+
+async def _create(s: AsyncSession, main: Service, number: int, link: LinkInfo) -> Service:
+    name = f"{main.name}-pr-{number}"
+    if len(name) > MAX_NAME:
+        raise PreviewRefused(f"the preview's name {name} is longer than {MAX_NAME} "
+                             f"characters; rename {main.name} to a shorter name")
+    await _within_limit(s, main.project_id, link.project)
+    if await s.scalar(select(Service.id).where(Service.project_id == main.project_id,
+                                               Service.name == name)):
+        raise PreviewRefused(f"{link.project}/{name} already exists and is not the preview "
+                             f"of pull request #{number}; rename or delete it")
+    preview = Service(workspace_id=main.workspace_id, project_id=main.project_id, name=name,
+                      kind=ServiceKind.APP, config=dict(main.config), preview_of=main.id,
+                      preview_number=number)
+    s.add(preview)
+    await s.flush()
+    await _copy_rows(s, main, preview)
+    return preview
+
+
+async def _within_limit(s: AsyncSession, project_id: str, project: str) -> None:
+    limit = (await s.get_one(Project, project_id)).preview_limit
+    open_ = list(await s.scalars(select(Service.name).where(
+        Service.project_id == project_id, Service.preview_of.is_not(None))
+        .order_by(Service.name)))
+    if len(open_) >= limit:
+        raise PreviewRefused(
+            f"project {project} is at its limit of {limit} preview environment(s) (open: "
+            f"{', '.join(open_) or 'none'}); close a pull request or raise the limit with "
+            f"`dockyard previews limit -p {project} N`")
+
+
+async def _copy_rows(s: AsyncSession, main: Service, preview: Service) -> None:
+    """The main service's variables, and its servers as the preview's placements."""
+    for var in await s.scalars(select(EnvVar).where(EnvVar.service_id == main.id)):
+        s.add(EnvVar(workspace_id=var.workspace_id, service_id=preview.id, key=var.key,
+                     value_ciphertext=var.value_ciphertext, is_secret=var.is_secret))
+    for placed in await s.scalars(select(Placement).where(Placement.service_id == main.id)):
+        s.add(Placement(workspace_id=placed.workspace_id, service_id=preview.id,
+                        server_id=placed.server_id))
+    await s.flush()
+
+
+async def _described(p: Platform, s: AsyncSession, preview: Service, project: str) -> Preview:
+    main = await s.get_one(Service, preview.preview_of)
+    assert preview.preview_number is not None
+    host = preview_host(preview.preview_number, main.name, project, p.settings.apps_domain)
+    addresses = await s.scalars(select(Server.ip).join(
+        Placement, Placement.server_id == Server.id).where(
+        Placement.service_id == preview.id, Server.ip != ""))
+    return Preview(preview.id, preview.name, host, sorted(set(addresses)))
+
+
+async def _put_dns(p: Platform, link: LinkInfo, preview: Preview, dns_for: DnsFor) -> None:
+    if link.preview_dns_credential and preview.addresses:
+        token = await provider_token(p, link.workspace_id, link.preview_dns_credential)
+        async with dns_for(token) as dns:
+            await dns.sync_records(preview.host, preview.addresses, False)
+
+
+async def close_preview(p: Platform, connect: Connect, link: LinkInfo, number: int,
+                        dns_for: DnsFor) -> HookOutcome:
+    """Off its servers, its read-only access and DNS record gone, then its row."""
+    async def read(s: AsyncSession) -> tuple[Preview, teardown.Target] | None:
+        found = await _preview_of(s, link.service_id, number)
+        if found is None:
+            return None
+        return (await _described(p, s, found, link.project),
+                await teardown.target_of(p, s, found))
+
+    try:
+        read_ = await p.db.read(read)
+        if read_ is None:
+            return HookOutcome("ignored", f"pull request #{number} has no preview")
+        preview, target = read_
+        removed = await teardown.take_down(connect, target)
+        teardown.require_placed_done(removed, target)
+        await preview_access.revoke(p, connect, link.project, preview.id)
+        await _remove_dns(p, link, preview, dns_for)
+        actor = await acting_as(p, link)
+        await p.db.write(lambda s: forget_service(s, preview.id), info=actor.audit_info)
+    except DockyardError as exc:
+        return HookOutcome("failed", exc.message)
+    return HookOutcome("removed", f"preview {link.project}/{preview.name} removed from "
+                       f"{len(removed)} server(s)")
+
+
+async def _remove_dns(p: Platform, link: LinkInfo, preview: Preview, dns_for: DnsFor) -> None:
+    if link.preview_dns_credential:
+        token = await provider_token(p, link.workspace_id, link.preview_dns_credential)
+        async with dns_for(token) as dns:
+            await dns.remove_records(preview.host)
+
+
+async def list_previews(p: Platform, actor: Actor, project: str) -> list[PreviewPublic]:
+    async def tx(s: AsyncSession) -> list[PreviewPublic]:
+        actor.require(Permission.READ)
+        found = await project_named(s, actor, project)
+        rows = await s.scalars(select(Service).where(
+            Service.project_id == found.id, Service.preview_of.is_not(None))
+            .order_by(Service.preview_number))
+        return [await _public(p, s, row, project) for row in rows]
+
+    return await p.db.read(tx)
+
+
+async def _public(p: Platform, s: AsyncSession, row: Service, project: str) -> PreviewPublic:
+    described = await _described(p, s, row, project)
+    main = await s.get_one(Service, row.preview_of)
+    last = await s.scalar(select(Deployment).where(Deployment.service_id == row.id)
+                          .order_by(Deployment.created_at.desc()).limit(1))
+    return PreviewPublic(
+        service=row.name, of=main.name, pull_request=row.preview_number or 0,
+        host=described.host, url=f"http://{described.host}/",
+        commit=_commit_of(last), status=last.status.value if last else "none",
+        deployment_id=last.id if last else None, created_at=row.created_at)
+
+
+def _commit_of(row: Deployment | None) -> str:
+    if row is None:
+        return ""
+    source = DeploymentPlan.from_row(row).source
+    return (source.commit or "") if isinstance(source, FromGit) else ""
