@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,24 @@ def spawn(argv: Sequence[str], *, log_file: Path, env: Mapping[str, str] | None 
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env=dict(env) if env is not None else None,
         )
+
+
+def reading(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `argv` with its standard output as a pipe for the caller to read (and wait for);
+    its standard error is this process's."""
+    return subprocess.Popen(  # noqa: S603 - argv list, no shell
+        list(argv), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=cwd,
+        env=dict(env) if env is not None else None)
+
+
+async def piped(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                cwd: Path | None = None) -> asyncio.subprocess.Process:
+    """Start `argv` with pipes to its standard input and from its standard output, for the
+    caller to stream through; its standard error is this process's."""
+    return await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=cwd,
+        env=dict(env) if env is not None else None)
 
 
 def _proc_state(pid: int) -> str | None:

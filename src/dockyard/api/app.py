@@ -50,6 +50,7 @@ ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, cred
            deploys, logs, processes, stateful, backups, domains, provision, upgrades,
            hooks, previews)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
+GIT_PATHS = "/git/"  # git's pushes stream (api/routes/git.py)
 SHUTDOWN_WAIT_SECONDS = 30.0
 
 
@@ -90,7 +91,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(git.router)  # at /git: a remote for git, not part of the JSON API
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"], name="healthz")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       streamed={DEPLOY_PATH: settings.max_archive_bytes})
+                       streamed={DEPLOY_PATH: settings.max_archive_bytes,
+                                 GIT_PATHS: settings.max_archive_bytes})
     install_request_metrics(app, settings)  # inside RequestIdMiddleware: records see the id
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)

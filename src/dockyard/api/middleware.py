@@ -41,8 +41,9 @@ class BodyLimitMiddleware:
 
     def __init__(self, app: ASGIApp, max_bytes: int,
                  streamed: Mapping[str, int] | None = None) -> None:
-        """`streamed` maps paths whose route reads (and limits) its body as a stream to the
-        largest body they accept; those bodies are never buffered here."""
+        """`streamed` maps paths (or prefixes ending in '/') whose route reads (and limits)
+        its body as a stream to the largest body they accept; those bodies are never buffered
+        here."""
         self.app = app
         self.max_bytes = max_bytes
         self.streamed = dict(streamed or {})
@@ -51,9 +52,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.streamed.get(scope["path"], self.max_bytes)
+        streamed = self._streamed_limit(scope["path"])
+        limit = self.max_bytes if streamed is None else streamed
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None or scope["path"] in self.streamed:
+        if declared is not None or streamed is not None:
             if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 await self._reject(send, limit)
                 return
@@ -64,6 +66,13 @@ class BodyLimitMiddleware:
             await self._reject(send, self.max_bytes)
             return
         await self.app(scope, _replay(body, receive), send)
+
+    def _streamed_limit(self, path: str) -> int | None:
+        """The limit of a streamed path; a key ending in '/' covers every path under it."""
+        for key, limit in self.streamed.items():
+            if path == key or (key.endswith("/") and path.startswith(key)):
+                return limit
+        return None
 
     async def _read_within_limit(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []

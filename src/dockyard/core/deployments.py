@@ -36,6 +36,7 @@ from dockyard.models.deployment_plan import (
     origin_of,
 )
 from dockyard.models.deploys import (
+    ArchiveCommit,
     DeploymentPublic,
     DeployRequest,
     DeployTarget,
@@ -90,14 +91,17 @@ def _check_git(p: Platform, url: str, ref: str | None) -> None:
 
 
 async def start_archive_deploy(p: Platform, runner: DeployRunner, actor: Actor,
-                               target: DeployTarget, chunks: AsyncIterator[bytes]) -> str:
+                               target: DeployTarget, chunks: AsyncIterator[bytes],
+                               origin: ArchiveCommit | None = None) -> str:
     """Receive, check and unpack an uploaded archive, then deploy it. A hostile or oversized
-    archive is refused before a deployment exists."""
+    archive is refused before a deployment exists. `origin`: the commit it is the tree of."""
     await p.db.read(lambda s: _deployable(s, actor, target))
     deployment_id = new_id()
     staging = p.settings.data_dir / "builds" / deployment_id
     try:
         source = await _unpacked(p, chunks, staging)
+        if origin is not None:
+            source = source.model_copy(update=origin.model_dump(exclude_none=True))
         return await _start(p, runner, actor, target, source, deployment_id)
     except BaseException:
         await to_thread.run_sync(shutil.rmtree, staging, True)

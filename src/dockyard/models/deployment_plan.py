@@ -31,6 +31,8 @@ class FromArchive(_Record):
     kind: Literal["archive"] = "archive"
     path: str
     bytes: int = 0
+    commit: str | None = None  # the pushed commit whose tree this is (`git push`)
+    ref: str | None = None  # the branch it was pushed to
 
 
 class FromGit(_Record):

@@ -19,6 +19,7 @@ from dockyard.models.fields import (
     ImageRef,
     Name,
     ProcessType,
+    Whole,
 )
 from dockyard.models.schemas import Input, Output
 
@@ -27,6 +28,8 @@ Replicas = Annotated[int, Field(ge=0, le=MAX_REPLICAS)]
 Scale = Annotated[dict[ProcessType, Replicas], Field(
     max_length=20, json_schema_extra={"additionalProperties": False})]  # keys: types only
 ServerRef = Name  # a server's name, or its id (32 hex digits are a name too)
+CommitSha = Annotated[str, Whole(r"[a-f0-9]{40}|[a-f0-9]{64}",
+                                 "use a full commit id: 40 (or 64) hex digits, lowercase")]
 
 
 class DeployParams(Input):
@@ -109,6 +112,14 @@ class DeployTarget(Input):
                     "server.")
     config_name: Name | None = Field(default=None, description="A saved deploy config to use.")
     params: DeployParams | None = None
+
+
+class ArchiveCommit(Input):
+    """Where an uploaded archive came from, when it is a commit's tree (a `git push`): recorded
+    in the deployment's source and shown in its history."""
+
+    commit: CommitSha | None = None
+    ref: GitRef | None = Field(default=None, description="The branch the commit was pushed to.")
 
 
 class DeployRequest(DeployTarget):

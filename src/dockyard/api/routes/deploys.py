@@ -17,6 +17,7 @@ from dockyard.deploy.archives import PayloadTooLarge
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import InvalidInput, UnsupportedMediaType
 from dockyard.models.deploys import (
+    ArchiveCommit,
     DeployConfigCreate,
     DeployConfigPublic,
     DeploymentPublic,
@@ -66,6 +67,7 @@ def archive_query_parameters() -> list[dict[str, Any]]:
                  "build_arg": {"type": "array",
                                "items": params["build_args"]["anyOf"][0]["items"]},
                  **{name: params[name] for name in PARAM_FIELDS}}
+    described.update(ArchiveCommit.model_json_schema()["properties"])
     return [{"name": name, "in": "query", "required": False,
              "schema": {k: v for k, v in schema.items() if k not in ("default", "title")},
              **({"style": "form", "explode": True} if name in ("server", "build_arg") else {})}
@@ -91,6 +93,17 @@ def _archive_target(request: Request) -> DeployTarget:
                            f"{error['msg']}") from exc
 
 
+def _archive_commit(request: Request) -> ArchiveCommit | None:
+    """The commit (and branch) an uploaded archive is the tree of, from the query."""
+    wanted = {name: request.query_params[name] for name in ArchiveCommit.model_fields
+              if name in request.query_params}
+    try:
+        return ArchiveCommit.model_validate(wanted) if wanted else None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InvalidInput(f"{'.'.join(map(str, error['loc']))}: {error['msg']}") from exc
+
+
 @router.post("/deploy", summary="Deploy an archive, a git ref or an image (streams events)",
              response_class=StreamingResponse, responses=DEPLOY_RESPONSES,
              openapi_extra={**DEPLOY_BODY, "parameters": archive_query_parameters()})
@@ -100,7 +113,8 @@ async def deploy(request: Request, platform: PlatformDep, actor: ActorDep, runne
     or zip; project, service and deploy parameters then go in the query)."""
     if _media_type(request) in ARCHIVE_TYPES:
         deployment_id = await deployments.start_archive_deploy(
-            platform, runner, actor, _archive_target(request), request.stream())
+            platform, runner, actor, _archive_target(request), request.stream(),
+            _archive_commit(request))
     else:
         body = _json_body(await _small_body(request, platform.settings.max_body_bytes))
         deployment_id = await deployments.start_deploy(platform, runner, actor, body)

@@ -1,7 +1,48 @@
-"""git over HTTP at a per-service remote (being written)."""
+"""git over HTTP at a per-service remote, `{base}/git/{project}/{service}.git`: git's own
+`git http-backend` answers, streamed both ways. Not part of the JSON API (hidden from the
+OpenAPI document); errors are plain text, which git shows to its user."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+
+from dockyard.api.deps import ClientDep, PlatformDep
+from dockyard.gitpush.access import CHALLENGE
+from dockyard.gitpush.cgi import GitRequest
+from dockyard.gitpush.remote import GitCall, serve_git
+from dockyard.kernel.errors import DockyardError, NotAuthenticated, RateLimited
+from dockyard.models.fields import Name
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.api_route("/git/{project}/{service}.git/{rest:path}", methods=["GET", "POST"])
+async def git_http(request: Request, project: Annotated[Name, Path()],
+                   service: Annotated[Name, Path()], rest: str, platform: PlatformDep,
+                   client: ClientDep) -> Response:
+    try:
+        answer = await serve_git(platform, _call(request, project, service, rest, client),
+                                 request.stream())
+    except DockyardError as exc:
+        return _refusal(exc)
+    return StreamingResponse(answer.body, status_code=answer.head.status,
+                             headers=dict(answer.head.headers))
+
+
+def _call(request: Request, project: str, service: str, rest: str, client: str) -> GitCall:
+    headers = request.headers
+    git = GitRequest(request.method, rest, request.url.query, headers.get("content-type"),
+                     headers.get("content-length"), headers.get("content-encoding"),
+                     headers.get("git-protocol"))
+    return GitCall(project, service, git, headers.get("authorization"), client,
+                   str(request.base_url).rstrip("/"))
+
+
+def _refusal(exc: DockyardError) -> PlainTextResponse:
+    headers = {"WWW-Authenticate": CHALLENGE} if isinstance(exc, NotAuthenticated) else {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    return PlainTextResponse(f"{exc.message}\n", status_code=exc.status_code, headers=headers)
