@@ -7,6 +7,7 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from dockyard.kernel.security import ensure_key_file
 from dockyard.kernel.settings import Settings
 from dockyard.models.accounts import InvitationAccept, InvitationCreate
 from dockyard.models.enums import Role
+from tests.host_group import HostGroupScheduling
 from tests.pg import PgServer, start_postgres
 
 PASSWORD = "correct-horse-battery"
@@ -37,6 +39,11 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: object)
         **overrides,
     }
     return Settings.model_validate(values)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> HostGroupScheduling | None:
+    """`--dist loadgroup`: the tests that use the host run in one group (tests/host_group.py)."""
+    return HostGroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
 
 
 @pytest.fixture(scope="session")
