@@ -99,10 +99,8 @@ def run(context: PushContext, stdin: str) -> int:
     for update in updates:
         say(f"deploying {update.new[:12]} of '{context.branch}' to "
             f"{context.project}/{context.service}")
-        reason = deploy(context, update.new)
-        if reason is not None:
-            say(f"deployment failed: {reason}")
-            return 1
+        if deploy(context, update.new) is not None:
+            return 1  # its `done` event, just shown, says why
     return 0
 
 
