@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the deploy fixtures (nodes, shop, make_runner) are imported by name
 """`git push` to a real uvicorn serving the API: a real git client, git's own http-backend, the
 pre-receive hook deploying through the API onto in-process agents (real nginx, fake Docker,
 see tests/deploy/conftest.py). Fetching needs READ, pushing WRITE; another workspace sees
@@ -24,7 +25,7 @@ from dockyard.api.app import create_app
 from dockyard.core.platform import Platform
 from dockyard.models.tables import RepoLink, Service
 from tests.conftest import PASSWORD
-from tests.deploy.conftest import (  # noqa: F401 - fixtures
+from tests.deploy.conftest import (  # noqa: F401
     AgentNode,
     make_runner,
     nodes,
@@ -67,7 +68,7 @@ async def uvicorn_serving(app: FastAPI) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def served(settings: Any, platform: Platform, shop: Any, make_runner: Any  # noqa: F811
+async def served(settings: Any, platform: Platform, shop: Any, make_runner: Any
                  ) -> AsyncIterator[Served]:
     app = create_app(settings, platform)
     app.state.deploys = make_runner()
@@ -119,7 +120,7 @@ async def history(http: httpx.AsyncClient, headers: dict[str, str]) -> list[dict
 
 
 async def test_a_push_deploys_the_commit_and_prints_its_steps(
-        served: Served, shop: Any, nodes: dict[str, AgentNode], tmp_path: Path) -> None:  # noqa: F811
+        served: Served, shop: Any, nodes: dict[str, AgentNode], tmp_path: Path) -> None:
     token = await new_token(served.http, shop.headers)
     tree, sha = await work_tree(tmp_path)
     code, out = await git(tree, "push", served.remote(token), "main")
@@ -168,7 +169,7 @@ async def test_a_linked_service_deploys_its_links_branch_only(
 
 
 async def test_a_failed_deployment_fails_the_push_with_its_reason(
-        served: Served, shop: Any, nodes: dict[str, AgentNode], tmp_path: Path) -> None:  # noqa: F811
+        served: Served, shop: Any, nodes: dict[str, AgentNode], tmp_path: Path) -> None:
     nodes["node2"].docker.hold = hold = Hold("start", fail="the container exited at once")
     hold.release.set()
     token = await new_token(served.http, shop.headers)
