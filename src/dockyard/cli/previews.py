@@ -13,7 +13,7 @@ from dockyard.cli.resources import ProjectOpt
 app = typer.Typer(help="Preview environments: one copy of an app per open pull request.",
                   no_args_is_help=True)
 COLUMNS = ["pull_request", "service", "host", "commit", "status"]
-LimitArg = Annotated[int, typer.Argument(min=0, max=50, help="How many at once (0: none).")]
+LimitArg = Annotated[int, typer.Argument(help="How many at once, 0..50 (0: none).")]
 
 
 @app.command("list")
