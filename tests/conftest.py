@@ -67,6 +67,12 @@ def database_url(
     request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
 ) -> str | None:
     """A fresh, migrated database for each test: SQLite, then PostgreSQL."""
+    return fresh_database(request, tmp_path, sqlite_template)
+
+
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+                   ) -> str | None:
+    """A migrated database of the kind `request.param` names ("sqlite" or "postgres")."""
     if request.param == "sqlite":
         shutil.copy(sqlite_template, tmp_path / "dockyard.db")
         return None

@@ -11,8 +11,15 @@ import pytest
 from dockyard.kernel.security import ensure_key_file
 from dockyard.kernel.settings import Settings
 from tests.api.provision.support import INFRA, Droplets
-from tests.conftest import make_settings
+from tests.conftest import fresh_database, make_settings
 from tests.fakes.digitalocean import TOKEN, FakeDigitalOcean, serve_checked
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+                 ) -> str | None:
+    """SQLite, or both databases for the tests marked support.BOTH_DATABASES."""
+    return fresh_database(request, tmp_path, sqlite_template)
 
 
 @pytest.fixture

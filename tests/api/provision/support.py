@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml  # type: ignore[import-untyped]
 
 from dockyard.agent.nginx import NginxLayout
@@ -31,6 +32,9 @@ from tests.api.test_deploys import closed_port
 
 Json = dict[str, Any]
 INFRA = "/api/v1/infra"
+# The provisioning tests run on SQLite (their subject is DigitalOcean and the agents); those
+# whose queries may differ by database (the sweep's ages and races, a token good once) on both.
+BOTH_DATABASES = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 PROVISION = f"{INFRA}/servers/provision"
 ONE = {"region": "fra1", "size": "s-1vcpu-1gb"}
 _addresses = itertools.count(random.randrange(2, 200))

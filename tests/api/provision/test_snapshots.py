@@ -11,7 +11,14 @@ import pytest
 
 from dockyard.agent import release
 from dockyard.providers import cloudinit
-from tests.api.provision.support import INFRA, done_reporter, events, provision, servers
+from tests.api.provision.support import (
+    BOTH_DATABASES,
+    INFRA,
+    done_reporter,
+    events,
+    provision,
+    servers,
+)
 from tests.fakes.digitalocean import CannedError
 
 SNAPSHOTS = f"{INFRA}/snapshots"
@@ -50,6 +57,7 @@ async def test_a_snapshot_build_bakes_in_no_secret_and_starts_no_agent(
     assert last[-1].startswith("https://dockyard.example.com/api/v1/infra/snapshots/builds/")
 
 
+@BOTH_DATABASES
 async def test_a_build_token_is_good_once(client, admin, droplets):
     tokens: list[str] = []
     report = done_reporter(client, asyncio.get_running_loop())

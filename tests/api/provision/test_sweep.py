@@ -18,9 +18,10 @@ from dockyard.models.base import utcnow
 from dockyard.models.enums import ServerStatus
 from dockyard.models.tables import Server
 from dockyard.providers.digitalocean import DigitalOcean, Retries
-from tests.api.provision.support import INFRA, provision, servers
+from tests.api.provision.support import BOTH_DATABASES, INFRA, provision, servers
 from tests.fakes.digitalocean import TOKEN, CannedError, FakeDigitalOcean
 
+pytestmark = BOTH_DATABASES
 LONG_AGO = timedelta(hours=1)
 NO_AGENT = "#cloud-config\nruncmd: []\n"  # the droplet boots; no agent ever answers on it
 
