@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import base64
 import os
+import pwd
 import secrets
+import socket
 import subprocess
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -157,3 +160,61 @@ def commit_files(bare: Path, work: Path, files: dict[str, str], branch: str) -> 
     _git(work, "commit", "--quiet", "--allow-empty", "-m", f"change {sorted(files)}")
     _git(work, "push", "--quiet", str(bare), f"HEAD:refs/heads/{branch}")
     return _git(work, "rev-parse", "HEAD")
+
+
+class SshGitServer:
+    """The same bare repositories over ssh: a real `sshd` on a loopback port that lets in
+    one key (a deploy key's), for this user. `url_of(name)` is an ssh:// URL."""
+
+    def __init__(self, root: Path, state: Path) -> None:
+        self.root, self.state = root, state
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def client_key(self) -> str:
+        return (self.state / "deploy_key").read_text()
+
+    def start(self) -> SshGitServer:
+        self.state.mkdir(parents=True, exist_ok=True)
+        for name in ("host_key", "deploy_key"):
+            process.check(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name,
+                           "-f", str(self.state / name)])
+        (self.state / "authorized_keys").write_text((self.state / "deploy_key.pub").read_text())
+        config = self.state / "sshd_config"
+        config.write_text("\n".join([
+            f"Port {self.port}", "ListenAddress 127.0.0.1",
+            f"HostKey {self.state / 'host_key'}",
+            f"AuthorizedKeysFile {self.state / 'authorized_keys'}", "StrictModes no",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
+            f"PidFile {self.state / 'sshd.pid'}", ""]))
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        self.process = process.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                                     log_file=self.state / "sshd.log")
+        _await_port(self.port, self.state / "sshd.log")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def url_of(self, name: str) -> str:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        return f"ssh://{user}@127.0.0.1:{self.port}{self.root}/{name}.git"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _await_port(port: int, log: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"sshd did not listen on {port}: {log.read_text()[-2000:]}")

@@ -5,6 +5,7 @@ repository's token or deploy key is stored encrypted and never shown."""
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,7 +56,8 @@ def _check_url(p: Platform, url: str) -> None:
     if sources.is_local_git(url) and not p.settings.git_allow_local:
         raise Forbidden("repositories on the control plane's own disk are not allowed here; "
                         "use a remote URL, or set DOCKYARD_GIT_ALLOW_LOCAL=true")
-    if sources.redact_url(url) != url:
+    parts = urlsplit(url)
+    if parts.password or (parts.scheme in ("http", "https") and parts.username):
         raise InvalidInput("put the repository's credential in `token`, not in the URL")
 
 

@@ -59,7 +59,8 @@ async def _checkout(run: Run, source: FromArchive | FromGit) -> Path:
     await to_thread.run_sync(shutil.rmtree, dest, True)
     dest.mkdir(parents=True)
     commit = await to_thread.run_sync(lambda: sources.fetch_git(
-        source.url, source.ref, dest, commit=source.commit, credential=run.git_credential))
+        source.url, source.ref, dest, commit=source.commit, credential=run.git_credential,
+        known_hosts=run.settings.data_dir / "ssh" / "known_hosts"))
     await run.emit("log", f"checked out commit {commit}", commit=commit)
     return dest
 

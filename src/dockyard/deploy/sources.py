@@ -144,13 +144,17 @@ def token_env(token: str) -> dict[str, str]:
             "GIT_CONFIG_VALUE_0": header}
 
 
-def ssh_key_env(key_file: Path) -> dict[str, str]:
+def ssh_key_env(key_file: Path, known_hosts: Path | None = None) -> dict[str, str]:
+    """ssh with only the deploy key; a host's key is trusted on first use, then pinned in
+    `known_hosts` (default: the user's)."""
+    hosts = f" -o UserKnownHostsFile={shlex.quote(str(known_hosts))}" if known_hosts else ""
     return {"GIT_SSH_COMMAND": f"ssh -i {shlex.quote(str(key_file))} -o IdentitiesOnly=yes "
-                               "-o BatchMode=yes -o StrictHostKeyChecking=accept-new"}
+                               f"-o BatchMode=yes -o StrictHostKeyChecking=accept-new{hosts}"}
 
 
 @contextmanager
-def credential_env(credential: GitCredential | None) -> Iterator[dict[str, str]]:
+def credential_env(credential: GitCredential | None, known_hosts: Path | None = None
+                   ) -> Iterator[dict[str, str]]:
     """The environment that gives git the credential; a deploy key lives in a mode-600 file
     only while git runs."""
     if credential is None or credential.kind == "token":
@@ -160,11 +164,14 @@ def credential_env(credential: GitCredential | None) -> Iterator[dict[str, str]]
         key_file = Path(directory) / "key"
         key_file.touch(mode=0o600)
         key_file.write_text(credential.secret.strip() + "\n")
-        yield ssh_key_env(key_file)
+        if known_hosts:
+            known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        yield ssh_key_env(key_file, known_hosts)
 
 
 def fetch_git(url: str, ref: str | None, dest: Path, timeout: float = 300,
-              commit: str | None = None, credential: GitCredential | None = None) -> str:
+              commit: str | None = None, credential: GitCredential | None = None,
+              known_hosts: Path | None = None) -> str:
     """Shallow-fetch `ref` (default: the remote HEAD), or exactly `commit` reached from it,
     into `dest` and check it out; returns the commit sha. `.git` is removed afterwards so it
     never reaches a build."""
@@ -174,7 +181,7 @@ def fetch_git(url: str, ref: str | None, dest: Path, timeout: float = 300,
     if commit is not None:
         validate_commit(commit)
     _git(git_init_argv(dest), "git could not create a repository", url, timeout)
-    with credential_env(credential) as auth:
+    with credential_env(credential, known_hosts) as auth:
         fetch = _Fetch(url, ref, dest, timeout, auth)
         sha = fetch.of_ref() if commit is None else fetch.of_commit(commit)
     shutil.rmtree(dest / ".git")

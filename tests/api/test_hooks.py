@@ -1,0 +1,303 @@
+"""Webhooks through the API: a service linked to a repository served by a real git server
+(`git http-backend`, private behind Basic auth), each forge's signed push deploying the pushed
+commit fetched with the link's token; bad signatures, unknown repositories, other branches,
+tags, deletions and redeliveries starting nothing."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from dockyard.models.enums import Role
+from dockyard.models.tables import Deployment, HookDelivery, RepoLink
+from tests.api.test_deploys import add_server, closed_port, events_of, silent_agent
+from tests.fakes.git_server import GitServer, SshGitServer
+from tests.hooks import forges
+from tests.hooks.forges import Sent
+
+LINK = "/api/v1/projects/shop/services/web/repo-link"
+TOKEN = "glpat-private-token-1"
+__all__ = ["silent_agent"]  # a fixture of these tests too
+
+
+@pytest.fixture
+def git_server(tmp_path: Path) -> Iterator[GitServer]:
+    server = GitServer(tmp_path / "repos", [("x-access-token", TOKEN)]).start()
+    server.create("shop")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def linked(client, shop, platform, git_server) -> dict[str, Any]:
+    """shop/web linked to the private repository with a token, on a server whose agent is
+    unreachable (a deployment fetches, then fails at the build)."""
+    await add_server(platform, shop, closed_port())
+    body = {"repo_url": git_server.url_of("shop"), "branch": "main", "token": TOKEN}
+    answer = await client.put(LINK, json=body, headers=shop.headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def send(client, sent: Sent):
+    return await client.post(f"/api/v1/hooks/{sent.provider}", content=sent.body,
+                             headers=sent.headers)
+
+
+async def deployments_of(platform) -> list[Deployment]:
+    async def tx(s):
+        return list(await s.scalars(select(Deployment)))
+    return await platform.db.read(tx)
+
+
+async def follow(client, headers, deployment_id: str) -> list[dict[str, Any]]:
+    answer = await client.get(f"/api/v1/infra/deployments/{deployment_id}/events",
+                              headers=headers)
+    return events_of(answer)
+
+
+def pushes(url: str, secret: str, sha: str, ref: str = "refs/heads/main") -> list[Sent]:
+    short = sha[:12]  # Bitbucket's commit links use a prefix too
+    return [
+        forges.github("push", forges.github_push(url, ref, sha), secret),
+        forges.gitlab("Push Hook", forges.gitlab_push(url, ref, sha), secret),
+        forges.gitea("push", forges.gitea_push(url, ref, sha), secret),
+        forges.bitbucket("repo:push", forges.bitbucket_push(
+            url, ref.removeprefix("refs/heads/"), short), secret),
+    ]
+
+
+async def test_the_link_answer_shows_the_secret_once_and_never_the_token(client, shop, linked):
+    assert len(linked["secret"]) >= 40
+    assert linked["credential"] == "token"
+    assert linked["webhook_urls"]["github"].endswith("/api/v1/hooks/github")
+    shown = await client.get(LINK, headers=shop.headers)
+    assert shown.status_code == 200
+    assert "secret" not in shown.json()
+    assert TOKEN not in shown.text
+    assert TOKEN not in json.dumps(linked)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3], ids=["github", "gitlab", "gitea", "bitbucket"])
+async def test_a_signed_push_deploys_the_pushed_commit_of_the_private_repository(
+        client, shop, platform, git_server, linked, index):
+    first = git_server.commit("shop", {"app.py": "print(1)"})
+    git_server.commit("shop", {"app.py": "print(2)"})  # the branch moved on since
+    sent = pushes(git_server.url_of("shop"), linked["secret"], first)[index]
+    answer = await send(client, sent)
+    assert answer.status_code == 200, answer.text
+    [result] = answer.json()["results"]
+    assert (result["service"], result["outcome"]) == ("web", "deployed")
+    events = await follow(client, shop.headers, result["deployment_id"])
+    checked_out = [e for e in events if e.get("commit")]
+    assert checked_out[0]["commit"] == first  # exactly that commit, not the branch's head
+    assert events[-1]["status"] == "failed"  # the agent is unreachable: fetched, not built
+    [row] = await deployments_of(platform)
+    assert row.source["commit"] == first[:len(row.source["commit"])]
+    assert row.source["url"] == git_server.url_of("shop")
+    assert TOKEN not in json.dumps(row.source)
+
+
+async def test_a_bad_signature_gets_401_and_starts_and_records_nothing(
+        client, platform, git_server, linked):
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    for sent in pushes(git_server.url_of("shop"), "not-the-secret", sha):
+        answer = await send(client, sent)
+        assert answer.status_code == 401, sent.provider
+        assert "secret" in answer.json()["detail"]
+    assert await deployments_of(platform) == []
+    assert await _deliveries(platform) == []
+
+
+async def test_an_unknown_repository_gets_404_and_starts_nothing(client, platform, linked):
+    sha = "9fceb02d0ae598e95dc970b74767f19372d61af8"
+    sent = pushes("https://git.example.com/other/repo.git", linked["secret"], sha)[0]
+    answer = await send(client, sent)
+    assert answer.status_code == 404
+    assert "git.example.com/other/repo" in answer.json()["detail"]
+    assert await deployments_of(platform) == []
+
+
+async def test_a_redelivery_is_answered_and_starts_nothing(
+        client, shop, platform, git_server, linked):
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    sent = pushes(git_server.url_of("shop"), linked["secret"], sha)[0]
+    first = await send(client, sent)
+    again = await send(client, sent)
+    assert again.status_code == 200
+    [result] = again.json()["results"]
+    assert result["outcome"] == "duplicate"
+    assert "already handled" in result["detail"]
+    await follow(client, shop.headers, first.json()["results"][0]["deployment_id"])
+    assert len(await deployments_of(platform)) == 1
+    listed = await client.get(f"{LINK}/deliveries", headers=shop.headers)
+    assert [d["outcome"] for d in listed.json()] == ["deployed"]
+    assert listed.json()[0]["delivery_id"] == sent.delivery
+
+
+@pytest.mark.parametrize(("ref", "fragment"), [
+    ("refs/heads/dev", "a push to 'dev' (this link deploys 'main')"),
+    ("refs/tags/v1.0", "a tag was pushed (this link deploys 'main')"),
+])
+async def test_other_branches_and_tags_are_ignored(client, shop, platform, git_server, linked,
+                                                   ref, fragment):
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    for sent in pushes(git_server.url_of("shop"), linked["secret"], sha, ref)[:3]:
+        [result] = (await send(client, sent)).json()["results"]
+        assert (result["outcome"], result["detail"]) == ("ignored", f"ignored: {fragment}")
+    assert await deployments_of(platform) == []
+    listed = (await client.get(f"{LINK}/deliveries", headers=shop.headers)).json()
+    assert [d["outcome"] for d in listed] == ["ignored"] * 3
+
+
+async def test_a_deleted_branch_and_a_ping_are_ignored(client, platform, git_server, linked):
+    url, secret = git_server.url_of("shop"), linked["secret"]
+    deleted = forges.github("push", forges.github_push(
+        url, "refs/heads/main", "", deleted=True), secret)
+    ping = forges.github("ping", forges.github_ping(url), secret)
+    for sent, fragment in ((deleted, "branch 'main' was deleted"), (ping, "'ping' event")):
+        [result] = (await send(client, sent)).json()["results"]
+        assert result["outcome"] == "ignored"
+        assert fragment in result["detail"]
+    assert await deployments_of(platform) == []
+
+
+async def test_a_push_while_the_service_is_deploying_is_refused(
+        client, shop, platform, git_server, silent_agent):
+    await add_server(platform, shop, silent_agent)  # the first deployment stays active
+    url = git_server.url_of("shop")
+    body = {"repo_url": url, "token": TOKEN}
+    secret = (await client.put(LINK, json=body, headers=shop.headers)).json()["secret"]
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    first, second = (forges.github("push", forges.github_push(url, "refs/heads/main", sha),
+                                   secret) for _ in range(2))
+    try:
+        started = (await send(client, first)).json()["results"][0]
+        [result] = (await send(client, second)).json()["results"]
+        assert result["outcome"] == "refused"
+        assert "being deployed" in result["detail"]
+        assert started["deployment_id"][:8] in result["detail"]
+        outcomes = [d.outcome for d in await _deliveries(platform)]
+        assert sorted(outcomes) == ["deployed", "refused"]
+    finally:
+        await client._transport.app.state.deploys.shutdown(0)
+
+
+async def test_rotating_the_secret_retires_the_old_one(client, shop, platform, git_server,
+                                                       linked):
+    rotated = await client.post(f"{LINK}/rotate-secret", headers=shop.headers)
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"] != linked["secret"]
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    old = pushes(git_server.url_of("shop"), linked["secret"], sha)[0]
+    assert (await send(client, old)).status_code == 401
+    new = pushes(git_server.url_of("shop"), rotated.json()["secret"], sha, "refs/heads/x")[0]
+    assert (await send(client, new)).status_code == 200
+
+
+async def test_without_the_token_the_private_repository_cannot_be_fetched(
+        client, shop, platform, git_server):
+    await add_server(platform, shop, closed_port())
+    body = {"repo_url": git_server.url_of("shop")}
+    secret = (await client.put(LINK, json=body, headers=shop.headers)).json()["secret"]
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    [result] = (await send(client, pushes(git_server.url_of("shop"), secret, sha)[0])).json()[
+        "results"]
+    events = await follow(client, shop.headers, result["deployment_id"])
+    assert "could not read Username" in events[-1]["error"]
+
+
+async def test_a_malformed_delivery_is_a_400_and_an_unknown_provider_a_422(client, linked):
+    sent = forges.github("push", {}, linked["secret"])
+    answer = await client.post("/api/v1/hooks/github", content=b"{nope", headers=sent.headers)
+    assert answer.status_code == 400
+    assert "not JSON" in answer.json()["detail"]
+    answer = await client.post("/api/v1/hooks/sourcehut", content=b"{}")
+    assert answer.status_code == 422
+
+
+async def test_viewers_read_links_and_members_change_them(client, shop, linked, member_of):
+    viewer = await member_of(Role.VIEWER)
+    assert (await client.get(LINK, headers=viewer.headers)).status_code == 200
+    assert (await client.get(f"{LINK}/deliveries", headers=viewer.headers)).status_code == 200
+    for method, path in (("PUT", LINK), ("POST", f"{LINK}/rotate-secret"), ("DELETE", LINK)):
+        answer = await client.request(method, path, headers=viewer.headers,
+                                      json={"repo_url": "https://x.example/a.git"})
+        assert answer.status_code == 403, (method, path)
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ({"repo_url": "--upload-pack=x"}, "not a git URL"),
+    ({"repo_url": "https://u:pw@git.example.com/a.git"}, "not in the URL"),
+    ({"repo_url": "https://git.example.com/a.git", "branch": "-x"}, "branch"),
+    ({"repo_url": "https://git.example.com/a.git", "token": "t",
+      "deploy_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nAAA\n"
+                    "-----END OPENSSH PRIVATE KEY-----\n"}, "not both"),
+    ({"repo_url": "https://git.example.com/a.git", "deploy_key": "ssh-ed25519 AAAA"},
+     "private key"),
+    ({"repo_url": "https://git.example.com/a.git", "preview_dns_credential": "nope"},
+     "not a Cloudflare credential"),
+    ({"repo_url": "/srv/repo"}, "control plane's own disk"),
+])
+async def test_links_are_validated(client, shop, body, fragment):
+    answer = await client.put(LINK, json=body, headers=shop.headers)
+    assert answer.status_code in (403, 422), answer.text
+    assert fragment in answer.text
+
+
+async def test_unlink_forgets_the_link_and_its_deliveries(client, shop, platform, git_server,
+                                                         linked):
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    sent = pushes(git_server.url_of("shop"), linked["secret"], sha, "refs/heads/dev")[0]
+    assert (await send(client, sent)).status_code == 200
+    assert (await client.delete(LINK, headers=shop.headers)).status_code == 204
+    assert (await client.get(LINK, headers=shop.headers)).status_code == 404
+    assert (await send(client, sent)).status_code == 404
+    assert await _deliveries(platform) == []
+
+    async def links(s):
+        return list(await s.scalars(select(RepoLink)))
+    assert await platform.db.read(links) == []
+
+
+async def _deliveries(platform) -> list[HookDelivery]:
+    async def tx(s):
+        return list(await s.scalars(select(HookDelivery)))
+    return await platform.db.read(tx)
+
+
+@pytest.fixture
+def ssh_server(tmp_path: Path, git_server: GitServer) -> Iterator[SshGitServer]:
+    server = SshGitServer(git_server.root, tmp_path / "sshd").start()
+    yield server
+    server.stop()
+
+
+async def test_a_deploy_key_fetches_over_ssh(client, shop, platform, settings, git_server,
+                                             ssh_server):
+    await add_server(platform, shop, closed_port())
+    url = ssh_server.url_of("shop")
+    body = {"repo_url": url, "deploy_key": ssh_server.client_key()}
+    answer = await client.put(LINK, json=body, headers=shop.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["credential"] == "deploy_key"
+    assert "PRIVATE KEY" not in answer.text
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    sent = forges.gitlab("Push Hook", forges.gitlab_push(url, "refs/heads/main", sha),
+                         answer.json()["secret"])
+    [result] = (await send(client, sent)).json()["results"]
+    assert result["outcome"] == "deployed", result
+    events = await follow(client, shop.headers, result["deployment_id"])
+    assert [e["commit"] for e in events if e.get("commit")] == [sha]
+    assert (settings.data_dir / "ssh" / "known_hosts").read_text().strip()
+    assert not _key_files()  # the key lived in a temporary file while git ran
+
+
+def _key_files() -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob("dockyard-key-*"))
