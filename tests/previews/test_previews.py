@@ -17,7 +17,7 @@ from sqlalchemy import select
 from dockyard.core import credentials, deployments, previews, projects, services
 from dockyard.core.platform import Platform
 from dockyard.deploy.plan import image_base
-from dockyard.kernel.errors import Conflict
+from dockyard.kernel.errors import Conflict, ServerFailed
 from dockyard.models.enums import Role
 from dockyard.models.hooks import LinkInfo, PullRequestEvent
 from dockyard.models.schemas import CredentialSet, ProjectUpdate
@@ -216,3 +216,17 @@ async def test_deleting_a_deployed_app_takes_it_off_every_server(
     assert not any(node.docker.running() for node in nodes.values())
     assert all("shop-web" not in node.node.state.sites for node in nodes.values())
     assert {await node.serves() for node in nodes.values()} == {"HTTP 404"}
+
+
+async def test_an_app_is_kept_while_a_server_it_runs_on_cannot_be_reached(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    runner, owner = make_runner(), shop.actor(Role.OWNER)
+    release = await live_release(platform, runner, shop)
+    nodes["node2"].network.away = True
+    with pytest.raises(ServerFailed, match="node2"):
+        await services.delete_service(platform, runner.connect, owner, "shop", "web")
+    assert (await services.get_service(platform, owner, "shop", "web")).name == "web"
+    assert nodes["node2"].docker.running() == {f"shop-web-{release}": release}
+    nodes["node2"].network.away = False
+    await services.delete_service(platform, runner.connect, owner, "shop", "web")
+    assert not any(node.docker.running() for node in nodes.values())

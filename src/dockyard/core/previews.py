@@ -25,7 +25,7 @@ from dockyard.deploy.run import Connect
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import DockyardError
 from dockyard.models.deployment_plan import DeploymentPlan, FromGit
-from dockyard.models.enums import ServiceKind
+from dockyard.models.enums import DEPLOYABLE_SERVER_STATUSES, ServiceKind
 from dockyard.models.hooks import HookOutcome, LinkInfo, PullRequestEvent
 from dockyard.models.schemas import PreviewPublic
 from dockyard.models.tables import (
@@ -134,10 +134,20 @@ async def _copy_rows(s: AsyncSession, main: Service, preview: Service) -> None:
     for var in await s.scalars(select(EnvVar).where(EnvVar.service_id == main.id)):
         s.add(EnvVar(workspace_id=var.workspace_id, service_id=preview.id, key=var.key,
                      value_ciphertext=var.value_ciphertext, is_secret=var.is_secret))
-    for placed in await s.scalars(select(Placement).where(Placement.service_id == main.id)):
-        s.add(Placement(workspace_id=placed.workspace_id, service_id=preview.id,
-                        server_id=placed.server_id))
+    for server_id in await _servers_of(s, main):
+        s.add(Placement(workspace_id=main.workspace_id, service_id=preview.id,
+                        server_id=server_id))
     await s.flush()
+
+
+async def _servers_of(s: AsyncSession, main: Service) -> list[str]:
+    """Where the main service runs; before its first deploy, where it would (every active
+    server), so that the preview's DNS record has its addresses from the start."""
+    placed = list(await s.scalars(select(Placement.server_id).where(
+        Placement.service_id == main.id)))
+    return placed or list(await s.scalars(select(Server.id).where(
+        Server.workspace_id == main.workspace_id,
+        Server.status.in_(DEPLOYABLE_SERVER_STATUSES))))
 
 
 async def _described(p: Platform, s: AsyncSession, preview: Service, project: str) -> Preview:
