@@ -23,7 +23,7 @@ from dockyard.core.platform import Platform
 from dockyard.core.services import forget_service
 from dockyard.deploy.run import Connect
 from dockyard.deploy.runner import DeployRunner
-from dockyard.kernel.errors import DockyardError
+from dockyard.kernel.errors import DockyardError, ServerFailed
 from dockyard.models.deployment_plan import DeploymentPlan, FromGit
 from dockyard.models.enums import DEPLOYABLE_SERVER_STATUSES, ServiceKind
 from dockyard.models.hooks import HookOutcome, LinkInfo, PullRequestEvent
@@ -36,6 +36,7 @@ from dockyard.models.tables import (
     Server,
     Service,
 )
+from dockyard.providers.cloudflare import CloudflareFailed
 
 MAX_NAME = 63
 
@@ -71,7 +72,8 @@ async def on_pull_request(p: Platform, runner: DeployRunner, link: LinkInfo,
         started = await deploy_commit(p, runner, link, link.project, preview.name,
                                       event.head_commit, event.head_branch)
     except DockyardError as exc:
-        return HookOutcome("refused", exc.message)
+        failed = isinstance(exc, ServerFailed | CloudflareFailed)  # not the request's fault
+        return HookOutcome("failed" if failed else "refused", exc.message)
     return HookOutcome("deployed", f"preview {link.project}/{preview.name} deploys "
                        f"{event.head_commit[:12]} at http://{preview.host}/", started)
 
