@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from dockyard.core import credentials, deployments, previews, projects, services
 from dockyard.core.platform import Platform
@@ -21,7 +21,7 @@ from dockyard.kernel.errors import Conflict, ServerFailed
 from dockyard.models.enums import Role
 from dockyard.models.hooks import LinkInfo, PullRequestEvent
 from dockyard.models.schemas import CredentialSet, ProjectUpdate
-from dockyard.models.tables import RepoLink, Service, Workspace
+from dockyard.models.tables import Placement, RepoLink, Server, Service, Workspace
 from tests.deploy.conftest import NODES, AgentNode
 from tests.deploy.test_engine import MakeRunner, live_release
 from tests.fakes.cloudflare import TOKEN as CLOUDFLARE_TOKEN
@@ -229,4 +229,19 @@ async def test_an_app_is_kept_while_a_server_it_runs_on_cannot_be_reached(
     assert nodes["node2"].docker.running() == {f"shop-web-{release}": release}
     nodes["node2"].network.away = False
     await services.delete_service(platform, runner.connect, owner, "shop", "web")
+    assert not any(node.docker.running() for node in nodes.values())
+
+
+async def test_a_server_the_app_is_not_placed_on_is_cleaned_when_it_runs_some_of_it(
+        platform: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner) -> None:
+    runner, owner = make_runner(), shop.actor(Role.OWNER)
+    await live_release(platform, runner, shop)
+
+    async def forget_node3(s: Any) -> None:  # as a deployment that failed half-way leaves it
+        node3 = (await s.scalars(select(Server).where(Server.name == "node3"))).one()
+        await s.execute(delete(Placement).where(Placement.server_id == node3.id))
+
+    await platform.db.write(forget_node3)
+    removed = await services.delete_service(platform, runner.connect, owner, "shop", "web")
+    assert sorted(x.server for x in removed) == list(NODES)
     assert not any(node.docker.running() for node in nodes.values())
