@@ -78,10 +78,13 @@ def _unexpressible(case: Any) -> list[Any]:
     OpenAPI cannot say "required for this media type only"; an env patch may not set and
     unset the same key, and JSON Schema cannot say two arrays share no item; a domain's TLS
     by Cloudflare needs its DNS credential, and an ACME directory applies to ACME only (one
-    field's value makes another required or forbidden)."""
+    field's value makes another required or forbidden). A webhook delivery needs its
+    provider's headers and signature; a repository link takes a token or a deploy key, not
+    both, no credential in an http URL, and only IPv6 literals in brackets."""
     env_patch = case.method == "PATCH" and case.path.endswith("/env")
     new_domain = case.method == "POST" and case.path.endswith("/domains")
-    unexpressible = case.media_type in ARCHIVE_TYPES or env_patch or new_domain
+    hooks = case.path.startswith("/api/v1/hooks/") or case.path.endswith("/repo-link")
+    unexpressible = case.media_type in ARCHIVE_TYPES or env_patch or new_domain or hooks
     excluded = [positive_data_acceptance] if unexpressible else []
     # DigitalOcean is out of reach here (a closed local port): a call that reaches it with a
     # stored credential rightly answers 502, which says so (tests/api/provision uses the fake).
