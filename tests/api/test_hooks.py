@@ -301,3 +301,24 @@ async def test_a_deploy_key_fetches_over_ssh(client, shop, platform, settings, g
 
 def _key_files() -> list[Path]:
     return list(Path(tempfile.gettempdir()).glob("dockyard-key-*"))
+
+
+async def test_a_pull_request_goes_to_previews_which_refuse_when_they_are_off(
+        client, shop, platform, git_server, linked):
+    sha = git_server.commit("shop", {"app.py": "print(1)"}, branch="feature")
+    sent = forges.github("pull_request", forges.github_pull(
+        git_server.url_of("shop"), "opened", 7, sha, "feature"), linked["secret"])
+    [result] = (await send(client, sent)).json()["results"]
+    assert result["outcome"] == "refused"
+    assert "previews are off for shop/web" in result["detail"]
+    [row] = await _deliveries(platform)
+    assert (row.event, row.pull_request, row.ref, row.commit) == (
+        "pull_request", 7, "feature", sha)
+    assert await deployments_of(platform) == []
+
+
+async def test_a_body_past_the_limit_is_413(client, settings, linked):
+    sent = forges.github("push", {}, linked["secret"])
+    answer = await client.post("/api/v1/hooks/github", headers=sent.headers,
+                               content=b" " * (settings.max_body_bytes + 1))
+    assert answer.status_code == 413
