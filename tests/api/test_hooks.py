@@ -322,3 +322,26 @@ async def test_a_body_past_the_limit_is_413(client, settings, linked):
     answer = await client.post("/api/v1/hooks/github", headers=sent.headers,
                                content=b" " * (settings.max_body_bytes + 1))
     assert answer.status_code == 413
+
+
+async def test_deployments_act_as_the_linking_member_with_their_role_of_today(
+        client, shop, platform, git_server, member_of):
+    await add_server(platform, shop, closed_port())
+    member = await member_of(Role.MEMBER)
+    body = {"repo_url": git_server.url_of("shop"), "token": TOKEN}
+    secret = (await client.put(LINK, json=body, headers=member.headers)).json()["secret"]
+    sha = git_server.commit("shop", {"app.py": "print(1)"})
+    members = f"/api/v1/workspaces/{shop.workspace_id}/members/{member.user_id}"
+    url = git_server.url_of("shop")
+
+    demoted = await client.patch(members, json={"role": "viewer"}, headers=shop.headers)
+    assert demoted.status_code == 200, demoted.text
+    [result] = (await send(client, pushes(url, secret, sha)[0])).json()["results"]
+    assert result["outcome"] == "refused"
+    assert "your role 'viewer' may not" in result["detail"]
+
+    assert (await client.delete(members, headers=shop.headers)).status_code == 204
+    [result] = (await send(client, pushes(url, secret, sha)[0])).json()["results"]
+    assert result["outcome"] == "refused"
+    assert "no longer in the workspace; link it again" in result["detail"]
+    assert await deployments_of(platform) == []

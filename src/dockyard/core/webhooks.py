@@ -25,6 +25,7 @@ from dockyard.models.hooks import (
     HookOutcome,
     LinkInfo,
     OtherEvent,
+    Outcome,
     Provider,
     PullRequestEvent,
     PushEvent,
@@ -132,8 +133,8 @@ async def _act(p: Platform, runner: DeployRunner, link: LinkInfo, delivery: Deli
             return await _on_pull_request(p, runner, link, event)
         return _other(event)
     except DockyardError as exc:
-        kind = "refused" if exc.status_code in (403, 409, 422) else "failed"
-        return HookOutcome(kind, exc.message)  # type: ignore[arg-type]
+        kind: Outcome = "refused" if exc.status_code in (403, 409, 422) else "failed"
+        return HookOutcome(kind, exc.message)
     except Exception:
         log.exception("webhook delivery %s for link %s failed", delivery.delivery_id, link.id)
         return HookOutcome("failed", "Dockyard failed to act on the delivery; see its log")
