@@ -245,3 +245,26 @@ async def test_a_server_the_app_is_not_placed_on_is_cleaned_when_it_runs_some_of
     removed = await services.delete_service(platform, runner.connect, owner, "shop", "web")
     assert sorted(x.server for x in removed) == list(NODES)
     assert not any(node.docker.running() for node in nodes.values())
+
+
+@SQLITE_ONLY
+async def test_services_delete_of_a_preview_removes_its_dns_record_too(
+        zoned: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner, repo: Path,
+        tmp_path: Path) -> None:
+    platform, runner, owner = zoned, make_runner(), shop.actor(Role.OWNER)
+    await credentials.set_credential(platform, owner, "cf", CredentialSet(
+        provider="cloudflare", token=CLOUDFLARE_TOKEN))
+    link = await link_of(platform, shop, repo, dns="cf")
+    kept = platform.settings
+    with FakeCloudflare(tmp_path / "cloudflare.json", zones=(ZONE,)) as fake:
+        platform.settings = kept.model_copy(update={"cloudflare_api_url": fake.base_url})
+        try:
+            opened = await previews.on_pull_request(platform, runner, link,
+                                                    pull_request(commit(repo, "one")))
+            await _succeeded(platform, runner, shop, opened.deployment_id)
+            assert [r["name"] for r in fake.records(ZONE)] == [PREVIEW_HOST]
+            await services.delete_service(platform, runner.connect, owner, "shop", "web-pr-7")
+            assert fake.records(ZONE) == []
+        finally:
+            platform.settings = kept
+    assert not any(node.docker.running() for node in nodes.values())

@@ -33,6 +33,7 @@ from dockyard.models.tables import (
     EnvVar,
     Placement,
     Project,
+    RepoLink,
     Server,
     Service,
 )
@@ -187,20 +188,35 @@ async def close_preview(p: Platform, connect: Connect, link: LinkInfo, number: i
         removed = await teardown.take_down(connect, target)
         teardown.require_placed_done(removed, target)
         await preview_access.revoke(p, connect, link.project, preview.id)
-        await _remove_dns(p, link, preview, dns_for)
+        await remove_dns_of(p, preview.id, dns_for)
         actor = await acting_as(p, link)
         await p.db.write(lambda s: forget_service(s, preview.id), info=actor.audit_info)
     except DockyardError as exc:
-        return HookOutcome("failed", exc.message)
+        return HookOutcome("failed", f"{exc.message}. Remove the preview by hand once that is "
+                           f"settled: `dockyard services delete {link.service}-pr-{number} -p "
+                           f"{link.project}` (its DNS record and database users go too)")
     return HookOutcome("removed", f"preview {link.project}/{preview.name} removed from "
                        f"{len(removed)} server(s)")
 
 
-async def _remove_dns(p: Platform, link: LinkInfo, preview: Preview, dns_for: DnsFor) -> None:
-    if link.preview_dns_credential:
-        token = await provider_token(p, link.workspace_id, link.preview_dns_credential)
-        async with dns_for(token) as dns:
-            await dns.remove_records(preview.host)
+async def remove_dns_of(p: Platform, service_id: str, dns_for: DnsFor) -> None:
+    """Delete a preview's DNS record (nothing for another service, or without a credential)."""
+    async def tx(s: AsyncSession) -> tuple[str, str, str] | None:
+        preview = await s.get(Service, service_id)
+        if preview is None or preview.preview_of is None:
+            return None
+        link = await s.scalar(select(RepoLink).where(RepoLink.service_id == preview.preview_of))
+        if link is None or not link.preview_dns_credential:
+            return None
+        project = (await s.get_one(Project, preview.project_id)).name
+        host = (await _described(p, s, preview, project)).host
+        return link.workspace_id, link.preview_dns_credential, host
+
+    found = await p.db.read(tx)
+    if found is not None:
+        workspace_id, credential, host = found
+        async with dns_for(await provider_token(p, workspace_id, credential)) as dns:
+            await dns.remove_records(host)
 
 
 async def list_previews(p: Platform, actor: Actor, project: str) -> list[PreviewPublic]:

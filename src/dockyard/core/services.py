@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.core import preview_access, teardown
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.deploy_targets import hosts_of
+from dockyard.core.dns import default_dns_for
 from dockyard.core.lookup import project_named, refuse_with_domains, service_named
 from dockyard.core.platform import Platform
 from dockyard.deploy.run import Connect
@@ -105,7 +106,7 @@ async def delete_service(p: Platform, connect: Connect, actor: Actor, project: s
     service_id, target = await p.db.read(check)
     removed = await teardown.take_down(connect, target)
     teardown.require_placed_done(removed, target)
-    await preview_access.revoke(p, connect, project, service_id)  # a preview's, if any
+    await _forget_preview_parts(p, connect, project, service_id)
     await p.db.write(lambda s: forget_service(s, service_id), info=actor.audit_info)
     return removed
 
@@ -124,3 +125,12 @@ async def _refuse_with_previews(s: AsyncSession, service: Service, project: str)
         raise Conflict(f"{project}/{service.name} has preview environments "
                        f"({', '.join(previews)}); delete them first (`dockyard services "
                        f"delete {previews[0]} -p {project}`)")
+
+
+async def _forget_preview_parts(p: Platform, connect: Connect, project: str, service_id: str
+                                ) -> None:
+    """A preview's database users and DNS record (nothing for another app)."""
+    from dockyard.core.previews import remove_dns_of  # core.previews deletes through here
+
+    await preview_access.revoke(p, connect, project, service_id)
+    await remove_dns_of(p, service_id, default_dns_for(p.settings))
