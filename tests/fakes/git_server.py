@@ -59,6 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self._body()
         self.server.requests.append(self.path)
+        self.server.protocols.append(self.headers.get("Git-Protocol", ""))
         env = {**_cgi_env(self, self.server.root, user), "CONTENT_LENGTH": str(len(body))}
         done = subprocess.run(["git", "http-backend"], input=body,
                               capture_output=True, env=env, check=False, timeout=60)
@@ -104,6 +105,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root, self.credentials = root, credentials
         self.requests: list[str] = []
+        self.protocols: list[str] = []  # each request's Git-Protocol header
 
 
 class GitServer:
@@ -119,6 +121,10 @@ class GitServer:
     @property
     def requests(self) -> list[str]:
         return self._server.requests
+
+    @property
+    def protocols(self) -> list[str]:
+        return self._server.protocols
 
     def start(self) -> GitServer:
         self._thread.start()
