@@ -1,0 +1,1 @@
+"""Forge webhooks: each provider's delivery format and signature scheme (pure)."""
