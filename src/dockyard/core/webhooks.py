@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.core import previews
 from dockyard.core.hook_deploys import deploy_commit
 from dockyard.core.platform import Platform
 from dockyard.core.repo_links import link_info
@@ -130,7 +131,7 @@ async def _act(p: Platform, runner: DeployRunner, link: LinkInfo, delivery: Deli
         if isinstance(event, PushEvent):
             return await _on_push(p, runner, link, event)
         if isinstance(event, PullRequestEvent):
-            return await _on_pull_request(p, runner, link, event)
+            return await previews.on_pull_request(p, runner, link, event)
         return _other(event)
     except DockyardError as exc:
         kind: Outcome = "refused" if exc.status_code in (403, 409, 422) else "failed"
@@ -158,11 +159,3 @@ async def _on_push(p: Platform, runner: DeployRunner, link: LinkInfo, event: Pus
     return HookOutcome("deployed", f"deploying commit {event.commit} of {event.branch!r}",
                        deployment_id=started)
 
-
-async def _on_pull_request(p: Platform, runner: DeployRunner, link: LinkInfo,
-                           event: PullRequestEvent) -> HookOutcome:
-    try:
-        from dockyard.core.previews import on_pull_request
-    except ImportError:
-        return HookOutcome("ignored", "ignored: previews are not available yet")
-    return await on_pull_request(p, runner, link, event)
