@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.core import services, teardown
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import project_named, refuse_with_domains
 from dockyard.core.platform import Platform
+from dockyard.deploy.run import Connect
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict
+from dockyard.models.enums import ServiceKind
 from dockyard.models.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
 from dockyard.models.tables import Project, Service
 
@@ -66,14 +71,44 @@ async def update_project(
     return await p.db.write(tx, info=actor.audit_info)
 
 
-async def delete_project(p: Platform, actor: Actor, name: str) -> None:
-    """Delete a project with its services and their variables."""
-
-    async def tx(s: AsyncSession) -> None:
+async def delete_project(p: Platform, connect: Connect, actor: Actor, name: str
+                         ) -> list[teardown.Removed]:
+    """Every app of the project (its previews too) is taken off every server, as `services
+    delete` does, before the project's rows go; while one cannot be, every row is kept."""
+    async def check(s: AsyncSession) -> tuple[str, list[tuple[str, teardown.Target]]]:
         project = await project_named(s, actor, name)
         actor.require(Permission.DELETE)
-        services = await s.scalars(select(Service.id).where(Service.project_id == project.id))
-        await refuse_with_domains(s, list(services), f"project {name}")
-        await delete_recorded(s, project)
+        rows = list(await s.scalars(select(Service).where(Service.project_id == project.id)
+                                    .order_by(Service.name)))
+        await refuse_with_domains(s, [x.id for x in rows], f"project {name}")
+        _refuse_with_data(rows, name)
+        return project.id, [(x.id, await teardown.target_of(p, s, x)) for x in rows]
 
-    await p.db.write(tx, info=actor.audit_info)
+    project_id, apps = await p.db.read(check)
+    removed = await asyncio.gather(*(teardown.take_down(connect, x) for _, x in apps))
+    for (_, target), done in zip(apps, removed, strict=True):
+        teardown.require_placed_done(done, target)
+    for service_id, _ in apps:
+        await services.forget_preview_parts(p, connect, name, service_id)
+    await p.db.write(lambda s: _forget(s, project_id), info=actor.audit_info)
+    return [x for done in removed for x in done]
+
+
+def _refuse_with_data(rows: list[Service], project: str) -> None:
+    """Stateful services go only through their own delete, which takes a final backup."""
+    held = [x.name for x in rows if x.kind is not ServiceKind.APP]
+    if held:
+        raise Conflict(f"project {project} still holds data ({', '.join(held)}): delete each "
+                       f"first with `dockyard services delete {held[0]} -p {project} --confirm "
+                       f"{held[0]}`, which takes a final backup")
+
+
+async def _forget(s: AsyncSession, project_id: str) -> None:
+    """Previews first: each would otherwise go twice, with its project and its main app."""
+    project = await s.get(Project, project_id)
+    if project is None:
+        return
+    for preview in await s.scalars(select(Service).where(
+            Service.project_id == project_id, Service.preview_of.is_not(None))):
+        await delete_recorded(s, preview)
+    await delete_recorded(s, project)

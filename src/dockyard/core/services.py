@@ -106,7 +106,7 @@ async def delete_service(p: Platform, connect: Connect, actor: Actor, project: s
     service_id, target = await p.db.read(check)
     removed = await teardown.take_down(connect, target)
     teardown.require_placed_done(removed, target)
-    await _forget_preview_parts(p, connect, project, service_id)
+    await forget_preview_parts(p, connect, project, service_id)
     await p.db.write(lambda s: forget_service(s, service_id), info=actor.audit_info)
     return removed
 
@@ -127,7 +127,7 @@ async def _refuse_with_previews(s: AsyncSession, service: Service, project: str)
                        f"delete {previews[0]} -p {project}`)")
 
 
-async def _forget_preview_parts(p: Platform, connect: Connect, project: str, service_id: str
+async def forget_preview_parts(p: Platform, connect: Connect, project: str, service_id: str
                                 ) -> None:
     """A preview's database users and DNS record (nothing for another app)."""
     from dockyard.core.previews import remove_dns_of  # core.previews deletes through here

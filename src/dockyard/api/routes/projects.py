@@ -36,9 +36,11 @@ async def update_project(
     return await projects.update_project(platform, actor, project, body)
 
 
-@router.delete("/{project}", status_code=204, summary="Delete a project and its services")
-async def delete_project(project: ProjectName, platform: PlatformDep, actor: ActorDep) -> None:
-    await projects.delete_project(platform, actor, project)
+@router.delete("/{project}", status_code=204, summary=(
+    "Delete a project: its apps taken off every server, then its services forgotten"))
+async def delete_project(project: ProjectName, platform: PlatformDep, actor: ActorDep,
+                         runner: RunnerDep) -> None:
+    await projects.delete_project(platform, runner.connect, actor, project)
 
 
 @router.post("/{project}/redeploy", summary=(
