@@ -5,7 +5,9 @@ tags, deletions and redeliveries starting nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from dockyard.core import deployments, hook_queue
 from dockyard.models.enums import Role
 from dockyard.models.tables import Deployment, HookDelivery, RepoLink
 from tests.api.test_deploys import add_server, closed_port, events_of, silent_agent
@@ -168,25 +171,127 @@ async def test_a_deleted_branch_and_a_ping_are_ignored(client, platform, git_ser
     assert await deployments_of(platform) == []
 
 
-async def test_a_push_while_the_service_is_deploying_is_refused(
-        client, shop, platform, git_server, silent_agent):
-    await add_server(platform, shop, silent_agent)  # the first deployment stays active
+@pytest.fixture
+def held_agent() -> Iterator[socket.socket]:
+    """An agent port that takes connections and answers none until it is closed (then every
+    call fails at once): a deployment there stays active until the test lets it end."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield listener
+    listener.close()
+
+
+async def _link_on(client, shop, platform, git_server, agent: socket.socket) -> str:
+    await add_server(platform, shop, agent.getsockname()[1])
+    body = {"repo_url": git_server.url_of("shop"), "token": TOKEN}
+    return str((await client.put(LINK, json=body, headers=shop.headers)).json()["secret"])
+
+
+async def _push(client, url: str, secret: str, sha: str) -> tuple[Sent, dict[str, Any]]:
+    sent = forges.github("push", forges.github_push(url, "refs/heads/main", sha), secret)
+    answer = await send(client, sent)
+    assert answer.status_code == 200, answer.text
+    return sent, answer.json()["results"][0]
+
+
+async def _listed(client, shop) -> list[dict[str, Any]]:
+    """The deliveries, oldest first."""
+    return list(reversed((await client.get(f"{LINK}/deliveries", headers=shop.headers)).json()))
+
+
+async def _commits(client, shop, deployment_id: str) -> list[str]:
+    return [e["commit"] for e in await follow(client, shop.headers, deployment_id)
+            if e.get("commit")]
+
+
+async def test_a_push_during_a_deploy_waits_and_deploys_its_commit_when_that_ends(
+        client, shop, platform, git_server, held_agent):
+    runner = client._transport.app.state.deploys
+    secret = await _link_on(client, shop, platform, git_server, held_agent)
     url = git_server.url_of("shop")
-    body = {"repo_url": url, "token": TOKEN}
-    secret = (await client.put(LINK, json=body, headers=shop.headers)).json()["secret"]
-    sha = git_server.commit("shop", {"app.py": "print(1)"})
-    first, second = (forges.github("push", forges.github_push(url, "refs/heads/main", sha),
-                                   secret) for _ in range(2))
+    _, running = await _push(client, url, secret, git_server.commit("shop", {"a": "1"}))
+    assert running["outcome"] == "deployed"
+    second = git_server.commit("shop", {"a": "2"})
+    _, queued = await _push(client, url, secret, second)
+    assert queued["outcome"] == "queued", queued
+    assert queued["deployment_id"] is None
+    assert (f"queued: shop/web is being deployed by deployment {running['deployment_id'][:8]}"
+            in queued["detail"])
+    assert [d["outcome"] for d in await _listed(client, shop)] == ["deployed", "queued"]
+
+    held_agent.close()  # the running deployment fails and ends
+    await runner.wait_idle()
+    first_row, second_row = await _listed(client, shop)
+    assert (first_row["outcome"], second_row["outcome"]) == ("deployed", "deployed")
+    assert second_row["deployment_id"] not in (None, running["deployment_id"])
+    assert await _commits(client, shop, second_row["deployment_id"]) == [second]
+    assert len(await deployments_of(platform)) == 2
+
+
+async def test_of_two_queued_pushes_only_the_newest_deploys(
+        client, shop, platform, git_server, held_agent):
+    runner = client._transport.app.state.deploys
+    secret = await _link_on(client, shop, platform, git_server, held_agent)
+    url = git_server.url_of("shop")
+    await _push(client, url, secret, git_server.commit("shop", {"a": "1"}))
+    _, older = await _push(client, url, secret, git_server.commit("shop", {"a": "2"}))
+    newest = git_server.commit("shop", {"a": "3"})
+    sent, newer = await _push(client, url, secret, newest)
+    assert (older["outcome"], newer["outcome"]) == ("queued", "queued")
+
+    held_agent.close()
+    await runner.wait_idle()
+    listed = await _listed(client, shop)
+    assert [d["outcome"] for d in listed] == ["deployed", "superseded", "deployed"]
+    assert listed[1]["detail"] == (f"superseded by the newer delivery {sent.delivery} "
+                                   f"(commit {newest})")
+    assert listed[1]["deployment_id"] is None
+    assert await _commits(client, shop, listed[2]["deployment_id"]) == [newest]
+    assert len(await deployments_of(platform)) == 2
+
+
+async def test_what_was_queued_while_no_process_ran_is_acted_on_once_at_startup(
+        client, shop, platform, git_server, held_agent):
+    secret = await _link_on(client, shop, platform, git_server, held_agent)
+    url = git_server.url_of("shop")
+    await _push(client, url, secret, git_server.commit("shop", {"a": "1"}))
+    waiting = git_server.commit("shop", {"a": "2"})
+    await _push(client, url, secret, waiting)
+    await client._transport.app.state.deploys.shutdown(0)  # the process dies mid-deploy
+    held_agent.close()
+    unwatched = deployments.new_runner(platform)  # takes the deployment over, ends it
+    await unwatched.recover()
+    await unwatched.wait_idle()
+    assert [d["outcome"] for d in await _listed(client, shop)] == ["deployed", "queued"]
+
+    replicas = [deployments.new_runner(platform) for _ in range(2)]
     try:
-        started = (await send(client, first)).json()["results"][0]
-        [result] = (await send(client, second)).json()["results"]
-        assert result["outcome"] == "refused"
-        assert "being deployed" in result["detail"]
-        assert started["deployment_id"][:8] in result["detail"]
-        outcomes = [d.outcome for d in await _deliveries(platform)]
-        assert sorted(outcomes) == ["deployed", "refused"]
+        await asyncio.gather(*(hook_queue.resume(platform, r) for r in replicas))
+        for replica in replicas:
+            await replica.wait_idle()
     finally:
-        await client._transport.app.state.deploys.shutdown(0)
+        for replica in replicas:
+            await replica.shutdown(0)
+    last = (await _listed(client, shop))[-1]
+    assert last["outcome"] == "deployed"
+    assert await _commits(client, shop, last["deployment_id"]) == [waiting]
+    assert len(await deployments_of(platform)) == 2
+
+
+async def test_a_bitbucket_push_of_several_refs_deploys_the_links_branch(
+        client, shop, platform, git_server, linked):
+    main = git_server.commit("shop", {"a": "1"})
+    other = git_server.commit("shop", {"a": "2"}, branch="dev")
+    payload = forges.bitbucket_push(git_server.url_of("shop"), "dev", other[:12])
+    payload["push"]["changes"] += forges.bitbucket_push(
+        git_server.url_of("shop"), "main", main[:12])["push"]["changes"]
+    sent = forges.bitbucket("repo:push", payload, linked["secret"])
+    [result] = (await send(client, sent)).json()["results"]
+    assert result["outcome"] == "deployed", result
+    assert await _commits(client, shop, result["deployment_id"]) == [main]
+    [row] = await _deliveries(platform)
+    assert (row.ref, row.commit) == ("main", main[:12])
 
 
 async def test_rotating_the_secret_retires_the_old_one(client, shop, platform, git_server,
@@ -256,7 +361,8 @@ async def test_unlink_forgets_the_link_and_its_deliveries(client, shop, platform
     sha = git_server.commit("shop", {"app.py": "print(1)"})
     sent = pushes(git_server.url_of("shop"), linked["secret"], sha, "refs/heads/dev")[0]
     assert (await send(client, sent)).status_code == 200
-    assert (await client.delete(LINK, headers=shop.headers)).status_code == 204
+    unlinked = await client.delete(LINK, headers=shop.headers)
+    assert (unlinked.status_code, unlinked.json()["previews_removed"]) == (200, [])
     assert (await client.get(LINK, headers=shop.headers)).status_code == 404
     assert (await send(client, sent)).status_code == 404
     assert await _deliveries(platform) == []

@@ -37,8 +37,9 @@ from dockyard.api.routes import (
     workspaces,
 )
 from dockyard.api.routes import metrics as metrics_routes
-from dockyard.core import agents, deployments, health, traffic
+from dockyard.core import agents, deployments, health, hook_queue, traffic
 from dockyard.core.platform import Platform
+from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import NotMigrated
 from dockyard.kernel.metrics.middleware import install_request_metrics
 from dockyard.kernel.migrate import is_migrated
@@ -51,6 +52,7 @@ ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, cred
            hooks, previews)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 GIT_PATHS = "/git/"  # git's pushes stream (api/routes/git.py)
+HOOK_PATHS = f"{API_PREFIX}/hooks/"  # forges' deliveries, read within their own limit
 SHUTDOWN_WAIT_SECONDS = 30.0
 
 
@@ -70,9 +72,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = platform or await open_platform(settings)
         if platform is None:
-            app.state.deploys = deployments.new_runner(app.state.platform)
+            app.state.deploys = _new_runner(app.state.platform)
         await app.state.deploys.recover()
-        async with _agent_polling(app.state.platform):
+        async with _agent_polling(app.state.platform, app.state.deploys):
             yield
         await app.state.deploys.shutdown(SHUTDOWN_WAIT_SECONDS)
         if platform is None:
@@ -82,7 +84,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
                   generate_unique_id_function=operation_id)
     if platform is not None:
         app.state.platform = platform
-        app.state.deploys = deployments.new_runner(platform)
+        app.state.deploys = _new_runner(platform)
     api = APIRouter(prefix=API_PREFIX)
     for module in ROUTERS:
         api.include_router(module.router)
@@ -92,7 +94,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"], name="healthz")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        streamed={DEPLOY_PATH: settings.max_archive_bytes,
-                                 GIT_PATHS: settings.max_archive_bytes})
+                                 GIT_PATHS: settings.max_archive_bytes,
+                                 HOOK_PATHS: settings.max_hook_body_bytes})
     install_request_metrics(app, settings)  # inside RequestIdMiddleware: records see the id
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
@@ -100,13 +103,23 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     return app
 
 
+def _new_runner(platform: Platform) -> DeployRunner:
+    """The deploy engine, acting on the webhook deliveries queued for each deployment's
+    service when it ends."""
+    runner = deployments.new_runner(platform)
+    hook_queue.watch(platform, runner)
+    return runner
+
+
 @asynccontextmanager
-async def _agent_polling(platform: Platform) -> AsyncIterator[None]:
+async def _agent_polling(platform: Platform, runner: DeployRunner) -> AsyncIterator[None]:
     """Poll every server's agent in the background while the API runs (0 s turns it off),
-    and watch whether each server's copies of services take traffic."""
+    watch whether each server's copies of services take traffic, and act on the webhook
+    deliveries queued while no process ran."""
     interval = platform.settings.agent_poll_seconds
     watch = traffic.TrafficWatch(platform)
-    tasks = [asyncio.create_task(watch.run_forever(platform.settings.traffic_check_seconds))]
+    tasks = [asyncio.create_task(watch.run_forever(platform.settings.traffic_check_seconds)),
+             asyncio.create_task(hook_queue.resume(platform, runner))]
     if interval:
         tasks.append(asyncio.create_task(agents.poll_forever(platform, interval)))
     try:

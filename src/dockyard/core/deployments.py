@@ -131,6 +131,12 @@ async def start_rollback(p: Platform, runner: DeployRunner, actor: Actor,
     return await _start(p, runner, actor, target, source, new_id())
 
 
+async def start_source(p: Platform, runner: DeployRunner, actor: Actor, target: DeployTarget,
+                       source: Origin) -> str:
+    """Start a deployment of `source` to `target`; Conflict while it is being deployed."""
+    return await _start(p, runner, actor, target, source, new_id())
+
+
 async def redeploy_project_apps(p: Platform, runner: DeployRunner, actor: Actor, project: str
                                 ) -> list[AppRedeploy]:
     """A zero-downtime rollout of the live release of each app of `project` with today's

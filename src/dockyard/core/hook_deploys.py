@@ -7,12 +7,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor
-from dockyard.core.deployments import _start
+from dockyard.core.deployments import start_source
 from dockyard.core.platform import Platform
 from dockyard.deploy.runner import DeployRunner
 from dockyard.deploy.sources import validate_commit, validate_git_ref
 from dockyard.kernel.errors import Forbidden
-from dockyard.models.base import new_id
 from dockyard.models.deployment_plan import FromGit
 from dockyard.models.deploys import DeployTarget
 from dockyard.models.hooks import LinkInfo
@@ -43,4 +42,4 @@ async def deploy_commit(p: Platform, runner: DeployRunner, link: LinkInfo, proje
     source = FromGit(url=link.repo_url, ref=validate_git_ref(ref),
                      commit=validate_commit(commit), link_id=link.id)
     target = DeployTarget(project=project, service=service)
-    return await _start(p, runner, actor, target, source, new_id())
+    return await start_source(p, runner, actor, target, source)

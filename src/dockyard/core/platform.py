@@ -14,6 +14,7 @@ from dockyard.kernel.settings import Settings
 class Limiters:
     per_client: RateLimiter
     per_account: RateLimiter
+    hooks: RateLimiter  # webhook deliveries per client address
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiters:
@@ -21,6 +22,7 @@ class Limiters:
         return cls(
             per_client=RateLimiter(settings.login_limit_per_client, window),
             per_account=RateLimiter(settings.login_limit_per_account, window),
+            hooks=RateLimiter(settings.hook_rate_per_minute, 60.0),
         )
 
 

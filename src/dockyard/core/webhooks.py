@@ -5,27 +5,26 @@ recorded with its outcome. Nothing is started or recorded before a signature ver
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.core import previews
-from dockyard.core.hook_deploys import deploy_commit
+from dockyard.core import hook_queue
 from dockyard.core.platform import Platform
 from dockyard.core.repo_links import link_info
+from dockyard.deploy.archives import PayloadTooLarge
 from dockyard.deploy.runner import DeployRunner
 from dockyard.hooks import providers
 from dockyard.hooks.payloads import BadDelivery, repo_key
-from dockyard.kernel.errors import DockyardError, NotAuthenticated, NotFound
+from dockyard.kernel.errors import NotAuthenticated, NotFound
 from dockyard.models.hook_schemas import HookAnswer, HookResult
 from dockyard.models.hooks import (
     Delivery,
+    Event,
     HookOutcome,
     LinkInfo,
-    OtherEvent,
     Outcome,
     Provider,
     PullRequestEvent,
@@ -33,12 +32,12 @@ from dockyard.models.hooks import (
 )
 from dockyard.models.tables import HookDelivery, Project, RepoLink, Service
 
-log = logging.getLogger("dockyard.webhooks")
-
 
 async def receive(p: Platform, runner: DeployRunner, provider: Provider,
-                  headers: Mapping[str, str], body: bytes, client: str) -> HookAnswer:
-    p.limiters.per_client.hit(f"hooks:client:{client}")
+                  headers: Mapping[str, str], chunks: AsyncIterator[bytes], client: str
+                  ) -> HookAnswer:
+    p.limiters.hooks.hit(client)
+    body = await _body(chunks, p.settings.max_hook_body_bytes)
     delivery = providers.read(provider, headers, body)
     links = await _links_of(p, delivery)
     signed = [link for link, secret in links
@@ -48,6 +47,15 @@ async def receive(p: Platform, runner: DeployRunner, provider: Provider,
             "the delivery's signature matches no link of this repository; paste the secret "
             "`dockyard git link` or `dockyard git rotate-secret` printed into the webhook")
     return HookAnswer(results=[await _handle(p, runner, link, delivery) for link in signed])
+
+
+async def _body(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(limit, what="delivery", setting="DOCKYARD_MAX_HOOK_BODY_BYTES")
+    return bytes(body)
 
 
 async def _links_of(p: Platform, delivery: Delivery) -> list[tuple[LinkInfo, str]]:
@@ -72,12 +80,19 @@ async def _links_of(p: Platform, delivery: Delivery) -> list[tuple[LinkInfo, str
 
 async def _handle(p: Platform, runner: DeployRunner, link: LinkInfo, delivery: Delivery
                   ) -> HookResult:
-    row_id = await _claim(p, link, delivery)
+    event = delivery.event
+    if isinstance(event, PushEvent):
+        event = event.of_branch(link.branch)
+    waits = hook_queue.waits(link, event)
+    row_id = await _claim(p, link, delivery, event, "queued" if waits else "ignored")
     if row_id is None:
         return _result(link, HookOutcome("ignored", "already handled: a redelivery of "
                                          f"{delivery.delivery_id}"), duplicate=True)
-    outcome = await _act(p, runner, link, delivery)
-    await _record(p, row_id, outcome)
+    if waits:
+        await hook_queue.drain(p, runner, hook_queue.queue_of(link, event))
+        return _result(link, await _outcome_of(p, row_id))
+    outcome = await hook_queue.act(p, runner, link, event)
+    await hook_queue.record(p, row_id, outcome)
     return _result(link, outcome)
 
 
@@ -87,24 +102,26 @@ def _result(link: LinkInfo, outcome: HookOutcome, duplicate: bool = False) -> Ho
                       detail=outcome.detail, deployment_id=outcome.deployment_id)
 
 
-def _columns(delivery: Delivery) -> dict[str, object]:
-    event = delivery.event
+def _columns(event: Event) -> dict[str, object]:
     if isinstance(event, PushEvent):
         return {"event": "push", "ref": event.branch, "commit": event.commit}
     if isinstance(event, PullRequestEvent):
-        return {"event": "pull_request", "ref": event.head_branch,
+        return {"event": "pull_request", "ref": event.head_branch, "action": event.action,
                 "commit": event.head_commit, "pull_request": event.number}
     return {"event": "ping" if event.name in ("ping", "diagnostics:ping") else "other"}
 
 
-async def _claim(p: Platform, link: LinkInfo, delivery: Delivery) -> str | None:
-    """Record the delivery as being handled; None when it was already (a redelivery)."""
+async def _claim(p: Platform, link: LinkInfo, delivery: Delivery, event: Event,
+                 outcome: Outcome) -> str | None:
+    """Record the delivery (queued, or being handled); None when it was already (a
+    redelivery)."""
 
     async def tx(s: AsyncSession) -> str:
         row = HookDelivery(workspace_id=link.workspace_id, link_id=link.id,
                            provider=delivery.provider.value,
-                           delivery_id=delivery.delivery_id, outcome="ignored",
-                           detail="being handled", **_columns(delivery))
+                           delivery_id=delivery.delivery_id, outcome=outcome,
+                           detail=outcome if outcome == "queued" else hook_queue.HANDLING,
+                           **_columns(event))
         s.add(row)
         await s.flush()
         return row.id
@@ -115,47 +132,9 @@ async def _claim(p: Platform, link: LinkInfo, delivery: Delivery) -> str | None:
         return None
 
 
-async def _record(p: Platform, row_id: str, outcome: HookOutcome) -> None:
-    async def tx(s: AsyncSession) -> None:
+async def _outcome_of(p: Platform, row_id: str) -> HookOutcome:
+    async def tx(s: AsyncSession) -> HookOutcome:
         row = await s.get_one(HookDelivery, row_id)
-        row.outcome, row.detail = outcome.outcome, outcome.detail
-        row.deployment_id = outcome.deployment_id
+        return HookOutcome(row.outcome, row.detail, row.deployment_id)  # type: ignore[arg-type]
 
-    await p.db.write(tx)
-
-
-async def _act(p: Platform, runner: DeployRunner, link: LinkInfo, delivery: Delivery
-               ) -> HookOutcome:
-    event = delivery.event
-    try:
-        if isinstance(event, PushEvent):
-            return await _on_push(p, runner, link, event)
-        if isinstance(event, PullRequestEvent):
-            return await previews.on_pull_request(p, runner, link, event)
-        return _other(event)
-    except DockyardError as exc:
-        kind: Outcome = "refused" if exc.status_code in (403, 409, 422) else "failed"
-        return HookOutcome(kind, exc.message)
-    except Exception:
-        log.exception("webhook delivery %s for link %s failed", delivery.delivery_id, link.id)
-        return HookOutcome("failed", "Dockyard failed to act on the delivery; see its log")
-
-
-def _other(event: OtherEvent) -> HookOutcome:
-    return HookOutcome("ignored", f"ignored: a {event.name!r} event starts nothing")
-
-
-async def _on_push(p: Platform, runner: DeployRunner, link: LinkInfo, event: PushEvent
-                   ) -> HookOutcome:
-    deploys = f"(this link deploys {link.branch!r})"
-    if not event.branch:
-        return HookOutcome("ignored", f"ignored: a tag was pushed {deploys}")
-    if event.deleted:
-        return HookOutcome("ignored", f"ignored: branch {event.branch!r} was deleted {deploys}")
-    if event.branch != link.branch:
-        return HookOutcome("ignored", f"ignored: a push to {event.branch!r} {deploys}")
-    started = await deploy_commit(p, runner, link, link.project, link.service, event.commit,
-                                  event.branch)
-    return HookOutcome("deployed", f"deploying commit {event.commit} of {event.branch!r}",
-                       deployment_id=started)
-
+    return await p.db.read(tx)

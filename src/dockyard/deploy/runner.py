@@ -35,8 +35,12 @@ def orphaned(recorded: Owner | None, me: Owner) -> bool:
     return pid == me.pid or pid <= 0 or not process.is_running(pid)
 
 
+AfterEnd = Callable[[str], Awaitable[None]]
+
+
 class DeployRunner:
-    """`connect` gives the engine a client of a server's agent."""
+    """`connect` gives the engine a client of a server's agent. `after_end`: callbacks given
+    the id of each deployment this runner carried to its end (not of one cancelled)."""
 
     def __init__(self, db: Database, settings: Settings, box: SecretBox, connect: Connect
                  ) -> None:
@@ -44,6 +48,7 @@ class DeployRunner:
         self.events = EventLog(db)
         self.owner = Owner.of_this_process()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.after_end: list[AfterEnd] = []
 
     def start(self, deployment_id: str) -> None:
         self._spawn(self._run(deployment_id, engine.execute))
@@ -70,6 +75,14 @@ class DeployRunner:
             await how(run)
         finally:
             await run.close()
+        await self._ended(deployment_id)
+
+    async def _ended(self, deployment_id: str) -> None:
+        for callback in self.after_end:
+            try:
+                await callback(deployment_id)
+            except Exception:
+                log.exception("after the end of deployment %s", deployment_id)
 
     async def wait_idle(self) -> None:
         while self._tasks:

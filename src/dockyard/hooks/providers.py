@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from dockyard.hooks.payloads import COMMIT, ZERO_SHA, BadDelivery, Doc
 from dockyard.models.hooks import (
@@ -189,10 +190,16 @@ def _bitbucket(event: str, doc: Doc) -> Event:
 
 
 def _bitbucket_push(urls: tuple[str, ...], changes: list[Doc]) -> PushEvent:
-    """The push's first change (a push of several refs names each; the first is acted on)."""
+    """The push's first change, with the others in `also` (a push of several refs names each;
+    a link acts on the change to its branch)."""
     if not changes:
         raise BadDelivery("payload.push.changes is empty")
-    new, old = changes[0].maybe_obj("new"), changes[0].maybe_obj("old")
+    first, *others = (_bitbucket_change(urls, change) for change in changes)
+    return replace(first, also=tuple(others))
+
+
+def _bitbucket_change(urls: tuple[str, ...], change: Doc) -> PushEvent:
+    new, old = change.maybe_obj("new"), change.maybe_obj("old")
     if new is None:
         gone = old.text("name") if old and old.text("type") == "branch" else ""
         return PushEvent(repo_urls=urls, branch=gone, commit="", deleted=True)

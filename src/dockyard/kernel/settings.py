@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     login_limit_per_account: int = Field(default=10, ge=1)
     login_limit_window_seconds: int = Field(default=60, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Forges' webhook deliveries: per client address, and the largest body (GitHub's is 25 MB).
+    hook_rate_per_minute: int = Field(default=600, ge=1)
+    max_hook_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     env_value_max_bytes: int = Field(default=32 * 1024, ge=1)
     db_busy_timeout_ms: int = Field(default=15_000, ge=10_000)
     password_time_cost: int = Field(default=2, ge=1, le=10)

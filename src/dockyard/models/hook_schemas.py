@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from dockyard.models.fields import GitRef, GitUrl, Name, ProviderToken, Whole
+from dockyard.models.hooks import Outcome
 from dockyard.models.schemas import Input, Output
 
 PRIVATE_KEY = (r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=:,\- \r\n]+"
@@ -60,6 +61,15 @@ class RepoLinkSecret(RepoLinkPublic):
     secret: str = Field(description=(
         "The webhook secret Dockyard generated: paste it into the forge now; it is not "
         "shown again (rotate it to get a new one)."))
+    previews_removed: list[str] = Field(default_factory=list, description=(
+        "The preview services taken down because previews were turned off."))
+
+
+class RepoUnlinked(Output):
+    project: str
+    service: str
+    previews_removed: list[str] = Field(description=(
+        "The preview services taken down with the link (nothing would close them later)."))
 
 
 class DeliveryPublic(Output):
@@ -70,7 +80,10 @@ class DeliveryPublic(Output):
     ref: str
     commit: str
     pull_request: int | None
-    outcome: str
+    action: str = Field(description="A pull request's: opened, updated or closed.")
+    outcome: Outcome = Field(description=(
+        "queued: waits for the service's running deployment to end; superseded: a newer "
+        "delivery for the same service (named in detail) was acted on instead."))
     detail: str
     deployment_id: str | None
     created_at: datetime
@@ -81,7 +94,7 @@ class HookResult(Output):
 
     project: str
     service: str
-    outcome: Literal["deployed", "ignored", "refused", "removed", "failed", "duplicate"]
+    outcome: Outcome | Literal["duplicate"]
     detail: str
     deployment_id: str | None = None
 

@@ -24,6 +24,11 @@ class PushEvent:
     branch: str  # "" when a tag was pushed
     commit: str
     deleted: bool = False
+    also: tuple[PushEvent, ...] = ()  # the other refs the same push moved (Bitbucket)
+
+    def of_branch(self, branch: str) -> PushEvent:
+        """The change to `branch` among this push's, else this one."""
+        return next((x for x in (self, *self.also) if x.branch == branch), self)
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,10 @@ class Delivery:
     event: Event
 
 
-Outcome = Literal["deployed", "ignored", "refused", "removed", "failed"]
+Outcome = Literal["deployed", "ignored", "refused", "removed", "failed", "queued",
+                  "superseded"]
+"""`queued`: waits for the running deployment of its service to end (then acted on, or
+`superseded` by a newer delivery for the same service, named in its detail)."""
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,8 @@ class HookDelivery(IdMixin, TimestampMixin, Base):
     ref: Mapped[str] = mapped_column(String(255), default="")
     commit: Mapped[str] = mapped_column(String(64), default="")
     pull_request: Mapped[int | None] = mapped_column(Integer, default=None)
-    # deployed | ignored | refused | removed | failed
+    action: Mapped[str] = mapped_column(String(20), default="", server_default="")  # opened...
+    # deployed | ignored | refused | removed | failed | queued | superseded
     outcome: Mapped[str] = mapped_column(String(20))
     detail: Mapped[str] = mapped_column(Text, default="")
     deployment_id: Mapped[str | None] = _fk("deployments.id", nullable=True, cascade=False)

@@ -15,6 +15,7 @@ from dockyard.models.hook_schemas import (
     RepoLinkPublic,
     RepoLinkSecret,
     RepoLinkSet,
+    RepoUnlinked,
 )
 from dockyard.models.hooks import Provider
 
@@ -29,15 +30,16 @@ HOOK_RESPONSES = {**LIMITED_RESPONSES, 400: _described(
              responses=HOOK_RESPONSES)
 async def receive_hook(provider: Provider, request: Request, platform: PlatformDep,
                        runner: RunnerDep, client: ClientDep) -> HookAnswer:
-    body = await request.body()
-    return await webhooks.receive(platform, runner, provider, request.headers, body, client)
+    return await webhooks.receive(platform, runner, provider, request.headers,
+                                  request.stream(), client)
 
 
 @router.put(LINK, summary="Link a service to a repository and branch (a new webhook secret, "
             "shown once)", responses=WRITE_RESPONSES)
 async def link_repo(project: ProjectName, service: ServiceName, body: RepoLinkSet,
-                    platform: PlatformDep, actor: ActorDep) -> RepoLinkSecret:
-    return await repo_links.link(platform, actor, project, service, body)
+                    platform: PlatformDep, actor: ActorDep, runner: RunnerDep
+                    ) -> RepoLinkSecret:
+    return await repo_links.link(platform, runner.connect, actor, project, service, body)
 
 
 @router.get(LINK, summary="Show a service's repository link", responses=WRITE_RESPONSES)
@@ -46,11 +48,11 @@ async def show_repo_link(project: ProjectName, service: ServiceName, platform: P
     return await repo_links.show(platform, actor, project, service)
 
 
-@router.delete(LINK, status_code=204, summary="Unlink a service from its repository",
-               responses=WRITE_RESPONSES)
+@router.delete(LINK, summary="Unlink a service from its repository (its previews are "
+               "taken down first)", responses=WRITE_RESPONSES)
 async def unlink_repo(project: ProjectName, service: ServiceName, platform: PlatformDep,
-                      actor: ActorDep) -> None:
-    await repo_links.unlink(platform, actor, project, service)
+                      actor: ActorDep, runner: RunnerDep) -> RepoUnlinked:
+    return await repo_links.unlink(platform, runner.connect, actor, project, service)
 
 
 @router.post(f"{LINK}/rotate-secret", summary="Replace the webhook secret (shown once)",
