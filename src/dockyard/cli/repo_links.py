@@ -47,6 +47,7 @@ def _print_secret(found: dict[str, Any], as_json: bool) -> None:
         return
     done(f"Linked {found['project']}/{found['service']} to {found['repo_url']} "
          f"(branch {found['branch']}).")
+    _print_removed(found["previews_removed"])
     done("Add a webhook to the repository (content type application/json, push and pull "
          "request events) with:")
     for provider, url in found["webhook_urls"].items():
@@ -66,9 +67,16 @@ def link(project: ProjectOpt, service: ServiceOpt, repo: RepoOpt, branch: Branch
 
 
 def unlink(project: ProjectOpt, service: ServiceOpt) -> None:
-    """Unlink a service from its repository (its webhooks then get 404)."""
-    ApiClient.from_config().delete(_path(project, service))
+    """Unlink a service from its repository (its webhooks then get 404; its previews are
+    taken down)."""
+    found = ApiClient.from_config().delete(_path(project, service))
     done(f"Unlinked {project}/{service}.")
+    _print_removed(found["previews_removed"])
+
+
+def _print_removed(names: list[str]) -> None:
+    if names:
+        done(f"Removed {len(names)} preview(s): {', '.join(names)}.")
 
 
 def show_link(project: ProjectOpt, service: ServiceOpt, as_json: JsonFlag = False) -> None:

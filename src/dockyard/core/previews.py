@@ -8,6 +8,7 @@ service's release is never touched."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -173,6 +174,27 @@ async def _put_dns(p: Platform, link: LinkInfo, preview: Preview, dns_for: DnsFo
 async def close_preview(p: Platform, connect: Connect, link: LinkInfo, number: int,
                         dns_for: DnsFor) -> HookOutcome:
     """Off its servers, its read-only access and DNS record gone, then its row."""
+    try:
+        closed = await _remove(p, connect, link, number, dns_for, None)
+    except DockyardError as exc:
+        return HookOutcome("failed", f"{exc.message}. Remove the preview by hand once that is "
+                           f"settled: {_by_hand(link, number)}")
+    if closed is None:
+        return HookOutcome("ignored", f"pull request #{number} has no preview")
+    preview, servers = closed
+    return HookOutcome("removed", f"preview {link.project}/{preview.name} removed from "
+                       f"{servers} server(s)")
+
+
+def _by_hand(link: LinkInfo, number: int) -> str:
+    return (f"`dockyard services delete {link.service}-pr-{number} -p {link.project}` (its "
+            "DNS record and database users go too)")
+
+
+async def _remove(p: Platform, connect: Connect, link: LinkInfo, number: int, dns_for: DnsFor,
+                  info: dict[str, Any] | None) -> tuple[Preview, int] | None:
+    """The preview taken down and forgotten (None: there is none); its row is deleted as
+    `info` says, else as the member who linked the repository."""
     async def read(s: AsyncSession) -> tuple[Preview, teardown.Target] | None:
         found = await _preview_of(s, link.service_id, number)
         if found is None:
@@ -180,23 +202,43 @@ async def close_preview(p: Platform, connect: Connect, link: LinkInfo, number: i
         return (await _described(p, s, found, link.project),
                 await teardown.target_of(p, s, found))
 
-    try:
-        read_ = await p.db.read(read)
-        if read_ is None:
-            return HookOutcome("ignored", f"pull request #{number} has no preview")
-        preview, target = read_
-        removed = await teardown.take_down(connect, target)
-        teardown.require_placed_done(removed, target)
-        await preview_access.revoke(p, connect, link.project, preview.id)
-        await remove_dns_of(p, preview.id, dns_for)
-        actor = await acting_as(p, link)
-        await p.db.write(lambda s: forget_service(s, preview.id), info=actor.audit_info)
-    except DockyardError as exc:
-        return HookOutcome("failed", f"{exc.message}. Remove the preview by hand once that is "
-                           f"settled: `dockyard services delete {link.service}-pr-{number} -p "
-                           f"{link.project}` (its DNS record and database users go too)")
-    return HookOutcome("removed", f"preview {link.project}/{preview.name} removed from "
-                       f"{len(removed)} server(s)")
+    read_ = await p.db.read(read)
+    if read_ is None:
+        return None
+    preview, target = read_
+    removed = await teardown.take_down(connect, target)
+    teardown.require_placed_done(removed, target)
+    await preview_access.revoke(p, connect, link.project, preview.id)
+    await remove_dns_of(p, preview.id, dns_for)
+    info = info if info is not None else (await acting_as(p, link)).audit_info
+    await p.db.write(lambda s: forget_service(s, preview.id), info=info)
+    return preview, len(removed)
+
+
+async def close_all(p: Platform, connect: Connect, link: LinkInfo, actor: Actor,
+                    dns_for: DnsFor | None = None) -> list[str]:
+    """Every open preview of the link's service removed (before it is unlinked or its
+    previews turned off: nothing would close them later); the names removed. Refused
+    (409), naming those still open and how to remove each, when one cannot be."""
+    dns_for = dns_for or default_dns_for(p.settings)
+    numbers = await p.db.read(lambda s: _open_numbers(s, link.service_id))
+    removed: list[str] = []
+    for number in numbers:
+        try:
+            await _remove(p, connect, link, number, dns_for, actor.audit_info)
+        except DockyardError as exc:
+            left = [f"{link.service}-pr-{n}" for n in numbers[len(removed):]]
+            raise PreviewRefused(
+                f"{exc.message}. The link is kept while previews are open ({', '.join(left)}"
+                f"): try again once that is settled, or remove each by hand: "
+                f"{_by_hand(link, number)}") from exc
+        removed.append(f"{link.service}-pr-{number}")
+    return removed
+
+
+async def _open_numbers(s: AsyncSession, main_id: str) -> list[int]:
+    return [x for x in await s.scalars(select(Service.preview_number).where(
+        Service.preview_of == main_id).order_by(Service.preview_number)) if x is not None]
 
 
 async def remove_dns_of(p: Platform, service_id: str, dns_for: DnsFor) -> None:

@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import service_named
 from dockyard.core.platform import Platform
+from dockyard.core.previews import close_all
 from dockyard.deploy import sources
+from dockyard.deploy.run import Connect
 from dockyard.hooks.payloads import repo_key
 from dockyard.kernel.errors import Forbidden, InvalidInput, NotFound
 from dockyard.models.enums import ServiceKind
@@ -22,6 +24,7 @@ from dockyard.models.hook_schemas import (
     RepoLinkPublic,
     RepoLinkSecret,
     RepoLinkSet,
+    RepoUnlinked,
 )
 from dockyard.models.hooks import LinkInfo, Provider
 from dockyard.models.tables import HookDelivery, ProviderCredential, RepoLink, Service
@@ -87,10 +90,13 @@ async def _app(s: AsyncSession, actor: Actor, project: str, service: str) -> Ser
     return found
 
 
-async def link(p: Platform, actor: Actor, project: str, service: str, body: RepoLinkSet
-               ) -> RepoLinkSecret:
-    """Link (or re-link) the service; a new secret each time, shown in the answer only."""
+async def link(p: Platform, connect: Connect, actor: Actor, project: str, service: str,
+               body: RepoLinkSet) -> RepoLinkSecret:
+    """Link (or re-link) the service; a new secret each time, shown in the answer only.
+    Previews turned off are taken down first (the answer names them)."""
     _check_url(p, body.repo_url)
+    removed = [] if body.previews else await _close_previews(p, connect, actor, project,
+                                                             service)
     secret = new_secret()
     kind, credential = _credential(p, body)
 
@@ -110,7 +116,8 @@ async def link(p: Platform, actor: Actor, project: str, service: str, body: Repo
         await s.flush()
         return _with_secret(p, row, project, service, secret)
 
-    return await p.db.write(tx, info=actor.audit_info)
+    answer = await p.db.write(tx, info=actor.audit_info)
+    return answer.model_copy(update={"previews_removed": removed})
 
 
 async def _linked(s: AsyncSession, actor: Actor, project: str, service: str) -> RepoLink:
@@ -143,8 +150,11 @@ async def rotate_secret(p: Platform, actor: Actor, project: str, service: str
     return await p.db.write(tx, info=actor.audit_info)
 
 
-async def unlink(p: Platform, actor: Actor, project: str, service: str) -> None:
-    """Forget the link and its deliveries; the service and its releases stay."""
+async def unlink(p: Platform, connect: Connect, actor: Actor, project: str, service: str
+                 ) -> RepoUnlinked:
+    """Take its previews down (nothing would close them later), then forget the link and its
+    deliveries; the service and its releases stay."""
+    removed = await _close_previews(p, connect, actor, project, service)
 
     async def tx(s: AsyncSession) -> None:
         actor.require(Permission.WRITE)
@@ -153,6 +163,19 @@ async def unlink(p: Platform, actor: Actor, project: str, service: str) -> None:
         await s.delete(row)
 
     await p.db.write(tx, info=actor.audit_info)
+    return RepoUnlinked(project=project, service=service, previews_removed=removed)
+
+
+async def _close_previews(p: Platform, connect: Connect, actor: Actor, project: str,
+                          service: str) -> list[str]:
+    async def tx(s: AsyncSession) -> LinkInfo | None:
+        actor.require(Permission.WRITE)
+        found = await service_named(s, actor, project, service)
+        row = await s.scalar(select(RepoLink).where(RepoLink.service_id == found.id))
+        return link_info(row, project, service) if row else None
+
+    found = await p.db.read(tx)
+    return await close_all(p, connect, found, actor) if found else []
 
 
 async def deliveries(p: Platform, actor: Actor, project: str, service: str
