@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from dockyard.core import deployments, hook_queue
+from dockyard.core.platform import Limiters
 from dockyard.models.enums import Role
 from dockyard.models.tables import Deployment, HookDelivery, RepoLink
 from tests.api.test_deploys import add_server, closed_port, events_of, silent_agent
@@ -423,11 +424,41 @@ async def test_a_pull_request_goes_to_previews_which_refuse_when_they_are_off(
     assert await deployments_of(platform) == []
 
 
-async def test_a_body_past_the_limit_is_413(client, settings, linked):
-    sent = forges.github("push", {}, linked["secret"])
-    answer = await client.post("/api/v1/hooks/github", headers=sent.headers,
-                               content=b" " * (settings.max_body_bytes + 1))
-    assert answer.status_code == 413
+async def test_a_delivery_may_be_as_large_as_githubs_and_one_past_the_limit_is_413(
+        client, settings, platform, git_server, linked):
+    assert settings.max_hook_body_bytes == 25 * 1024 * 1024
+    sha = git_server.commit("shop", {"a": "1"})
+    payload = forges.github_push(git_server.url_of("shop"), "refs/heads/dev", sha)
+    payload["commits"] = [{"message": "x" * 1024}] * (20 * 1024)  # 20 MiB of commit messages
+    sent = forges.github("push", payload, linked["secret"])
+    assert len(sent.body) > 20 * settings.max_body_bytes
+    answer = await send(client, sent)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["results"][0]["outcome"] == "ignored"
+
+    too_big = b" " * (settings.max_hook_body_bytes + 1)
+    declared = await client.post("/api/v1/hooks/github", headers=sent.headers, content=too_big)
+    assert declared.status_code == 413
+
+    async def chunks():  # no Content-Length: the route stops reading past the limit
+        for _ in range(26):
+            yield b" " * (1024 * 1024)
+
+    streamed = await client.post("/api/v1/hooks/github", headers=sent.headers, content=chunks())
+    assert streamed.status_code == 413
+    assert "DOCKYARD_MAX_HOOK_BODY_BYTES" in streamed.json()["detail"]
+
+
+async def test_deliveries_have_their_own_rate_limit_per_client(client, settings, platform,
+                                                              git_server, linked):
+    platform.limiters = Limiters.from_settings(settings.model_copy(
+        update={"login_limit_per_client": 2, "hook_rate_per_minute": 5}))
+    sha = git_server.commit("shop", {"a": "1"})
+    unsigned = pushes(git_server.url_of("shop"), "not-the-secret", sha)[0]
+    answers = [(await send(client, unsigned)).status_code for _ in range(6)]
+    assert answers == [401] * 5 + [429]
+    login = {"username": "owner@example.com", "password": "wrong-password-1"}
+    assert (await client.post("/api/v1/auth/token", data=login)).status_code == 401
 
 
 async def test_deployments_act_as_the_linking_member_with_their_role_of_today(

@@ -104,6 +104,22 @@ ACTIONS = {
 }
 
 
+def test_a_bitbucket_push_of_several_refs_names_each_and_a_link_picks_its_branch():
+    other = "1" * 40
+    payload = forges.bitbucket_push(URL, "dev", other)
+    payload["push"]["changes"] += [
+        *forges.bitbucket_push(URL, "old", SHA, deleted=True)["push"]["changes"],
+        *forges.bitbucket_push(URL, "main", SHA)["push"]["changes"]]
+    event = read(forges.bitbucket("repo:push", payload, SECRET)).event
+    assert isinstance(event, PushEvent)
+    assert (event.branch, event.commit) == ("dev", other)
+    assert [(x.branch, x.commit, x.deleted) for x in event.also] == [
+        ("old", "", True), ("main", SHA, False)]
+    assert event.of_branch("main").commit == SHA
+    assert event.of_branch("dev") is event
+    assert event.of_branch("nowhere") is event
+
+
 @pytest.mark.parametrize("action", ["opened", "updated", "closed"])
 def test_pull_requests_map_to_opened_updated_closed(action):
     for sent in _pulls(ACTIONS[action]):
