@@ -95,7 +95,12 @@ async def git(cwd: Path, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         "git", *args, cwd=cwd, env=git_env(cwd.parent / "home"),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        pytest.fail(f"git {' '.join(args)} did not end within {GIT_TIMEOUT} s:\n{out.decode()}")
     return proc.returncode or 0, out.decode()
 
 
@@ -237,3 +242,19 @@ async def test_the_dumb_protocol_and_bad_names_are_refused(served: Served, shop:
 async def test_the_git_routes_are_not_in_the_openapi_document(served: Served) -> None:
     paths = (await served.http.get("/openapi.json")).json()["paths"]
     assert not [path for path in paths if path.startswith("/git")]
+
+
+async def test_a_push_larger_than_gits_post_buffer_arrives_whole(
+        served: Served, shop: Any, tmp_path: Path) -> None:
+    """git sends a pack over its 1 MiB post buffer chunked, without a Content-Length."""
+    token = await new_token(served.http, shop.headers)
+    tree, _ = await work_tree(tmp_path)
+    blob = os.urandom(3 * 1024 * 1024)
+    (tree / "blob.bin").write_bytes(blob)
+    for args in (("add", "blob.bin"), ("commit", "-q", "-m", "big")):
+        assert (await git(tree, *args))[0] == 0
+    code, out = await git(tree, "push", served.remote(token), "main")
+    assert code == 0, out
+    code, out = await git(tmp_path, "clone", "-q", served.remote(token), "copy")
+    assert code == 0, out
+    assert (tmp_path / "copy" / "blob.bin").read_bytes() == blob

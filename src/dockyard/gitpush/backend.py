@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from dockyard.agent import process
@@ -18,7 +18,7 @@ NO_ANSWER = CgiHead(502, [("Content-Type", "text/plain")])
 @dataclass
 class CgiAnswer:
     head: CgiHead
-    body: AsyncIterator[bytes]
+    body: AsyncGenerator[bytes, None]
 
 
 async def run_backend(env: dict[str, str], body: AsyncIterator[bytes], limit: int) -> CgiAnswer:
@@ -60,7 +60,7 @@ async def _read_head(proc: asyncio.subprocess.Process) -> tuple[CgiHead | None, 
 
 
 async def _rest(proc: asyncio.subprocess.Process, feeder: asyncio.Task[None], first: bytes
-                ) -> AsyncIterator[bytes]:
+                ) -> AsyncGenerator[bytes, None]:
     assert proc.stdout is not None
     try:
         if first:

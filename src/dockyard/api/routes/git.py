@@ -7,10 +7,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from dockyard.api.deps import ClientDep, PlatformDep
 from dockyard.gitpush.access import CHALLENGE
+from dockyard.gitpush.backend import CgiAnswer
 from dockyard.gitpush.cgi import GitRequest
 from dockyard.gitpush.remote import GitCall, serve_git
 from dockyard.kernel.errors import DockyardError, NotAuthenticated, RateLimited
@@ -28,8 +30,27 @@ async def git_http(request: Request, project: Annotated[Name, Path()],
                                  request.stream())
     except DockyardError as exc:
         return _refusal(exc)
-    return StreamingResponse(answer.body, status_code=answer.head.status,
-                             headers=dict(answer.head.headers))
+    return CgiResponse(answer)
+
+
+class CgiResponse(Response):
+    """The backend's answer as it comes. Unlike StreamingResponse, it never reads `receive`
+    (to notice a disconnect): the request body is still streaming into the backend then."""
+
+    def __init__(self, answer: CgiAnswer) -> None:  # no Content-Length: the body streams
+        self.status_code, self.background, self.answer = answer.head.status, None, answer
+        self.raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                            for name, value in answer.head.headers]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        try:
+            async for chunk in self.answer.body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await self.answer.body.aclose()
 
 
 def _call(request: Request, project: str, service: str, rest: str, client: str) -> GitCall:
