@@ -14,9 +14,9 @@ from dockyard.core.platform import Platform
 from dockyard.deploy.run import Connect
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict
-from dockyard.models.enums import ServiceKind
+from dockyard.models.enums import ACTIVE_STATUSES, ServiceKind
 from dockyard.models.schemas import ProjectCreate, ProjectPublic, ProjectUpdate
-from dockyard.models.tables import Project, Service
+from dockyard.models.tables import Deployment, Project, Service
 
 
 async def _ensure_free(s: AsyncSession, workspace_id: str, name: str) -> None:
@@ -108,6 +108,11 @@ async def _forget(s: AsyncSession, project_id: str) -> None:
     project = await s.get(Project, project_id)
     if project is None:
         return
+    busy = await s.scalar(select(Service.name).join(Deployment).where(
+        Service.project_id == project_id, Deployment.status.in_(ACTIVE_STATUSES)))
+    if busy:
+        raise Conflict(f"{project.name}/{busy} started deploying while the project was taken "
+                       "down, so it is kept; delete the project again once that ends")
     for preview in await s.scalars(select(Service).where(
             Service.project_id == project_id, Service.preview_of.is_not(None))):
         await delete_recorded(s, preview)
