@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +13,7 @@ from dockyard.core.authz import Actor, Permission
 from dockyard.core.lookup import project_named, refuse_with_domains
 from dockyard.core.platform import Platform
 from dockyard.deploy.run import Connect
+from dockyard.gitpush import repos
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict
 from dockyard.models.enums import ACTIVE_STATUSES, ServiceKind
@@ -91,6 +93,9 @@ async def delete_project(p: Platform, connect: Connect, actor: Actor, name: str
     for service_id, _ in apps:
         await services.forget_preview_parts(p, connect, name, service_id)
     await p.db.write(lambda s: _forget(s, project_id), info=actor.audit_info)
+    for service_id, _ in apps:
+        await to_thread.run_sync(repos.remove_repo, repos.repo_root(p.settings.data_dir),
+                                 service_id)
     return [x for done in removed for x in done]
 
 

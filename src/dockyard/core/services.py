@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +13,7 @@ from dockyard.core.dns import default_dns_for
 from dockyard.core.lookup import project_named, refuse_with_domains, service_named
 from dockyard.core.platform import Platform
 from dockyard.deploy.run import Connect
+from dockyard.gitpush import repos
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict, InvalidInput
 from dockyard.models.enums import ServiceKind
@@ -108,6 +110,7 @@ async def delete_service(p: Platform, connect: Connect, actor: Actor, project: s
     teardown.require_placed_done(removed, target)
     await forget_preview_parts(p, connect, project, service_id)
     await p.db.write(lambda s: forget_service(s, service_id), info=actor.audit_info)
+    await to_thread.run_sync(repos.remove_repo, repos.repo_root(p.settings.data_dir), service_id)
     return removed
 
 

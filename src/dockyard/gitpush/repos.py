@@ -4,6 +4,7 @@ pre-receive hook that deploys a push."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,6 +21,11 @@ def repo_root(data_dir: Path) -> Path:
 def repo_name(service_id: str) -> str:
     """The repository's directory: the service's id, so a renamed service keeps it."""
     return f"{service_id}.git"
+
+
+def remove_repo(root: Path, service_id: str) -> None:
+    """Forget a deleted service's repository (gone already is fine)."""
+    shutil.rmtree(root / repo_name(service_id), ignore_errors=True)
 
 
 def init_argv(path: Path) -> list[str]:
