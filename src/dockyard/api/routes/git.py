@@ -4,10 +4,13 @@ OpenAPI document); errors are plain text, which git shows to its user."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import PlainTextResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from dockyard.api.deps import ClientDep, PlatformDep
@@ -27,7 +30,7 @@ async def git_http(request: Request, project: Annotated[Name, Path()],
                    client: ClientDep) -> Response:
     try:
         answer = await serve_git(platform, _call(request, project, service, rest, client),
-                                 request.stream())
+                                 _body(request))
     except DockyardError as exc:
         return _refusal(exc)
     return CgiResponse(answer)
@@ -51,6 +54,13 @@ class CgiResponse(Response):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await self.answer.body.aclose()
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The request body; a client gone mid-body ends it (git then sees a short pack)."""
+    with contextlib.suppress(ClientDisconnect):
+        async for chunk in request.stream():
+            yield chunk
 
 
 def _call(request: Request, project: str, service: str, rest: str, client: str) -> GitCall:
