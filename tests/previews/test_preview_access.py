@@ -4,8 +4,6 @@ with read, never write, and stop working once the preview's users are dropped.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,49 +17,23 @@ from dockyard.core import preview_access
 from dockyard.core.platform import Platform
 from dockyard.core.stateful import project_links
 from dockyard.deploy.runner import DeployRunner
-from dockyard.kernel.settings import Settings
 from dockyard.models.enums import ServiceKind
 from dockyard.models.tables import Service
-from tests.api.test_stateful import published, secret_url
-from tests.real_agent import (
-    SQLITE_ONLY,
-    agent_on_this_docker,
-    api_using,
-    docker_with_stateful_images,
-    firewall_namespace,
-    project_on_one_server,
-    remove_leftovers,
-    runner_reaching,
+from tests.api.test_stateful import (
+    api,
+    docker_host,
+    leftovers,
+    namespace,
+    published,
+    runner,
+    secret_url,
+    shop,
 )
+from tests.real_agent import SQLITE_ONLY
 
 pytestmark = pytest.mark.slow
 STATEFUL = "/api/v1/projects/shop/stateful"
-
-
-@pytest.fixture(scope="module")
-def docker_host() -> str:
-    return docker_with_stateful_images()
-
-
-@pytest.fixture
-def runner(settings: Settings, platform: Platform, docker_host: str, tmp_path: Path
-           ) -> Iterator[DeployRunner]:
-    with firewall_namespace("dypv") as namespace:
-        yield runner_reaching(platform, settings,
-                              agent_on_this_docker(tmp_path / "agent", docker_host, namespace))
-    remove_leftovers(docker_host, ("shop-",))
-
-
-@pytest.fixture
-async def api(settings: Settings, platform: Platform, runner: DeployRunner
-              ) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_using(settings, platform, runner) as http:
-        yield http
-
-
-@pytest.fixture
-async def shop(api: httpx.AsyncClient, owner: Any, platform: Platform) -> Any:
-    return await project_on_one_server(api, owner, platform, "shop")
+__all__ = ["api", "docker_host", "leftovers", "namespace", "runner", "shop"]  # fixtures
 
 
 async def create(api: httpx.AsyncClient, shop: Any, name: str, kind: str) -> tuple[str, int]:

@@ -6,8 +6,6 @@ deployment is held by holding back its connections to the agents."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,26 +16,14 @@ from dockyard.agent.client import NodeAgentClient
 from dockyard.core import hook_queue
 from dockyard.core.platform import Platform
 from dockyard.deploy.runner import DeployRunner
-from dockyard.kernel.settings import Settings
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import HookDelivery
-from tests.deploy.conftest import SECRET, AgentNode
+from tests.deploy.conftest import SECRET
 from tests.deploy.test_engine import MakeRunner
 from tests.fakes.git_server import GitServer
-from tests.hooks import forges
-from tests.real_agent import SQLITE_ONLY, api_using
-
-Nodes = dict[str, AgentNode]
-TOKEN = "glpat-preview-token-2"
-HOST = "pr-3.web.shop.localhost"
-
-
-@pytest.fixture
-def git_server(tmp_path: Path) -> Iterator[GitServer]:
-    server = GitServer(tmp_path / "repos", [("x-access-token", TOKEN)]).start()
-    server.create("shop")
-    yield server
-    server.stop()
+from tests.previews.test_preview_hooks import HOST, deliver, link_previews
+from tests.previews.test_previews import Nodes
+from tests.real_agent import SQLITE_ONLY
 
 
 @pytest.fixture
@@ -61,33 +47,11 @@ def runner(make_runner: MakeRunner, nodes: Nodes, platform: Platform, gate: asyn
     return made
 
 
-@pytest.fixture
-async def api(settings: Settings, platform: Platform, runner: DeployRunner
-              ) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_using(settings, platform, runner) as http:
-        yield http
-
-
-async def deliver(api: httpx.AsyncClient, url: str, secret: str, action: str, sha: str
-                  ) -> tuple[forges.Sent, dict[str, Any]]:
-    sent = forges.github("pull_request", forges.github_pull(url, action, 3, sha, "feature"),
-                         secret)
-    answer = await api.post("/api/v1/hooks/github", content=sent.body, headers=sent.headers)
-    assert answer.status_code == 200, answer.text
-    [result] = answer.json()["results"]
-    return sent, dict(result)
-
-
 @SQLITE_ONLY
 async def test_a_pull_request_closed_while_its_preview_deploys_is_removed_when_that_ends(
         api: httpx.AsyncClient, shop: Any, nodes: Nodes, runner: DeployRunner,
         platform: Platform, git_server: GitServer, gate: asyncio.Event) -> None:
-    url = git_server.url_of("shop")
-    body = {"repo_url": url, "branch": "main", "previews": True, "token": TOKEN}
-    link = await api.put("/api/v1/projects/shop/services/web/repo-link", json=body,
-                         headers=shop.headers)
-    assert link.status_code == 200, link.text
-    secret = link.json()["secret"]
+    url, secret = await link_previews(api, shop, git_server)
     first = git_server.commit("shop", {"Dockerfile": "FROM scratch\n"}, branch="feature")
     second = git_server.commit("shop", {"Dockerfile": "FROM scratch\n#2\n"}, branch="feature")
 

@@ -5,34 +5,30 @@ In process: three real agent apps (real nginx, fake Docker), the fake Cloudflare
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dockyard.core import credentials, previews, repo_links
+from dockyard.core import previews, repo_links
 from dockyard.core.platform import Platform
 from dockyard.core.previews import PreviewRefused
 from dockyard.kernel.errors import NotFound
 from dockyard.models.enums import Role
 from dockyard.models.hook_schemas import RepoLinkSet
 from dockyard.models.hooks import LinkInfo
-from dockyard.models.schemas import CredentialSet
 from tests.deploy.test_engine import MakeRunner, live_release
-from tests.fakes.cloudflare import TOKEN as CLOUDFLARE_TOKEN
 from tests.fakes.cloudflare import FakeCloudflare
-from tests.previews.test_previews import MAIN_HOST, ZONE, Nodes, commit, link_of, pull_request
+from tests.previews.test_previews import (
+    MAIN_HOST,
+    ZONE,
+    Nodes,
+    commit,
+    dns_link,
+    link_of,
+    pull_request,
+)
 from tests.real_agent import SQLITE_ONLY
-
-
-@pytest.fixture
-def cloudflare(zoned: Platform, shop: Any, tmp_path: Path) -> Iterator[FakeCloudflare]:
-    kept = zoned.settings
-    with FakeCloudflare(tmp_path / "cloudflare.json", zones=(ZONE,)) as fake:
-        zoned.settings = kept.model_copy(update={"cloudflare_api_url": fake.base_url})
-        yield fake
-    zoned.settings = kept
 
 
 async def _open(platform: Platform, runner: Any, link: LinkInfo, repo: Path, *numbers: int
@@ -56,9 +52,7 @@ async def test_unlinking_takes_the_previews_down_or_keeps_the_link_saying_how(
         cloudflare: FakeCloudflare) -> None:
     platform, runner, owner = zoned, make_runner(), shop.actor(Role.OWNER)
     main_release = await live_release(platform, runner, shop)
-    await credentials.set_credential(platform, owner, "cf", CredentialSet(
-        provider="cloudflare", token=CLOUDFLARE_TOKEN))
-    link = await link_of(platform, shop, repo, dns="cf")
+    link = await dns_link(platform, shop, repo)
     await _open(platform, runner, link, repo, 7, 8)
     assert len(_previews_running(nodes)) == 2 * len(nodes)
     assert len(cloudflare.records(ZONE)) == 2

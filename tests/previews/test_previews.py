@@ -69,6 +69,15 @@ def zoned(platform: Platform) -> Iterator[Platform]:
     platform.settings = kept
 
 
+@pytest.fixture
+def cloudflare(zoned: Platform, shop: Any, tmp_path: Path) -> Iterator[FakeCloudflare]:
+    kept = zoned.settings
+    with FakeCloudflare(tmp_path / "cloudflare.json", zones=(ZONE,)) as fake:
+        zoned.settings = kept.model_copy(update={"cloudflare_api_url": fake.base_url})
+        yield fake
+    zoned.settings = kept
+
+
 async def link_of(platform: Platform, shop: Any, repo: Path, dns: str = "") -> LinkInfo:
     async def tx(s: Any) -> LinkInfo:
         web = (await s.scalars(select(Service).where(Service.name == "web"))).one()
@@ -82,6 +91,13 @@ async def link_of(platform: Platform, shop: Any, repo: Path, dns: str = "") -> L
                         str(repo), "main", True, dns)
 
     return await platform.db.write(tx)
+
+
+async def dns_link(platform: Platform, shop: Any, repo: Path) -> LinkInfo:
+    """The link, its previews' DNS records made with the owner's Cloudflare credential `cf`."""
+    await credentials.set_credential(platform, shop.actor(Role.OWNER), "cf", CredentialSet(
+        provider="cloudflare", token=CLOUDFLARE_TOKEN))
+    return await link_of(platform, shop, repo, dns="cf")
 
 
 def pull_request(head: str, action: str = "opened", number: int = 7, **more: Any
@@ -110,48 +126,42 @@ def leftovers(nodes: Nodes, base: str) -> dict[str, list[str]]:
 @SQLITE_ONLY
 async def test_a_pull_request_opened_updated_and_closed(
         zoned: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner, repo: Path,
-        tmp_path: Path) -> None:
+        cloudflare: FakeCloudflare) -> None:
     platform, runner, owner = zoned, make_runner(), shop.actor(Role.OWNER)
     main_release = await live_release(platform, runner, shop)
-    await credentials.set_credential(platform, owner, "cf", CredentialSet(
-        provider="cloudflare", token=CLOUDFLARE_TOKEN))
-    link = await link_of(platform, shop, repo, dns="cf")
-    kept = platform.settings
-    with FakeCloudflare(tmp_path / "cloudflare.json", zones=(ZONE,)) as fake:
-        platform.settings = kept.model_copy(update={"cloudflare_api_url": fake.base_url})
-        first = commit(repo, "one")
-        opened = await previews.on_pull_request(platform, runner, link, pull_request(first))
-        assert opened.outcome == "deployed", opened
-        first_release = await _succeeded(platform, runner, shop, opened.deployment_id)
-        assert await served(nodes, PREVIEW_HOST) == {first_release}
-        assert [(r["type"], r["name"], r["content"]) for r in fake.records(ZONE)] == [
-            ("A", PREVIEW_HOST, "127.0.0.1")]
-        listed = await previews.list_previews(platform, owner, "shop")
-        assert [(x.service, x.pull_request, x.host, x.commit, x.status) for x in listed] == [
-            ("web-pr-7", 7, PREVIEW_HOST, first, "succeeded")]
+    link = await dns_link(platform, shop, repo)
+    first = commit(repo, "one")
+    opened = await previews.on_pull_request(platform, runner, link, pull_request(first))
+    assert opened.outcome == "deployed", opened
+    first_release = await _succeeded(platform, runner, shop, opened.deployment_id)
+    assert await served(nodes, PREVIEW_HOST) == {first_release}
+    assert [(r["type"], r["name"], r["content"]) for r in cloudflare.records(ZONE)] == [
+        ("A", PREVIEW_HOST, "127.0.0.1")]
+    listed = await previews.list_previews(platform, owner, "shop")
+    assert [(x.service, x.pull_request, x.host, x.commit, x.status) for x in listed] == [
+        ("web-pr-7", 7, PREVIEW_HOST, first, "succeeded")]
 
-        second = commit(repo, "two")
-        updated = await previews.on_pull_request(platform, runner, link,
-                                                 pull_request(second, "updated"))
-        second_release = await _succeeded(platform, runner, shop, updated.deployment_id)
-        assert second_release != first_release
-        assert await served(nodes, PREVIEW_HOST) == {second_release}
-        assert await served(nodes, MAIN_HOST) == {main_release}
-        main_history = await deployments.history(platform, owner, "shop", "web", 10)
-        assert [(x.id[:8], x.live) for x in main_history] == [(main_release, True)]
+    second = commit(repo, "two")
+    updated = await previews.on_pull_request(platform, runner, link,
+                                             pull_request(second, "updated"))
+    second_release = await _succeeded(platform, runner, shop, updated.deployment_id)
+    assert second_release != first_release
+    assert await served(nodes, PREVIEW_HOST) == {second_release}
+    assert await served(nodes, MAIN_HOST) == {main_release}
+    main_history = await deployments.history(platform, owner, "shop", "web", 10)
+    assert [(x.id[:8], x.live) for x in main_history] == [(main_release, True)]
 
-        base = image_base(platform.settings.registry, await _workspace(platform, shop),
-                          "shop", "web-pr-7")
-        assert leftovers(nodes, base)  # it is there, so its absence below means something
-        closed = await previews.on_pull_request(platform, runner, link,
-                                                pull_request(second, "closed"))
-        assert closed.outcome == "removed", closed
-        records = fake.records(ZONE)
-        assert fake.violations == []
+    base = image_base(platform.settings.registry, await _workspace(platform, shop),
+                      "shop", "web-pr-7")
+    assert leftovers(nodes, base)  # it is there, so its absence below means something
+    closed = await previews.on_pull_request(platform, runner, link,
+                                            pull_request(second, "closed"))
+    assert closed.outcome == "removed", closed
+    assert cloudflare.violations == []
     assert leftovers(nodes, base) == {}
     assert {await node.serves(PREVIEW_HOST) for node in nodes.values()} == {"HTTP 404"}
     assert await served(nodes, MAIN_HOST) == {main_release}
-    assert records == []
+    assert cloudflare.records(ZONE) == []
     assert await previews.list_previews(platform, owner, "shop") == []
     again = await previews.on_pull_request(platform, runner, link,
                                            pull_request(second, "closed"))
@@ -250,21 +260,13 @@ async def test_a_server_the_app_is_not_placed_on_is_cleaned_when_it_runs_some_of
 @SQLITE_ONLY
 async def test_services_delete_of_a_preview_removes_its_dns_record_too(
         zoned: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner, repo: Path,
-        tmp_path: Path) -> None:
+        cloudflare: FakeCloudflare) -> None:
     platform, runner, owner = zoned, make_runner(), shop.actor(Role.OWNER)
-    await credentials.set_credential(platform, owner, "cf", CredentialSet(
-        provider="cloudflare", token=CLOUDFLARE_TOKEN))
-    link = await link_of(platform, shop, repo, dns="cf")
-    kept = platform.settings
-    with FakeCloudflare(tmp_path / "cloudflare.json", zones=(ZONE,)) as fake:
-        platform.settings = kept.model_copy(update={"cloudflare_api_url": fake.base_url})
-        try:
-            opened = await previews.on_pull_request(platform, runner, link,
-                                                    pull_request(commit(repo, "one")))
-            await _succeeded(platform, runner, shop, opened.deployment_id)
-            assert [r["name"] for r in fake.records(ZONE)] == [PREVIEW_HOST]
-            await services.delete_service(platform, runner.connect, owner, "shop", "web-pr-7")
-            assert fake.records(ZONE) == []
-        finally:
-            platform.settings = kept
+    link = await dns_link(platform, shop, repo)
+    opened = await previews.on_pull_request(platform, runner, link,
+                                            pull_request(commit(repo, "one")))
+    await _succeeded(platform, runner, shop, opened.deployment_id)
+    assert [r["name"] for r in cloudflare.records(ZONE)] == [PREVIEW_HOST]
+    await services.delete_service(platform, runner.connect, owner, "shop", "web-pr-7")
+    assert cloudflare.records(ZONE) == []
     assert not any(node.docker.running() for node in nodes.values())

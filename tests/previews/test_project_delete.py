@@ -11,21 +11,19 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from dockyard.core import credentials, previews, projects
+from dockyard.core import previews, projects
 from dockyard.core.platform import Platform
 from dockyard.kernel.errors import Conflict, ServerFailed
 from dockyard.models.enums import DeploymentStatus, Role, ServiceKind
-from dockyard.models.schemas import CredentialSet
 from dockyard.models.tables import Deployment, Project, Service
 from tests.deploy.test_engine import MakeRunner, live_release
-from tests.fakes.cloudflare import TOKEN as CLOUDFLARE_TOKEN
 from tests.fakes.cloudflare import FakeCloudflare
 from tests.previews.test_previews import (
     PREVIEW_HOST,
     ZONE,
     Nodes,
     commit,
-    link_of,
+    dns_link,
     pull_request,
 )
 from tests.real_agent import SQLITE_ONLY
@@ -45,32 +43,22 @@ def _running(nodes: Nodes) -> set[str]:
 @SQLITE_ONLY
 async def test_a_project_and_its_previews_are_taken_off_every_server(
         zoned: Platform, shop: Any, nodes: Nodes, make_runner: MakeRunner, repo: Path,
-        tmp_path: Path) -> None:
+        cloudflare: FakeCloudflare) -> None:
     platform, runner, owner = zoned, make_runner(), shop.actor(Role.OWNER)
     release = await live_release(platform, runner, shop)
-    await credentials.set_credential(platform, owner, "cf", CredentialSet(
-        provider="cloudflare", token=CLOUDFLARE_TOKEN))
-    link = await link_of(platform, shop, repo, dns="cf")
-    kept = platform.settings
-    with FakeCloudflare(tmp_path / "cloudflare.json", zones=(ZONE,)) as fake:
-        platform.settings = kept.model_copy(update={"cloudflare_api_url": fake.base_url})
-        try:
-            opened = await previews.on_pull_request(platform, runner, link,
-                                                    pull_request(commit(repo, "one")))
-            assert opened.outcome == "deployed", opened
-            await runner.wait_idle()
-            assert {c.rsplit("-", 1)[0] for c in _running(nodes)} == {"shop-web",
-                                                                       "shop-web-pr-7"}
-            assert [r["name"] for r in fake.records(ZONE)] == [PREVIEW_HOST]
-            removed = await projects.delete_project(platform, runner.connect, owner, "shop")
-            records = fake.records(ZONE)
-        finally:
-            platform.settings = kept
+    link = await dns_link(platform, shop, repo)
+    opened = await previews.on_pull_request(platform, runner, link,
+                                            pull_request(commit(repo, "one")))
+    assert opened.outcome == "deployed", opened
+    await runner.wait_idle()
+    assert {c.rsplit("-", 1)[0] for c in _running(nodes)} == {"shop-web", "shop-web-pr-7"}
+    assert [r["name"] for r in cloudflare.records(ZONE)] == [PREVIEW_HOST]
+    removed = await projects.delete_project(platform, runner.connect, owner, "shop")
     assert sorted((x.server, len(x.containers)) for x in removed if x.site) == sorted(
         [(name, 1) for name in nodes] * 2)
     assert _running(nodes) == set()
     assert all(not node.node.state.sites for node in nodes.values()), release
-    assert records == []
+    assert cloudflare.records(ZONE) == []
     assert await _names(platform) == ([], [])
 
 
