@@ -1,12 +1,14 @@
 """Which tests share this machine's one-of-a-kind parts: the namespace cluster, Docker, nginx,
-systemd, the firewall or fixed ports. With `pytest -n 2 --dist loadgroup` (scripts/test) they
+systemd, the firewall or fixed ports. With `bash scripts/test -n 2 --dist loadgroup` they
 all go to ONE xdist group, run one after another by one worker, in collection order; the
 other tests (their own SQLite file or Postgres database, free ports) spread over the workers.
 A test is put in the group when in doubt: a test module or conftest.py that names one of
 these parts, or a folder whose fixtures start them.
 
 The group is chosen by the tests' paths in a scheduler of our own: xdist 3.8's
-`xdist_group` mark renames node ids, which pytest 9.2 no longer reads."""
+`xdist_group` mark renames node ids, which pytest 9.2 no longer reads. Not the default yet:
+its one full run (2 workers, a loaded machine) took longer than the serial CI run and was
+not green."""
 
 from __future__ import annotations
 
