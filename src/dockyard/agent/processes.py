@@ -172,6 +172,7 @@ async def _run_one_off(runtime: DockerRuntime, request: OneOffRun
             yield {"output": text}
         result = await runtime.run(cmd.wait_container(spec.name))
         timed_out = loop.time() - started >= request.timeout_seconds
+        await _remove(runtime, spec.name)  # gone before the caller hears the exit code
         yield {"exit_code": result.get("StatusCode", -1), "timed_out": timed_out}
     finally:
         timer.cancel()
