@@ -1,5 +1,6 @@
 """Push to deploy end to end on the 3-node namespace cluster: `git push` of the example app
-through the CLI's remote deploys it and prints its steps, a push of another branch is refused;
+through the CLI's remote deploys it and prints its steps, a second push under a strict client
+fails no request, a push of another branch is refused;
 a GitHub-format webhook with a valid signature deploys the pushed commit of a private
 repository (served by a real `git http-backend` behind Basic auth), one with a bad signature
 and a redelivery start nothing; a pull request opened, updated and closed creates, updates and
@@ -17,6 +18,7 @@ import docker
 import httpx
 import pytest
 
+from tests.e2e.load import under_strict_load
 from tests.e2e.stage import EXAMPLE, Stage
 from tests.fakes.git_server import GitServer
 from tests.hooks import forges
@@ -86,14 +88,24 @@ def test_git_push_deploys_the_example_and_prints_its_steps(stage: Stage, tmp_pat
     head = git(work, "rev-parse", "HEAD").stdout.strip()
     assert head in str(release["source"]), release["source"]
 
+    commit(work, "pushed again")
+    pushes: list[subprocess.CompletedProcess[str]] = []
+    tally = under_strict_load(stage, "web.pushed.localhost", lambda: pushes.append(
+        git(work, "push", "dockyard", "main", env=stage.env)))
+    print(f"git push under a strict client: {tally.ok} ok, {tally.failed} failed")
+    assert pushes[0].returncode == 0, pushes[0].stderr
+    assert tally.failed == 0, tally.errors
+    assert tally.ok > 100
+    assert greetings(stage, "web.pushed.localhost") == {"pushed again"}
+
     assert git(work, "checkout", "--quiet", "-b", "feature").returncode == 0
     commit(work, "from a feature branch")
     refused = git(work, "push", "dockyard", "feature", env=stage.env)
     assert refused.returncode != 0
     assert "refs/heads/feature" in refused.stderr, refused.stderr
     assert "'main'" in refused.stderr, refused.stderr
-    assert len(stage.history("pushed", "web")) == 1
-    assert greetings(stage, "web.pushed.localhost") == {"pushed with git"}
+    assert len(stage.history("pushed", "web")) == 2
+    assert greetings(stage, "web.pushed.localhost") == {"pushed again"}
 
 
 @pytest.fixture(scope="module")
