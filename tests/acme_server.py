@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from dockyard.agent import process
 from dockyard.providers import netns
+from tests.ports import free_port
 
 INSTALL_HINT = "pebble is missing: apt-get install -y pebble (it brings pebble-challtestsrv)"
 READY_WITHIN = 30.0
@@ -41,13 +41,6 @@ CHALLENGE_PATH = "/.well-known/acme-challenge/"
 
 class PebbleFailed(RuntimeError):
     """Pebble or its DNS server did not start; the message holds its exit code and output."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,15 @@ import pytest
 from dockyard.agent import auth
 from dockyard.agent.app import create_app
 from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.models import ImageRef
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.proxy import Nginx
+from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
-from dockyard.providers import local, netns
+from dockyard.providers import images, local, netns
 from dockyard.providers.cluster import Cluster, ClusterSettings
 from dockyard.providers.images import RECIPES, ImageSettings, Tarball, bootstrap_tarball
+from tests.ports import free_port
 
 SECRET = "workspace-agent-secret"
 
@@ -39,13 +43,6 @@ def signed_headers(secret: str, method: str, path: str, body: bytes = b"",
                                int(time.time()) if timestamp is None else timestamp,
                                auth.new_nonce())
     return auth.signature_headers(auth.derive_agent_key(secret), claim)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def eventually_true(condition: Callable[[], bool], what: str, within: float = 10) -> None:
@@ -131,6 +128,18 @@ def base_tarball() -> Tarball:
     DOCKYARD_IMAGES_CACHE_DIR (default /var/cache/dockyard/images)."""
     require_the_real_stack()
     return bootstrap_tarball(RECIPES["base"], ImageSettings())
+
+
+# This machine's Docker, and the offline base image in it, for the tests that run containers.
+
+@pytest.fixture(scope="module")
+def docker_host() -> str:
+    return local.ensure_local_docker(ImageSettings().cache_dir)
+
+
+@pytest.fixture(scope="module")
+def python_image(docker_host: str, base_tarball: Tarball) -> ImageRef:
+    return images.import_tarball(DockerRuntime(docker_host), base_tarball)
 
 
 def cluster_root(name: str) -> Path:
@@ -234,3 +243,29 @@ def agent_processes(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
     yield start
     for agent in started:
         agent.stop()
+
+
+class Hello(BaseHTTPRequestHandler):
+    """A backend answering `ok` to every GET, over keep-alive."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once (no delayed-ACK wait)
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def backend_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()

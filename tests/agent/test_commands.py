@@ -26,10 +26,11 @@ FULL = ContainerSpec(
     memory_bytes=256 * 1024 * 1024, cpus=0.5,
     volumes=[VolumeMount(volume="web-data", target="/data")],
 )
+LOGS = cmd.ContainerLogs(max_bytes=1_000_000, files=2)
 
 
 def test_container_config_is_the_engine_create_body() -> None:
-    assert cmd.container_config(FULL) == {
+    assert cmd.container_config(FULL, LOGS) == {
         "Image": "10.0.0.1:5000/shop/web:deploy_0123abcd",
         "Cmd": ["python3", "app.py"],
         "Env": ["GREETING=a b;c", "PORT=8000"],
@@ -44,32 +45,35 @@ def test_container_config_is_the_engine_create_body() -> None:
             "Mounts": [{"Type": "volume", "Source": "web-data", "Target": "/data"}],
             "Memory": 268_435_456,
             "NanoCpus": 500_000_000,
+            "LogConfig": {"Type": "json-file",
+                          "Config": {"max-size": "1000000", "max-file": "2"}},
         },
     }
 
 
 def test_a_minimal_spec_leaves_out_command_health_and_limits() -> None:
     spec = ContainerSpec(name="w", service="web", image=IMAGE)
-    config = cmd.container_config(spec)
+    config = cmd.container_config(spec, cmd.ContainerLogs())
     assert "Cmd" not in config
     assert "Healthcheck" not in config
     assert config["HostConfig"] == {"PortBindings": {}, "Mounts": [], "RestartPolicy": {
-        "Name": "unless-stopped", "MaximumRetryCount": 0}}
+        "Name": "unless-stopped", "MaximumRetryCount": 0}, "LogConfig": {
+        "Type": "json-file", "Config": {"max-size": "10485760", "max-file": "3"}}}
 
 
 def test_our_labels_win_over_user_labels() -> None:
     spec = ContainerSpec(name="w", service="web", image=IMAGE,
                          labels={"dockyard.service": "other", "dockyard.managed": "no"})
-    assert cmd.container_config(spec)["Labels"] == {
+    assert cmd.container_config(spec, LOGS)["Labels"] == {
         "dockyard.service": "web", "dockyard.managed": "true"}
 
 
 def test_running_creates_volumes_then_the_container_then_starts_it() -> None:
-    assert cmd.run_container(FULL) == [
+    assert cmd.run_container(FULL, LOGS) == [
         EngineCall("create_volume", {"name": "web-data", "driver": "local", "labels": {
             "dockyard.managed": "true", "dockyard.service": "web"}}),
         EngineCall("create_container_from_config",
-                   {"config": cmd.container_config(FULL), "name": "web-1"}),
+                   {"config": cmd.container_config(FULL, LOGS), "name": "web-1"}),
         EngineCall("start", {"container": "web-1"}),
     ]
 
@@ -92,7 +96,9 @@ def test_simple_calls() -> None:
     assert cmd.remove_image("a:b") == EngineCall(
         "remove_image", {"image": "a:b", "force": False, "noprune": False})
     assert cmd.prune_dangling_images() == EngineCall(  # a week of build cache is kept
-        "prune_images", {"filters": {"dangling": True, "until": "168h"}})
+        "prune_images", {"filters": {"dangling": True, "until": "604800s"}})
+    assert cmd.prune_build_cache(3600, 1024) == EngineCall(
+        "prune_builds", {"filters": {"until": "3600s"}, "keep_storage": 1024})
     assert cmd.list_volumes("web") == EngineCall(
         "volumes", {"filters": {"label": ["dockyard.service=web"]}})
 

@@ -18,25 +18,12 @@ from dockyard.agent.app import create_app
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.execs import BLOB_MAX_AGE_SECONDS, BlobStore, ExecRequest
 from dockyard.agent.models import ContainerSpec, ImageRef
-from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
-from dockyard.providers import images, local
-from dockyard.providers.images import Tarball
 from tests.agent.conftest import SECRET
 
 pytestmark = pytest.mark.slow
 SERVICE = "exec-test"
 CONTAINER = "exec-test-box"
-
-
-@pytest.fixture(scope="module")
-def docker_host() -> str:
-    return local.ensure_local_docker(images.ImageSettings().cache_dir)
-
-
-@pytest.fixture(scope="module")
-def python_image(docker_host: str, base_tarball: Tarball) -> ImageRef:
-    return images.import_tarball(DockerRuntime(docker_host), base_tarball)
 
 
 @pytest.fixture

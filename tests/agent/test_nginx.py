@@ -34,6 +34,10 @@ server {
         proxy_set_header X-Real-IP $http_x_real_ip;
         proxy_set_header X-Forwarded-For $http_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $http_x_forwarded_proto;
+        proxy_hide_header X-Dockyard-Service;
+        proxy_hide_header X-Dockyard-Upstream;
+        add_header X-Dockyard-Service web always;
+        add_header X-Dockyard-Upstream $dockyard_answered always;
     }
 }
 """
@@ -50,7 +54,12 @@ events {
 
 http {
     server_names_hash_bucket_size 128;
-    access_log /srv/agent/nginx/logs/access.log;
+    log_format dockyard_requests escape=json
+        '{"msec":$msec,"host":"$host",'
+        '"service":"$upstream_http_x_dockyard_service",'
+        '"upstream":"$upstream_http_x_dockyard_upstream",'
+        '"status":"$status","request_time":$request_time,"bytes_sent":$bytes_sent}';
+    access_log /srv/agent/nginx/logs/requests.log dockyard_requests buffer=64k flush=1s;
     client_body_temp_path /srv/agent/nginx/tmp/client_body;
     proxy_temp_path /srv/agent/nginx/tmp/proxy;
     fastcgi_temp_path /srv/agent/nginx/tmp/fastcgi;
@@ -83,6 +92,7 @@ http {
         location ^~ /.well-known/acme-challenge/ {
             root /run/dockyard-nginx/bef87d8b30de/acme;
             default_type text/plain;
+            access_log off;
         }
 
         location / {
@@ -107,12 +117,14 @@ http {
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_hide_header X-Dockyard-Service;
+            proxy_hide_header X-Dockyard-Upstream;
         }
     }
 }
 """
 
-EXPECTED_SWITCH_MAIN = """# Managed by dockyard-agent; changes are overwritten.
+EXPECTED_SWITCH_MAIN = r"""# Managed by dockyard-agent; changes are overwritten.
 worker_processes auto;
 pid /srv/agent/nginx/switch/nginx.pid;
 error_log /srv/agent/nginx/switch/logs/error.log warn;
@@ -123,7 +135,7 @@ events {
 
 http {
     server_names_hash_bucket_size 128;
-    access_log /srv/agent/nginx/switch/logs/access.log;
+    access_log off;
     client_body_temp_path /srv/agent/nginx/switch/tmp/client_body;
     proxy_temp_path /srv/agent/nginx/switch/tmp/proxy;
     fastcgi_temp_path /srv/agent/nginx/switch/tmp/fastcgi;
@@ -131,6 +143,11 @@ http {
     scgi_temp_path /srv/agent/nginx/switch/tmp/scgi;
     client_max_body_size 100m;
     server_tokens off;
+
+    map $upstream_header_time $dockyard_answered {
+        "~-$" "";
+        default $upstream_addr;
+    }
 
     include /srv/agent/nginx/switch/sites/*.conf;
 }
@@ -200,3 +217,11 @@ def test_socket_paths_stay_short_whatever_the_agent_directory() -> None:
 def test_an_nginx_directory_that_would_break_the_file_is_refused(root: str) -> None:
     with pytest.raises(ValueError, match="plain path"):
         NginxLayout(Path(root))
+
+
+def test_only_the_edge_logs_requests_and_the_log_can_be_turned_off() -> None:
+    quiet = NginxLayout(Path("/srv/agent/nginx"), 8080, 8443, request_log=False)
+    assert "    access_log off;\n" in nginx.render_main(quiet)
+    assert "log_format" not in nginx.render_main(quiet)
+    assert "log_format" not in nginx.render_main(SWITCH)
+    assert LAYOUT.requests_log == Path("/srv/agent/nginx/logs/requests.log")

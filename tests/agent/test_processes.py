@@ -17,25 +17,12 @@ from dockyard.agent.app import create_app
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import ContainerSpec, ImageRef, OneOffRun, ProcessState, RestartPolicy
 from dockyard.agent.processes import LastExit, last_exit, with_heartbeats
-from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
-from dockyard.providers import images, local
-from dockyard.providers.images import Tarball
 from tests.agent.conftest import SECRET, signed_headers
 from tests.live import serving
 
 pytestmark = pytest.mark.slow
 SERVICE = "ps-test"
-
-
-@pytest.fixture(scope="module")
-def docker_host() -> str:
-    return local.ensure_local_docker(images.ImageSettings().cache_dir)
-
-
-@pytest.fixture(scope="module")
-def python_image(docker_host: str, base_tarball: Tarball) -> ImageRef:
-    return images.import_tarball(DockerRuntime(docker_host), base_tarball)
 
 
 @pytest.fixture

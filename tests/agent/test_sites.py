@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,7 @@ from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.agent.models import Site, Upstream
 from dockyard.agent.proxy import Nginx, NginxRejected
 from dockyard.agent.settings import AgentSettings
+from dockyard.kernel.errors import ServerFailed
 from tests.agent.conftest import signed_headers
 
 GOOD: dict[str, Any] = {"service": "web", "server_names": ["shop.test"],
@@ -133,3 +135,17 @@ def test_the_default_configuration_passes_nginx_check(nginx: Nginx) -> None:
     nginx.check()
     assert "server_names_hash_bucket_size 128;" in nginx.layout.conf.read_text()
     assert "listen" not in nginx.switch.layout.conf.read_text()
+
+
+def test_an_edge_that_cannot_start_says_why_with_nginx_s_exit_code_and_output(
+        nginx: Nginx, backend: int) -> None:
+    site = Site(service="web", server_names=["shop.test"],
+                upstreams=[Upstream(host="127.0.0.1", port=backend)])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", nginx.layout.http_port))
+        squatter.listen()
+        with pytest.raises(ServerFailed) as failed:
+            nginx.apply(site, [site])
+    assert failed.value.status_code == 502
+    assert "nginx could not start: exited 1" in failed.value.message
+    assert "Address already in use" in failed.value.message

@@ -21,7 +21,10 @@ from dockyard.models.enums import AuditAction, Role, ServerStatus
 from dockyard.models.schemas import CredentialSet
 from dockyard.models.tables import AuditEvent, Domain, Placement, Server, Service
 from dockyard.providers.cloudflare import MARKER, CloudflareDns, DnsChange
+from tests import sqlite_only
 from tests.fakes.cloudflare import TOKEN, FakeCloudflare, serve_checked
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 NAME = "shop.example.test"
 IPS = {"n1": "192.0.2.1", "n2": "192.0.2.2", "n3": "2001:db8::3"}

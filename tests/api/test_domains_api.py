@@ -10,7 +10,10 @@ import httpx
 import pytest
 
 from dockyard.models.enums import Role
+from tests import sqlite_only
 from tests.conftest import Account
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 SERVICE = "/api/v1/projects/shop/services/web/domains"
 

@@ -14,6 +14,9 @@ from dockyard.kernel.settings import Settings
 from dockyard.models import fields
 from dockyard.providers.cluster import ClusterSettings
 from dockyard.providers.images import ImageSettings
+from tests import sqlite_only
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 P = "/api/v1/projects"
 SVC = f"{P}/shop/services/web"

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from dockyard.api.app import create_app
 from dockyard.core.platform import Platform
 from dockyard.models.tables import RepoLink, Service
+from tests import sqlite_only
 from tests.conftest import PASSWORD
 from tests.deploy.conftest import (  # noqa: F401
     AgentNode,
@@ -33,6 +34,8 @@ from tests.deploy.conftest import (  # noqa: F401
 )
 from tests.deploy.fake_docker import Hold
 from tests.pg import free_port
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 HISTORY = "/api/v1/infra/deployments/history"
 APP = {"Dockerfile": "FROM python:3.11-slim\nCMD [\"python\", \"app.py\"]\n",

@@ -20,10 +20,13 @@ from dockyard.core import deployments, hook_queue
 from dockyard.core.platform import Limiters
 from dockyard.models.enums import Role
 from dockyard.models.tables import Deployment, HookDelivery, RepoLink
+from tests import sqlite_only
 from tests.api.test_deploys import add_server, closed_port, events_of, silent_agent
 from tests.fakes.git_server import GitServer, SshGitServer
 from tests.hooks import forges
 from tests.hooks.forges import Sent
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 LINK = "/api/v1/projects/shop/services/web/repo-link"
 TOKEN = "glpat-private-token-1"

@@ -10,6 +10,9 @@ import re
 import pytest
 
 from dockyard.kernel.logging import configure_logging
+from tests import sqlite_only
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 
 @pytest.fixture

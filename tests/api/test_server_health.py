@@ -8,8 +8,11 @@ from typing import Any
 
 from dockyard.agent.proxy import NginxInstance
 from dockyard.core.agents import poll_all
+from tests import sqlite_only
 from tests.agent.test_supervise import kill_layer
 from tests.api.test_servers import SERVERS, StartAgent, _agent_key, start_agent
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 __all__ = ["start_agent"]  # the fixture, used here by name
 NO_SUPERVISION = {"DOCKYARD_AGENT_SUPERVISE_SECONDS": "0"}

@@ -14,8 +14,11 @@ from dockyard.agent import tls
 from dockyard.agent.release import code_version
 from dockyard.core.agents import poll_all
 from dockyard.models.enums import Role
+from tests import sqlite_only
 from tests.agent.conftest import AgentProcess, spawn_agent
 from tests.pg import free_port
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 SERVERS = "/api/v1/infra/servers"
 StartAgent = Callable[..., AgentProcess]

@@ -27,6 +27,7 @@ from dockyard.models.schemas import ServerPublic
 from dockyard.models.stateful import StatefulInstance
 from dockyard.models.tables import Server, Service
 from dockyard.providers import images
+from tests import sqlite_only
 from tests.real_agent import (
     SQLITE_ONLY,
     agent_on_this_docker,
@@ -37,6 +38,8 @@ from tests.real_agent import (
     remove_leftovers,
     runner_reaching,
 )
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 pytestmark = pytest.mark.slow
 PROJECT = "/api/v1/projects/shop/stateful"

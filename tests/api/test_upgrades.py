@@ -27,9 +27,12 @@ from dockyard.models.enums import Role
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Server, ServerEvent
 from dockyard.models.upgrades import UpgradeEvent, UpgradeRequest
+from tests import sqlite_only
 from tests.agent.test_upgrade import bundle_of
 from tests.agent.test_upgrade_inplace import failing_at_start, start_released_agent
 from tests.conftest import Account
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 OLD = "0.0.9+0000000000"
 ClientOf = Callable[[ServerPublic], NodeAgentClient]

@@ -115,9 +115,13 @@ class FakeDocker(DockerRuntime):
     one_off_exit: int = 0  # what one-off runs (`dockyard run`, release commands) exit with
     one_offs: list[list[str]] = field(default_factory=list)  # their commands, in order
     one_off_hosts: list[list[str]] = field(default_factory=list)  # and their ExtraHosts
+    root: str = "/nonexistent/fake-docker-root"  # its DockerRootDir
 
     def __post_init__(self) -> None:
         super().__init__("unix:///nonexistent/fake-docker.sock")
+
+    def _info(self) -> dict[str, Any]:
+        return {"DockerRootDir": self.root}
 
     async def run(self, call: EngineCall) -> Any:
         self.calls.append(call.method)

@@ -15,6 +15,7 @@ from dockyard.agent.ports import same_request
 from dockyard.core.platform import Platform
 from dockyard.deploy.plan import container_spec
 from dockyard.models.deploys import Effective
+from tests import sqlite_only
 from tests.deploy.conftest import SECRET, AgentNode
 from tests.deploy.fake_docker import Hold
 from tests.deploy.test_engine import (
@@ -26,6 +27,8 @@ from tests.deploy.test_engine import (
     serving,
     start,
 )
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 Nodes = dict[str, AgentNode]
 WAIT = 30  # DOCKYARD_AGENT_WAIT_SECONDS of these tests' control planes

@@ -33,6 +33,7 @@ from dockyard.deploy.sources import build_context
 from dockyard.kernel.errors import InvalidInput
 from dockyard.providers import images
 from tests.live import wait_until
+from tests.ports import free_port
 
 HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
 
@@ -412,13 +413,6 @@ def test_the_hello_example_gets_a_python_dockerfile_needing_no_pip() -> None:
 
 
 # The example app as a process: its pages, and a graceful stop with a request in flight.
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
 
 def _get(port: int, path: str) -> httpx.Response:
     return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)

@@ -18,8 +18,11 @@ from dockyard.deploy.runner import DeployRunner
 from dockyard.models.deploys import DeploymentPublic, DeployRequest
 from dockyard.models.enums import Role
 from dockyard.models.schemas import ServerPublic
+from tests import sqlite_only
 from tests.deploy.conftest import AgentNode
 from tests.deploy.fake_docker import Hold
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 FAST = {"grace_seconds": 0, "health_interval_seconds": 0.05, "health_attempts": 20}
 Nodes = dict[str, AgentNode]

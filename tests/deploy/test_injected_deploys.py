@@ -16,12 +16,15 @@ from dockyard.models.deployment_plan import ReleaseLink
 from dockyard.models.deploys import RollbackRequest
 from dockyard.models.enums import Role, ServiceKind
 from dockyard.models.schemas import EnvVarItem, ProjectCreate, ServiceCreate
+from tests import sqlite_only
 from tests.deploy.conftest import AgentNode
 from tests.deploy.fake_docker import Hold
 from tests.deploy.test_engine import MakeRunner, live_release, outcome, start
 from tests.deploy.test_process_types import deploy_code
 from tests.deploy.test_reconcile import one_pass
 from tests.injection_rows import add_stateful, remove_stateful, set_server_ip
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 Nodes = dict[str, AgentNode]
 PG_URL = "postgresql://postgres:pw-postgres@postgres.shop.dockyard.internal:20001/postgres"

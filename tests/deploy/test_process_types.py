@@ -18,8 +18,11 @@ from dockyard.kernel.errors import InvalidInput
 from dockyard.models.deploys import DeployTarget
 from dockyard.models.enums import Role
 from dockyard.models.processes import ScaleRequest
+from tests import sqlite_only
 from tests.deploy.conftest import AgentNode
 from tests.deploy.test_engine import FAST, MakeRunner, everywhere, outcome, serving
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 Nodes = dict[str, AgentNode]
 PROCFILE = ("web: python3 -m http.server $PORT\nworker: python3 worker.py\n"

@@ -19,6 +19,7 @@ from dockyard.kernel.queue import JobContext
 from dockyard.models.deploys import DeployRequest, Effective
 from dockyard.models.enums import Role
 from dockyard.models.schemas import ServerPublic
+from tests import sqlite_only
 from tests.deploy.conftest import HOST, SECRET, AgentNode
 from tests.deploy.fake_docker import Hold
 from tests.deploy.test_engine import (
@@ -31,6 +32,8 @@ from tests.deploy.test_engine import (
     serving,
     start,
 )
+
+database_url = sqlite_only.database_url  # nothing here depends on the database kind
 
 Nodes = dict[str, AgentNode]
 SITE = "shop-web"

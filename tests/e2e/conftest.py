@@ -19,7 +19,7 @@ here runs after them: give it a place before the domains module if it uses the s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,8 +34,8 @@ __all__ = ["base_tarball"]
 HERE = Path(__file__).parent
 ORDER = ["test_firewall_e2e", "test_agent_restart_e2e", "test_logs_e2e", "test_stack_apps_e2e",
          "test_procfile_e2e", "test_reconcile_e2e", "test_deploy_e2e", "test_processes_e2e",
-         "test_push_e2e",
-         "test_stateful_e2e", "test_node_loss_e2e", "test_domains_e2e"]
+         "test_push_e2e", "test_stateful_e2e", "test_node_loss_e2e", "test_domains_e2e",
+         "test_watch_e2e"]
 
 
 @pytest.fixture(scope="package")
@@ -78,3 +78,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _rank(module: str) -> int:
     return ORDER.index(module) if module in ORDER else len(ORDER)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed end-to-end test shows the last lines of its control plane's logs (the stage's
+    directory is gone, or rotated away, by the time anyone reads the run)."""
+    report = yield
+    stage = getattr(item, "funcargs", {}).get("stage")
+    if report.failed and isinstance(stage, Stage):
+        for name in ("api", "worker"):
+            log = Path(stage.env["DOCKYARD_DATA_DIR"]) / "logs" / f"{name}.log"
+            lines = log.read_text(errors="replace").splitlines()[-150:] if log.exists() else []
+            report.sections.append((f"control plane {name}.log, last lines", "\n".join(lines)))
+    return report

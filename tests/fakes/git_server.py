@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dockyard.agent import process
+from tests.ports import free_port as _free_port
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com"}
@@ -207,13 +208,6 @@ class SshGitServer:
     def url_of(self, name: str) -> str:
         user = pwd.getpwuid(os.getuid()).pw_name
         return f"ssh://{user}@127.0.0.1:{self.port}{self.root}/{name}.git"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def _await_port(port: int, log: Path, timeout: float = 10) -> None:

@@ -7,11 +7,13 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.agent.logbuffer import LogEntry
 from dockyard.agent.runtime import DockerRuntime
 from dockyard.core import logcollect
 from dockyard.core.platform import Platform
 from dockyard.deploy.plan import PROCESS_TYPE_LABEL, REPLICA_LABEL
 from dockyard.models.base import utcnow
+from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import LogCursor, LogLine
 from tests.conftest import Account
 from tests.logs.conftest import ClientOf, add_server, run_printer
@@ -109,6 +111,25 @@ async def test_retention_by_size_keeps_the_newest(platform: Platform, shop: Acco
 
     assert await platform.db.read(total) == 2000
     assert len(await stored_lines(platform)) == 2
+
+
+async def test_the_size_bound_counts_each_line_s_row_not_only_its_text(
+        platform: Platform, shop: Account) -> None:
+    """Ten-byte lines of a chatty app: the bound keeps as many as fit with their rows (the
+    text alone would let every one stay), deleted two per transaction."""
+    service_id = await service_id_of(platform, shop.workspace_id)
+    server = ServerPublic.model_construct(id=None, name="", workspace_id=shop.workspace_id)
+    entries = [LogEntry(seq=i, time=utcnow(), container="shop-web-1", service="shop-web",
+                        stream="stdout", line=f"line {i:04d}") for i in range(20)]
+
+    async def tx(s: AsyncSession) -> None:
+        s.add_all(logcollect._row(server, service_id, entry) for entry in entries)
+
+    await platform.db.write(tx)
+    platform.settings.log_max_bytes_per_service = 7 * (10 + logcollect.ROW_BYTES)
+    platform.settings.retention_batch = 2
+    assert await logcollect.prune(platform) == 13
+    assert [r.line for r in await stored_lines(platform)] == [e.line for e in entries[13:]]
 
 
 async def test_the_last_lines_of_a_removed_container_are_still_collected(

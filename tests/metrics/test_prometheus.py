@@ -33,3 +33,28 @@ async def test_request_counts_latency_queue_depth_and_breaker_state(
     assert found[("dockyard_http_request_duration_seconds_bucket", buckets)] == 3
     assert found[("dockyard_queue_depth", (("broker", "default"), ("queue", "default")))] >= 0
     assert found[("dockyard_queue_breaker_state", (("broker", "default"),))] == 0
+
+
+def test_request_series_expose_what_prometheus_client_would() -> None:
+    """The lock-free series against prometheus_client's own Counter and Histogram, fed the
+    same observations (bucket edges included: `le` counts values up to and including it)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from dockyard.kernel.metrics.prometheus import LATENCY_BUCKETS, HttpMetrics
+
+    ours = HttpMetrics()
+    registry = CollectorRegistry()
+    counter = Counter("dockyard_http_requests", "HTTP requests served.",
+                      ["method", "route", "status"], registry=registry)
+    histogram = Histogram("dockyard_http_request_duration_seconds", "Time to serve a request.",
+                          ["method", "route"], buckets=LATENCY_BUCKETS, registry=registry)
+    observations = [("GET", "/a", 200, 0.001), ("GET", "/a", 200, 0.0011), ("GET", "/a", 404, 7),
+                    ("PUT", "/b", 500, 11.0), ("GET", "/a", 200, 0.0)]
+    for method, route, status, seconds in observations:
+        ours.observe(method, route, status, seconds)
+        counter.labels(method, route, str(status)).inc()
+        histogram.labels(method, route).observe(seconds)
+    expected = {k: v for k, v in samples(generate_latest(registry).decode()).items()
+                if not k[0].endswith("_created")}
+    found = samples(generate_latest(ours.registry).decode())
+    assert {k: v for k, v in found.items() if k[0].startswith("dockyard_http")} == expected

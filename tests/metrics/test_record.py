@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from dockyard.kernel.metrics.prometheus import route_label
-from dockyard.kernel.metrics.record import MASK, RequestFacts, error_detail, query_params
+from dockyard.kernel.metrics.record import (
+    MASK,
+    RequestFacts,
+    error_detail,
+    query_params,
+    recorded_headers,
+)
 
 
 def test_query_params_keep_repeats_and_mask_secrets() -> None:
@@ -39,3 +45,11 @@ def test_route_label_is_the_full_template() -> None:
                        "path_params": {"project": "projects"}}
     assert route_label(same_as_literal) == "/api/v1/projects/{project}"
     assert route_label({"path": "/nowhere"}) == "unmatched"
+
+
+def test_recorded_headers_keep_the_first_of_repeats_and_only_what_a_record_uses() -> None:
+    scope = {"headers": [(b"x-forwarded-for", b"203.0.113.9"), (b"cookie", b"s=1"),
+                         (b"x-forwarded-for", b"198.51.100.1"), (b"user-agent", b"probe/1.0")]}
+    assert recorded_headers(scope) == {"x-forwarded-for": "203.0.113.9",
+                                       "user-agent": "probe/1.0"}
+    assert query_params(b"") == {}

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from dockyard.kernel.queue.periodic import Scheduler
 from dockyard.kernel.queue.registry import JobContext, Tasks
 from dockyard.kernel.queue.sources import JobSource
 from dockyard.kernel.queue.worker import Worker, WorkerOptions
@@ -26,14 +27,18 @@ async def eventually(
 @asynccontextmanager
 async def running_worker(
     source: JobSource, tasks: Tasks, options: WorkerOptions | None = None,
-    resources: dict[str, object] | None = None,
+    resources: dict[str, object] | None = None, scheduler: Scheduler | None = None,
+    stops_within: float | None = None,
 ) -> AsyncIterator[Worker]:
+    """A worker running `tasks` from `source` until the block ends; then stopped (within
+    `stops_within` seconds when given)."""
     options = options or WorkerOptions(block_ms=50, maintain_every=0.1, shutdown_grace=2)
-    worker = Worker(source, tasks, JobContext("test-worker", dict(resources or {})), options)
+    worker = Worker(source, tasks, JobContext("test-worker", dict(resources or {})), options,
+                    scheduler)
     stop = asyncio.Event()
     run = asyncio.create_task(worker.run(stop))
     try:
         yield worker
     finally:
         stop.set()
-        await run
+        await asyncio.wait_for(run, stops_within)

@@ -1,5 +1,5 @@
-"""One SQLite file, written at once by the API, the library in another process and the CLI:
-no "database is locked", no 5xx, no lost row."""
+"""One SQLite file, written at once by the API (several processes), the library in another
+process and the CLI: no "database is locked", no 5xx, no lost row."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.live import DOCKYARD, Live
+from tests.live import DOCKYARD, Live, bring_up, start, stop
+from tests.system.api_processes import serving_processes
 from tests.system.load_workers import SPREAD, key, service_for
 
 WORKERS = Path(__file__).with_name("load_workers.py")
@@ -24,7 +26,20 @@ HTTP_THREADS = 4
 CLI_ROUNDS = 20
 CLI_KEYS_PER_ROUND = 10
 DEADLINE = 150.0
+API_WORKERS = 2
 SERVER_ERROR = re.compile(r'HTTP/1\.1" 5\d\d|HTTP 5\d\d')
+
+
+@pytest.fixture
+def live_workers(tmp_path: Path) -> Iterator[Live]:
+    """`dockyard up` with several API processes, each logging every request."""
+    base = tmp_path / "live"
+    env, url = start(base)
+    env |= {"DOCKYARD_API_WORKERS": str(API_WORKERS), "DOCKYARD_ACCESS_LOG": "true"}
+    try:
+        yield Live(url, env, base, bring_up(env))
+    finally:
+        stop(env)
 
 
 @dataclass
@@ -102,7 +117,8 @@ def assert_no_lock_or_server_error(text: str, where: str) -> None:
 
 
 @pytest.mark.slow
-def test_api_library_and_cli_write_one_sqlite_file_at_once(live: Live) -> None:
+def test_api_library_and_cli_write_one_sqlite_file_at_once(live_workers: Live) -> None:
+    live = live_workers
     assert sum(PLAN.values()) >= 2000
     with api(live) as http:
         create_services(http)
@@ -111,14 +127,17 @@ def test_api_library_and_cli_write_one_sqlite_file_at_once(live: Live) -> None:
         elapsed = time.monotonic() - started
         summaries = {prefix: json.loads(text.splitlines()[0]) for prefix, text in outputs.items()}
         total = sum(summary["writes"] for summary in summaries.values())
-        print(f"\n{total} writes from 4 processes (2 through the API, 1 CLI loop, 1 library) "
+        print(f"\n{total} writes from 4 processes (2 through the API's {API_WORKERS} processes, "
+              "1 CLI loop, 1 library) "
               f"in {elapsed:.1f}s: {total / elapsed:.0f} writes/s")
         for prefix, summary in summaries.items():
             print(f"  {prefix}: {summary['writes']} writes in {summary['seconds']}s")
 
         for prefix, text in outputs.items():
             assert_no_lock_or_server_error(text, prefix)
-        assert_no_lock_or_server_error((live.data_dir / "logs" / "api.log").read_text(), "api.log")
+        api_log = (live.data_dir / "logs" / "api.log").read_text()
+        assert_no_lock_or_server_error(api_log, "api.log")
+        assert len(serving_processes(live)) == API_WORKERS
         assert {prefix: summary["writes"] for prefix, summary in summaries.items()} == PLAN
         for prefix, writes in PLAN.items():
             expected = {key(prefix, index) for index in range(writes)}

@@ -15,15 +15,19 @@ from fastapi.responses import StreamingResponse
 from dockyard.agent import (
     auth,
     buildconfig,
+    cache_prune,
     cert_routes,
     exec_routes,
     firewall_routes,
+    metrics_routes,
     processes,
     upgrade_routes,
 )
 from dockyard.agent.auth import KeyStore, NonceCache
 from dockyard.agent.gate import BodyLimits, SignatureGate
+from dockyard.agent.hoststats import HostSampler
 from dockyard.agent.logbuffer import LogPage
+from dockyard.agent.logrotate import node_rotator
 from dockyard.agent.models import (
     AgentInfo,
     ContainerHealth,
@@ -52,7 +56,8 @@ from dockyard.agent.models import (
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.node import Node
 from dockyard.agent.proxy import Nginx
-from dockyard.agent.release import code_version
+from dockyard.agent.release import UPGRADE_PATH, code_version
+from dockyard.agent.request_metrics import RequestCollector, in_background
 from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
 from dockyard.agent.state import StateFile
@@ -61,6 +66,7 @@ from dockyard.agent.upgrade import Restart, Upgrader
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import RequestIdMiddleware
 from dockyard.kernel.errors import DockyardError, InvalidInput
+from dockyard.models.app_metrics import FileSystemUsage
 from dockyard.models.fields import BuildArg
 
 NDJSON = "application/x-ndjson"
@@ -109,6 +115,12 @@ async def spool_body(request: Request) -> SpooledTemporaryFile[bytes]:
 @router.get("/info")
 async def info(node: NodeDep) -> AgentInfo:
     return await node.info()
+
+
+@router.get("/disk")
+async def disk(node: NodeDep) -> list[FileSystemUsage]:
+    """The file systems the agent writes to, read now (what a deploy checks first)."""
+    return await node.disks.read()
 
 
 @router.get("/health")
@@ -271,7 +283,8 @@ def build_node(settings: AgentSettings) -> Node:
     layout = NginxLayout(settings.nginx_dir, settings.nginx_http_port, settings.nginx_https_port)
     return Node(
         state_dir=settings.state_dir, certs_dir=settings.certs_dir,
-        runtime=DockerRuntime(settings.docker_host), nginx=Nginx(layout, settings.nginx_binary),
+        runtime=DockerRuntime(settings.docker_host, container_logs=settings.container_logs),
+        nginx=Nginx(layout, settings.nginx_binary),
         state_file=StateFile(settings.state_file), log_buffer_bytes=settings.log_buffer_bytes,
         block_metadata=settings.block_metadata,
     )
@@ -304,7 +317,11 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await the_node.restore()
-        async with supervising(the_node, settings):
+        logs = node_rotator(the_node.nginx, settings.log_files, settings.log_bound,
+                            settings.log_rotate_seconds)
+        metrics = in_background(app.state.request_metrics.run(), app.state.host_sampler.run(),
+                                logs.run())
+        async with supervising(the_node, settings), metrics:
             yield
         the_node.runtime.close()
 
@@ -312,15 +329,19 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.node, app.state.keys = the_node, keys
     app.state.upgrader = Upgrader(settings, Restart())
+    app.state.request_metrics = RequestCollector.for_node(the_node, settings.log_bound)
+    app.state.host_sampler = HostSampler(the_node.runtime, disks=the_node.disks)
     app.include_router(router)
     app.include_router(firewall_routes.router)
     app.include_router(cert_routes.router)
+    app.include_router(cache_prune.router)
     app.include_router(exec_routes.router)
     app.include_router(upgrade_routes.router)
+    app.include_router(metrics_routes.router)
     app.add_api_route("/healthz", _healthz, methods=["GET"])
     nonces = NonceCache(settings.signature_max_age_seconds, journal=settings.nonce_file)
     uploads = {**dict.fromkeys(UPLOAD_PATHS, settings.max_upload_bytes),
-               upgrade_routes.UPGRADE_PATH: upgrade_routes.MAX_BUNDLE_BYTES}
+               UPGRADE_PATH: upgrade_routes.MAX_BUNDLE_BYTES}
     app.add_middleware(SignatureGate, keys=keys, nonces=nonces,
                        limits=BodyLimits(settings.max_body_bytes, uploads))
     app.add_middleware(RequestIdMiddleware)

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
-
 KEY_CONTEXT = b"node-agent:"
 TIMESTAMP_HEADER = "X-Dockyard-Timestamp"
 NONCE_HEADER = "X-Dockyard-Nonce"
@@ -166,10 +164,14 @@ class NonceCache:
 
 def seal_key(current_key: bytes, new_key: bytes) -> str:
     """Encrypt a new key under the current one, so rotation never sends a key in clear."""
+    from cryptography.fernet import Fernet  # only when keys rotate: 6 MB the agent spares
+
     return Fernet(base64.urlsafe_b64encode(current_key)).encrypt(new_key).decode()
 
 
 def unseal_key(current_key: bytes, sealed: str) -> bytes | None:
+    from cryptography.fernet import Fernet, InvalidToken
+
     try:
         return Fernet(base64.urlsafe_b64encode(current_key)).decrypt(sealed.encode())
     except (InvalidToken, ValueError):

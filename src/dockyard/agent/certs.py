@@ -19,18 +19,18 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from typing import TYPE_CHECKING
 
 from dockyard.agent.models import CertificateInstall, InstalledCertificate
 from dockyard.agent.nginx import CERTIFICATE_FILE, HSTS_FILE, REDIRECT_FILE
 from dockyard.kernel.errors import InvalidInput
 
+if TYPE_CHECKING:  # cryptography (6 MB) only once the agent handles a certificate
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
 log = logging.getLogger("dockyard.agent")
 WORKER_GROUPS = ("nogroup", "nobody")  # nginx's default group for its `nobody` workers
-_PEM = serialization.Encoding.PEM
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class CheckedCertificate:
 
 
 def _chain(text: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         chain = x509.load_pem_x509_certificates(text.encode())
     except ValueError as exc:
@@ -51,6 +53,8 @@ def _chain(text: str) -> list[x509.Certificate]:
 
 
 def _key(text: str) -> PrivateKeyTypes:
+    from cryptography.hazmat.primitives import serialization
+
     try:
         return serialization.load_pem_private_key(text.encode(), password=None)
     except (ValueError, TypeError) as exc:
@@ -59,6 +63,8 @@ def _key(text: str) -> PrivateKeyTypes:
 
 
 def _names(leaf: x509.Certificate) -> list[str]:
+    from cryptography import x509
+
     try:
         extension = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -68,6 +74,8 @@ def _names(leaf: x509.Certificate) -> list[str]:
 
 
 def _public(key: PublicKeyTypes) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -84,6 +92,8 @@ def covers(pattern: str, hostname: str) -> bool:
 def checked(hostname: str, install: CertificateInstall) -> CheckedCertificate:
     """The certificate, refused with a reason when it does not parse, its key does not
     match, or it does not cover `hostname`."""
+    from cryptography.hazmat.primitives import serialization
+
     chain, key = _chain(install.certificate_pem), _key(install.key_pem)
     leaf = chain[0]
     if _public(leaf.public_key()) != _public(key.public_key()):
@@ -93,13 +103,17 @@ def checked(hostname: str, install: CertificateInstall) -> CheckedCertificate:
     if not any(covers(name, hostname) for name in names):
         raise InvalidInput(f"the certificate does not cover {hostname}: it names "
                            f"{', '.join(names) or 'no DNS name'}")
-    key_pem = key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8,
+    encoding = serialization.Encoding.PEM
+    key_pem = key.private_bytes(encoding, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    pem = b"".join(certificate.public_bytes(_PEM) for certificate in chain) + key_pem
+    pem = b"".join(certificate.public_bytes(encoding) for certificate in chain) + key_pem
     return CheckedCertificate(pem, install.redirect_https, install.hsts)
 
 
 def describe(hostname: str, pem: bytes, flags: set[str]) -> InstalledCertificate:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     leaf = x509.load_pem_x509_certificates(pem)[0]
     return InstalledCertificate(
         hostname=hostname, sha256=hashlib.sha256(leaf.public_bytes(serialization.Encoding.DER))

@@ -19,6 +19,8 @@ from dockyard.agent.logbuffer import LogPage
 from dockyard.agent.models import (
     AcmeChallenge,
     AgentInfo,
+    CachePruneRequest,
+    CachePruneResult,
     CertificateInstall,
     ContainerHealth,
     ContainerSpec,
@@ -39,9 +41,9 @@ from dockyard.agent.models import (
 )
 from dockyard.agent.patience import AWAY, Patience
 from dockyard.agent.pinning import Unpinned, pinned_transport
-from dockyard.agent.release import Bundle
-from dockyard.agent.upgrade_routes import UPGRADE_PATH
+from dockyard.agent.release import UPGRADE_PATH, Bundle
 from dockyard.kernel.context import current_request_id
+from dockyard.models.app_metrics import FileSystemUsage, HostStats, RequestMetricsPage
 from dockyard.models.upgrades import UpgradeAccepted
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -256,6 +258,11 @@ class NodeAgentClient:
         return PruneResult.model_validate(
             await self._call("POST", "/images/prune", body=body.model_dump(mode="json")))
 
+    async def prune_cache(self, request: CachePruneRequest) -> CachePruneResult:
+        """Dangling images and build cache older than the request's age, on this node."""
+        answer = await self._call("POST", "/images/prune-cache", body=request.model_dump())
+        return CachePruneResult.model_validate(answer)
+
     async def run_container(self, spec: ContainerSpec) -> ContainerSummary:
         answer = await self._call("POST", "/containers", body=spec.model_dump(mode="json"))
         return ContainerSummary.model_validate(answer)
@@ -298,6 +305,19 @@ class NodeAgentClient:
         """Buffered container log lines after the sequence number `after`."""
         params = {"after": after, "limit": limit}
         return LogPage.model_validate(await self._call("GET", "/logs", params=params))
+
+    async def request_metrics(self, after: int) -> RequestMetricsPage:
+        """Closed request buckets of the node's apps after the cursor `after`, oldest first."""
+        answer = await self._call("GET", "/metrics/requests", params={"after": after})
+        return RequestMetricsPage.model_validate(answer)
+
+    async def host_stats(self) -> HostStats:
+        """The node's latest CPU, memory, disk and container figures."""
+        return HostStats.model_validate(await self._call("GET", "/host"))
+
+    async def disk(self) -> list[FileSystemUsage]:
+        """The file systems the agent writes to, read now."""
+        return [FileSystemUsage.model_validate(raw) for raw in await self._call("GET", "/disk")]
 
     async def probe(self, port: int, path: str, timeout_seconds: float = 2.0, *,
                     host: str = "127.0.0.1") -> ProbeResult:

@@ -16,6 +16,7 @@ from dockyard.agent.models import ContainerSpec, HealthCheck, ImageRef, ImageSum
 
 MANAGED_LABEL = "dockyard.managed"
 SERVICE_LABEL = "dockyard.service"
+DEPLOYMENT_LABEL = "dockyard.deployment"
 DEPLOY_TAG_PREFIX = "deploy_"
 _NANO = 1_000_000_000
 
@@ -40,7 +41,20 @@ def healthcheck(check: HealthCheck) -> dict[str, Any]:
     }
 
 
-def host_config(spec: ContainerSpec) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ContainerLogs:
+    """Docker's log of one container: `files` json-file files of at most `max_bytes` each
+    (Docker starts a new file once one reaches the size, so each may pass it by one line)."""
+
+    max_bytes: int = 10 * 1024**2
+    files: int = 3
+
+    def log_config(self) -> dict[str, Any]:
+        return {"Type": "json-file",
+                "Config": {"max-size": str(self.max_bytes), "max-file": str(self.files)}}
+
+
+def host_config(spec: ContainerSpec, logs: ContainerLogs) -> dict[str, Any]:
     config: dict[str, Any] = {
         "PortBindings": {
             f"{p.container_port}/{p.protocol}": [
@@ -52,6 +66,7 @@ def host_config(spec: ContainerSpec) -> dict[str, Any]:
         "Mounts": [
             {"Type": "volume", "Source": v.volume, "Target": v.target} for v in spec.volumes
         ],
+        "LogConfig": logs.log_config(),
     }
     if spec.extra_hosts:
         config["ExtraHosts"] = [f"{name}:{address}" for name, address
@@ -63,14 +78,14 @@ def host_config(spec: ContainerSpec) -> dict[str, Any]:
     return config
 
 
-def container_config(spec: ContainerSpec) -> dict[str, Any]:
+def container_config(spec: ContainerSpec, logs: ContainerLogs) -> dict[str, Any]:
     """The Engine-API body that creates `spec`'s container."""
     config: dict[str, Any] = {
         "Image": spec.image.reference,
         "Env": [f"{key}={value}" for key, value in sorted(spec.env.items())],
         "Labels": owned_labels(spec.service, spec.labels),
         "ExposedPorts": {f"{p.container_port}/{p.protocol}": {} for p in spec.ports},
-        "HostConfig": host_config(spec),
+        "HostConfig": host_config(spec, logs),
     }
     if spec.command is not None:
         config["Cmd"] = list(spec.command)
@@ -84,10 +99,10 @@ def create_volume(name: str, service: str) -> EngineCall:
                                         "labels": owned_labels(service)})
 
 
-def run_container(spec: ContainerSpec) -> list[EngineCall]:
+def run_container(spec: ContainerSpec, logs: ContainerLogs) -> list[EngineCall]:
     volumes = [create_volume(v.volume, spec.service) for v in spec.volumes]
     create = EngineCall("create_container_from_config",
-                        {"config": container_config(spec), "name": spec.name})
+                        {"config": container_config(spec, logs), "name": spec.name})
     return [*volumes, create, start_container(spec.name)]
 
 
@@ -196,11 +211,19 @@ def remove_image(reference: str) -> EngineCall:
 BUILD_CACHE_HOURS = 168
 
 
-def prune_dangling_images() -> EngineCall:
-    """Untagged images older than a week. Younger ones include the dependency stage of recent
-    builds: the build cache that lets a change of app code alone skip the install."""
+def prune_dangling_images(max_age_seconds: int = BUILD_CACHE_HOURS * 3600) -> EngineCall:
+    """Untagged images older than `max_age_seconds` (a week). Younger ones include the
+    dependency stage of recent builds: the build cache that lets a change of app code alone
+    skip the install. Layers of kept release images are never dangling."""
     return EngineCall("prune_images",
-                      {"filters": {"dangling": True, "until": f"{BUILD_CACHE_HOURS}h"}})
+                      {"filters": {"dangling": True, "until": f"{max_age_seconds}s"}})
+
+
+def prune_build_cache(max_age_seconds: int, keep_bytes: int) -> EngineCall:
+    """BuildKit's cache entries unused for `max_age_seconds`, then the least recently used
+    ones until at most `keep_bytes` remain (Docker's own order)."""
+    return EngineCall("prune_builds", {"filters": {"until": f"{max_age_seconds}s"},
+                                       "keep_storage": keep_bytes})
 
 
 def list_volumes(service: str) -> EngineCall:

@@ -13,19 +13,18 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import anyio
-import docker
-import docker.errors
-from docker.utils.socket import frames_iter
 from pydantic import BaseModel, ConfigDict, Field
 
 from dockyard.agent.commands import EngineCall
 from dockyard.agent.models import Argument, EnvKey
-from dockyard.agent.runtime import DockerRuntime, EngineError
 from dockyard.kernel.errors import NotFound
 from dockyard.models.fields import Whole
+
+if TYPE_CHECKING:  # the control plane imports the models here, not the Docker SDK
+    from dockyard.agent.runtime import DockerRuntime
 
 BlobId = Annotated[str, Whole(r"[0-9a-f]{32}", "use a blob id of 32 hex digits")]
 STDERR_TAIL_BYTES = 4096
@@ -152,6 +151,8 @@ def _attached(runtime: DockerRuntime, container: str, request: ExecRequest) -> t
 
 
 def _pump(sock: Any, stdin: Path | None, output: _Output) -> None:
+    from docker.utils.socket import frames_iter
+
     raw: socket.socket = getattr(sock, "_sock", sock)
     feeder = threading.Thread(target=_feed, args=(raw, stdin), daemon=True)
     feeder.start()
@@ -166,6 +167,10 @@ def _pump(sock: Any, stdin: Path | None, output: _Output) -> None:
 def run_exec(runtime: DockerRuntime, container: str, request: ExecRequest,
              stdin: Path | None, stdout: Path) -> ExecResult:
     """Run `request` in `container` (blocking: call it in a thread)."""
+    import docker.errors
+
+    from dockyard.agent.runtime import EngineError
+
     exec_id, sock = _attached(runtime, container, request)
     with stdout.open("wb") as handle:
         output = _Output(handle)

@@ -236,6 +236,14 @@ class PruneRequest(Strict):
     retain: list[Tag] = Field(default_factory=list, max_length=1000)
 
 
+class CachePruneRequest(Strict):
+    """Dangling images and build cache older than `max_age_seconds`; BuildKit's cache
+    also down to `keep_bytes`."""
+
+    max_age_seconds: int = Field(default=7 * 24 * 3600, ge=0, le=10 * 365 * 24 * 3600)
+    keep_bytes: int = Field(default=2 * 1024**3, ge=0)
+
+
 class VolumeRequest(Strict):
     name: ContainerName
     service: ServiceName
@@ -323,6 +331,11 @@ class ImageSummary(BaseModel):
 class PruneResult(BaseModel):
     removed: list[str]
     failed: dict[str, str]
+
+
+class CachePruneResult(BaseModel):
+    images_removed: int
+    bytes_reclaimed: int
 
 
 class ProbeResult(BaseModel):

@@ -8,6 +8,18 @@ container upstreams; a deploy reloads only the switch, which keeps its listening
 TLS comes by SNI from `tls/<name>/certificate.pem`, read at every handshake, so replacing
 that file is the renewal. These directories live in the runtime directory under /run (see
 `NginxLayout.sockets`), which nginx's workers (`nobody` under a root master) can reach.
+
+Request log (app metrics, see `dockyard.agent.request_metrics`): the EDGE writes one JSON line
+per request it routes by name, buffered (64 KiB, flushed every second: no request waits on a
+disk write), with what the client saw: `$status`, `$request_time`, `$bytes_sent`, `$msec`,
+`$host`. The switch tells the edge which service and which container answered in two response
+headers the edge logs and hides from the client: `X-Dockyard-Service`, and
+`X-Dockyard-Upstream`, the address that answered (with `proxy_next_upstream` the last of
+`$upstream_addr`), empty when none sent a response header (the switch's own 502/504). The
+switch logs nothing. Counted: every response to a routed name, the edge's own among them (a
+308 to HTTPS; a 502 when the switch is down, by the name's route, with no container).
+Not counted: names no site routes (the edge's 404), ACME challenges, TLS handshakes that fail
+or requests nginx rejects before it reads the Host header.
 """
 
 from __future__ import annotations
@@ -27,6 +39,13 @@ SWITCH_DIR = "switch"
 SOCKETS_BASE = Path("/run/dockyard-nginx")
 MAX_SOCKET_PATH = 107  # bytes: sun_path holds 108, the terminating NUL included
 HEADER = "# Managed by dockyard-agent; changes are overwritten.\n"
+REQUESTS_LOG = "requests.log"
+SERVICE_HEADER = "X-Dockyard-Service"
+UPSTREAM_HEADER = "X-Dockyard-Upstream"
+REQUEST_LOG_FORMAT = (  # nginx joins the parts
+    '{"msec":$msec,"host":"$host",', '"service":"$upstream_http_x_dockyard_service",',
+    '"upstream":"$upstream_http_x_dockyard_upstream",',
+    '"status":"$status","request_time":$request_time,"bytes_sent":$bytes_sent}')
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,7 @@ class NginxLayout:
     http_port: int = 80
     https_port: int = 443
     switch: bool = False
+    request_log: bool = True  # the edge's request log (app metrics); off for comparison only
 
     def __post_init__(self) -> None:
         if not _SAFE_PATH.fullmatch(str(self.root)):
@@ -60,6 +80,11 @@ class NginxLayout:
     @property
     def error_log(self) -> Path:
         return self.root / "logs" / "error.log"
+
+    @property
+    def requests_log(self) -> Path:
+        """The edge's JSON request log, which the agent reads and keeps short."""
+        return self.root / "logs" / REQUESTS_LOG
 
     @property
     def switch_layout(self) -> NginxLayout:
@@ -127,6 +152,15 @@ def require_routable(name: str) -> None:
                            f"names of at most {MAX_ROUTED_NAME}")
 
 
+def _access_log(layout: NginxLayout) -> str:
+    """Only the edge logs, and only when the layout asks for its request log."""
+    if layout.switch or not layout.request_log:
+        return "    access_log off;\n"
+    parts = "".join(f"\n        '{part}'" for part in REQUEST_LOG_FORMAT)
+    return (f"    log_format dockyard_requests escape=json{parts};\n"
+            f"    access_log {layout.requests_log} dockyard_requests buffer=64k flush=1s;\n")
+
+
 def _http_block(layout: NginxLayout, body: str, main: str = "") -> str:
     root = layout.root
     temp = "\n".join(
@@ -143,8 +177,7 @@ events {{
 
 http {{
     server_names_hash_bucket_size 128;
-    access_log {root}/logs/access.log;
-{temp}
+{_access_log(layout)}{temp}
     client_max_body_size 100m;
     server_tokens off;
 
@@ -152,11 +185,20 @@ http {{
 """
 
 
+# The address that answered: none when the last upstream tried sent no response header.
+ANSWERED_MAP = """    map $upstream_header_time $dockyard_answered {
+        "~-$" "";
+        default $upstream_addr;
+    }
+
+"""
+
+
 def render_main(layout: NginxLayout) -> str:
     """The main configuration: the switch includes its sites (one socket each); the edge is
     the one static server of every name."""
     if layout.switch:
-        return _http_block(layout, f"    include {layout.sites}/*.conf;\n")
+        return _http_block(layout, ANSWERED_MAP + f"    include {layout.sites}/*.conf;\n")
     return _http_block(layout, render_edge(layout), f"working_directory {layout.hosts};\n")
 
 
@@ -192,6 +234,7 @@ def _edge_route(layout: NginxLayout) -> list[str]:
         "add_header Strict-Transport-Security $dockyard_hsts always;",
         f"proxy_pass http://unix:$host/{ROUTE_SOCKET}:;",
         "proxy_http_version 1.1;", *_proxy_headers(_CLIENT_HEADERS),
+        f"proxy_hide_header {SERVICE_HEADER};", f"proxy_hide_header {UPSTREAM_HEADER};",
     ]
 
 
@@ -226,6 +269,7 @@ def render_edge(layout: NginxLayout) -> str:
         location ^~ /.well-known/acme-challenge/ {{
             root {layout.acme};
             default_type text/plain;
+            access_log off;
         }}
 
         location / {{
@@ -236,12 +280,16 @@ def render_edge(layout: NginxLayout) -> str:
 
 def render_switch_site(site: Site, layout: NginxLayout) -> str:
     """The switch's server of one service: its socket, proxied to the containers; it passes
-    on the client headers the edge set."""
+    on the client headers the edge set, and tells the edge who answered (an app's own
+    headers of those names are dropped)."""
     upstream = f"dockyard_{site.service}"
     servers = "".join(f"    server {u.address} max_fails=1 fail_timeout=5s;\n"
                       for u in site.upstreams)
     lines = [f"proxy_pass http://{upstream};", "proxy_next_upstream error timeout;",
-             "proxy_http_version 1.1;", *_proxy_headers(_EDGE_HEADERS)]
+             "proxy_http_version 1.1;", *_proxy_headers(_EDGE_HEADERS),
+             f"proxy_hide_header {SERVICE_HEADER};", f"proxy_hide_header {UPSTREAM_HEADER};",
+             f"add_header {SERVICE_HEADER} {site.service} always;",
+             f"add_header {UPSTREAM_HEADER} $dockyard_answered always;"]
     return (f"# Managed by dockyard-agent for service {site.service}; changes are overwritten.\n"
             f"upstream {upstream} {{\n{servers}    keepalive 32;\n}}\n\n"
             f"server {{\n    listen unix:{layout.socket(site.service)};\n\n"

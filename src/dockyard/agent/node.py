@@ -19,6 +19,7 @@ from dockyard.agent import probe as http_probe
 from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.certs import AcmeWebroot, CertificateStore, checked
 from dockyard.agent.firewall import Firewall, FirewallError
+from dockyard.agent.hoststats import DiskWatch
 from dockyard.agent.logbuffer import DEFAULT_LOG_BUFFER_BYTES, LogBuffer, LogPage
 from dockyard.agent.models import (
     AgentInfo,
@@ -121,6 +122,7 @@ class Node:
         self.start_problems: list[str] = []  # what the last start could not put in place
         self.certificates = CertificateStore(certs_dir, nginx.layout.tls)
         self.acme = AcmeWebroot(nginx.layout.acme)
+        self.disks = DiskWatch(runtime, state_dir)
 
     async def info(self) -> AgentInfo:
         try:
@@ -187,7 +189,7 @@ class Node:
             previous = self.state.containers.get(spec.name)
             self._keep_container(spec.name, spec)
         try:
-            await self.runtime.run_all(cmd.run_container(spec))
+            await self.runtime.run_all(cmd.run_container(spec, self.runtime.container_logs))
         except EngineError:
             async with self._lock:
                 self._keep_container(spec.name, previous)
@@ -412,7 +414,7 @@ class Node:
             if exc.status_code != 404:
                 raise
             log.info("recreating container %s", spec.name)
-            await self.runtime.run_all(cmd.run_container(spec))
+            await self.runtime.run_all(cmd.run_container(spec, self.runtime.container_logs))
             return
         if current.state != "running":
             log.info("starting container %s", spec.name)

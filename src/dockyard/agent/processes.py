@@ -166,7 +166,7 @@ async def _run_one_off(runtime: DockerRuntime, request: OneOffRun
     started = loop.time()
     timer = loop.call_later(request.timeout_seconds, _kill, runtime, spec.name)
     try:
-        await runtime.run_all(cmd.run_container(spec))
+        await runtime.run_all(cmd.run_container(spec, runtime.container_logs))
         yield {"container": spec.name}
         async for text in _output(runtime, spec.name):
             yield {"output": text}

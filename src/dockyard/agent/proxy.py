@@ -20,7 +20,7 @@ from pathlib import Path
 from dockyard.agent import nginx, process
 from dockyard.agent.models import Site
 from dockyard.agent.nginx import NginxLayout
-from dockyard.kernel.errors import InvalidInput
+from dockyard.kernel.errors import InvalidInput, ServerFailed
 
 RELOAD_TIMEOUT = 10
 log = logging.getLogger("dockyard.agent")
@@ -28,6 +28,14 @@ log = logging.getLogger("dockyard.agent")
 
 class NginxRejected(InvalidInput):
     """`nginx -t` refused the configuration; the previous one was put back."""
+
+
+def run_nginx(argv: list[str], what: str) -> None:
+    """Run an nginx signal or start command; its exit code and output in the error."""
+    result = process.run(argv, timeout=30)
+    if not result.ok:
+        raise ServerFailed(f"nginx could not {what}: exited {result.returncode}: "
+                           f"{result.output.strip()[-2000:]}")
 
 
 def children_of(pid: int) -> set[int]:
@@ -241,6 +249,12 @@ class NginxInstance:
             return None
         return pid if process.is_running(pid) and _is_master_of(pid, self.layout) else None
 
+    def reopen_logs(self) -> None:
+        """Have a running master reopen its log files (USR1: nginx flushes its buffered
+        lines into the old file first; no reload, no connection closed)."""
+        if (master := self.running_pid()) is not None:
+            os.kill(master, signal.SIGUSR1)
+
     def workers(self) -> set[int]:
         master = self.running_pid()
         return set() if master is None else children_of(master)
@@ -253,14 +267,14 @@ class NginxInstance:
             self._start()
             return
         old_workers = children_of(master)
-        process.check(nginx.reload_argv(self.binary, self.layout), timeout=30)
+        run_nginx(nginx.reload_argv(self.binary, self.layout), "reload")
         self._wait_until(lambda: _replaced(master, old_workers), "replace its workers")
 
     def _start(self) -> None:
         if self.layout.switch:
             for path in self.layout.sockets.glob("*.sock"):
                 remove_stale_socket(path)
-        process.check(nginx.start_argv(self.binary, self.layout), timeout=30)
+        run_nginx(nginx.start_argv(self.binary, self.layout), "start")
         self._wait_until(lambda: bool(self.workers()), "start its workers")
 
     def _wait_until(self, condition: Callable[[], bool], what: str) -> None:
@@ -273,7 +287,7 @@ class NginxInstance:
 
     def stop(self) -> None:
         if self.running_pid() is not None:
-            process.check(nginx.stop_argv(self.binary, self.layout), timeout=30)
+            run_nginx(nginx.stop_argv(self.binary, self.layout), "stop")
 
     def revive(self, sites: list[Site]) -> None:
         """Start this instance again after its master died: the configuration written anew

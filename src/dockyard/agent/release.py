@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import dockyard
 
+UPGRADE_PATH = "/agent/upgrade"  # where the control plane posts a release bundle
 AGENT_HOME = Path("/opt/dockyard/agent")
 CODE_SUFFIXES = frozenset({".py", ".j2", ".sh", ".txt"})
 CODE_NAMES = frozenset({"py.typed"})

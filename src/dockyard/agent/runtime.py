@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
 from anyio import to_thread
 from starlette.concurrency import iterate_in_threadpool
 
-from dockyard.agent.commands import EngineCall
+from dockyard.agent.commands import ContainerLogs, EngineCall
 from dockyard.kernel.errors import DockyardError
+
+if TYPE_CHECKING:  # the control plane imports this module, not always the Docker SDK
+    import docker
 
 
 class EngineError(DockyardError):
@@ -22,7 +23,16 @@ class EngineError(DockyardError):
         self.status_code = status_code
 
 
-def _translate(exc: docker.errors.DockerException) -> EngineError:
+def _docker_error() -> type[Exception]:
+    """Evaluated only when an `except` clause is matched, so after Docker was called."""
+    import docker.errors
+
+    return docker.errors.DockerException
+
+
+def _translate(exc: Exception) -> EngineError:
+    import docker.errors
+
     if isinstance(exc, docker.errors.APIError):
         status = exc.status_code or 502
         explanation = exc.explanation or str(exc)
@@ -31,14 +41,20 @@ def _translate(exc: docker.errors.DockerException) -> EngineError:
 
 
 class DockerRuntime:
-    def __init__(self, base_url: str, timeout: int = 600) -> None:
+    """`container_logs` is the log limit of every container created through it."""
+
+    def __init__(self, base_url: str, timeout: int = 600,
+                 container_logs: ContainerLogs = ContainerLogs()) -> None:
         self.base_url = base_url
         self.timeout = timeout
+        self.container_logs = container_logs
         self._api: docker.APIClient | None = None
 
     @property
     def api(self) -> docker.APIClient:
         if self._api is None:
+            import docker
+
             self._api = docker.APIClient(base_url=self.base_url, version="auto",
                                          timeout=self.timeout)
         return self._api
@@ -46,7 +62,7 @@ class DockerRuntime:
     def execute(self, call: EngineCall) -> Any:
         try:
             return getattr(self.api, call.method)(**call.kwargs)
-        except docker.errors.DockerException as exc:
+        except _docker_error() as exc:
             raise _translate(exc) from exc
 
     async def run(self, call: EngineCall) -> Any:
@@ -64,7 +80,7 @@ class DockerRuntime:
     def _translated(self, items: Iterator[Any]) -> Iterator[Any]:
         try:
             yield from items
-        except docker.errors.DockerException as exc:
+        except _docker_error() as exc:
             raise _translate(exc) from exc
 
     def close(self) -> None:

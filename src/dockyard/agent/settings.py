@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dockyard.agent.commands import ContainerLogs
+from dockyard.agent.logrotate import Bound
 from dockyard.agent.tls import CertificateFiles
 
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -45,6 +47,29 @@ class AgentSettings(BaseSettings):
     # Containers may not reach the cloud's metadata service (its user-data holds this
     # agent's keys): on for provisioned servers, off for adopted and local nodes.
     block_metadata: bool = False
+    # The node's log files (the edge's request log, both nginx layers' error logs, and the
+    # files named in `log_files`): each rotated past `log_max_bytes` or `log_max_age_hours`,
+    # `log_keep` rotated ones kept (see `dockyard.agent.logrotate`); checked every
+    # `log_rotate_seconds` (the request log every second, by its reader).
+    log_max_bytes: int = Field(default=16 * 1024**2, ge=1024)
+    log_keep: int = Field(default=2, ge=1, le=100)
+    log_max_age_hours: float = Field(default=168.0, gt=0)
+    log_rotate_seconds: float = Field(default=10.0, gt=0)
+    # Files other processes append to (their standard output) that the agent keeps bounded
+    # by copying and truncating them: the agent's own log, dockerd's, when they are files.
+    log_files: list[Path] = Field(default_factory=list)
+    # Every container the agent starts keeps at most this much Docker log (json-file:
+    # `container_log_keep` files of `container_log_max_bytes`).
+    container_log_max_bytes: int = Field(default=10 * 1024**2, ge=1024)
+    container_log_keep: int = Field(default=3, ge=1, le=100)
+
+    @property
+    def log_bound(self) -> Bound:
+        return Bound(self.log_max_bytes, self.log_keep, self.log_max_age_hours * 3600)
+
+    @property
+    def container_logs(self) -> ContainerLogs:
+        return ContainerLogs(self.container_log_max_bytes, self.container_log_keep)
 
     @property
     def key_file(self) -> Path:

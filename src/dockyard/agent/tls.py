@@ -10,11 +10,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 VALID_DAYS = 3650
 
 
@@ -62,6 +57,11 @@ class CertificatePair:
 def new_certificate() -> CertificatePair:
     """A self-signed certificate for an agent, in memory (the control plane makes one for a
     server it provisions, so it pins the fingerprint without trust on first use)."""
+    from cryptography import x509  # only when a certificate is made: not at every start
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dockyard-agent")])
     now = datetime.datetime.now(datetime.UTC)

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 
+from dockyard.agent.release import UPGRADE_PATH
 from dockyard.agent.upgrade import Upgrader
 from dockyard.models.upgrades import AgentVersion, Sha256, UpgradeAccepted
 
-UPGRADE_PATH = "/agent/upgrade"
 MAX_BUNDLE_BYTES = 64 * 1024**2  # the bundle is read into memory (it is about 300 kB)
 router = APIRouter()
 

@@ -27,7 +27,8 @@ def _error_response(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Starlette calls a sync handler in a thread: the exception is passed, not current
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     detail = f"internal error; quote request id {current_request_id()} when reporting it"
     return JSONResponse({"detail": detail}, status_code=500)
 

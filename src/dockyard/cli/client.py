@@ -57,6 +57,11 @@ class ApiClient:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.ReadTimeout as exc:
+            raise CliError(
+                f"the Dockyard API at {self.url} took the request but did not answer in time; "
+                "it may still be carrying it out: look before you try again"
+            ) from exc
         except httpx.TransportError as exc:
             raise CliError(
                 f"cannot reach the Dockyard API at {self.url} ({exc.__class__.__name__}); "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dockyard.agent.process import is_running
 from dockyard.cli.client import CliError
+from dockyard.core import own_logs
 from dockyard.kernel.settings import Settings
 
 STOP_TIMEOUT = 30.0
@@ -30,7 +31,7 @@ class Daemon:
         return settings.data_dir / f"{self.name}.pid"
 
     def log_file(self, settings: Settings) -> Path:
-        return settings.data_dir / "logs" / f"{self.name}.log"
+        return own_logs.log_file(settings, self.name)
 
     def argv(self) -> list[str]:
         return [sys.executable, "-m", "dockyard.cli.main", self.command]

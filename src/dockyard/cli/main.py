@@ -10,6 +10,8 @@ import typer
 from dockyard import __version__
 from dockyard.cli import (
     account,
+    alerts,
+    autoscale,
     backups,
     cluster,
     deploy,
@@ -19,6 +21,7 @@ from dockyard.cli import (
     images,
     install,
     logs,
+    metrics,
     people,
     previews,
     processes,
@@ -75,6 +78,8 @@ resources.servers.command("undrain")(drain.servers_undrain)
 provision.register(resources.servers, app)
 upgrade.register(resources.servers)
 repo_links.register(git.app)
+for issue15 in (metrics, alerts, autoscale):
+    issue15.register(app)
 for name, group in (
     ("projects", resources.projects), ("services", resources.services), ("env", resources.env),
     ("servers", resources.servers), ("credentials", resources.credentials),

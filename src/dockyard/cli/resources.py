@@ -241,14 +241,31 @@ SERVER_COLUMNS = ["id", "name", "ip", "status", "agent_version", "agent_fingerpr
 
 @servers.command("list")
 def servers_list(as_json: JsonFlag = False) -> None:
-    """List the server inventory: status and agent version; under the table, why a server is
-    degraded or unreachable, how it differs from what it should run, and which agents are
-    not at this control plane's version (`dockyard servers upgrade`)."""
+    """List the server inventory: status, agent version and free disk (of the fullest file
+    system its agent writes to); under the table, why a server is degraded or unreachable,
+    how it differs from what it should run, and which agents are not at this control plane's
+    version (`dockyard servers upgrade`)."""
     listed = ApiClient.from_config().get("/infra/servers")
-    show(listed, SERVER_COLUMNS, as_json)
-    if not as_json:
-        for line in status_reasons(listed):
-            done(line)
+    if as_json:
+        show(listed, SERVER_COLUMNS, as_json)
+        return
+    show([{**x, "disk_free": disk_free(x.get("disk", []))} for x in listed],
+         [*SERVER_COLUMNS, "disk_free"], False)
+    for line in status_reasons(listed):
+        done(line)
+
+
+def disk_free(disks: list[dict[str, Any]]) -> str:
+    """`12% (1.0 GiB)`: the free share and space of the fullest file system; `-` unreported."""
+    if not disks:
+        return "-"
+    fullest = min(disks, key=lambda x: x["free_bytes"] / (x["total_bytes"] or 1))
+    return (f"{fullest['free_bytes'] / (fullest['total_bytes'] or 1):.0%} "
+            f"({_size(fullest['free_bytes'])})")
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
 
 
 def status_reasons(servers: list[dict[str, Any]], width: int = 80) -> list[str]:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from dockyard.cli.client import ApiClient, seg
 from dockyard.cli.output import done, show_one
 
 STATEFUL_KINDS = ("postgres", "redis")
+# Placing one may import its image onto the server and waits until it answers: minutes on a
+# slow server, not the 30 s of a plain call.
+SLOW = httpx.Timeout(30.0, read=600.0)
 ServerOpt = Annotated[str | None, typer.Option(
     "--server", help="Server to run it on (default: the least loaded).")]
 VersionOpt = Annotated[str | None, typer.Option(
@@ -30,7 +34,7 @@ def create_stateful(name: str, project: str, kind: str, *, server: str | None,
                     redeploy: bool, as_json: bool) -> None:
     body = {"name": name, "kind": kind, "server": server, "version": version, "image": image,
             "memory_mb": memory, "redeploy": redeploy}
-    found = ApiClient.from_config().post(_path(project), body)
+    found = ApiClient.from_config().request("POST", _path(project), json=body, timeout=SLOW)
     show_one({k: v for k, v in found.items() if k != "redeploys"}, as_json)
     if not as_json:
         _tell_apps(project, redeploy, found)
@@ -42,14 +46,16 @@ def show_info(name: str, project: str, show_secret: bool, as_json: bool) -> None
 
 
 def act(name: str, project: str, action: str, as_json: bool) -> None:
-    found = ApiClient.from_config().post(f"{_path(project, name)}/actions", {"action": action})
+    found = ApiClient.from_config().request("POST", f"{_path(project, name)}/actions",
+                                            json={"action": action}, timeout=SLOW)
     show_one(found, as_json) if as_json else done(
         f"{project}/{name}: {action} done; its container is {found['container_state']}")
 
 
 def rekey(name: str, project: str, redeploy: bool, as_json: bool) -> None:
     found = ApiClient.from_config().request(
-        "POST", f"{_path(project, name)}/rekey", params={"redeploy": str(redeploy).lower()})
+        "POST", f"{_path(project, name)}/rekey", params={"redeploy": str(redeploy).lower()},
+        timeout=SLOW)
     if as_json:
         show_one(found, as_json)
         return

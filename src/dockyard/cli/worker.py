@@ -12,12 +12,15 @@ from dockyard.kernel.settings import Settings
 app = typer.Typer(help="Run the job queue's processes.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 
+# Task registries, named for tests that run some of them; the worker runs runner.ALL_TASKS.
 LOG_TASKS = "dockyard.core.logcollect:TASKS"
 RECONCILE_TASKS = "dockyard.core.reconcile:TASKS"
 BACKUP_SWEEP_TASKS = "dockyard.core.backups:TASKS"
 BACKUP_TASKS = "dockyard.core.backup_jobs:TASKS"
 DOMAIN_TASKS = "dockyard.core.certify:TASKS"
 PROVISION_TASKS = "dockyard.core.provision_sweep:TASKS"
+METRICS_TASKS = "dockyard.core.app_metrics:TASKS"
+ALERT_TASKS = "dockyard.core.alerts:TASKS"
 RedisUrl = Annotated[
     str | None,
     typer.Option("--redis-url", help="Redis to use (default: REDIS_URL; none: the database)."),
@@ -42,16 +45,14 @@ def worker(
     ] = 10.0,
 ) -> None:
     """Process jobs until SIGTERM; then finish or hand back the jobs in hand."""
-    from dockyard.kernel.queue.runner import BUILTIN_TASKS, WorkerConfig, serve_worker
+    from dockyard.kernel.queue.runner import ALL_TASKS, WorkerConfig, serve_worker
     from dockyard.kernel.queue.worker import WorkerOptions
 
     settings = Settings()
     config = WorkerConfig(
         redis_url=redis_url or settings.redis_url, broker=broker,
         queues=tuple(queue or ["default"]),
-        task_modules=tuple(tasks or [BUILTIN_TASKS, LOG_TASKS, RECONCILE_TASKS,
-                                    BACKUP_SWEEP_TASKS, BACKUP_TASKS, DOMAIN_TASKS,
-                                    PROVISION_TASKS]),
+        task_modules=tuple(tasks or ALL_TASKS),
         reclaim_after=reclaim_after,
         options=WorkerOptions(concurrency=concurrency, keep_alive_every=reclaim_after / 3,
                               shutdown_grace=shutdown_grace),

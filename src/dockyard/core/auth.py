@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from dockyard.core.auth_cache import Credential, cache_key
 from dockyard.core.authz import Actor, effective_role
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
+from dockyard.kernel.db import UNWATCHED
 from dockyard.kernel.errors import Forbidden, NotAuthenticated, NotFound
 from dockyard.kernel.security import API_TOKEN_PREFIX, decode_jwt, hash_api_token, issue_jwt
 from dockyard.models.base import utcnow
@@ -89,7 +91,7 @@ def _printable(text: str) -> str:
 
 async def _actor_from_jwt(
     p: Platform, s: AsyncSession, token: str, workspace: str | None
-) -> tuple[Actor, datetime | None]:
+) -> Credential:
     """The actor of a JWT whose login session is live (one query), and the session's last use."""
     claims = decode_jwt(p.keys.jwt, token)
     if claims is None or not claims.get("sid"):
@@ -97,7 +99,7 @@ async def _actor_from_jwt(
     wanted = workspace or claims["wid"]
     member = and_(Membership.user_id == User.id, Membership.workspace_id == wanted)
     query = (
-        select(UserSession.last_seen_at, Membership)
+        select(UserSession.last_seen_at, UserSession.expires_at, Membership)
         .join(User, User.id == UserSession.user_id)
         .outerjoin(Membership, member)
         .where(UserSession.id == claims["sid"], UserSession.user_id == claims["sub"],
@@ -106,14 +108,14 @@ async def _actor_from_jwt(
     row = (await s.execute(query)).first()
     if row is None:
         raise NotAuthenticated(BAD_TOKEN)
-    last_seen, membership = row
+    last_seen, ends, membership = row
     if membership is None and workspace:
         raise NotFound("workspace", workspace)
     if membership is None:
         raise NotAuthenticated(BAD_TOKEN)
     actor = Actor(membership.user_id, membership.workspace_id, membership.role,
                   session_id=claims["sid"])
-    return actor, last_seen
+    return Credential(actor, last_seen, ends)
 
 
 def _live(token: type[ApiToken]) -> ColumnElement[bool]:
@@ -123,7 +125,7 @@ def _live(token: type[ApiToken]) -> ColumnElement[bool]:
 
 async def _actor_from_api_token(
     s: AsyncSession, token: str, workspace: str | None
-) -> tuple[Actor, datetime | None]:
+) -> Credential:
     """The token's actor at its effective role (one query), and the token's last use. A token
     whose parent is revoked or expired is refused too (revocation also cascades, and a child
     never outlives its parent, so this holds for the whole lineage)."""
@@ -148,21 +150,28 @@ async def _actor_from_api_token(
         raise NotAuthenticated(BAD_TOKEN)
     actor = Actor(found.user_id, found.workspace_id, effective_role(role, found.role),
                   token_id=found.id)
-    return actor, found.last_used_at
+    return Credential(actor, found.last_used_at, found.expires_at)
 
 
 async def authenticate(p: Platform, token: str, workspace: str | None = None) -> Actor:
-    """The actor behind a bearer token, in `workspace` when given (else the token's own)."""
+    """The actor behind a bearer token, in `workspace` when given (else the token's own),
+    from this process's cache when it resolved the token a moment ago (`auth_cache`)."""
+    key = cache_key(token, workspace)
+    found = p.auth_cache.get(key)
+    if found is None:
+        generation = p.auth_cache.generation
+        found = await p.db.read(lambda s: _resolve(p, s, token, workspace))
+        p.auth_cache.put(key, found, generation)
+    if found.last_used is None or found.last_used < utcnow() - LAST_USED_RESOLUTION:
+        found.last_used = utcnow()
+        await _record_use(p, found.actor)
+    return found.actor
 
-    async def tx(s: AsyncSession) -> tuple[Actor, datetime | None]:
-        if token.startswith(API_TOKEN_PREFIX):
-            return await _actor_from_api_token(s, token, workspace)
-        return await _actor_from_jwt(p, s, token, workspace)
 
-    actor, last_used = await p.db.read(tx)
-    if last_used is None or last_used < utcnow() - LAST_USED_RESOLUTION:
-        await _record_use(p, actor)
-    return actor
+async def _resolve(p: Platform, s: AsyncSession, token: str, workspace: str | None) -> Credential:
+    if token.startswith(API_TOKEN_PREFIX):
+        return await _actor_from_api_token(s, token, workspace)
+    return await _actor_from_jwt(p, s, token, workspace)
 
 
 async def _record_use(p: Platform, actor: Actor) -> None:
@@ -175,7 +184,7 @@ async def _record_use(p: Platform, actor: Actor) -> None:
         query = query.values(last_seen_at=utcnow())
 
     async def tx(s: AsyncSession) -> None:
-        await s.execute(query.execution_options(synchronize_session=False))
+        await s.execute(query.execution_options(synchronize_session=False, **{UNWATCHED: True}))
 
     await p.db.write(tx)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,7 +30,10 @@ from dockyard.models.domain_schemas import TlsMode
 from dockyard.models.domains import AcmeAccount
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Domain, Placement, ServerEvent
-from dockyard.providers import acme, cloudflare
+from dockyard.providers.cloudflare import CloudflareDns
+
+if TYPE_CHECKING:
+    from dockyard.providers import acme
 
 log = logging.getLogger("dockyard.certify")
 RENEW_TASK = "domains.renew"
@@ -90,6 +93,8 @@ async def _obtain(p: Platform, connect: Connect, wanted: Wanted) -> tuple[str, s
 
 
 async def _acme(p: Platform, connect: Connect, wanted: Wanted) -> acme.IssuedCertificate:
+    from dockyard.providers import acme  # the ACME client (~10 MB) only once a domain needs it
+
     issuer = acme.AcmeIssuer(wanted.directory, p.settings.acme_ca_bundle)
     try:
         return await _issue(p, connect, wanted, issuer)
@@ -127,7 +132,9 @@ async def _account(p: Platform, issuer: acme.AcmeIssuer, wanted: Wanted) -> tupl
     found = await p.db.read(find)
     if found is not None:
         return p.box.decrypt(found.key_ciphertext), found.account_url
-    key = acme.new_account_key()
+    from dockyard.providers.acme import new_account_key
+
+    key = new_account_key()
     url = await issuer.register(key, p.settings.acme_email)
 
     async def save(s: AsyncSession) -> None:
@@ -154,7 +161,7 @@ async def _forget_account(p: Platform, wanted: Wanted) -> None:
 async def _origin(p: Platform, wanted: Wanted) -> tuple[str, str]:
     token = await credentials.provider_token(p, wanted.workspace_id, wanted.dns_credential)
     key = ec.generate_private_key(ec.SECP256R1())
-    async with cloudflare.CloudflareDns(token, p.settings.cloudflare_api_url) as dns:
+    async with CloudflareDns(token, p.settings.cloudflare_api_url) as dns:
         issued = await dns.origin_certificate([wanted.hostname], _csr(key, wanted.hostname),
                                               ORIGIN_DAYS)
     return issued.certificate_pem, _pem(key)
@@ -174,7 +181,9 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> str:
 
 
 async def _store(p: Platform, wanted: Wanted, chain: str, key: str) -> None:
-    facts = acme.certificate_facts(chain)
+    from dockyard.providers.acme import certificate_facts
+
+    facts = certificate_facts(chain)
 
     async def tx(s: AsyncSession) -> None:
         row = await s.get(Domain, wanted.domain_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor, Permission
@@ -110,6 +110,10 @@ async def patch_env(
     return await p.db.write(tx, info=actor.audit_info)
 
 
+_ONE_VAR = select(EnvVar).where(EnvVar.service_id == bindparam("service"),
+                                EnvVar.key == bindparam("key"))
+
+
 async def set_env(
     p: Platform, actor: Actor, project: str, service: str, item: EnvVarItem
 ) -> EnvVarPublic:
@@ -119,8 +123,8 @@ async def set_env(
     async def tx(s: AsyncSession) -> EnvVarPublic:
         target = await service_named(s, actor, project, service)
         actor.require(Permission.WRITE)
-        query = select(EnvVar).where(EnvVar.service_id == target.id, EnvVar.key == item.key)
-        row = _apply_set(p, target, {r.key: r for r in await s.scalars(query)}, item)
+        found = await s.scalars(_ONE_VAR, {"service": target.id, "key": item.key})
+        row = _apply_set(p, target, {r.key: r for r in found}, item)
         s.add(row)
         await s.flush()
         return _public(p.box, row)

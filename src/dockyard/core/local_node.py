@@ -29,6 +29,7 @@ def launch_of(settings: Settings) -> local.AgentLaunch:
         state_dir=settings.data_dir / "local-agent", host="127.0.0.1",
         port=settings.local_agent_port, docker_host=f"unix://{local.DEFAULT_DOCKER_SOCKET}",
         nginx_http_port=settings.local_http_port, nginx_https_port=settings.local_https_port,
+        other_logs=(settings.data_dir / "local-agent" / "dockerd.log",),  # if we start dockerd
     )
 
 

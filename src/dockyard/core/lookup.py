@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor
@@ -19,11 +19,17 @@ async def project_named(s: AsyncSession, actor: Actor, name: str) -> Project:
     return project
 
 
+_SERVICE_NAMED = select(Service).join(Project, Service.project_id == Project.id).where(
+    Project.workspace_id == bindparam("workspace"), Project.name == bindparam("project"),
+    Service.name == bindparam("name"))
+
+
 async def service_named(s: AsyncSession, actor: Actor, project: str, name: str) -> Service:
-    parent = await project_named(s, actor, project)
-    query = select(Service).where(Service.project_id == parent.id, Service.name == name)
-    service = await s.scalar(query)
+    """One query; a second only to say which of the two names is unknown."""
+    names = {"workspace": actor.workspace_id, "project": project, "name": name}
+    service = await s.scalar(_SERVICE_NAMED, names)
     if service is None:
+        await project_named(s, actor, project)
         raise NotFound("service", f"{project}/{name}")
     return service
 

@@ -15,6 +15,8 @@ from dockyard.core.lookup import public_servers, server_by_id
 from dockyard.core.platform import Platform
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import Conflict
+from dockyard.models.app_metric_tables import HostStatsLatest
+from dockyard.models.app_metrics import FileSystemUsage, HostStats
 from dockyard.models.base import utcnow
 from dockyard.models.enums import ServerStatus
 from dockyard.models.schemas import ServerAdopt, ServerPublic
@@ -25,7 +27,8 @@ async def list_servers(p: Platform, actor: Actor) -> list[ServerPublic]:
     async def tx(s: AsyncSession) -> list[ServerPublic]:
         actor.require(Permission.READ)
         query = select(Server).where(Server.workspace_id == actor.workspace_id)
-        return await public_servers(s, list(await s.scalars(query.order_by(Server.name))))
+        found = await public_servers(s, list(await s.scalars(query.order_by(Server.name))))
+        return await _with_disks(s, found)
 
     return await p.db.read(tx)
 
@@ -33,9 +36,26 @@ async def list_servers(p: Platform, actor: Actor) -> list[ServerPublic]:
 async def get_server(p: Platform, actor: Actor, server_id: str) -> ServerPublic:
     async def tx(s: AsyncSession) -> ServerPublic:
         actor.require(Permission.READ)
-        return (await public_servers(s, [await server_by_id(s, actor, server_id)]))[0]
+        found = await public_servers(s, [await server_by_id(s, actor, server_id)])
+        return (await _with_disks(s, found))[0]
 
     return await p.db.read(tx)
+
+
+async def _with_disks(s: AsyncSession, servers: list[ServerPublic]) -> list[ServerPublic]:
+    """With the file systems each agent last reported."""
+    query = select(HostStatsLatest).where(HostStatsLatest.server_id.in_([x.id for x in servers]))
+    hosts = {row.server_id: HostStats.model_validate_json(row.stats)
+             for row in await s.scalars(query)}
+    return [x.model_copy(update={"disk": _disks(hosts[x.id])}) if x.id in hosts else x
+            for x in servers]
+
+
+def _disks(host: HostStats) -> list[FileSystemUsage]:
+    """An agent older than the file system figures told Docker's only."""
+    return host.file_systems or [FileSystemUsage(
+        roles=["docker"], path="", total_bytes=host.disk_total_bytes,
+        free_bytes=host.disk_total_bytes - host.disk_used_bytes)]
 
 
 async def _add(s: AsyncSession, server: Server) -> ServerPublic:

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError
-from dockyard.deploy import build, injection, plan, release, rollout
+from dockyard.deploy import build, disk_floor, injection, plan, release, rollout
 from dockyard.deploy.run import Run, describe
+from dockyard.kernel.audit import creator, record_outcome
 from dockyard.kernel.errors import DockyardError
 from dockyard.models.base import utcnow
 from dockyard.models.deployment_plan import Phase
@@ -28,6 +29,7 @@ async def execute(run: Run) -> None:
     try:
         if run.phase is Phase.START:
             await _announce(run)
+            await disk_floor.check(run)
         if not run.phase.past_switch:
             await build.build_release(run)
             await release.run_release_command(run)
@@ -99,10 +101,13 @@ async def _finish(run: Run, status: DeploymentStatus, error: str) -> None:
 
     async def record(s: AsyncSession) -> None:
         row = await s.get_one(Deployment, run.deployment_id)
+        before = _outcome(row)
         row.status, row.error, row.finished_at = status, error, utcnow()
         row.phase, row.progress = run.phase.value, run.progress.to_column()
         if status is DeploymentStatus.SUCCEEDED:
             await _record_release(s, run)
+        started_by = await creator(s, row) or {"actor_user_id": row.triggered_by}
+        await record_outcome(s, row, before, _outcome(row), started_by)
 
     message = (f"deployed {run.image.reference}" if status is DeploymentStatus.SUCCEEDED
                else f"deployment failed: {error}")
@@ -110,6 +115,12 @@ async def _finish(run: Run, status: DeploymentStatus, error: str) -> None:
                          status=status.value, error=error, image=run.image.reference,
                          urls=[f"http://{host}/" for host in run.hosts])
     await to_thread.run_sync(shutil.rmtree, build.work_dir(run), True)
+
+
+def _outcome(row: Deployment) -> dict[str, object]:
+    """What the history row of a deployment's end says of it."""
+    return {"status": row.status, "error": row.error, "image_tag": row.image_tag,
+            "finished_at": row.finished_at}
 
 
 async def _retained_tags(s: AsyncSession, run: Run) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.kernel.audit import UNAUDITED
 from dockyard.kernel.db import Database
 from dockyard.models.tables import DeploymentEvent
 
@@ -55,7 +56,8 @@ class EventLog:
     async def append(self, deployment_id: str, kind: str, message: str, *,
                      alongside: Callable[[AsyncSession], Awaitable[None]] | None = None,
                      **data: Any) -> Event:
-        """Append one event; `alongside` changes other rows in the same transaction."""
+        """Append one event; `alongside` changes other rows in the same transaction (the
+        engine's own writes: they leave no history rows, see kernel/audit.py)."""
 
         async def tx(s: AsyncSession) -> Event:
             if alongside is not None:
@@ -69,7 +71,7 @@ class EventLog:
             return _event(row)
 
         async with self._lock:
-            event = await self.db.write(tx)
+            event = await self.db.write(tx, info=UNAUDITED)
         async with self._changed:
             self._appended += 1
             self._changed.notify_all()

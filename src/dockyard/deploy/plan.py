@@ -6,11 +6,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from dockyard.agent.commands import DEPLOYMENT_LABEL as DEPLOYMENT_LABEL
 from dockyard.agent.models import ContainerSpec, ImageRef, PortBinding, Site, Upstream
 from dockyard.models.deployment_plan import Processes
 from dockyard.models.deploys import Effective
 
-DEPLOYMENT_LABEL = "dockyard.deployment"
 PROCESS_TYPE_LABEL = "dockyard.process-type"
 REPLICA_LABEL = "dockyard.replica"
 LOOPBACK = "127.0.0.1"

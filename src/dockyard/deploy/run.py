@@ -16,6 +16,7 @@ from dockyard.agent.patience import AgentAway, Patience, Waiting
 from dockyard.deploy.events import EventLog
 from dockyard.deploy.plan import parse_image
 from dockyard.deploy.sources import GitCredential
+from dockyard.kernel.audit import UNAUDITED
 from dockyard.kernel.db import Database
 from dockyard.kernel.errors import DockyardError
 from dockyard.kernel.settings import Settings
@@ -130,7 +131,7 @@ class Run:
         async def tx(s: AsyncSession) -> None:
             (await s.get_one(Deployment, self.deployment_id)).config = config
 
-        await self.db.write(tx)
+        await self.db.write(tx, info=UNAUDITED)
 
     async def emit(self, kind: str, message: str, **data: Any) -> None:
         await self.log.append(self.deployment_id, kind, message, **data)
@@ -154,7 +155,7 @@ class Run:
                 row = await s.get_one(Deployment, self.deployment_id)
                 row.phase, row.progress = phase, progress
 
-            await self.db.write(tx)
+            await self.db.write(tx, info=UNAUDITED)
 
     async def close(self) -> None:
         for target in self.targets:

@@ -16,6 +16,7 @@ from dockyard.agent import process
 from dockyard.deploy import engine, sources
 from dockyard.deploy.events import EventLog
 from dockyard.deploy.run import Connect, Run, Target
+from dockyard.kernel.audit import UNAUDITED
 from dockyard.kernel.db import Database
 from dockyard.kernel.security import SecretBox
 from dockyard.kernel.settings import Settings
@@ -109,7 +110,7 @@ class DeployRunner:
                     taken.append(row.id)
             return taken
 
-        return await self.db.write(tx)
+        return await self.db.write(tx, info=UNAUDITED)
 
     async def load(self, deployment_id: str) -> Run:
         row, names, servers = await self.db.read(lambda s: _load(s, deployment_id))

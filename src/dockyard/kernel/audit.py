@@ -16,6 +16,10 @@ from dockyard.models.tables import AuditEvent
 
 HIDDEN = "<hidden>"
 ACTOR_KEYS = ("actor_user_id", "actor_token_id", "request_id")
+# Session info of a transaction whose changes leave no history rows: the deploy engine's own
+# bookkeeping (phase, progress), whose outcome is recorded once with `record_outcome`.
+_UNAUDITED_KEY = "dockyard_unaudited"
+UNAUDITED: dict[str, Any] = {_UNAUDITED_KEY: True}
 
 
 class AuditedSession(Session):
@@ -75,9 +79,33 @@ def _changed(session: Session) -> list[tuple[Base, AuditAction]]:
 
 @event.listens_for(AuditedSession, "after_flush")
 def _record_changes(session: Session, _flush: UOWTransaction) -> None:
+    if session.info.get(_UNAUDITED_KEY):
+        return
     rows = [_row(session, obj, action) for obj, action in _changed(session)]
     if rows:
         session.connection().execute(insert(AuditEvent), rows)
+
+
+async def record_outcome(session: AsyncSession, obj: Base, before: dict[str, Any],
+                         after: dict[str, Any], actor: dict[str, Any]) -> None:
+    """One `update` history row of `obj` with only the values given, by `actor` (the
+    ACTOR_KEYS of whoever started what ended), for a change made in an UNAUDITED session."""
+    await session.execute(insert(AuditEvent).values(
+        **{key: actor.get(key) for key in ACTOR_KEYS}, workspace_id=_workspace_of(obj),
+        action=AuditAction.UPDATE, entity_type=obj.__tablename__,
+        entity_id=str(obj.id), before=snapshot(obj, before),  # type: ignore[attr-defined]
+        after=snapshot(obj, after)))
+
+
+async def creator(session: AsyncSession, obj: Base) -> dict[str, Any]:
+    """The ACTOR_KEYS of the history row that recorded the creation of `obj` ({} if none)."""
+    entity_id = str(obj.id)  # type: ignore[attr-defined]
+    query = (select(*(getattr(AuditEvent, key) for key in ACTOR_KEYS))
+             .where(AuditEvent.entity_type == obj.__tablename__,
+                    AuditEvent.entity_id == entity_id,
+                    AuditEvent.action == AuditAction.CREATE).limit(1))
+    row = (await session.execute(query)).first()
+    return dict(zip(ACTOR_KEYS, row, strict=True)) if row else {}
 
 
 def _cascading_children(obj: Base) -> list[tuple[type[Base], Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, SecretStr
@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8420, ge=1, le=65535)
     public_url: str | None = None
     jwt_lifetime_minutes: int = Field(default=480, ge=1, le=60 * 24 * 30)
+    # How long a process trusts a credential it resolved; another process's revocation
+    # reaches it within this delay (its own, at once). 0 resolves every request.
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     invitation_lifetime_days: int = Field(default=7, ge=1, le=90)
     login_limit_per_client: int = Field(default=30, ge=1)
     login_limit_per_account: int = Field(default=10, ge=1)
@@ -52,9 +55,24 @@ class Settings(BaseSettings):
     local_https_port: int = Field(default=443, ge=1, le=65535)
     log_level: str = "INFO"
     log_json: bool | None = None
+    # The control plane's own log files (DATA_DIR/logs/api.log, worker.log, relay.log): each
+    # copied and truncated past `log_file_max_bytes` or `log_file_max_age_hours`, with
+    # `log_file_keep` rotated ones kept; checked every `log_file_rotate_seconds` by the API
+    # process that runs the background loops.
+    log_file_max_bytes: int = Field(default=16 * 1024**2, ge=1024)
+    log_file_keep: int = Field(default=2, ge=1, le=100)
+    log_file_max_age_hours: float = Field(default=168.0, gt=0)
+    log_file_rotate_seconds: float = Field(default=10.0, gt=0, le=3600)
     # Socket peers (addresses or CIDRs) whose client-IP headers are believed.
     trusted_proxies: list[str] = Field(default_factory=list)
     request_metrics: bool = True
+    # API processes `dockyard serve` runs (the background loops run in one of them), and
+    # whether uvicorn logs each request (request metrics record every request anyway).
+    api_workers: int = Field(default=1, ge=1, le=64)
+    access_log: bool = False
+    # Where the job worker runs: a process of its own (`dockyard up` starts it), or inside
+    # the API process that runs the background loops (one process less to hold in memory).
+    worker: Literal["process", "embedded"] = "process"
     request_metrics_batch: int = Field(default=100, ge=1, le=10_000)
     # Deploys: where images go, how big an upload may be, and the default host of an app.
     registry: Annotated[str, Whole(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?",
@@ -82,6 +100,33 @@ class Settings(BaseSettings):
     # oldest lines go first); enforced by the worker's `logs.prune` job every 10 minutes.
     log_retention_days: float = Field(default=7, gt=0)
     log_max_bytes_per_service: int = Field(default=64 * 1024**2, ge=1024)
+    # Database retention, enforced by the worker's `retention.prune` job every hour in
+    # batches of `retention_batch` rows, each batch its own short transaction: a row older
+    # than its table's days, or beyond its newest max rows, goes. The events of running
+    # deployments and of releases that can still be rolled back are kept whatever their age.
+    retention_batch: int = Field(default=200, ge=1, le=100_000)
+    deployment_events_days: float = Field(default=30, gt=0)
+    deployment_events_max_rows: int = Field(default=500_000, ge=1)
+    audit_days: float = Field(default=365, gt=0)
+    audit_max_rows: int = Field(default=2_000_000, ge=1)
+    request_metrics_days: float = Field(default=14, gt=0)
+    request_metrics_max_rows: int = Field(default=1_000_000, ge=1)
+    # Server events, autoscale decisions and webhook deliveries; finished outbox jobs
+    # (dead ones stay for a person); sessions, counted from their expiry.
+    other_events_days: float = Field(default=90, gt=0)
+    other_events_max_rows: int = Field(default=100_000, ge=1)
+    finished_jobs_days: float = Field(default=1, gt=0)
+    finished_jobs_max_rows: int = Field(default=100_000, ge=1)
+    expired_sessions_days: float = Field(default=30, gt=0)
+    # Images: the worker's `images.prune` job (every 6 hours) has each server's agent remove
+    # dangling images and Docker's build cache unused for `build_cache_days` (BuildKit's cache
+    # also down to `build_cache_keep_bytes`); layers of kept releases stay, so a code-only
+    # change still reuses the dependency layer. It then deletes from the registry the release
+    # images no service keeps and, when no deployment runs, garbage-collects the registry
+    # whose config is `registry_config` (default: the one Dockyard runs, data_dir/registry).
+    build_cache_days: float = Field(default=7, ge=0, le=3650)
+    build_cache_keep_bytes: int = Field(default=2 * 1024**3, ge=0)
+    registry_config: Path | None = None
     # The reconciler (the worker's `servers.reconcile` job): how often each server is
     # compared with what it should run, and how long a stray container is seen before it
     # is removed.
@@ -130,10 +175,40 @@ class Settings(BaseSettings):
     # How often the traffic watch asks each server whether its copies answer; a copy that
     # does not is taken out of DNS (marked down) after this many seconds at most, twice.
     traffic_check_seconds: float = Field(default=10, ge=1, le=300)
+    # How often the autoscaler evaluates each policy (0: off); the traffic it reads is the
+    # last `autoscale_window_seconds`.
+    autoscale_seconds: float = Field(default=15, ge=0, le=3600)
+    autoscale_window_seconds: float = Field(default=60, ge=10, le=3600)
     backups_s3_access_key: str = ""
     backups_s3_secret_key: SecretStr = SecretStr("")
     backups_s3_prefix: Annotated[str, Whole(r"(?:[A-Za-z0-9_.-]+/)*",
                                             "use folders ending in '/', like 'dockyard/'")] = ""
+    # Alerts: a lasting alert is sent again every `alert_repeat_minutes`, at most
+    # `alert_max_repeats` times; a server's disk alerts past this fraction used (of the
+    # fullest file system its agent writes to; critical under the disk floor). Email
+    # channels send through this SMTP server (none: email channels cannot be added).
+    alert_repeat_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
+    alert_max_repeats: int = Field(default=24, ge=0, le=1000)
+    disk_alert_fraction: float = Field(default=0.85, gt=0, le=1)
+    # App metrics: past this fraction used of a server's fullest file system (Docker's data
+    # root, the agent's state), the `app_metrics.collect` job removes its stopped containers,
+    # dangling images and all but the newest `disk_cleanup_keep_releases` release images of
+    # each app, and records a server event `disk` (at most every 10 minutes). A token, when
+    # set, guards GET /metrics (Bearer).
+    disk_cleanup_fraction: float = Field(default=0.85, gt=0, le=1)
+    disk_cleanup_keep_releases: int = Field(default=3, ge=1, le=100)
+    # Disk floor: a build or deploy to a server with less free space than this fraction of
+    # a file system it writes to (Docker's data root, the agent's state) or these bytes,
+    # the larger, is refused before it starts.
+    disk_floor_free_fraction: float = Field(default=0.05, ge=0, lt=1)
+    disk_floor_free_bytes: int = Field(default=2_000_000_000, ge=0)
+    metrics_token: SecretStr = SecretStr("")
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = ""
+    smtp_starttls: bool = True
 
     @property
     def sqlalchemy_url(self) -> str:

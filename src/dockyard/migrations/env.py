@@ -8,6 +8,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.types import TypeDecorator
 
+import dockyard.models.alert_tables  # (registers the alerts and notification tables)
+import dockyard.models.app_metric_tables  # (registers the app metrics and host tables)
+import dockyard.models.autoscale_tables  # (registers the autoscaling tables)
 import dockyard.models.domains  # (registers the ACME accounts table)
 import dockyard.models.queue  # (registers the outbox and request metrics tables)
 import dockyard.models.stateful  # (registers the stateful instances and backups tables)

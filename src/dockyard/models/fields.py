@@ -54,6 +54,8 @@ GIT_URL = (rf"(?:https?|ssh|git)://{_GIT_USER}{_GIT_HOST}(?::[0-9]{{1,5}})?{_GIT
            rf"{_GIT_PATH}|(?:/(?!-){_URL_CHAR}*)+")
 DOMAIN_NAME = rf"(?:{DNS_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?"
 HTTPS_URL = r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?"
+WEB_URL = (r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?"
+           r"(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?(?:\?[A-Za-z0-9._~%!$&'()*+,;=:@/?-]*)?")
 MASK = "********"
 # Set by Dockyard (PORT, DOCKYARD_*) or the container (HOME, HOSTNAME, PATH), or a way to
 # hijack the dynamic loader and the C library (LD_*, GCONV_PATH, GLIBC_TUNABLES).
@@ -253,3 +255,6 @@ DomainName = Annotated[str, Field(min_length=4, max_length=95), Whole(
     "(letters, digits and '-' between dots; no trailing dot, no wildcard)")]
 HttpsUrl = Annotated[str, Field(max_length=500), Whole(
     HTTPS_URL, "use an https:// URL, like 'https://acme-v02.api.letsencrypt.org/directory'")]
+WebUrl = Annotated[str, Field(max_length=2048), Whole(
+    WEB_URL, "use an https:// (or http://) URL without spaces or a fragment, like "
+             "'https://hooks.example.com/dockyard'")]

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from dockyard.agent.release import code_version
+from dockyard.models.app_metrics import FileSystemUsage
 from dockyard.models.enums import AuditAction, Role, ServerStatus, ServiceKind
 from dockyard.models.fields import (
     AnyPassword,
@@ -205,6 +206,9 @@ class ServerPublic(Output):
         "When it was drained: its services' traffic and DNS go to the other servers"))
     down_copies: list[DownCopy] = Field(default_factory=list, description=(
         "Its copies of services marked down by the traffic watch (out of DNS), with why"))
+    disk: list[FileSystemUsage] = Field(default_factory=list, description=(
+        "The file systems its agent writes to (Docker's data root, the agent's state), as "
+        "last reported: below the disk floor deploys to it are refused"))
     tags: list[str]
     cloud_init_version: int = Field(default=0, description=(
         "The cloud-init script version a provisioned server booted with (0: not provisioned)"))

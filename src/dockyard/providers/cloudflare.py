@@ -11,15 +11,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import TracebackType
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import cloudflare
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dockyard.kernel.errors import Conflict, DockyardError, InvalidInput
 from dockyard.models.fields import DNS_LABEL
+
+if TYPE_CHECKING:  # the SDK is imported where it is called: the API rarely needs it
+    import cloudflare
 
 Ip = IPv4Address | IPv6Address
 MARKER = "dockyard-managed"  # the comment on every record Dockyard creates
@@ -97,6 +99,8 @@ def _has_code(exc: cloudflare.APIStatusError, code: int) -> bool:
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
     """The SDK's errors as ours, each saying what Dockyard was doing and what to do."""
+    import cloudflare
+
     try:
         yield
     except (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError) as exc:
@@ -132,6 +136,8 @@ class CloudflareDns:
 
     def __init__(self, token: str, base_url: str, *, max_retries: int = 2,
                  timeout: float = 30, http_client: httpx.AsyncClient | None = None) -> None:
+        import cloudflare
+
         self._client = cloudflare.AsyncCloudflare(
             api_token=token, base_url=base_url, max_retries=max_retries, timeout=timeout,
             http_client=http_client)
@@ -145,6 +151,8 @@ class CloudflareDns:
 
     async def zones(self, name: str | None = None) -> list[Zone]:
         """The zones the token sees (named `name`, when given)."""
+        import cloudflare
+
         with _translated("listing the zones the token can see"):
             pages = self._client.zones.list(per_page=50, name=cloudflare.omit if name is None
                                             else name)
@@ -211,6 +219,8 @@ class CloudflareDns:
         return found
 
     async def _create(self, zone: Zone, hostname: str, ip: Ip, proxied: bool) -> str:
+        import cloudflare
+
         with _translated(f"creating the {_kind(ip)} record {hostname} -> {ip}"):
             try:
                 await self._client.dns.records.create(
@@ -236,6 +246,8 @@ class CloudflareDns:
     async def _delete(self, zone: Zone, record: _Record) -> str:
         # A record gone already (another sync, the user) is what was wanted. The published
         # API document requires a JSON body on this DELETE.
+        import cloudflare
+
         with (_translated(f"deleting the {record.type} record of {record.content}"),
               suppress(cloudflare.NotFoundError)):
             await self._client.dns.records.delete(record.id, zone_id=zone.id, extra_body={})

@@ -205,9 +205,11 @@ class Cluster:
         self._save()
 
     def launch(self, node: NodeRecord) -> local.AgentLaunch:
+        """The node's agent; it keeps its own log and its dockerd's bounded."""
         return local.AgentLaunch(state_dir=node.agent_dir, host=node.ip,
                                  port=self.settings.agent_port, docker_host=node.docker.host,
-                                 nginx_http_port=self.settings.nginx_http_port)
+                                 nginx_http_port=self.settings.nginx_http_port,
+                                 other_logs=(node.docker.log_file,))
 
     def fingerprint(self, node: NodeRecord) -> str:
         """The node agent's certificate fingerprint, read from its state dir on this machine."""

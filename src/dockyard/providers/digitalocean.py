@@ -14,19 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
-
-import pydo
-from azure.core.exceptions import (
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.core.pipeline.policies import HeadersPolicy
 
 from dockyard.kernel.errors import DockyardError, Forbidden, InvalidInput, NotFound
 from dockyard.models.fields import DNS_LABEL
+
+if TYPE_CHECKING:
+    import pydo
+    from azure.core.exceptions import HttpResponseError
 
 MANAGED_TAG = "deployed-via-api"
 MANAGED_RULE = (f"Only servers carrying the managed tag {MANAGED_TAG} are listed, deployed to "
@@ -216,6 +212,9 @@ def _client(token: str, base_url: str) -> pydo.Client:
     if url.scheme != "https" and not (url.scheme == "http" and url.hostname in LOOPBACK):
         raise InvalidInput(f"the DigitalOcean API is reached over https (or plain http on "
                            f"this machine, for a local fake), not {base_url!r}")
+    import pydo  # 26 MB: imported by whoever reaches DigitalOcean, not by all who read settings
+    from azure.core.pipeline.policies import HeadersPolicy
+
     # pydo's bearer policy refuses plain http; the token goes in a header policy instead
     bearer = HeadersPolicy({"Authorization": f"Bearer {token}"})
     return pydo.Client(token=token, endpoint=base_url, retry_total=0,
@@ -392,6 +391,12 @@ class DigitalOcean:
     def _call(self, doing: str, request: Callable[[], T], *, idempotent: bool = True,
               missing: tuple[str, str] | None = None) -> T:
         """The request, retried on 429 (and 5xx or a lost connection when idempotent)."""
+        from azure.core.exceptions import (  # pydo's; who reads settings does not need them
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
         for attempt in range(self._retries.attempts + 1):
             try:
                 return request()

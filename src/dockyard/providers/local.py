@@ -5,6 +5,7 @@ Programs are described as argv lists by pure functions and started through `agen
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -12,8 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import docker
-import docker.errors
 import httpx
 
 from dockyard.agent import auth, process, tls
@@ -78,6 +77,8 @@ def dockerd_argv(layout: DockerdLayout) -> list[str]:
 
 
 def docker_responds(host: str) -> bool:
+    import docker.errors  # the Docker SDK only where this machine's Docker is asked
+
     try:
         client = docker.APIClient(base_url=host, version="1.41", timeout=5)
         try:
@@ -124,6 +125,8 @@ class AgentLaunch:
     nginx_http_port: int = 80
     nginx_https_port: int = 443
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # Files other programs of the node append to (dockerd's) that the agent keeps bounded.
+    other_logs: tuple[Path, ...] = ()
 
     @property
     def url(self) -> str:
@@ -146,6 +149,12 @@ class AgentLaunch:
     @property
     def pid_file(self) -> Path:
         return self.state_dir / "agent.pid"
+
+    def logs_env(self) -> dict[str, str]:
+        """The agent started with its output in `log_file` keeps that file (and
+        `other_logs`) bounded: copied and truncated past its `DOCKYARD_AGENT_LOG_*`."""
+        files = [str(path) for path in (self.log_file, *self.other_logs)]
+        return {"DOCKYARD_AGENT_LOG_FILES": json.dumps(files)}
 
 
 def agent_env(launch: AgentLaunch, base: Mapping[str, str]) -> dict[str, str]:
@@ -182,7 +191,7 @@ def start_agent(launch: AgentLaunch, prefix: list[str] | None = None) -> int:
     launch.state_dir.mkdir(parents=True, exist_ok=True)
     launch.fingerprint()
     child = process.spawn([*(prefix or []), *agent_argv()], log_file=launch.log_file,
-                          env=agent_env(launch, os.environ))
+                          env={**agent_env(launch, os.environ), **launch.logs_env()})
     launch.pid_file.write_text(str(child.pid))
     wait_until(lambda: agent_answers(launch.url) or child.poll() is not None, timeout=60,
                what=f"agent at {launch.url} (see {launch.log_file})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dockyard.core import app_metrics_prom
 from dockyard.kernel.metrics import record
 from dockyard.kernel.metrics.prometheus import CONTENT_TYPE, HttpMetrics, route_label
 from dockyard.kernel.metrics.realip import Network, parse_networks
@@ -88,6 +90,11 @@ def _manager_factory(app: Starlette, settings: Settings) -> Any:
     return make
 
 
+def _token_ok(request: Request, token: str) -> bool:
+    given = request.headers.get("authorization", "")
+    return not token or hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
 def install_request_metrics(app: Starlette, settings: Settings) -> None:
     """Record every request (when enabled) and serve Prometheus metrics at /metrics."""
     counters = HttpMetrics()
@@ -95,8 +102,13 @@ def install_request_metrics(app: Starlette, settings: Settings) -> None:
     app.state.request_metrics = sink
 
     async def prometheus_metrics(request: Request) -> Response:
+        if not _token_ok(request, settings.metrics_token.get_secret_value()):
+            return Response("send Authorization: Bearer <DOCKYARD_METRICS_TOKEN>\n", 401,
+                            {"WWW-Authenticate": "Bearer"}, media_type="text/plain")
         body = await counters.exposition(sink.manager)
-        return Response(body, media_type=CONTENT_TYPE)
+        platform = getattr(app.state, "platform", None)
+        apps = await app_metrics_prom.exposition(platform) if platform is not None else b""
+        return Response(body + apps, media_type=CONTENT_TYPE)
 
     app.add_route("/metrics", prometheus_metrics, methods=["GET"], include_in_schema=False)
     if settings.request_metrics:

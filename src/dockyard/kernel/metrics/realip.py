@@ -24,6 +24,8 @@ def _valid_ip(text: str) -> str | None:
 
 
 def is_trusted(peer: str | None, trusted: Sequence[Network]) -> bool:
+    if not trusted:  # the usual case: no address to parse
+        return False
     address = _valid_ip(peer or "")
     return address is not None and any(ipaddress.ip_address(address) in net for net in trusted)
 

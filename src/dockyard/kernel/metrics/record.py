@@ -11,15 +11,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from dockyard.kernel.context import current_request_id
-from dockyard.kernel.metrics.realip import Network, client_ip, country
+from dockyard.kernel.metrics.realip import CLIENT_IP_HEADERS, Network, client_ip, country
 
 MASK = "********"
 _SECRET_PARAM = re.compile(r"token|secret|password|passwd|key|signature|auth|session", re.I)
 ERROR_BODY_LIMIT = 2048
+_RECORDED_HEADERS = frozenset(
+    name.encode() for name in ("user-agent", "referer", "cf-ipcountry", *CLIENT_IP_HEADERS))
 
 
 @dataclass
@@ -54,6 +55,8 @@ def note_identity(user_id: str, workspace_id: str) -> None:
 def query_params(query_string: bytes) -> dict[str, str | list[str]]:
     """The query as a dict; values of parameters that look secret are masked."""
     result: dict[str, str | list[str]] = {}
+    if not query_string:
+        return result
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         shown = MASK if _SECRET_PARAM.search(name) else value
         previous = result.get(name)
@@ -75,10 +78,16 @@ def error_detail(facts: RequestFacts) -> str | None:
     return detail if isinstance(detail, str) else json.dumps(detail)[:ERROR_BODY_LIMIT]
 
 
+def recorded_headers(scope: Scope) -> dict[str, str]:
+    """The headers a record uses, in one pass; the first of repeated ones, as Starlette's."""
+    return {name.decode("latin-1"): value.decode("latin-1")
+            for name, value in reversed(scope["headers"]) if name in _RECORDED_HEADERS}
+
+
 def build_record(
     scope: Scope, facts: RequestFacts, trusted: tuple[Network, ...], route: str
 ) -> dict[str, Any]:
-    headers = Headers(scope=scope)
+    headers = recorded_headers(scope)
     peer = scope["client"][0] if scope.get("client") else None
     at = facts.at
     return {

@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.kernel.db import Database
@@ -16,6 +14,9 @@ from dockyard.kernel.queue import outbox
 from dockyard.kernel.queue.breaker import BreakerState, CircuitBreaker
 from dockyard.kernel.queue.jobs import DEFAULT_QUEUE, Job
 from dockyard.kernel.queue.streams import Streams, now_ms
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger("dockyard.queue")
 
@@ -36,6 +37,8 @@ class EnqueueResult:
 
 def connect(redis_url: str, socket_timeout: float = 2.0) -> Redis:
     """A client that fails fast: a dead Redis must not keep callers waiting."""
+    from redis.asyncio import Redis  # the redis package only in processes that use one
+
     client: Redis = Redis.from_url(
         redis_url, decode_responses=True, socket_timeout=socket_timeout,
         socket_connect_timeout=min(socket_timeout, 1.0), retry_on_timeout=False,
@@ -85,7 +88,7 @@ class QueueManager:
         if self.streams and await self._redis_may_take([job]):
             try:
                 added = await self.streams.enqueue(job, _due_ms(delay))
-            except RedisError as exc:
+            except _redis_error() as exc:
                 self._failed(exc)
             else:
                 self._succeeded()
@@ -98,7 +101,7 @@ class QueueManager:
         if self.streams and await self._redis_may_take(jobs):
             try:
                 await self.streams.enqueue_many([(job, 0) for job in jobs])
-            except RedisError as exc:
+            except _redis_error() as exc:
                 self._failed(exc)
             else:
                 self._succeeded()
@@ -113,7 +116,7 @@ class QueueManager:
             try:
                 waiting = await self.streams.depth(queue)
                 self._succeeded()
-            except RedisError as exc:
+            except _redis_error() as exc:
                 self._failed(exc)
         return waiting + await self._outbox_depth(queue)
 
@@ -138,7 +141,7 @@ class QueueManager:
             self._keys_in_outbox.discard(key)
         return pending
 
-    def _failed(self, exc: RedisError) -> None:
+    def _failed(self, exc: Exception) -> None:
         before = self.breaker.state
         self.breaker.record_failure()
         if before is not BreakerState.OPEN and self.breaker.state is BreakerState.OPEN:
@@ -166,6 +169,13 @@ class QueueManager:
         if self.db is None:
             return 0
         return await self.db.read(lambda s: outbox.pending_count(s, self.broker, queue))
+
+
+def _redis_error() -> type[Exception]:
+    """Evaluated only when an `except` clause is matched, so after Redis was used."""
+    from redis.exceptions import RedisError
+
+    return RedisError
 
 
 def _due_ms(delay: float) -> int:

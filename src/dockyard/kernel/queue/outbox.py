@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.kernel.context import current_request_id
 from dockyard.kernel.queue.jobs import DEFAULT_QUEUE, Job
+from dockyard.kernel.queue.wakeup import announce
 from dockyard.models.base import utcnow
 from dockyard.models.queue import OutboxEvent, OutboxStatus
 
@@ -61,8 +62,10 @@ async def store_jobs(
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = dialect.insert(OutboxEvent).on_conflict_do_nothing()
     rows = [_row(job, broker, available_at) for job in jobs]
-    added = await session.execute(statement.returning(OutboxEvent.id), rows)
-    return len(added.all())
+    added = len((await session.execute(statement.returning(OutboxEvent.id), rows)).all())
+    if added:
+        await announce(session)
+    return added
 
 
 def to_job(row: OutboxEvent) -> Job:

@@ -47,6 +47,10 @@ class Scheduler:
         now = clock()
         self._next = {p.name: (p, p.next_after(now)) for p in schedules}
 
+    def next_due(self) -> float:
+        """When the earliest schedule is due (clock time; inf without schedules)."""
+        return min((at for _periodic, at in self._next.values()), default=float("inf"))
+
     async def tick(self) -> int:
         """Enqueue every schedule whose time has come; returns how many were due."""
         now, due = self.clock(), 0

@@ -8,8 +8,8 @@ import os
 import signal
 import socket
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from dockyard.kernel.db import Database
 from dockyard.kernel.logging import configure_logging
@@ -19,12 +19,23 @@ from dockyard.kernel.queue.manager import QueueManager
 from dockyard.kernel.queue.outbox import DEFAULT_BROKER
 from dockyard.kernel.queue.periodic import Scheduler
 from dockyard.kernel.queue.registry import JobContext, Tasks
-from dockyard.kernel.queue.relay import Relay
-from dockyard.kernel.queue.sources import JobSource, StreamSource
+from dockyard.kernel.queue.wakeup import Wakeup, for_database
 from dockyard.kernel.queue.worker import Worker, WorkerOptions
 from dockyard.kernel.settings import Settings
 
+if TYPE_CHECKING:
+    from dockyard.kernel.queue.sources import JobSource
+
 BUILTIN_TASKS = "dockyard.kernel.metrics.tasks:TASKS"
+ALL_TASKS = (  # what `dockyard worker` runs unless told otherwise (cli/worker.py)
+    BUILTIN_TASKS, "dockyard.core.logcollect:TASKS", "dockyard.core.reconcile:TASKS",
+    "dockyard.core.backups:TASKS", "dockyard.core.backup_jobs:TASKS",
+    "dockyard.core.certify:TASKS", "dockyard.core.provision_sweep:TASKS",
+    "dockyard.core.app_metrics:TASKS", "dockyard.core.alerts:TASKS",
+    "dockyard.core.retention:TASKS", "dockyard.core.image_prune:TASKS",
+)
+# The longest an outbox worker waits without a wake-up before it looks at the table anyway.
+SAFETY_INTERVAL_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -61,25 +72,40 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def _source(config: WorkerConfig, manager: QueueManager, db: Database, name: str) -> JobSource:
+def _source(config: WorkerConfig, manager: QueueManager, db: Database, name: str,
+            wakeup: Wakeup) -> JobSource:
     if manager.redis is not None:
+        from dockyard.kernel.queue.sources import StreamSource
+
         return StreamSource(manager.redis, config.queues, name, config.reclaim_after)
-    return OutboxSource(db, config.broker, config.queues, name, lease=config.reclaim_after)
+    return OutboxSource(db, config.broker, config.queues, name, config.reclaim_after, wakeup)
+
+
+def build_worker(settings: Settings, config: WorkerConfig, db: Database, manager: QueueManager,
+                 wakeup: Wakeup) -> Worker:
+    """A worker on `manager`'s Redis, or on the outbox of `db` woken by `wakeup`."""
+    name = consumer_name()
+    tasks = load_tasks(config.task_modules)
+    context = JobContext(name, {"settings": settings, "db": db, "queue": manager})
+    scheduler = Scheduler(manager, tasks.periodic) if tasks.periodic else None
+    options = config.options
+    if manager.redis is None:  # woken by commits: the block is only a safety interval
+        options = replace(options, block_ms=SAFETY_INTERVAL_MS)
+    source = _source(config, manager, db, name, wakeup)
+    return Worker(source, tasks, context, options, scheduler)
 
 
 async def serve_worker(settings: Settings, config: WorkerConfig) -> None:
     configure_logging(settings.log_level, settings.log_json)
     db = Database(settings)
     manager = QueueManager(config.redis_url, db=db, broker=config.broker)
-    name = consumer_name()
-    tasks = load_tasks(config.task_modules)
-    context = JobContext(name, {"settings": settings, "db": db, "queue": manager})
-    scheduler = Scheduler(manager, tasks.periodic) if tasks.periodic else None
-    options = config.options
-    worker = Worker(_source(config, manager, db, name), tasks, context, options, scheduler)
+    wakeup = for_database(db.url)
     try:
-        await worker.run(stop_on_signals())
+        if manager.redis is None:
+            await wakeup.start()
+        await build_worker(settings, config, db, manager, wakeup).run(stop_on_signals())
     finally:
+        await wakeup.close()
         await manager.close()
         await db.dispose()
 
@@ -89,6 +115,8 @@ async def serve_relay(settings: Settings, redis_url: str, broker: str = DEFAULT_
     db = Database(settings)
     manager = QueueManager(redis_url, db=db, broker=broker)
     try:
+        from dockyard.kernel.queue.relay import Relay
+
         await Relay(manager).run(stop_on_signals())
     finally:
         await manager.close()

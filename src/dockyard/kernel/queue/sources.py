@@ -24,6 +24,7 @@ class JobSource(Protocol):
     async def release(self, deliveries: Sequence[Delivery]) -> None: ...
     async def keep_alive(self, deliveries: Sequence[Delivery]) -> None: ...
     async def maintain(self) -> list[Delivery]: ...
+    def interrupt(self) -> None: ...
 
 
 def _deliveries(entries: Sequence[Any]) -> list[Delivery]:
@@ -128,6 +129,9 @@ class StreamSource:
         """Reset the idle time of jobs still in hand, so nobody reclaims a slow job."""
         for stream, ids in _ids_by_stream(deliveries).items():
             await self.redis.xclaim(stream, keys.GROUP, self.consumer, 0, ids, justid=True)
+
+    def interrupt(self) -> None:
+        """Nothing to do: a fetch blocks for `block_ms` at most, well under a second."""
 
     async def maintain(self) -> list[Delivery]:
         """Promote due delayed jobs; claim jobs of workers silent too long."""

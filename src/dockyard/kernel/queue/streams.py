@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from dockyard.kernel.queue import keys
 from dockyard.kernel.queue.jobs import Job
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 # KEYS[1] = stream, KEYS[2] = delayed set, KEYS[2 + i] = idempotency marker of job i;
 # ARGV[1] = marker ttl ms, ARGV[2i] = due ms of job i (0: now), ARGV[2i + 1] = job i.

@@ -9,12 +9,15 @@ import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from dockyard.kernel.context import bind_request_id
 from dockyard.kernel.queue.jobs import Delivery, backoff_delay
 from dockyard.kernel.queue.periodic import Scheduler
 from dockyard.kernel.queue.registry import JobContext, Task, Tasks
-from dockyard.kernel.queue.sources import JobSource
+
+if TYPE_CHECKING:
+    from dockyard.kernel.queue.sources import JobSource
 
 log = logging.getLogger("dockyard.worker")
 
@@ -51,8 +54,9 @@ class Worker:
         renew = self._every(self.options.keep_alive_every, self._keep_alive)
         helpers = [asyncio.create_task(renew)]
         if self.scheduler is not None:
-            helpers.append(asyncio.create_task(self._every(0.25, self._schedule)))
+            helpers.append(asyncio.create_task(self._schedule(self.scheduler)))
         await stop.wait()
+        self.source.interrupt()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(loop), self.options.shutdown_grace)
         for task in [loop, *helpers]:
@@ -155,9 +159,15 @@ class Worker:
         if self.in_hand:
             await self.source.keep_alive(list(self.in_hand))
 
-    async def _schedule(self) -> None:
-        assert self.scheduler is not None
-        await self.scheduler.tick()
+    async def _schedule(self, scheduler: Scheduler) -> None:
+        """Sleep until the next schedule is due (re-checked at least every minute)."""
+        while True:
+            await asyncio.sleep(min(max(scheduler.next_due() - scheduler.clock(), 0.0), 60.0))
+            try:
+                await scheduler.tick()
+            except Exception as exc:
+                log.warning("worker housekeeping failed: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
