@@ -40,10 +40,12 @@ async def _feed(proc: asyncio.subprocess.Process, body: AsyncIterator[bytes], li
             if size > limit:
                 proc.kill()
                 return
+            if proc.stdin.is_closing():
+                return  # it answered and exited without reading everything (a GET, a refusal)
             proc.stdin.write(chunk)
             await proc.stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
-        return  # it answered without reading everything (a refusal)
+        return  # it stopped reading while this chunk was on its way
     finally:
         proc.stdin.close()
 
