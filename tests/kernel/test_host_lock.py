@@ -31,7 +31,8 @@ async def other_process_holding(path: Path, shared: bool
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-c", HOLDER, str(path), "shared" if shared else "exclusive",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert child.stdin and child.stdout
+    assert child.stdin
+    assert child.stdout
     try:
         assert await asyncio.wait_for(child.stdout.readline(), 10) == b"held\n"
         yield child
