@@ -3,8 +3,8 @@ so many days and up to so many rows (settings), and the worker's hourly `retenti
 job deletes the rest, oldest first, in small batches that are each their own transaction,
 so SQLite's write lock is never held for long. Deployment rows themselves are never pruned
 (they are the release history), nor the events of running deployments and of the releases
-each service can still roll back to. Container logs, alerts and app metrics have their own
-pruning (core/logcollect.py, core/alerts.py, core/app_metrics_store.py)."""
+each service can still roll back to, nor a webhook delivery still queued. Container logs and
+app metrics have their own pruning (core/logcollect.py, core/app_metrics_store.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from dockyard.core.batches import Pruned, delete_in_batches
 from dockyard.core.platform import Platform
 from dockyard.kernel.db import Database
 from dockyard.kernel.queue import JobContext, Tasks
-from dockyard.kernel.queue.outbox import FINISHED
+from dockyard.kernel.queue.outbox import DEAD, FINISHED
 from dockyard.kernel.settings import Settings
+from dockyard.models.alert_tables import Alert, AlertDelivery
 from dockyard.models.autoscale_tables import AutoscaleDecision
 from dockyard.models.base import Base, utcnow
 from dockyard.models.deployment_plan import DeploymentPlan
@@ -43,6 +44,8 @@ log = logging.getLogger("dockyard.retention")
 PRUNE_TASK = "retention.prune"
 Column = InstrumentedAttribute[Any]
 EVERY_ROW = true()
+QUEUED = "queued"  # a webhook delivery waiting for its service's deployment to end
+RESOLVED = "resolved"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Bound:
 def bounds(settings: Settings, kept_deployments: Collection[str]) -> list[Bound]:
     """Every bound, the events of `kept_deployments` out of reach."""
     s, other = settings, (settings.other_events_days, settings.other_events_max_rows)
+    alerts = (s.alert_deliveries_days, s.alert_deliveries_max_rows)
     return [
         Bound("deployment events", DeploymentEvent, DeploymentEvent.created_at,
               DeploymentEvent.id, s.deployment_events_days, s.deployment_events_max_rows,
@@ -74,9 +78,15 @@ def bounds(settings: Settings, kept_deployments: Collection[str]) -> list[Bound]
         Bound("autoscale decisions", AutoscaleDecision, AutoscaleDecision.created_at,
               AutoscaleDecision.id, *other),
         Bound("webhook deliveries", HookDelivery, HookDelivery.created_at,
-              HookDelivery.created_at, *other),
+              HookDelivery.created_at, *other, HookDelivery.outcome != QUEUED),
+        Bound("alert deliveries", AlertDelivery, AlertDelivery.created_at,
+              AlertDelivery.created_at, *alerts),
+        Bound("resolved alerts", Alert, Alert.resolved_at, Alert.resolved_at, *alerts,
+              Alert.state == RESOLVED),
         Bound("finished jobs", OutboxEvent, OutboxEvent.finished_at, OutboxEvent.id,
               s.finished_jobs_days, s.finished_jobs_max_rows, OutboxEvent.status.in_(FINISHED)),
+        Bound("dead jobs", OutboxEvent, OutboxEvent.finished_at, OutboxEvent.id,
+              s.dead_jobs_days, s.dead_jobs_max_rows, OutboxEvent.status == DEAD),
         Bound("expired sessions", UserSession, UserSession.expires_at, UserSession.expires_at,
               s.expired_sessions_days, None),
     ]

@@ -111,12 +111,18 @@ class Settings(BaseSettings):
     audit_max_rows: int = Field(default=2_000_000, ge=1)
     request_metrics_days: float = Field(default=14, gt=0)
     request_metrics_max_rows: int = Field(default=1_000_000, ge=1)
-    # Server events, autoscale decisions and webhook deliveries; finished outbox jobs
-    # (dead ones stay for a person); sessions, counted from their expiry.
+    # Server events, autoscale decisions and webhook deliveries (never a queued one); alert
+    # deliveries, and resolved alerts (theirs go with them); finished outbox jobs; dead ones
+    # (counted from their death: long enough for a person to look); sessions, counted from
+    # their expiry.
     other_events_days: float = Field(default=90, gt=0)
     other_events_max_rows: int = Field(default=100_000, ge=1)
+    alert_deliveries_days: float = Field(default=30, gt=0)
+    alert_deliveries_max_rows: int = Field(default=100_000, ge=1)
     finished_jobs_days: float = Field(default=1, gt=0)
     finished_jobs_max_rows: int = Field(default=100_000, ge=1)
+    dead_jobs_days: float = Field(default=30, gt=0)
+    dead_jobs_max_rows: int = Field(default=10_000, ge=1)
     expired_sessions_days: float = Field(default=30, gt=0)
     # Images: the worker's `images.prune` job (every 6 hours) has each server's agent remove
     # dangling images and Docker's build cache unused for `build_cache_days` (BuildKit's cache
@@ -224,6 +230,10 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def build_cache_seconds(self) -> int:
+        return int(self.build_cache_days * 86400)
 
 
 def _async_driver(url: str) -> str:

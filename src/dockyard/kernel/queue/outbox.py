@@ -20,6 +20,7 @@ from dockyard.models.queue import OutboxEvent, OutboxStatus
 DEFAULT_BROKER = "default"
 PENDING = OutboxStatus.PENDING.value
 FINISHED = (OutboxStatus.DELIVERED.value, OutboxStatus.DONE.value)
+DEAD = OutboxStatus.DEAD.value  # its `finished_at` is when it died
 
 
 async def add_event(
@@ -111,7 +112,8 @@ async def pending_count(session: AsyncSession, broker: str, queue: str | None = 
 
 
 async def prune_finished(session: AsyncSession, broker: str, older_than: timedelta) -> int:
-    """Forget delivered and done rows older than `older_than`; dead rows stay for a person."""
+    """Forget delivered and done rows older than `older_than`; dead rows stay for a person
+    until the `retention.prune` job's bound on them (core/retention.py)."""
     cutoff = utcnow() - older_than
     result = await session.execute(
         delete(OutboxEvent).where(
