@@ -123,6 +123,7 @@ def staged(base: Path, settings: dict[str, str] | None = None
     root = Path("/var/tmp/dockyard-tests") / f"dep-{os.getpid()}"
     env, url = start(base)
     env = {**env, "DOCKYARD_REGISTRY": "10.235.0.1:5003", "DOCKYARD_AGENT_POLL_SECONDS": "5",
+           "DOCKYARD_REGISTRY_CONFIG": str(root / "registry" / "config.yml"),  # the cluster's
            "DOCKYARD_GIT_ALLOW_LOCAL": "true", **(settings or {})}
     both = {**env, **cluster_env(root)}
     try:

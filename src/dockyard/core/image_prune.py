@@ -1,7 +1,9 @@
 """The worker's `images.prune` job, every 6 hours: each server's agent removes dangling
 images and build cache unused for `build_cache_days` (core of the node's image disk; release
 images themselves are pruned by each deploy), then the registry drops the release images no
-service keeps and is garbage-collected when no deployment is queued or running."""
+service keeps and is garbage-collected, holding the registry's lock exclusively: pushes under
+way end first and new ones wait until it ends (deploy/build.py holds it shared). The lock is a
+file of this machine's data dir: the deploys and the registry are on the control-plane host."""
 
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ from dockyard.agent.models import CachePruneRequest
 from dockyard.core import agents, fleet, logcollect, registry_gc, retention
 from dockyard.core.platform import Platform
 from dockyard.deploy.plan import parse_image
+from dockyard.kernel import host_lock
 from dockyard.kernel.queue import JobContext, Tasks
 from dockyard.kernel.settings import Settings
-from dockyard.models.enums import ACTIVE_STATUSES
 from dockyard.models.tables import Deployment
 
 log = logging.getLogger("dockyard.image_prune")
 PRUNE_TASK = "images.prune"
+LOCK_RETRY_SECONDS = 1.0
+GC_WAIT_SECONDS = 3600  # pushes that hold the registry longer: collected on the next run
 
 
 @dataclass(frozen=True)
@@ -71,30 +75,25 @@ async def kept_tags(s: AsyncSession, settings: Settings) -> set[registry_gc.Tagg
     return kept
 
 
-async def deploying(p: Platform) -> bool:
-    async def tx(s: AsyncSession) -> bool:
-        query = select(Deployment.id).where(Deployment.status.in_(ACTIVE_STATUSES)).limit(1)
-        return (await s.scalar(query)) is not None
-
-    return await p.db.read(tx)
-
-
 async def prune_registry(p: Platform) -> RegistryPruned:
-    """Drop what no one keeps; collect garbage only when no deployment is under way."""
-    kept = await p.db.read(lambda s: kept_tags(s, p.settings))
-    registry = registry_gc.Registry(p.settings.registry)
+    """Drop what no one keeps and free its blobs once no push is under way. The kept releases
+    are read once the lock is held: those of deployments started meanwhile are among them."""
+    lock = p.settings.data_dir / host_lock.REGISTRY_LOCK
+    async with host_lock.held(lock, LOCK_RETRY_SECONDS, give_up_seconds=GC_WAIT_SECONDS):
+        kept = await p.db.read(lambda s: kept_tags(s, p.settings))
+        dropped = await _drop_unkept(p.settings.registry, kept)
+        config = registry_config(p.settings)
+        collected = config is not None and (
+            await registry_gc.collect_garbage(str(config))).ok
+    return RegistryPruned(dropped, collected)
+
+
+async def _drop_unkept(address: str, kept: set[registry_gc.Tagged]) -> list[registry_gc.Tagged]:
+    registry = registry_gc.Registry(address)
     try:
-        dropped = await registry_gc.drop_unkept(registry, kept)
+        return await registry_gc.drop_unkept(registry, kept)
     finally:
         await registry.aclose()
-    config = registry_config(p.settings)
-    if config is None or await deploying(p):
-        return RegistryPruned(dropped, collected=False)
-    result = await registry_gc.collect_garbage(str(config))
-    if await deploying(p):  # started meanwhile: a blob it pushed may be gone
-        log.warning("a deployment started during the registry's garbage collection; if it "
-                    "fails with 'blob unknown', deploy again")
-    return RegistryPruned(dropped, collected=result.ok)
 
 
 async def prune(p: Platform) -> None:
@@ -103,6 +102,9 @@ async def prune(p: Platform) -> None:
         pruned = await prune_registry(p)
     except httpx.HTTPError as exc:
         log.warning("registry not pruned this time: %s", exc)
+        return
+    except TimeoutError:
+        log.warning("registry not pruned this time: pushes held it for %d s", GC_WAIT_SECONDS)
         return
     log.info("images: %d bytes freed on servers; %d release tags dropped from the registry, "
              "garbage %s", freed, len(pruned.dropped),

@@ -1,7 +1,8 @@
 """The registry keeps only the release images that can still be rolled back to: the
 manifests of other `deploy_*` tags are deleted through the registry's API, then its garbage
-collection (`docker-registry garbage-collect`) frees their blobs. Collection runs only when no
-deployment is queued or running, as a push that overlaps it can lose blobs it uploaded."""
+collection (`docker-registry garbage-collect`) frees their blobs. Both run holding the
+registry's lock exclusively (host_lock.REGISTRY_LOCK, pushes hold it shared), as a push that
+overlaps the collection can lose blobs it uploaded."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ async def drop_unkept(registry: Registry, kept: Collection[Tagged]) -> list[Tagg
 
 
 async def collect_garbage(config: str) -> process.Result:
-    """Free the blobs no manifest refers to; the caller makes sure no push is under way."""
+    """Free the blobs no manifest refers to; the caller holds the registry's lock."""
     result = await to_thread.run_sync(lambda: process.run(gc_argv(config), timeout=3600))
     if not result.ok:
         log.warning("registry garbage collection failed: %s", result.output[-2000:])

@@ -17,6 +17,7 @@ from dockyard.deploy import dockerfile, runtimes, sources
 from dockyard.deploy.plan import parse_image
 from dockyard.deploy.run import DeployFailed, Run, Target
 from dockyard.deploy.runtimes import Declared
+from dockyard.kernel import host_lock
 from dockyard.kernel.settings import Settings
 from dockyard.models.deployment_plan import (
     FromArchive,
@@ -29,6 +30,8 @@ from dockyard.models.deployment_plan import (
 from dockyard.providers import images
 
 OOM_EXIT = "returned a non-zero code: 137"  # the legacy builder's words for a SIGKILLed step
+PUSH_LOCK_RETRY_SECONDS = 0.2
+PUSH_WAIT_NOTICE_SECONDS = 2.0
 
 
 def work_dir(run: Run) -> Path:
@@ -45,9 +48,19 @@ async def build_release(run: Run) -> None:
         await _retag(run, builder, parse_image(source.image))
     else:
         await _build(run, builder, await _checkout(run, source))
-    await run.enter(Phase.PUSH, f"pushing {run.image.reference}")
-    await _relay(run, builder.client.push(run.image), "push")
+    await _push(run, builder)
     await to_thread.run_sync(shutil.rmtree, work_dir(run), True)
+
+
+async def _push(run: Run, builder: Target) -> None:
+    """Push holding the registry's lock shared: a garbage collection under way ends first."""
+    await run.enter(Phase.PUSH, f"pushing {run.image.reference}")
+    notice = host_lock.Notice(PUSH_WAIT_NOTICE_SECONDS, lambda: run.emit(
+        "log", "waiting for the registry's garbage collection to end before pushing",
+        source="push"))
+    async with host_lock.held(run.settings.data_dir / host_lock.REGISTRY_LOCK,
+                              PUSH_LOCK_RETRY_SECONDS, shared=True, notice=notice):
+        await _relay(run, builder.client.push(run.image), "push")
 
 
 async def _checkout(run: Run, source: FromArchive | FromGit) -> Path:

@@ -128,8 +128,9 @@ class Settings(BaseSettings):
     # dangling images and Docker's build cache unused for `build_cache_days` (BuildKit's cache
     # also down to `build_cache_keep_bytes`); layers of kept releases stay, so a code-only
     # change still reuses the dependency layer. It then deletes from the registry the release
-    # images no service keeps and, when no deployment runs, garbage-collects the registry
-    # whose config is `registry_config` (default: the one Dockyard runs, data_dir/registry).
+    # images no service keeps and garbage-collects the registry whose config is
+    # `registry_config` (default: the one Dockyard runs, data_dir/registry), holding
+    # data_dir/registry.lock exclusively: deploys push holding it shared, so never during one.
     build_cache_days: float = Field(default=7, ge=0, le=3650)
     build_cache_keep_bytes: int = Field(default=2 * 1024**3, ge=0)
     registry_config: Path | None = None
