@@ -26,7 +26,7 @@ from dockyard.core.backup_schedule import due, expired, next_run
 from dockyard.core.backup_store import BackupStore, store_for
 from dockyard.core.platform import Platform
 from dockyard.core.stateful import locate
-from dockyard.kernel.audit import delete_recorded
+from dockyard.kernel.audit import UNAUDITED, delete_recorded
 from dockyard.kernel.errors import DockyardError
 from dockyard.kernel.queue import JobContext, Tasks, add_event
 from dockyard.models.backup_schemas import BackupSchedulePublic, BackupScheduleUpdate
@@ -66,7 +66,7 @@ async def enqueue_due(p: Platform, now: datetime | None = None) -> list[str]:
                             idempotency_key=f"backup:{instance.service_id}:{moment:%Y%m%d%H%M}")
         return [i.service_id for i in found]
 
-    return await p.db.write(tx)
+    return await p.db.write(tx, info=UNAUDITED)  # each backup it starts is recorded itself
 
 
 def _is_due(instance: StatefulInstance, moment: datetime) -> bool:

@@ -40,7 +40,7 @@ from dockyard.core.stateful import Located, locate
 from dockyard.deploy import stateful as shape
 from dockyard.deploy.run import Connect
 from dockyard.deploy.runner import DeployRunner
-from dockyard.kernel.audit import delete_recorded
+from dockyard.kernel.audit import UNAUDITED, delete_recorded
 from dockyard.kernel.errors import Conflict, DockyardError, NotFound
 from dockyard.kernel.queue import JobContext, Tasks
 from dockyard.models.backup_schemas import BackupPublic
@@ -102,7 +102,7 @@ async def _heartbeat(p: Platform, backup_id: str) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
-                await p.db.write(lambda s: _touch(s, backup_id))
+                await p.db.write(lambda s: _touch(s, backup_id), info=UNAUDITED)
             except Exception as exc:  # the database may answer again before the lease ends
                 log.warning("the lease of backup %s was not renewed: %s", backup_id, exc)
 
@@ -226,7 +226,7 @@ async def _stored(p: Platform, backup_id: str, storage: str, location: str, size
         backup.storage, backup.location = storage, location
         backup.size_bytes, backup.sha256 = size, sha256
 
-    await p.db.write(tx)
+    await p.db.write(tx, info=UNAUDITED)  # a step: its start and outcome are the history
 
 
 async def _finish(p: Platform, backup_id: str, verification: str) -> None:

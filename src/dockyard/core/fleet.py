@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError, NodeAgentClient
 from dockyard.core.platform import Platform
+from dockyard.kernel.audit import UNAUDITED
 from dockyard.models.enums import UNPOLLED_SERVER_STATUSES, ServerStatus
 from dockyard.models.schemas import ServerPublic
 from dockyard.models.tables import Server
@@ -69,7 +70,7 @@ async def record(platform: Platform, observation: Observation) -> None:
         if (server.status, server.agent_version, server.status_reason) != seen:
             server.status, server.agent_version, server.status_reason = seen
 
-    await platform.db.write(tx)
+    await platform.db.write(tx, info=UNAUDITED)  # an observation, not a change anyone made
 
 
 async def pollable_servers(platform: Platform) -> list[ServerPublic]:

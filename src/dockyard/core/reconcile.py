@@ -29,6 +29,7 @@ from dockyard.core.lookup import server_by_id
 from dockyard.core.platform import Platform
 from dockyard.deploy import converge
 from dockyard.deploy.plan import DEPLOYMENT_LABEL, site_name
+from dockyard.kernel.audit import UNAUDITED
 from dockyard.kernel.queue import JobContext, Tasks
 from dockyard.models.base import utcnow
 from dockyard.models.deployment_plan import DeploymentPlan
@@ -164,7 +165,8 @@ async def _correct(client: NodeAgentClient, correction: converge.Correction) -> 
 
 async def _record(p: Platform, server_id: str, events: list[Event], drift: list[Drift]
                   ) -> None:
-    """The events, and the drift left (when it changed: the server row is audited)."""
+    """The events (what was corrected), and the drift left, when it changed: an observation,
+    so it leaves no history row."""
     async def tx(s: AsyncSession) -> None:
         server = await s.get(Server, server_id)
         if server is None:
@@ -175,7 +177,7 @@ async def _record(p: Platform, server_id: str, events: list[Event], drift: list[
         if server.drift != kept:
             server.drift = kept
 
-    await p.db.write(tx)
+    await p.db.write(tx, info=UNAUDITED)
 
 
 async def reconcile_due(p: Platform, due: dict[str, float],

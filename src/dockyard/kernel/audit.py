@@ -16,8 +16,10 @@ from dockyard.models.tables import AuditEvent
 
 HIDDEN = "<hidden>"
 ACTOR_KEYS = ("actor_user_id", "actor_token_id", "request_id")
-# Session info of a transaction whose changes leave no history rows: the deploy engine's own
-# bookkeeping (phase, progress), whose outcome is recorded once with `record_outcome`.
+# Session info of a transaction whose changes leave no history rows, for what the system
+# writes by itself that no person did: the deploy engine's own bookkeeping (phase, progress),
+# whose outcome is recorded once with `record_outcome`; health and drift observations;
+# leases' heartbeats and the steps of a backup (its start and outcome are recorded).
 _UNAUDITED_KEY = "dockyard_unaudited"
 UNAUDITED: dict[str, Any] = {_UNAUDITED_KEY: True}
 

@@ -151,9 +151,12 @@ class RepoLink(IdMixin, TimestampMixin, Base):
 
 
 class HookDelivery(IdMixin, TimestampMixin, Base):
-    """One verified webhook delivery and what came of it. Redeliveries share `delivery_id`."""
+    """One verified webhook delivery and what came of it. Redeliveries share `delivery_id`.
+    The forge's log, not the audit trail's: a deployment it starts has its own history rows,
+    as the member who linked the repository."""
 
     __tablename__ = "hook_deliveries"
+    __audited__ = False
     __table_args__ = (UniqueConstraint("link_id", "delivery_id"),)
     workspace_id: Mapped[str] = _fk("workspaces.id")
     link_id: Mapped[str] = _fk("repo_links.id")
