@@ -72,12 +72,13 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def _source(config: WorkerConfig, manager: QueueManager, db: Database, name: str,
-            wakeup: Wakeup) -> JobSource:
+def _source(settings: Settings, config: WorkerConfig, manager: QueueManager, db: Database,
+            name: str, wakeup: Wakeup) -> JobSource:
     if manager.redis is not None:
         from dockyard.kernel.queue.sources import StreamSource
 
-        return StreamSource(manager.redis, config.queues, name, config.reclaim_after)
+        return StreamSource(manager.redis, config.queues, name, config.reclaim_after,
+                            settings.dead_jobs_max_rows)
     return OutboxSource(db, config.broker, config.queues, name, config.reclaim_after, wakeup)
 
 
@@ -91,7 +92,7 @@ def build_worker(settings: Settings, config: WorkerConfig, db: Database, manager
     options = config.options
     if manager.redis is None:  # woken by commits: the block is only a safety interval
         options = replace(options, block_ms=SAFETY_INTERVAL_MS)
-    source = _source(config, manager, db, name, wakeup)
+    source = _source(settings, config, manager, db, name, wakeup)
     return Worker(source, tasks, context, options, scheduler)
 
 

@@ -15,6 +15,8 @@ from dockyard.kernel.queue import keys
 from dockyard.kernel.queue.jobs import Delivery, Job
 from dockyard.kernel.queue.streams import Streams, now_ms
 
+DEAD_KEPT = 10_000  # the default of DOCKYARD_DEAD_JOBS_MAX_ROWS
+
 
 class JobSource(Protocol):
     async def fetch(self, count: int, block_ms: int) -> list[Delivery]: ...
@@ -45,12 +47,15 @@ def _ids_by_stream(deliveries: Sequence[Delivery]) -> dict[str, list[Any]]:
 
 class StreamSource:
     """Consumer `consumer` of the group on the streams of `queues`. Jobs whose worker went
-    silent for `reclaim_after` seconds are claimed by the next `maintain` (XAUTOCLAIM)."""
+    silent for `reclaim_after` seconds are claimed by the next `maintain` (XAUTOCLAIM). Each
+    dead-letter stream keeps its newest `dead_kept` jobs."""
 
     def __init__(
-        self, redis: Redis, queues: Sequence[str], consumer: str, reclaim_after: float = 30.0
+        self, redis: Redis, queues: Sequence[str], consumer: str, reclaim_after: float = 30.0,
+        dead_kept: int = DEAD_KEPT,
     ) -> None:
         self.redis = redis
+        self.dead_kept = dead_kept
         self.streams = Streams(redis)
         self.queues = list(queues)
         self.consumer = consumer
@@ -116,7 +121,8 @@ class StreamSource:
     async def bury(self, delivery: Delivery, error: str) -> None:
         fields: Any = {keys.JOB_FIELD: delivery.job.encode(), "error": error[:2000]}
         async with self._settling(delivery) as pipe:
-            pipe.xadd(keys.dead(delivery.job.queue), fields)
+            pipe.xadd(keys.dead(delivery.job.queue), fields, maxlen=self.dead_kept,
+                      approximate=False)  # exact: dead letters are few, and the bound is read
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Hand jobs back at once (shutdown) instead of letting them wait to be reclaimed."""
