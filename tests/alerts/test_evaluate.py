@@ -11,7 +11,8 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dockyard.core.alerts import evaluate, prune
+from dockyard.core import retention
+from dockyard.core.alerts import evaluate
 from dockyard.core.app_metrics_store import store_host, store_page
 from dockyard.core.platform import Platform
 from dockyard.deploy.plan import site_name
@@ -224,7 +225,10 @@ async def test_old_resolved_alerts_and_their_deliveries_are_pruned(
     await evaluate(platform, minutes(1, t0))  # resolved
     await update(platform, Placement, first, traffic="down")
     await evaluate(platform, minutes(40 * 24 * 60, t0))  # firing again, 40 days later
-    assert await prune(platform, minutes(40 * 24 * 60, t0)) == 1
+    resolved = next(b for b in retention.bounds(platform.settings, set())
+                    if b.name == "resolved alerts")  # of the hourly retention job
+    assert (await retention.prune_bound(platform.db, resolved, 10,
+                                        minutes(40 * 24 * 60, t0))).rows == 1
     assert [state for _, state, _ in await alerts(platform)] == ["firing"]
     assert [event for _, event, _ in await deliveries(platform)] == ["fired"]
     left = await platform.db.read(lambda s: s.scalar(select(func.count(AlertDelivery.id))))

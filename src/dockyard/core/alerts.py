@@ -4,7 +4,8 @@ channels through the queue. The worker's `alerts.evaluate` job (every 10 s) comp
 sources see (core/alert_conditions.py) with the firing alerts; each event it decides becomes a
 delivery row per channel and an outbox job in the same transaction, so a delivery survives a
 restart and Redis being down. The `alerts.deliver` job sends it; a failure is recorded on the
-row and retried by the queue with exponential backoff."""
+row and retried by the queue with exponential backoff. Resolved alerts and deliveries are
+pruned by the `retention.prune` job (core/retention.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core import logcollect
@@ -30,8 +31,6 @@ from dockyard.models.base import new_id, utcnow
 log = logging.getLogger("dockyard.alerts")
 EVALUATE_TASK = "alerts.evaluate"
 DELIVER_TASK = "alerts.deliver"
-PRUNE_TASK = "alerts.prune"
-KEPT = timedelta(days=30)  # resolved alerts and their deliveries, test deliveries
 MAX_ATTEMPTS = 10  # retried after 2, 4, 8 ... s, at most 10 min apart
 RETRY_BASE = 2.0
 RETRY_CAP = 600.0
@@ -215,34 +214,13 @@ async def record(p: Platform, delivery_id: str, sent: Sent, *, final: bool) -> N
     await p.db.write(tx)
 
 
-async def prune(p: Platform, now: datetime | None = None) -> int:
-    """Forget alerts resolved more than KEPT ago (their deliveries go with them) and test
-    deliveries as old; returns how many alerts went."""
-    oldest = (now or utcnow()) - KEPT
-
-    async def tx(s: AsyncSession) -> int:
-        await s.execute(delete(AlertDelivery).where(AlertDelivery.alert_id.is_(None),
-                                                    AlertDelivery.created_at < oldest))
-        gone = await s.execute(delete(Alert).where(Alert.state == "resolved",
-                                                   Alert.resolved_at < oldest))
-        return int(getattr(gone, "rowcount", 0) or 0)
-
-    return await p.db.write(tx)
-
-
 TASKS = Tasks()
 TASKS.every(EVALUATE_TASK, "* * * * * */10", EVALUATE_TASK)
-TASKS.every(PRUNE_TASK, "17 * * * *", PRUNE_TASK)
 
 
 @TASKS.task(EVALUATE_TASK, max_attempts=1)
 async def evaluate_job(context: JobContext, payload: dict[str, Any]) -> None:
     await evaluate(logcollect._platform(context))
-
-
-@TASKS.task(PRUNE_TASK, max_attempts=1)
-async def prune_job(context: JobContext, payload: dict[str, Any]) -> None:
-    await prune(logcollect._platform(context))
 
 
 @TASKS.task(DELIVER_TASK, max_attempts=MAX_ATTEMPTS, retry_base=RETRY_BASE, retry_cap=RETRY_CAP)
