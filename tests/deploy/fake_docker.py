@@ -10,6 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from dockyard.agent.commands import EngineCall
@@ -116,6 +117,7 @@ class FakeDocker(DockerRuntime):
     one_offs: list[list[str]] = field(default_factory=list)  # their commands, in order
     one_off_hosts: list[list[str]] = field(default_factory=list)  # and their ExtraHosts
     root: str = "/nonexistent/fake-docker-root"  # its DockerRootDir
+    layers: dict[str, Path] = field(default_factory=dict)  # files an image's removal deletes
 
     def __post_init__(self) -> None:
         super().__init__("unix:///nonexistent/fake-docker.sock")
@@ -175,9 +177,14 @@ class FakeDocker(DockerRuntime):
 
     def _remove_image(self, image: str, **_: Any) -> None:
         self.images.discard(image)
+        if (layer := self.layers.pop(image, None)) is not None:
+            layer.unlink()
 
-    def _prune_images(self, **_: Any) -> None:
-        return None
+    def _prune_images(self, **_: Any) -> dict[str, Any]:
+        return {"ImagesDeleted": None, "SpaceReclaimed": 0}
+
+    def _prune_builds(self, **_: Any) -> dict[str, Any]:
+        return {"SpaceReclaimed": 0}
 
     def _create_volume(self, **_: Any) -> None:
         return None

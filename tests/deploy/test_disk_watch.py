@@ -1,7 +1,8 @@
-"""A filling disk is seen: node2's Docker data root is an 8 MiB tmpfs the test fills. The
-metrics job (as the worker runs it) reads the real agent apps' figures, cleans node2 and
-records a server event, the alert evaluator raises a critical disk alert for node2 alone,
-and the server list (API and CLI) shows each server's free space."""
+"""A filling disk is seen: node2's Docker data root is an 8 MiB tmpfs the test fills. node2's
+agent cleans it by itself (its disk guard's next round), the metrics job (as the worker runs
+it) reads the real agent apps' figures and turns that cleaning into one server event however
+often it runs, the alert evaluator raises a critical disk alert for node2 alone, and the
+server list (API and CLI) shows each server's free space."""
 
 from __future__ import annotations
 
@@ -31,7 +32,13 @@ from dockyard.models.tables import Server, ServerEvent
 from tests import sqlite_only
 from tests.conftest import make_settings
 from tests.deploy.conftest import SECRET, AgentNode
-from tests.deploy.test_disk_floor import FLOOR, MIB, fill, small_disk_fixture  # noqa: F401
+from tests.deploy.test_disk_floor import (  # noqa: F401
+    FLOOR,
+    MIB,
+    fill,
+    guard,
+    small_disk_fixture,
+)
 from tests.deploy.test_engine import Nodes
 
 database_url = sqlite_only.database_url  # nothing here depends on the database kind
@@ -76,12 +83,18 @@ async def test_a_filling_disk_is_cleaned_recorded_alerted_and_listed(
     nodes["node2"].docker.root = str(small_disk)
     filler = fill(small_disk, leave=MIB)
 
-    await app_metrics.collect(platform, clients(nodes))
+    assert await guard(nodes["node1"]).check() is None  # far from its threshold
+    cleaned = await guard(nodes["node2"]).check()  # its next round (no background loop here)
+    assert cleaned is not None
+    assert (cleaned.trigger, cleaned.release_tags_removed) == ("threshold", [])
+    for _ in range(2):
+        await app_metrics.collect(platform, clients(nodes))
 
     [(server, message)] = await disk_events(platform)
     assert server == "node2"
-    assert message.startswith("disk 88% used: removed 0 old release image tags and 0 stopped "
-                              "containers")
+    assert message == ("disk 88% used, cleaned by the agent: removed 0 old release image tags, "
+                       "0 dangling images and 0 stopped containers, freeing about 0 MB (88% "
+                       "used now)")
     await evaluate(platform)
     [(severity, subject, detail, state)] = await disk_alerts(platform)
     assert (severity, subject, state) == ("critical", "the disk of server node2 is 88% full",

@@ -17,6 +17,7 @@ from dockyard.agent import (
     buildconfig,
     cache_prune,
     cert_routes,
+    disk_guard,
     exec_routes,
     firewall_routes,
     metrics_routes,
@@ -24,6 +25,7 @@ from dockyard.agent import (
     upgrade_routes,
 )
 from dockyard.agent.auth import KeyStore, NonceCache
+from dockyard.agent.disk_guard import DiskGuard, GuardRules
 from dockyard.agent.gate import BodyLimits, SignatureGate
 from dockyard.agent.hoststats import HostSampler
 from dockyard.agent.logbuffer import LogPage
@@ -309,6 +311,11 @@ async def supervising(node: Node, settings: AgentSettings) -> AsyncIterator[None
             await task
 
 
+def guard_rules(settings: AgentSettings) -> GuardRules:
+    return GuardRules(settings.disk_check_seconds, settings.disk_cleanup_fraction,
+                      settings.disk_cleanup_pause_seconds, settings.disk_cleanup_keep_releases)
+
+
 def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
     """The agent. The key file must exist; the node is restored to its desired state at start."""
     keys = KeyStore(settings.key_file)
@@ -319,8 +326,9 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
         await the_node.restore()
         logs = node_rotator(the_node.nginx, settings.log_files, settings.log_bound,
                             settings.log_rotate_seconds)
+        guard = [app.state.disk_guard.run()] if settings.disk_check_seconds else []
         metrics = in_background(app.state.request_metrics.run(), app.state.host_sampler.run(),
-                                logs.run())
+                                logs.run(), *guard)
         async with supervising(the_node, settings), metrics:
             yield
         the_node.runtime.close()
@@ -331,10 +339,12 @@ def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
     app.state.upgrader = Upgrader(settings, Restart())
     app.state.request_metrics = RequestCollector.for_node(the_node, settings.log_bound)
     app.state.host_sampler = HostSampler(the_node.runtime, disks=the_node.disks)
+    app.state.disk_guard = DiskGuard(the_node, guard_rules(settings))
     app.include_router(router)
     app.include_router(firewall_routes.router)
     app.include_router(cert_routes.router)
     app.include_router(cache_prune.router)
+    app.include_router(disk_guard.router)
     app.include_router(exec_routes.router)
     app.include_router(upgrade_routes.router)
     app.include_router(metrics_routes.router)

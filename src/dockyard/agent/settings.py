@@ -62,6 +62,15 @@ class AgentSettings(BaseSettings):
     # `container_log_keep` files of `container_log_max_bytes`).
     container_log_max_bytes: int = Field(default=10 * 1024**2, ge=1024)
     container_log_keep: int = Field(default=3, ge=1, le=100)
+    # The disk guard (`dockyard.agent.disk_guard`): every `disk_check_seconds` (0: never by
+    # itself) the fullest file system the agent writes to is read; at `disk_cleanup_fraction`
+    # used, stopped containers, all but the newest `disk_cleanup_keep_releases` release images
+    # of each app, dangling images and week-old build cache are removed at once, then not
+    # again by itself within `disk_cleanup_pause_seconds`.
+    disk_check_seconds: float = Field(default=60.0, ge=0)
+    disk_cleanup_fraction: float = Field(default=0.85, gt=0, le=1)
+    disk_cleanup_pause_seconds: float = Field(default=600.0, ge=0)
+    disk_cleanup_keep_releases: int = Field(default=3, ge=1, le=100)
 
     @property
     def log_bound(self) -> Bound:

@@ -26,6 +26,7 @@ from dockyard.cli import (
     previews,
     processes,
     provision,
+    prune,
     repo_links,
     resources,
     server,
@@ -77,6 +78,7 @@ resources.servers.command("drain")(drain.servers_drain)
 resources.servers.command("undrain")(drain.servers_undrain)
 provision.register(resources.servers, app)
 upgrade.register(resources.servers)
+prune.register(resources.servers)
 repo_links.register(git.app)
 for issue15 in (metrics, alerts, autoscale):
     issue15.register(app)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.agent.client import AgentError, NodeAgentClient
-from dockyard.core import agents, fleet
+from dockyard.core import agents, disk_cleanups, fleet
 from dockyard.core import app_metrics_store as store
 from dockyard.core.logcollect import _platform, _servers
 from dockyard.core.platform import Platform
@@ -30,9 +30,7 @@ from dockyard.models.app_metrics import (
     empty_histogram,
     percentile,
 )
-from dockyard.models.base import utcnow
 from dockyard.models.schemas import ServerPublic
-from dockyard.models.tables import ServerEvent
 
 log = logging.getLogger("dockyard.app_metrics")
 COLLECT_TASK = "app_metrics.collect"
@@ -41,9 +39,6 @@ MAX_PAGES_PER_RUN = 20
 # How far behind now the stored buckets end, about: the open bucket is not sent (half of
 # one on average), a closed one waits 3 s to settle, the job runs every 5 s.
 COLLECTION_LAG = BUCKET_SECONDS
-STOPPED = frozenset({"exited", "dead"})
-DISK_EVENT = "disk"
-CLEANUP_PAUSE = timedelta(minutes=10)  # between two cleanings of one server's disk
 TASKS = Tasks()
 TASKS.every(COLLECT_TASK, "* * * * * */5", COLLECT_TASK)
 TASKS.every(ROLLUP_TASK, "*/10 * * * *", ROLLUP_TASK)
@@ -147,48 +142,11 @@ async def _store(p: Platform, server: ServerPublic, after: int,
 
 
 async def collect_host(p: Platform, server: ServerPublic, client: NodeAgentClient) -> int:
+    """Store the host figures; record the disk cleanings the agent did by itself."""
     stats = await client.host_stats()
     await p.db.write(lambda s: store.store_host(s, server.id, stats))
-    if (stats.fullest_used_fraction >= p.settings.disk_cleanup_fraction
-            and not await _cleaned_lately(p, server.id)):
-        await clean_disk(p, server, client, stats)
+    await disk_cleanups.collect_cleanups(p, server, client)
     return 1
-
-
-async def _cleaned_lately(p: Platform, server_id: str) -> bool:
-    async def tx(s: AsyncSession) -> bool:
-        query = select(func.max(ServerEvent.time)).where(ServerEvent.server_id == server_id,
-                                                         ServerEvent.kind == DISK_EVENT)
-        last = await s.scalar(query)
-        return last is not None and utcnow() - last < CLEANUP_PAUSE
-
-    return await p.db.read(tx)
-
-
-async def clean_disk(p: Platform, server: ServerPublic, client: NodeAgentClient,
-                     stats: HostStats) -> None:
-    """Remove old release images, dangling images and stopped containers, and say what that
-    freed (the images gone, by their sizes; layers shared with kept images count too)."""
-    before = {image.id: image.size for image in await client.images()}
-    pruned = await client.prune(keep=p.settings.disk_cleanup_keep_releases)
-    removed = await _remove_stopped(client)
-    kept = {image.id for image in await client.images()}
-    freed = sum(size for image_id, size in before.items() if image_id not in kept)
-    message = (f"disk {stats.fullest_used_fraction:.0%} used: removed {len(pruned.removed)} old "
-               f"release image tags and {removed} stopped containers, freeing about "
-               f"{freed / 1e6:.0f} MB of images")
-    await p.db.write(lambda s: _event(s, server.id, message))
-
-
-async def _remove_stopped(client: NodeAgentClient) -> int:
-    stopped = [c.name for c in await client.containers() if c.state in STOPPED]
-    for name in stopped:
-        await client.remove_container(name)
-    return len(stopped)
-
-
-async def _event(s: AsyncSession, server_id: str, message: str) -> None:
-    s.add(ServerEvent(server_id=server_id, kind=DISK_EVENT, message=message))
 
 
 async def roll_up(p: Platform) -> int:

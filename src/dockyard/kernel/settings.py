@@ -197,18 +197,13 @@ class Settings(BaseSettings):
     alert_repeat_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
     alert_max_repeats: int = Field(default=24, ge=0, le=1000)
     disk_alert_fraction: float = Field(default=0.85, gt=0, le=1)
-    # App metrics: past this fraction used of a server's fullest file system (Docker's data
-    # root, the agent's state), the `app_metrics.collect` job removes its stopped containers,
-    # dangling images and all but the newest `disk_cleanup_keep_releases` release images of
-    # each app, and records a server event `disk` (at most every 10 minutes). A token, when
-    # set, guards GET /metrics (Bearer).
-    disk_cleanup_fraction: float = Field(default=0.85, gt=0, le=1)
-    disk_cleanup_keep_releases: int = Field(default=3, ge=1, le=100)
     # Disk floor: a build or deploy to a server with less free space than this fraction of
     # a file system it writes to (Docker's data root, the agent's state) or these bytes,
     # the larger, is refused before it starts.
     disk_floor_free_fraction: float = Field(default=0.05, ge=0, lt=1)
     disk_floor_free_bytes: int = Field(default=2_000_000_000, ge=0)
+    # A token, when set, guards GET /metrics (Bearer). (A server's disk is cleaned by its
+    # agent: see DOCKYARD_AGENT_DISK_CLEANUP_FRACTION in `dockyard.agent.settings`.)
     metrics_token: SecretStr = SecretStr("")
     smtp_host: str = ""
     smtp_port: int = Field(default=587, ge=1, le=65535)

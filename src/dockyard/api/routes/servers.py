@@ -5,8 +5,9 @@ from fastapi import APIRouter, Query
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
-from dockyard.core import agents, reconcile, servers
+from dockyard.core import agents, disk_cleanups, reconcile, servers
 from dockyard.models import fields
+from dockyard.models.disk import DiskCleanup
 from dockyard.models.reconcile import ServerEventPublic
 from dockyard.models.schemas import AgentKeyPublic, ServerAdopt, ServerPublic
 
@@ -55,6 +56,14 @@ async def pin_server(
     fingerprint: Annotated[fields.Fingerprint | None, Query()] = None,
 ) -> ServerPublic:
     return await servers.pin_server(platform, actor, server_id, fingerprint)
+
+
+@router.post("/servers/{server_id}/prune", operation_id="prune_server",
+             summary="Have the server's agent clean its disk now: stopped containers, old "
+                     "release images, dangling images and old build cache")
+async def prune_server(server_id: ObjectId, platform: PlatformDep, actor: ActorDep
+                       ) -> DiskCleanup:
+    return await disk_cleanups.prune_server(platform, actor, server_id)
 
 
 @router.post("/servers/{server_id}/drain", operation_id="drain_server",
