@@ -95,7 +95,7 @@ def test_simple_calls() -> None:
         "image": "a:latest", "repository": "10.0.0.1:5000/shop/web", "tag": "deploy_0123abcd"})
     assert cmd.remove_image("a:b") == EngineCall(
         "remove_image", {"image": "a:b", "force": False, "noprune": False})
-    assert cmd.prune_dangling_images() == EngineCall(  # a week of build cache is kept
+    assert cmd.prune_dangling_images(604800) == EngineCall(
         "prune_images", {"filters": {"dangling": True, "until": "604800s"}})
     assert cmd.prune_build_cache(3600, 1024) == EngineCall(
         "prune_builds", {"filters": {"until": "3600s"}, "keep_storage": 1024})

@@ -17,6 +17,7 @@ from dockyard.agent.buildconfig import BuildOptions
 from dockyard.agent.execs import BlobInfo, ExecRequest, ExecResult
 from dockyard.agent.logbuffer import LogPage
 from dockyard.agent.models import (
+    WEEK_SECONDS,
     AcmeChallenge,
     AgentInfo,
     CachePruneRequest,
@@ -44,6 +45,7 @@ from dockyard.agent.pinning import Unpinned, pinned_transport
 from dockyard.agent.release import UPGRADE_PATH, Bundle
 from dockyard.kernel.context import current_request_id
 from dockyard.models.app_metrics import FileSystemUsage, HostStats, RequestMetricsPage
+from dockyard.models.disk import DiskCleanup
 from dockyard.models.upgrades import UpgradeAccepted
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -253,8 +255,10 @@ class NodeAgentClient:
         await self._call("DELETE", "/images", params=ref.model_dump())
 
     async def prune(self, keep: int, repository: str | None = None,
-                    retain: list[str] | None = None) -> PruneResult:
-        body = PruneRequest(keep=keep, repository=repository, retain=retain or [])
+                    retain: list[str] | None = None, *,
+                    dangling_max_age_seconds: int = WEEK_SECONDS) -> PruneResult:
+        body = PruneRequest(keep=keep, repository=repository, retain=retain or [],
+                            dangling_max_age_seconds=dangling_max_age_seconds)
         return PruneResult.model_validate(
             await self._call("POST", "/images/prune", body=body.model_dump(mode="json")))
 
@@ -318,6 +322,15 @@ class NodeAgentClient:
     async def disk(self) -> list[FileSystemUsage]:
         """The file systems the agent writes to, read now."""
         return [FileSystemUsage.model_validate(raw) for raw in await self._call("GET", "/disk")]
+
+    async def disk_cleanups(self) -> list[DiskCleanup]:
+        """The agent's last cleanings of its disk, oldest first."""
+        found = await self._call("GET", "/disk/cleanups")
+        return [DiskCleanup.model_validate(raw) for raw in found]
+
+    async def clean_disk(self) -> DiskCleanup:
+        """Clean the node's disk now, whatever its threshold; what that removed."""
+        return DiskCleanup.model_validate(await self._call("POST", "/disk/clean"))
 
     async def probe(self, port: int, path: str, timeout_seconds: float = 2.0, *,
                     host: str = "127.0.0.1") -> ProbeResult:

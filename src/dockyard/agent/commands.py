@@ -208,13 +208,10 @@ def remove_image(reference: str) -> EngineCall:
     return EngineCall("remove_image", {"image": reference, "force": False, "noprune": False})
 
 
-BUILD_CACHE_HOURS = 168
-
-
-def prune_dangling_images(max_age_seconds: int = BUILD_CACHE_HOURS * 3600) -> EngineCall:
-    """Untagged images older than `max_age_seconds` (a week). Younger ones include the
-    dependency stage of recent builds: the build cache that lets a change of app code alone
-    skip the install. Layers of kept release images are never dangling."""
+def prune_dangling_images(max_age_seconds: int) -> EngineCall:
+    """Untagged images older than `max_age_seconds` (the build cache age). Younger ones
+    include the dependency stage of recent builds: the build cache that lets a change of app
+    code alone skip the install. Layers of kept release images are never dangling."""
     return EngineCall("prune_images",
                       {"filters": {"dangling": True, "until": f"{max_age_seconds}s"}})
 

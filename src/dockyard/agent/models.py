@@ -17,6 +17,8 @@ _HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z)(?:{_LABEL}\.)*{_LABEL}")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REGISTRY = r"(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::[0-9]{1,5})?/)?"
 _RELATIVE_PATH = re.compile(r"[A-Za-z0-9_./-]{1,255}")
+WEEK_SECONDS = 7 * 24 * 3600  # what a control plane that does not say gets
+MAX_AGE_SECONDS = 10 * 365 * 24 * 3600
 
 ServiceName = Name
 ContainerName = Annotated[str, Whole(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}",
@@ -229,18 +231,20 @@ class TagRequest(Strict):
 class PruneRequest(Strict):
     """Keep the newest `keep` `deploy_*` tags of each repository; or, when `repository` is
     given, exactly its tags in `retain` (the control plane knows which releases are newest:
-    identical rebuilds share one image, so image dates cannot tell)."""
+    identical rebuilds share one image, so image dates cannot tell). Then dangling images
+    older than `dangling_max_age_seconds` go (the control plane's build cache age)."""
 
     keep: int = Field(default=5, ge=1, le=1000)
     repository: Repository | None = None
     retain: list[Tag] = Field(default_factory=list, max_length=1000)
+    dangling_max_age_seconds: int = Field(default=WEEK_SECONDS, ge=0, le=MAX_AGE_SECONDS)
 
 
 class CachePruneRequest(Strict):
     """Dangling images and build cache older than `max_age_seconds`; BuildKit's cache
     also down to `keep_bytes`."""
 
-    max_age_seconds: int = Field(default=7 * 24 * 3600, ge=0, le=10 * 365 * 24 * 3600)
+    max_age_seconds: int = Field(default=WEEK_SECONDS, ge=0, le=MAX_AGE_SECONDS)
     keep_bytes: int = Field(default=2 * 1024**3, ge=0)
 
 

@@ -171,7 +171,7 @@ class Node:
                 result.removed.append(reference)
             except EngineError as exc:  # in use by a container: keep it, say why
                 result.failed[reference] = exc.message
-        await self.runtime.run(cmd.prune_dangling_images())
+        await self.runtime.run(cmd.prune_dangling_images(request.dangling_max_age_seconds))
         return result
 
     # Containers

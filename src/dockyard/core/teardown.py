@@ -38,6 +38,7 @@ class Target:
     hostnames: tuple[str, ...]
     placed: tuple[ServerPublic, ...]
     others: tuple[ServerPublic, ...]
+    cache_seconds: int  # dangling images older than this go too (settings.build_cache_days)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ async def target_of(p: Platform, s: AsyncSession, service: Service) -> Target:
     return Target(f"{project}/{service.name}", plan.site_name(project, service.name),
                   plan.image_base(p.settings.registry, workspace, project, service.name),
                   tuple(await hosts_of(p, s, service, project)), tuple(placed),
-                  tuple(ServerPublic.model_validate(x) for x in others))
+                  tuple(ServerPublic.model_validate(x) for x in others),
+                  p.settings.build_cache_seconds)
 
 
 async def take_down(connect: Connect, target: Target) -> list[Removed]:
@@ -98,7 +100,8 @@ async def _off(client: NodeAgentClient, server: str, target: Target) -> Removed:
     for name in containers:
         await unless_gone(client.stop_container(name, STOP_SECONDS))
         await unless_gone(client.remove_container(name))
-    pruned = await client.prune(1, target.repository, retain=[])
+    pruned = await client.prune(1, target.repository, retain=[],
+                                dangling_max_age_seconds=target.cache_seconds)
     certificates = [c.hostname for c in await client.certificates()
                     if c.hostname in target.hostnames]
     for hostname in certificates:

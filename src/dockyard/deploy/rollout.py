@@ -196,6 +196,7 @@ async def _retire_old(run: Run, target: Target, retain: list[str]) -> None:
         await run.step(target, Step.STOP, StepState.STARTED, f"stopping {container.name}")
         await target.client.stop_container(container.name, run.params.stop_timeout_seconds)
         await _remove_quietly(target, container.name)
-    pruned = await target.client.prune(run.params.keep_releases, run.image.repository, retain)
+    pruned = await target.client.prune(run.params.keep_releases, run.image.repository, retain,
+                                       dangling_max_age_seconds=run.settings.build_cache_seconds)
     await run.step(target, Step.STOP, StepState.DONE,
                    f"old release stopped; {len(pruned.removed)} old image(s) removed")
