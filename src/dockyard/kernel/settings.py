@@ -113,8 +113,8 @@ class Settings(BaseSettings):
     request_metrics_max_rows: int = Field(default=1_000_000, ge=1)
     # Server events, autoscale decisions and webhook deliveries (never a queued one); alert
     # deliveries, and resolved alerts (theirs go with them); finished outbox jobs; dead ones
-    # (counted from their death: long enough for a person to look); sessions, counted from
-    # their expiry.
+    # (counted from their death: long enough for a person to look; with Redis, each queue's
+    # dead-letter stream keeps its newest dead_jobs_max_rows); sessions, from their expiry.
     other_events_days: float = Field(default=90, gt=0)
     other_events_max_rows: int = Field(default=100_000, ge=1)
     alert_deliveries_days: float = Field(default=30, gt=0)
