@@ -182,10 +182,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     running = asyncio.create_task(app(scope, inbox.get, outbox.put))  # type: ignore[arg-type]
     await inbox.put({"type": "lifespan.startup"})
     assert (await outbox.get())["type"] == "lifespan.startup.complete"
-    yield
-    await inbox.put({"type": "lifespan.shutdown"})
-    assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
-    await running
+    try:
+        yield
+    finally:  # shut down even when the test failed: an app left running leaks its loops
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await running
 
 
 async def test_with_redis_records_travel_through_the_stream(
