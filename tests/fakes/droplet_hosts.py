@@ -325,7 +325,7 @@ class DropletHosts:
         if record.dockerd is not None:
             netns.stop_process(record.dockerd.pid, record.dockerd.program, grace=20)
         if netns.namespace_exists(record.namespace):
-            stop_all(namespace_pids(record.namespace))
+            stop_namespace(record.namespace)
         if record.holder is not None:
             netns.stop_process(record.holder.pid, record.holder.program, grace=5)
         record.holder = record.dockerd = None
@@ -368,6 +368,16 @@ def namespace_pids(namespace: str) -> set[int]:
         found |= more
         grown = bool(more)
     return found
+
+
+def stop_namespace(namespace: str, rounds: int = 5) -> None:
+    """Stop every process in `namespace`, again while any is left: a supervisor stopped in
+    one round may have started a child (the agent its nginx) after that round's scan."""
+    for _ in range(rounds):
+        pids = namespace_pids(namespace)
+        if not pids:
+            return
+        stop_all(pids)
 
 
 def _gone(pid: int) -> bool:
