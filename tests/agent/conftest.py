@@ -261,11 +261,20 @@ class Hello(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def backend_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+@contextmanager
+def http_backend(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A loopback HTTP server answering with `handler` in a thread; its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def backend_port() -> Iterator[int]:
+    with http_backend(Hello) as port:
+        yield port

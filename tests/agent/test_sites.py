@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from dockyard.agent.models import Site, Upstream
 from dockyard.agent.proxy import Nginx, NginxRejected
 from dockyard.agent.settings import AgentSettings
 from dockyard.kernel.errors import ServerFailed
-from tests.agent.conftest import signed_headers
+from tests.agent.conftest import http_backend, signed_headers
 
 GOOD: dict[str, Any] = {"service": "web", "server_names": ["shop.test"],
                         "upstreams": [{"host": "127.0.0.1", "port": 8000}]}
@@ -78,12 +77,8 @@ class Hello(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def backend() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with http_backend(Hello) as port:
+        yield port
 
 
 def site_files(nginx: Nginx, service: str) -> list[str | None]:
