@@ -215,6 +215,10 @@ def largest_tables(database: Path, top: int = 6) -> None:
         rows = {n: db.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}  # noqa: S608
     biggest = sorted(rows.items(), key=lambda item: -item[1])[:top]
     print("largest tables (rows): " + ", ".join(f"{name} {count}" for name, count in biggest))
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        [(last_seq, lost)] = db.execute("SELECT sum(seq), sum(lost) FROM log_cursors")
+    print(f"container log lines: {last_seq} read by the agents, {lost} of them dropped from "
+          "a full agent buffer before the control plane collected them")
 
 
 def soak(concurrency: int, cycles: int, every: int) -> bool:

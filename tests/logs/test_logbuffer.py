@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from dockyard.agent import commands as cmd
 from dockyard.agent.logbuffer import LogBuffer, LogEntry, exit_entries
 from dockyard.agent.runtime import DockerRuntime
 from tests.logs.conftest import run_printer
@@ -101,3 +104,47 @@ async def exit_lines_of(name: str, buffer: LogBuffer, runtime: DockerRuntime
         await asyncio.sleep(0.2)
         await buffer.sync_exits(runtime)
     return found
+
+
+def appended(buffer: LogBuffer, first: int, count: int) -> None:
+    buffer.append([LogEntry(seq=seq, container="c", service="s", stream="stdout",
+                            time=datetime.now(UTC), line=f"line {seq} " + "x" * 60)
+                   for seq in range(first, first + count)])
+
+
+def test_a_reader_paging_on_gets_every_line_once_across_dropped_segments(tmp_path: Path) -> None:
+    buffer = LogBuffer(tmp_path, 16 * 1024)  # segments of 8 KiB: ~45 lines each
+    appended(buffer, 1, 30)
+    seen = [e.seq for e in buffer.read(0, 20).entries]
+    appended(buffer, 31, 30)  # the newer segment fills: it becomes the older one
+    while page := buffer.read(seen[-1], 20).entries:
+        seen += [e.seq for e in page]
+    assert seen == list(range(1, 61))
+    appended(buffer, 61, 100)  # the segments the reader was in are dropped
+    page = buffer.read(60, 1000)
+    assert page.first_seq > 61
+    assert page.entries[0].seq == page.first_seq
+    assert page.entries[-1].seq == 160
+
+
+def test_a_reader_elsewhere_than_the_last_page_is_served_from_its_own_cursor(
+        tmp_path: Path) -> None:
+    buffer = LogBuffer(tmp_path, 1024**2)
+    appended(buffer, 1, 50)
+    buffer.read(0, 10)
+    assert [e.seq for e in buffer.read(40, 3).entries] == [41, 42, 43]
+    assert [e.seq for e in buffer.read(5, 2).entries] == [6, 7]
+    assert [e.seq for e in LogBuffer(tmp_path, 1024**2).read(48, 10).entries] == [49, 50]
+
+
+async def test_the_cursors_of_removed_containers_are_forgotten(
+        runtime: DockerRuntime, tmp_path: Path) -> None:
+    buffer = LogBuffer(tmp_path, 1024**2)
+    kept, removed = await asyncio.gather(run_printer(runtime), run_printer(runtime))
+    await buffer.sync(runtime)
+    await runtime.run(cmd.EngineCall("remove_container", {"container": removed, "force": True}))
+    await buffer.sync(runtime)
+    containers = {key.rpartition("/")[0]
+                  for key in json.loads((tmp_path / "cursors.json").read_text())}
+    assert kept in containers
+    assert removed not in containers

@@ -5,9 +5,11 @@ bound each; when the newer fills, the older is dropped (the bound is what an out
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,20 @@ def _exit_entry(event: dict[str, Any], actor: dict[str, str], oom: bool) -> LogE
                     line=f"process exited with code {code}{why}")
 
 
+def _seq(record: bytes) -> int:
+    """The sequence number at a record's head (`{"seq":N,...`), read without parsing it all."""
+    return int(record[7:record.index(b",")])
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """Where the line after `seq` starts: `offset` in the segment whose first line is `segment`."""
+
+    segment: int
+    offset: int
+    seq: int
+
+
 class LogBuffer:
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.directory = directory
@@ -80,6 +96,7 @@ class LogBuffer:
         self._cursors_file = directory / "cursors.json"
         self._cursors: dict[str, str] = self._load_cursors()
         self._next_seq = self._last_seq() + 1
+        self._mark: _Mark | None = None
 
     def _load_cursors(self) -> dict[str, str]:
         if not self._cursors_file.exists():
@@ -87,28 +104,56 @@ class LogBuffer:
         found: dict[str, str] = json.loads(self._cursors_file.read_text())
         return found
 
-    def _records(self) -> Iterator[tuple[int, str]]:
-        """(sequence number, JSON) of each buffered line, oldest first; the number is read
-        from the record's head (`{"seq":N,...`) so that skipping lines stays cheap."""
+    def _segments(self) -> list[tuple[Path, int]]:
+        """Each segment that holds a line, oldest first, with the sequence number of its first
+        line (which names the segment: the file's inode may be reused after a drop)."""
+        found = []
         for segment in (self._older, self._newer):
-            if segment.exists():
-                with segment.open() as handle:
-                    yield from ((int(line[7:line.index(",")]), line) for line in handle if line)
+            with contextlib.suppress(FileNotFoundError), segment.open("rb") as handle:
+                if head := handle.readline():
+                    found.append((segment, _seq(head)))
+        return found
+
+    def _records(self, after: int = 0, mark: _Mark | None = None
+                 ) -> Iterator[tuple[int, bytes, int, int]]:
+        """(sequence number, JSON, its segment's first sequence number, the offset after it)
+        of the buffered lines, oldest first: from `mark` on while its segment is buffered,
+        else from the first segment that can hold a line after `after`."""
+        segments = self._segments()
+        heads = [head for _, head in segments]
+        at_mark = mark is not None and mark.segment in heads
+        start = heads.index(mark.segment) if mark and at_mark else max(
+            (index for index, head in enumerate(heads) if head <= after + 1), default=0)
+        for segment, head in segments[start:]:
+            offset = mark.offset if mark and at_mark and head == mark.segment else 0
+            with segment.open("rb") as handle:
+                handle.seek(offset)
+                for line in handle:
+                    offset += len(line)
+                    yield _seq(line), line, head, offset
 
     def _last_seq(self) -> int:
-        return max((seq for seq, _ in self._records()), default=0)
+        return max((seq for seq, *_ in self._records()), default=0)
 
     def read(self, after: int, limit: int) -> LogPage:
+        """Up to `limit` lines after `after`; a reader that goes on where the last page ended
+        starts at that page's end instead of scanning the journal."""
+        mark = self._mark if self._mark and self._mark.seq == after else None
         entries: list[LogEntry] = []
-        first = 0
-        for seq, record in self._records():
-            first = first or seq
-            if seq > after:
-                entries.append(LogEntry.model_validate_json(record))
+        last: tuple[int, bytes, int, int] | None = None
+        for last in self._records(after, mark):
+            if last[0] > after:
+                entries.append(LogEntry.model_validate_json(last[1]))
                 if len(entries) == limit:
                     break
-        return LogPage(entries=entries, first_seq=first or self._next_seq,
-                       last_seq=self._next_seq - 1)
+        if last is not None:
+            self._mark = _Mark(segment=last[2], offset=last[3], seq=last[0])
+        first = next((head for _, head in self._segments()), self._next_seq)
+        return LogPage(entries=entries, first_seq=first, last_seq=self._next_seq - 1)
+
+    @property
+    def newest_seq(self) -> int:
+        return self._next_seq - 1
 
     def append(self, entries: list[LogEntry]) -> None:
         pending = iter(entries)
@@ -133,11 +178,18 @@ class LogBuffer:
         ended since the last sync; returns how many were copied."""
         containers = await runtime.run(EngineCall("containers", {
             "all": True, "filters": {"label": [f"{MANAGED_LABEL}=true"]}}))
+        names = [raw["Names"][0].lstrip("/") for raw in containers]
+        self._forget_cursors_but(set(names))
         copied = 0
-        for raw in containers:
-            copied += await self.sync_container(runtime, raw["Names"][0].lstrip("/"),
-                                                raw.get("Labels") or {})
+        for name, raw in zip(names, containers, strict=True):
+            copied += await self.sync_container(runtime, name, raw.get("Labels") or {})
         return copied + await self.sync_exits(runtime)
+
+    def _forget_cursors_but(self, names: set[str]) -> None:
+        """Drop the cursors of containers that no longer exist (their logs went with them)."""
+        for key in [k for k in self._cursors if k != EXITS_CURSOR]:
+            if key.rpartition("/")[0] not in names:
+                del self._cursors[key]
 
     async def sync_exits(self, runtime: DockerRuntime) -> int:
         """One `exit` line per container that ended (crashed, was killed for memory, or

@@ -252,9 +252,11 @@ class Node:
                 log.warning("the last log lines of %s were not kept: %s", name, exc)
 
     async def log_page(self, after: int, limit: int) -> LogPage:
-        """Lines after the `after` sequence number, copied from Docker first."""
+        """Lines after the `after` sequence number, copied from Docker first when the
+        reader has every line the buffer holds."""
         async with self._log_lock:
-            await self.log_buffer.sync(self.runtime)
+            if after >= self.log_buffer.newest_seq:
+                await self.log_buffer.sync(self.runtime)
             return self.log_buffer.read(after, limit)
 
     async def _forget_container(self, name: str) -> None:
