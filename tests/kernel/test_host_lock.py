@@ -121,3 +121,43 @@ async def test_two_holders_in_one_process_conflict_too(tmp_path: Path) -> None:
     async with host_lock.held(lock, RETRY, shared=True, give_up_seconds=10):
         pass  # freed when the first holder's block ended
 
+
+
+PROGRAM = """
+import pathlib, sys, time
+folder = pathlib.Path(sys.argv[1])
+(folder / "started").touch()
+while not (folder / "end").exists():
+    time.sleep(0.01)
+"""
+RUNNER = f"""
+PROGRAM = {PROGRAM!r}
+import asyncio, sys
+from pathlib import Path
+from dockyard.agent import process
+from dockyard.kernel import host_lock
+
+async def main() -> None:
+    async with host_lock.held(Path(sys.argv[1]), 0.01) as fd:
+        process.run([sys.executable, "-c", PROGRAM, sys.argv[2]], pass_fds=[fd], timeout=60)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_program_given_the_lock_holds_it_after_its_runner_is_killed(
+        tmp_path: Path) -> None:
+    """As the registry's garbage collection does when the worker that ran it dies."""
+    lock = tmp_path / "registry.lock"
+    runner = await asyncio.create_subprocess_exec(sys.executable, "-c", RUNNER, str(lock),
+                                                  str(tmp_path))
+    while not (tmp_path / "started").exists():  # noqa: ASYNC110 - made by another process
+        await asyncio.sleep(RETRY)
+    runner.send_signal(signal.SIGKILL)
+    await runner.wait()
+    asker = Asker(lock, shared=False)
+    await asyncio.wait_for(asker.waited.wait(), 10)
+    assert not asker.entered.is_set()
+    (tmp_path / "end").touch()
+    await asyncio.wait_for(asker.entered.wait(), 10)
+    await asker.finish()

@@ -27,11 +27,13 @@ class Result:
 
 
 def run(argv: Sequence[str], *, timeout: float = 120, env: Mapping[str, str] | None = None,
-        cwd: Path | None = None) -> Result:
-    """Run `argv` to completion; stdout and stderr together in `output`."""
+        cwd: Path | None = None, pass_fds: Sequence[int] = ()) -> Result:
+    """Run `argv` to completion; stdout and stderr together in `output`; the program inherits
+    the open files `pass_fds` (and the locks on them)."""
     completed = subprocess.run(  # noqa: S603 - argv list, no shell
         list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         timeout=timeout, check=False, env=dict(env) if env is not None else None, cwd=cwd,
+        pass_fds=tuple(pass_fds),
     )
     return Result(completed.returncode, completed.stdout)
 

@@ -79,12 +79,12 @@ async def prune_registry(p: Platform) -> RegistryPruned:
     """Drop what no one keeps and free its blobs once no push is under way. The kept releases
     are read once the lock is held: those of deployments started meanwhile are among them."""
     lock = p.settings.data_dir / host_lock.REGISTRY_LOCK
-    async with host_lock.held(lock, LOCK_RETRY_SECONDS, give_up_seconds=GC_WAIT_SECONDS):
+    async with host_lock.held(lock, LOCK_RETRY_SECONDS, give_up_seconds=GC_WAIT_SECONDS) as fd:
         kept = await p.db.read(lambda s: kept_tags(s, p.settings))
         dropped = await _drop_unkept(p.settings.registry, kept)
         config = registry_config(p.settings)
         collected = config is not None and (
-            await registry_gc.collect_garbage(str(config))).ok
+            await registry_gc.collect_garbage(str(config), fd)).ok
     return RegistryPruned(dropped, collected)
 
 

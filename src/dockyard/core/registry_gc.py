@@ -90,9 +90,13 @@ async def drop_unkept(registry: Registry, kept: Collection[Tagged]) -> list[Tagg
     return doomed
 
 
-async def collect_garbage(config: str) -> process.Result:
-    """Free the blobs no manifest refers to; the caller holds the registry's lock."""
-    result = await to_thread.run_sync(lambda: process.run(gc_argv(config), timeout=3600))
+async def collect_garbage(config: str, lock: int | None = None) -> process.Result:
+    """Free the blobs no manifest refers to; the caller holds the registry's lock, on the
+    file descriptor `lock`, which the collection inherits: should the caller die meanwhile,
+    no push starts before the collection ends."""
+    fds = () if lock is None else (lock,)
+    result = await to_thread.run_sync(
+        lambda: process.run(gc_argv(config), timeout=3600, pass_fds=fds))
     if not result.ok:
         log.warning("registry garbage collection failed: %s", result.output[-2000:])
     return result

@@ -42,15 +42,16 @@ def try_lock(handle: int, shared: bool = False) -> bool:
 @asynccontextmanager
 async def held(path: Path, retry_seconds: float, shared: bool = False,
                notice: Notice | None = None, give_up_seconds: float | None = None
-               ) -> AsyncIterator[None]:
+               ) -> AsyncIterator[int]:
     """Wait (asking every `retry_seconds`, saying `notice` if it lasts) until this process
     holds the lock at `path`, shared or exclusive; released on exit or cancellation.
-    TimeoutError if it is still not free after `give_up_seconds` (None: wait for ever)."""
+    TimeoutError if it is still not free after `give_up_seconds` (None: wait for ever).
+    Yields the lock's file descriptor: a child given it holds the lock until it exits too."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         async with asyncio.timeout(give_up_seconds):
             await _wait_for(handle.fileno(), retry_seconds, shared, notice)
-        yield
+        yield handle.fileno()
 
 
 async def _wait_for(handle: int, retry_seconds: float, shared: bool,
