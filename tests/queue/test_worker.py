@@ -183,3 +183,54 @@ async def test_on_shutdown_a_job_finishing_within_the_grace_period_completes(
         await asyncio.wait_for(started.wait(), 10)
     assert finished == [True]
     assert await manager.depth() == 0
+
+
+async def test_a_coalescing_task_runs_once_for_a_backlog_and_never_twice_at_once(
+    manager: QueueManager, redis: Redis
+) -> None:
+    tasks, release, runs = Tasks(), asyncio.Event(), []
+
+    @tasks.task("pass", coalesce=True)
+    async def look(ctx: JobContext, payload: dict[str, Any]) -> None:
+        runs.append(payload["tick"])
+        await release.wait()
+
+    for tick in range(5):  # ticks queued while no worker ran: one run covers them all
+        await manager.enqueue("pass", {"tick": tick})
+    async with running_worker(source_for(manager), tasks, FAST):
+        await eventually(lambda: _true(runs), what="the first run")
+        await manager.enqueue("pass", {"tick": 5})  # while that run goes on: covered too
+        await eventually(lambda: _pending_is(redis, 1), what="the covered jobs settled")
+        release.set()
+        await manager.enqueue("pass", {"tick": 6})  # after that run started: it runs
+        await eventually(lambda: _equals(len(runs), 2), what="the next run")
+        await eventually(lambda: _pending_is(redis, 0), what="every job settled")
+    assert runs == [0, 6]
+
+
+async def _pending_is(redis: Redis, count: int) -> bool:
+    return await pending(redis) == count
+
+
+async def test_a_slow_job_does_not_hold_back_the_jobs_queued_after_it(
+    manager: QueueManager, redis: Redis
+) -> None:
+    tasks, release, slow_ran, quick_ran = Tasks(), asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    @tasks.task("slow")
+    async def slow(ctx: JobContext, payload: dict[str, Any]) -> None:
+        slow_ran.set()
+        await release.wait()
+
+    @tasks.task("quick")
+    async def quick(ctx: JobContext, payload: dict[str, Any]) -> None:
+        quick_ran.set()
+
+    await manager.enqueue("slow", {})
+    async with running_worker(source_for(manager), tasks, FAST):
+        await asyncio.wait_for(slow_ran.wait(), 20)
+        await manager.enqueue("quick", {})
+        await asyncio.wait_for(quick_ran.wait(), 20)
+        assert not release.is_set()  # the slow job still runs
+        release.set()
+        await eventually(lambda: _pending_is(redis, 0), what="both settled")

@@ -218,7 +218,7 @@ TASKS = Tasks()
 TASKS.every(EVALUATE_TASK, "* * * * * */10", EVALUATE_TASK)
 
 
-@TASKS.task(EVALUATE_TASK, max_attempts=1)
+@TASKS.task(EVALUATE_TASK, max_attempts=1, coalesce=True)
 async def evaluate_job(context: JobContext, payload: dict[str, Any]) -> None:
     await evaluate(logcollect._platform(context))
 

@@ -162,11 +162,11 @@ async def _count(s: AsyncSession) -> int:
     return await s.scalar(select(func.count()).select_from(AppMetricMinute)) or 0
 
 
-@TASKS.task(COLLECT_TASK, max_attempts=1)
+@TASKS.task(COLLECT_TASK, max_attempts=1, coalesce=True)
 async def collect_job(context: JobContext, payload: dict[str, Any]) -> None:
     await collect(_platform(context))
 
 
-@TASKS.task(ROLLUP_TASK, max_attempts=1)
+@TASKS.task(ROLLUP_TASK, max_attempts=1, coalesce=True)
 async def rollup_job(context: JobContext, payload: dict[str, Any]) -> None:
     await roll_up(_platform(context))

@@ -198,7 +198,7 @@ TASKS = Tasks()
 TASKS.every(SCHEDULE_TASK, "* * * * *", SCHEDULE_TASK)
 
 
-@TASKS.task(SCHEDULE_TASK, max_attempts=1)
+@TASKS.task(SCHEDULE_TASK, max_attempts=1, coalesce=True)
 async def schedule_job(context: JobContext, payload: dict[str, Any]) -> None:
     p = logcollect._platform(context)
     await enqueue_due(p)

@@ -352,7 +352,7 @@ TASKS = Tasks()
 TASKS.every(SWEEP_TASK, "* * * * *", SWEEP_TASK)
 
 
-@TASKS.task(SWEEP_TASK, max_attempts=1)
+@TASKS.task(SWEEP_TASK, max_attempts=1, coalesce=True)
 async def sweep_job(context: JobContext, payload: dict[str, Any]) -> None:
     p = logcollect._platform(context)
     for sentence in await sweep(p, new_runner(p).connect):

@@ -324,7 +324,7 @@ TASKS = Tasks()
 TASKS.every(RENEW_TASK, "*/10 * * * *", RENEW_TASK)
 
 
-@TASKS.task(RENEW_TASK, max_attempts=1)
+@TASKS.task(RENEW_TASK, max_attempts=1, coalesce=True)
 async def renew_job(context: JobContext, payload: dict[str, Any]) -> None:
     """Certificates due for renewal; and DNS records a failed sync left behind (the traffic
     watch syncs only when traffic changes)."""

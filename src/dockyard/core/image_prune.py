@@ -115,6 +115,6 @@ TASKS = Tasks()
 TASKS.every(PRUNE_TASK, "17 */6 * * *", PRUNE_TASK)
 
 
-@TASKS.task(PRUNE_TASK, max_attempts=1)
+@TASKS.task(PRUNE_TASK, max_attempts=1, coalesce=True)
 async def prune_job(context: JobContext, payload: dict[str, Any]) -> None:
     await prune(logcollect._platform(context))

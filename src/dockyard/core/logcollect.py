@@ -50,7 +50,8 @@ async def collect(p: Platform, client_of: fleet.ClientFactory | None = None) -> 
         try:
             result = await collect_server(p, server, client_of)
         except (AgentError, httpx.HTTPError, OSError) as exc:
-            log.warning("logs of server %s not collected this time: %s", server.name, exc)
+            log.warning("logs of server %s not collected this time: %s: %s", server.name,
+                        type(exc).__name__, exc)
             continue
         stored, lost = stored + result.stored, lost + result.lost
     return Collected(stored, lost)
@@ -182,11 +183,11 @@ def _platform(context: JobContext) -> Platform:
     return platform
 
 
-@TASKS.task(COLLECT_TASK, max_attempts=1)
+@TASKS.task(COLLECT_TASK, max_attempts=1, coalesce=True)
 async def collect_job(context: JobContext, payload: dict[str, Any]) -> None:
     await collect(_platform(context))
 
 
-@TASKS.task(PRUNE_TASK, max_attempts=1)
+@TASKS.task(PRUNE_TASK, max_attempts=1, coalesce=True)
 async def prune_job(context: JobContext, payload: dict[str, Any]) -> None:
     await prune(_platform(context))

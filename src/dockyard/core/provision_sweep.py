@@ -189,7 +189,7 @@ TASKS = Tasks()
 TASKS.every(SETTLE_TASK, "* * * * *", SETTLE_TASK)
 
 
-@TASKS.task(SETTLE_TASK, max_attempts=1)
+@TASKS.task(SETTLE_TASK, max_attempts=1, coalesce=True)
 async def settle_job(context: JobContext, payload: dict[str, Any]) -> None:
     for sentence in await settle_all(logcollect._platform(context)):
         log.info("%s", sentence)

@@ -228,7 +228,7 @@ TASKS = Tasks()
 TASKS.every(RECONCILE_TASK, "* * * * * */5", RECONCILE_TASK)
 
 
-@TASKS.task(RECONCILE_TASK, max_attempts=1)
+@TASKS.task(RECONCILE_TASK, max_attempts=1, coalesce=True)
 async def reconcile_job(context: JobContext, payload: dict[str, Any]) -> None:
     due: dict[str, float] = context.resources.setdefault("reconcile_due", {})
     await reconcile_due(logcollect._platform(context), due)

@@ -147,6 +147,6 @@ TASKS = Tasks()
 TASKS.every(PRUNE_TASK, "41 * * * *", PRUNE_TASK)
 
 
-@TASKS.task(PRUNE_TASK, max_attempts=1)
+@TASKS.task(PRUNE_TASK, max_attempts=1, coalesce=True)
 async def prune_job(context: JobContext, payload: dict[str, Any]) -> None:
     await prune(logcollect._platform(context))

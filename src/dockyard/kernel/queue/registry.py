@@ -30,6 +30,10 @@ class Task:
     max_attempts: int = 5
     retry_base: float = 1.0  # seconds before the first retry; doubled each attempt
     retry_cap: float = 300.0
+    # A pass over the world (collect, reconcile, evaluate): a job of the task that the worker
+    # would start while another runs, or that was enqueued before the last one started, ends
+    # at once: that run does its work (a backlog of ticks is not worked off one by one).
+    coalesce: bool = False
 
 
 class Tasks:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class Worker:
         self._unacked: list[Delivery] = []
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self.processed = 0
+        self._started: dict[str, float] = {}  # a coalescing task's last start, while it runs
+        self._running: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; then finish the jobs in hand within the grace period and
@@ -65,22 +68,44 @@ class Worker:
         await self._hand_back()
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        """Take jobs while fewer than `concurrency` are in hand, each batch run on its own, so
+        that a slow job never holds back the jobs fetched after it; on stop, let the batches
+        in hand finish (the caller cancels them after the grace period)."""
         pause, last_maintenance = 0.05, 0.0
         clock = asyncio.get_running_loop().time
+        batches: set[asyncio.Task[None]] = set()
         while not stop.is_set():
             try:
                 await self._flush_acks()
+                if batches and len(self.in_hand) >= self.options.concurrency:
+                    await asyncio.wait(batches, timeout=self.options.block_ms / 1000,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 batch: list[Delivery] = []
                 if clock() - last_maintenance >= self.options.maintain_every:
                     batch, last_maintenance = await self.source.maintain(), clock()
                 if not batch:
                     batch = await self.source.fetch(self.options.batch_size, self.options.block_ms)
-                await self.process(batch)
+                if batch:
+                    self._start(batch, batches)
                 pause = 0.05
             except Exception as exc:  # the source is unreachable: wait, then try again
                 log.warning("queue source failed: %s", exc)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
+        await asyncio.gather(*batches, return_exceptions=True)
+
+    def _start(self, batch: list[Delivery], batches: set[asyncio.Task[None]]) -> None:
+        self.in_hand.update(batch)
+        run = asyncio.create_task(self.process(batch))
+        batches.add(run)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            batches.discard(finished)
+            if not finished.cancelled() and (exc := finished.exception()):
+                log.warning("queue source failed: %s", exc)
+
+        run.add_done_callback(done)
 
     async def process(self, batch: Sequence[Delivery]) -> None:
         """Run a batch: batch handlers once per task, the others concurrently, then ack."""
@@ -120,17 +145,33 @@ class Worker:
         self._finished(group)
 
     async def _run_one(self, task: Task, delivery: Delivery) -> None:
-        assert task.handler is not None
         async with self._slots:
-            bind_request_id(delivery.job.request_id)
-            context = JobContext(self.context.worker, self.context.resources, delivery.job)
+            if task.coalesce:
+                if self._covered(task.name, delivery.job.enqueued_at):
+                    log.debug("job covered by another run", extra={"task": task.name})
+                    self._finished([delivery])
+                    return
+                self._running.add(task.name)
+                self._started[task.name] = time.time()
             try:
-                await task.handler(context, delivery.job.payload)
-            except Exception:
-                await self._settle_failure(task, delivery, traceback.format_exc())
-                return
-            log.debug("job done", extra={"task": task.name, "job_id": delivery.job.id})
-            self._finished([delivery])
+                await self._handle(task, delivery)
+            finally:
+                self._running.discard(task.name)
+
+    def _covered(self, task: str, enqueued_at: float) -> bool:
+        return task in self._running or enqueued_at < self._started.get(task, 0.0)
+
+    async def _handle(self, task: Task, delivery: Delivery) -> None:
+        assert task.handler is not None
+        bind_request_id(delivery.job.request_id)
+        context = JobContext(self.context.worker, self.context.resources, delivery.job)
+        try:
+            await task.handler(context, delivery.job.payload)
+        except Exception:
+            await self._settle_failure(task, delivery, traceback.format_exc())
+            return
+        log.debug("job done", extra={"task": task.name, "job_id": delivery.job.id})
+        self._finished([delivery])
 
     def _finished(self, deliveries: Sequence[Delivery]) -> None:
         self._unacked += deliveries
@@ -150,10 +191,16 @@ class Worker:
         await self.source.retry(delivery, delay, error)
 
     async def _flush_acks(self) -> None:
-        if self._unacked:
-            await self.source.ack(self._unacked)
-            self.processed += len(self._unacked)
-            self._unacked = []
+        """Ack what finished; batches that finish meanwhile add to the next flush."""
+        done, self._unacked = self._unacked, []
+        if not done:
+            return
+        try:
+            await self.source.ack(done)
+        except BaseException:
+            self._unacked = done + self._unacked
+            raise
+        self.processed += len(done)
 
     async def _keep_alive(self) -> None:
         if self.in_hand:
