@@ -117,7 +117,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory, base_tarball: Tarball) -> It
     env.update({"DOCKYARD_HOST": "0.0.0.0", "DOCKYARD_REGISTRY": f"{BRIDGE_IP}:5003",  # noqa: S104
                 "DOCKYARD_PUBLIC_URL": f"http://{BRIDGE_IP}:{env['DOCKYARD_PORT']}",
                 "DOCKYARD_PROVISION_POLL_SECONDS": "0.5", "DOCKYARD_AGENT_POLL_SECONDS": "5",
-                "DOCKYARD_DIGITALOCEAN_RETRY_SECONDS": "0.2"})
+                "DOCKYARD_DIGITALOCEAN_RETRY_SECONDS": "0.2",
+                "DOCKYARD_REGISTRY_CONFIG": str(root / "registry" / "config.yml")})  # the cluster's
     both = {**env, **cluster_env(root)}
     fake: FakeProcess | None = None
     try:
