@@ -155,9 +155,11 @@ async def test_a_program_given_the_lock_holds_it_after_its_runner_is_killed(
         await asyncio.sleep(RETRY)
     runner.send_signal(signal.SIGKILL)
     await runner.wait()
-    asker = Asker(lock, shared=False)
-    await asyncio.wait_for(asker.waited.wait(), 10)
-    assert not asker.entered.is_set()
-    (tmp_path / "end").touch()
+    try:
+        asker = Asker(lock, shared=False)
+        await asyncio.wait_for(asker.waited.wait(), 10)
+        assert not asker.entered.is_set()
+    finally:
+        (tmp_path / "end").touch()  # the program ends, whatever happened
     await asyncio.wait_for(asker.entered.wait(), 10)
     await asker.finish()
