@@ -47,7 +47,7 @@ class Worker:
         self._unacked: list[Delivery] = []
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self.processed = 0
-        self._started: dict[str, float] = {}  # a coalescing task's last start, while it runs
+        self._started: dict[str, float] = {}  # when each coalescing task last started a run
         self._running: set[str] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
