@@ -40,3 +40,17 @@ ensure_venv() {
     touch "$stamp"
   fi
 }
+
+# build_dashboard: the Svelte dashboard built into the package (served at /), its typed API
+# client generated from this tree's OpenAPI document; npm installs from the lock file.
+build_dashboard() {
+  command -v npm >/dev/null || need_apt nodejs npm
+  if [ ! -f dashboard/node_modules/.package-lock.json ] ||
+    [ dashboard/package-lock.json -nt dashboard/node_modules/.package-lock.json ]; then
+    echo "installing the dashboard's npm packages"
+    (cd dashboard && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  echo "building the dashboard"
+  .venv/bin/dockyard openapi > dashboard/openapi.json
+  (cd dashboard && npm run --silent types >/dev/null && npm run --silent check && npm run --silent build >/dev/null)
+}

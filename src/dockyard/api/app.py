@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from dockyard import __version__
+from dockyard.api import dashboard
 from dockyard.api.deps import PlatformDep
 from dockyard.api.errors import install_error_handlers
 from dockyard.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -100,6 +101,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(metrics_routes.router)  # at /metrics/requests, as PRODUCT.md names it
     app.include_router(git.router)  # at /git: a remote for git, not part of the JSON API
+    app.include_router(dashboard.router)  # at / and /assets: the dashboard's built files
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"], name="healthz")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        streamed={DEPLOY_PATH: settings.max_archive_bytes,

@@ -58,8 +58,8 @@ def _main(
     """Dockyard command line."""
 
 
-for command in (server.up, server.down, server.serve, server.migrate, worker.worker,
-                worker.relay, install.install, install.uninstall):
+for command in (server.up, server.down, server.serve, server.migrate, server.openapi,
+                worker.worker, worker.relay, install.install, install.uninstall):
     app.command(rich_help_panel="Run Dockyard here")(command)
 for command in (account.login, account.logout, account.whoami, account.history):
     app.command(rich_help_panel="Account")(command)

@@ -132,6 +132,7 @@ def _report_local_node(server: ServerPublic) -> None:
 def _report_owner(url: str, owner: FirstOwner, chosen: bool) -> None:
     if owner.password is None:
         done(f"Log in with: dockyard login --url {url}")
+        done(f"Dashboard: {url}/")
         return
     login_with_password(url, owner.email, owner.password)
     done(f"Created the owner {owner.email} in workspace '{owner.workspace}'.")
@@ -140,6 +141,7 @@ def _report_owner(url: str, owner: FirstOwner, chosen: bool) -> None:
     else:
         done(f"Password (shown once, keep it): {owner.password}")
     done(f"This CLI is logged in. Elsewhere: dockyard login --url {url} --email {owner.email}")
+    done(f"Dashboard: {url}/ (sign in as {owner.email})")
     done(f"API documentation: {url}/docs")
 
 
@@ -230,3 +232,15 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {"host": settings.host, "port": settings.port, "log_config": None,
             "timeout_graceful_shutdown": 10, "workers": settings.api_workers,
             "access_log": settings.access_log}
+
+
+def openapi() -> None:
+    """Print the API's OpenAPI document (JSON), for generating clients."""
+    import json
+    import tempfile
+
+    from dockyard.api.app import create_app
+
+    with tempfile.TemporaryDirectory() as scratch:  # the document needs no data of this machine
+        document = create_app(Settings(data_dir=Path(scratch))).openapi()
+    typer.echo(json.dumps(document, indent=1, sort_keys=True))
