@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.dashboard.conftest import Owner, accessible, screenshot, sign_in
+from tests.browser import accessible, screenshot
+from tests.dashboard.conftest import Owner, sign_in
 
 
 def test_the_api_serves_the_dashboard_with_immutable_gzipped_assets(owner: Owner) -> None:
