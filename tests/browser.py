@@ -16,13 +16,14 @@ from dockyard.api.dashboard import BUILD_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).resolve().parents[1] / "dashboard" / "node_modules" / "axe-core" / "axe.min.js"
+DASHBOARD = Path(os.environ.get("DOCKYARD_DASHBOARD_DIR", BUILD_DIR))
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
     for needed, how in ((CHROMIUM, "apt-get install chromium"),
-                        (BUILD_DIR / "index.html", "scripts/test builds it (build_dashboard)"),
+                        (DASHBOARD / "index.html", "scripts/test builds it (build_dashboard)"),
                         (AXE, "cd dashboard && npm ci")):
         if not needed.exists():
             pytest.fail(f"{needed} is missing: {how}")

@@ -29,8 +29,12 @@ _INHERITED_SETTINGS = ("DOCKYARD_", "DATABASE_URL", "REDIS_URL", "XDG_")
 
 
 def clean_environ() -> dict[str, str]:
-    """This process's environment without any Dockyard or XDG setting that could leak in."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_SETTINGS)}
+    """This process's environment without any Dockyard or XDG setting that could leak in,
+    but DOCKYARD_DASHBOARD_DIR: the dashboard built for this run, if not the package's."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_SETTINGS)}
+    if "DOCKYARD_DASHBOARD_DIR" in os.environ:
+        kept["DOCKYARD_DASHBOARD_DIR"] = os.environ["DOCKYARD_DASHBOARD_DIR"]
+    return kept
 
 
 def live_env(base: Path, port: int) -> dict[str, str]:

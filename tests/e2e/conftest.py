@@ -34,8 +34,9 @@ __all__ = ["base_tarball"]
 HERE = Path(__file__).parent
 ORDER = ["test_firewall_e2e", "test_agent_restart_e2e", "test_logs_e2e", "test_stack_apps_e2e",
          "test_procfile_e2e", "test_reconcile_e2e", "test_deploy_e2e", "test_processes_e2e",
-         "test_push_e2e", "test_stateful_e2e", "test_node_loss_e2e", "test_domains_e2e",
-         "test_watch_e2e"]
+         "test_push_e2e", "test_stateful_e2e", "test_dashboard_e2e", "test_dashboard_app_e2e",
+         "test_dashboard_servers_e2e", "test_dashboard_data_e2e", "test_node_loss_e2e",
+         "test_domains_e2e", "test_watch_e2e"]
 
 
 @pytest.fixture(scope="package")

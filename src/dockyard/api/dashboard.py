@@ -27,10 +27,14 @@ NOT_BUILT = ("<!doctype html><title>Dockyard</title><p>The dashboard is not buil
 router = APIRouter(include_in_schema=False)
 
 
+def _build_dir(request: Request) -> Path:
+    return request.app.state.platform.settings.dashboard_dir or BUILD_DIR
+
+
 @router.get("/")
 @router.get("/invite")  # an invitation's link: /invite#<secret>, the secret never sent here
-async def index() -> Response:
-    page = BUILD_DIR / "index.html"
+async def index(request: Request) -> Response:
+    page = _build_dir(request) / "index.html"
     if not page.is_file():
         return Response(NOT_BUILT, status_code=503, media_type="text/html",
                         headers=SECURITY_HEADERS)
@@ -40,9 +44,10 @@ async def index() -> Response:
 
 @router.get("/assets/{name}")
 async def asset(name: str, request: Request) -> Response:
-    if not ASSET_NAME.fullmatch(name) or not (BUILD_DIR / "assets" / name).is_file():
+    folder = _build_dir(request) / "assets"
+    if not ASSET_NAME.fullmatch(name) or not (folder / name).is_file():
         raise HTTPException(404, f"no dashboard asset named {name!r}")
-    raw, packed = _asset(name)
+    raw, packed = _asset(folder / name)
     headers = {**SECURITY_HEADERS, "Cache-Control": "public, max-age=31536000, immutable",
                "Vary": "Accept-Encoding"}
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -53,6 +58,6 @@ async def asset(name: str, request: Request) -> Response:
 
 
 @cache
-def _asset(name: str) -> tuple[bytes, bytes]:
-    raw = (BUILD_DIR / "assets" / name).read_bytes()
+def _asset(path: Path) -> tuple[bytes, bytes]:
+    raw = path.read_bytes()
     return raw, gzip.compress(raw, compresslevel=9, mtime=0)

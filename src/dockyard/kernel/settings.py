@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     registry: Annotated[str, Whole(r"[A-Za-z0-9.-]+(?::[0-9]{1,5})?",
                                    "use host[:port], like '127.0.0.1:5000'")] = "127.0.0.1:5000"
     max_archive_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # The dashboard's built files (default: inside the package, where scripts/up builds them).
+    dashboard_dir: Path | None = None
     apps_domain: Annotated[str, Whole(r"[a-z0-9.-]{1,200}",
                                       "use a lowercase domain, like 'apps.example.com'")] = (
         "localhost")
