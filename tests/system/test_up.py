@@ -50,6 +50,7 @@ def members(live: Live) -> list[dict[str, object]]:
 def test_up_on_a_fresh_data_dir_starts_the_api_and_creates_the_owner(live: Live) -> None:
     assert f"The API is running at {live.url}" in live.up_output
     assert f"Created the owner {ADMIN_EMAIL}" in live.up_output
+    assert f"Dashboard: {live.url}/ (sign in as {ADMIN_EMAIL})" in live.up_output
     assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200
     assert mode(live.data_dir) == 0o700
     assert mode(live.data_dir / "secret.key") == 0o600
@@ -62,6 +63,7 @@ def test_a_second_up_is_idempotent(live: Live) -> None:
     again = ok(live.run("up"))
     assert f"already running at {live.url}" in again
     assert "Created the owner" not in again
+    assert f"Dashboard: {live.url}/" in again
     assert live.pid_file.read_text() == pid
     assert [m["email"] for m in members(live)] == [ADMIN_EMAIL]
 
