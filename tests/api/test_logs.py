@@ -54,10 +54,20 @@ async def test_tail_and_filters(client, platform, shop) -> None:
         "stream": "stderr"}
 
 
+async def test_search_finds_lines_containing_the_text_in_any_case(client, platform, shop) -> None:
+    h, ws = shop.headers, shop.workspace_id
+    for line in ("GET /health 200", "get /Cart 500", "100% done", "1000 done"):
+        await add_line(platform, ws, line)
+    assert await lines(client, h, "?search=get%20/") == ["GET /health 200", "get /Cart 500"]
+    assert await lines(client, h, "?search=CART") == ["get /Cart 500"]
+    assert await lines(client, h, "?search=0%25") == ["100% done"]  # % is no wildcard
+    assert await lines(client, h, "?search=gone") == []
+
+
 async def test_bad_filters_are_refused_with_a_reason(client, shop) -> None:
     for query, reason in (("?since=10minutes", "unit"), ("?since=10m%0A", "unit"),
                           ("?tail=0", "greater"), ("?release=xyz", "hex"),
-                          ("?type=Web;rm", "process type")):
+                          ("?type=Web;rm", "process type"), ("?search=a%0Ab", "one line")):
         answer = await client.get(f"{LOGS}{query}", headers=shop.headers)
         assert answer.status_code == 422, (query, answer.text)
         assert reason in answer.text, (query, answer.text)

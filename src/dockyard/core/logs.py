@@ -33,6 +33,8 @@ def _matching(service_id: str, wanted: LogFilter) -> Select[LogLine]:
         query = query.where(LogLine.release.startswith(wanted.release, autoescape=True))
     if wanted.since:
         query = query.where(LogLine.time >= since_moment(wanted.since, utcnow()))
+    if wanted.search:
+        query = query.where(LogLine.line.icontains(wanted.search, autoescape=True))
     return query
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from dockyard.models.fields import IdPrefix, Whole
+from dockyard.models.fields import IdPrefix, SingleLine, Whole
 
 SINCE = r"[0-9]{1,6}[smhd]"
 Since = Annotated[str, Whole(SINCE, "use a number and a unit: s, m, h or d (like '10m')")]
@@ -21,6 +21,7 @@ class LogFilter(BaseModel):
     release: IdPrefix | None = None
     since: Since | None = None
     tail: int = Field(default=100, ge=1, le=MAX_TAIL)
+    search: SingleLine | None = None
 
 
 class LogLinePublic(BaseModel):

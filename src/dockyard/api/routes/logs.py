@@ -13,7 +13,7 @@ from dockyard.api.errors import COMMON_RESPONSES
 from dockyard.api.routes.params import ProjectName, ServiceName
 from dockyard.api.sse import KEEPALIVE
 from dockyard.core import logs
-from dockyard.models.fields import IdPrefix
+from dockyard.models.fields import IdPrefix, SingleLine
 from dockyard.models.logs import MAX_TAIL, LogFilter, LogLinePublic, ProcessType, Since
 
 router = APIRouter(prefix="/projects/{project}/services/{service}/logs", tags=["logs"],
@@ -29,8 +29,11 @@ def log_filter(
     release: Annotated[IdPrefix | None, Query(description="Deployment id or prefix.")] = None,
     since: Annotated[Since | None, Query(description="Like 30s, 10m, 2h or 7d.")] = None,
     tail: Annotated[int, Query(ge=1, le=MAX_TAIL)] = 100,
+    search: Annotated[SingleLine | None, Query(
+        description="Only lines that contain this text (in any case).")] = None,
 ) -> LogFilter:
-    return LogFilter(process_type=process_type, release=release, since=since, tail=tail)
+    return LogFilter(process_type=process_type, release=release, since=since, tail=tail,
+                     search=search)
 
 
 FilterDep = Annotated[LogFilter, Depends(log_filter)]
