@@ -341,7 +341,7 @@ async def history(p: Platform, actor: Actor, project: str, service: str, limit: 
     return await p.db.read(tx)
 
 
-async def _by_ref(s: AsyncSession, actor: Actor, ref: str) -> Deployment:
+async def by_ref(s: AsyncSession, actor: Actor, ref: str) -> Deployment:
     """A deployment of the actor's workspace by id or by the first characters of its id."""
     query = select(Deployment).where(Deployment.workspace_id == actor.workspace_id,
                                      Deployment.id.startswith(ref, autoescape=True)).limit(2)
@@ -356,7 +356,7 @@ async def _by_ref(s: AsyncSession, actor: Actor, ref: str) -> Deployment:
 async def get_deployment(p: Platform, actor: Actor, ref: str) -> DeploymentPublic:
     async def tx(s: AsyncSession) -> DeploymentPublic:
         actor.require(Permission.READ)
-        row = await _by_ref(s, actor, ref)
+        row = await by_ref(s, actor, ref)
         service = await s.get_one(Service, row.service_id)
         project = await s.get_one(Project, service.project_id)
         releases = await _releases(s, service)

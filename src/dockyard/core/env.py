@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dockyard.core.authz import Actor, Permission
+from dockyard.core.deployments import by_ref
 from dockyard.core.lookup import service_named
 from dockyard.core.platform import Platform
 from dockyard.core.stateful import project_links
@@ -13,11 +16,13 @@ from dockyard.deploy import injection
 from dockyard.kernel.audit import delete_recorded
 from dockyard.kernel.errors import InvalidInput, NotFound
 from dockyard.kernel.security import SecretBox
+from dockyard.models.deployment_plan import DeploymentPlan
+from dockyard.models.deploys import ReleaseVariable
 from dockyard.models.enums import ServiceKind
 from dockyard.models.fields import MASK
 from dockyard.models.schemas import EnvPatch, EnvVarItem, EnvVarPublic
 from dockyard.models.stateful import StatefulLink
-from dockyard.models.tables import EnvVar, Service
+from dockyard.models.tables import Deployment, EnvVar, Service
 
 
 def _public(box: SecretBox, row: EnvVar) -> EnvVarPublic:
@@ -142,6 +147,39 @@ async def unset_env(p: Platform, actor: Actor, project: str, service: str, key: 
         await delete_recorded(s, row)
 
     await p.db.write(tx, info=actor.audit_info)
+
+
+async def release_env(p: Platform, actor: Actor, ref: str) -> list[ReleaseVariable]:
+    """The variables a deployment runs with (what a rollback to it brings back), masked as
+    ReleaseVariable.value says."""
+
+    async def tx(s: AsyncSession) -> list[ReleaseVariable]:
+        actor.require(Permission.READ)
+        row = await by_ref(s, actor, ref)
+        today = await _rows(s, await s.get_one(Service, row.service_id))
+        return _release_listing(p.box, row, today)
+
+    return await p.db.read(tx)
+
+
+def _release_listing(box: SecretBox, row: Deployment, today: dict[str, EnvVar]
+                     ) -> list[ReleaseVariable]:
+    sealed = row.env_ciphertext
+    values: dict[str, str] = json.loads(box.decrypt(sealed)) if sealed else {}
+    injected = {link.variable for link in DeploymentPlan.from_row(row).links if link.injected}
+    return [_release_variable(key, values[key], today.get(key), key in injected)
+            for key in sorted(values)]
+
+
+def _release_variable(key: str, value: str, today: EnvVar | None, injected: bool
+                      ) -> ReleaseVariable:
+    """Shown only when the service has it today as a variable that is not secret."""
+    if injected:
+        return ReleaseVariable(key=key, value=injection.masked_url(value), secret=True,
+                               source="injected")
+    secret = today is None or today.is_secret
+    return ReleaseVariable(key=key, value=MASK if secret else value, secret=secret,
+                           source="user")
 
 
 async def resolved_env(p: Platform, service_id: str) -> dict[str, str]:

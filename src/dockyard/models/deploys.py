@@ -153,6 +153,18 @@ class DeploymentPublic(Output):
     live: bool = False
 
 
+class ReleaseVariable(Output):
+    """A variable a deployment runs with: what a rollback to it brings back."""
+
+    key: str
+    value: str = Field(description=(
+        "The value, or ******** unless the service has it today as a variable that is not "
+        "secret (a release does not record which were secret); an injected URL shows its "
+        "password as ********."))
+    secret: bool
+    source: Literal["user", "injected"]
+
+
 class ServiceRef(Input):
     project: Name
     service: Name

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.sse import event_stream
-from dockyard.core import deploy_targets, deployments
+from dockyard.core import deploy_targets, deployments, env
 from dockyard.deploy.archives import PayloadTooLarge
 from dockyard.deploy.runner import DeployRunner
 from dockyard.kernel.errors import InvalidInput, UnsupportedMediaType
@@ -24,6 +24,7 @@ from dockyard.models.deploys import (
     DeployParams,
     DeployRequest,
     DeployTarget,
+    ReleaseVariable,
     RollbackRequest,
 )
 from dockyard.models.fields import IdPrefix, Name
@@ -169,6 +170,13 @@ async def history(platform: PlatformDep, actor: ActorDep,
 async def get_deployment(deployment_id: DeploymentRef, platform: PlatformDep, actor: ActorDep
                          ) -> DeploymentPublic:
     return await deployments.get_deployment(platform, actor, deployment_id)
+
+
+@router.get("/deployments/{deployment_id}/variables", operation_id="deployment_variables",
+            summary="The variables a deployment runs with (secrets masked)")
+async def variables(deployment_id: DeploymentRef, platform: PlatformDep, actor: ActorDep
+                    ) -> list[ReleaseVariable]:
+    return await env.release_env(platform, actor, deployment_id)
 
 
 @router.get("/deployments/{deployment_id}/events", operation_id="deployment_events",
