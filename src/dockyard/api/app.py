@@ -33,6 +33,7 @@ from dockyard.api.routes import (
     hooks,
     invitations,
     logs,
+    overview,
     previews,
     processes,
     projects,
@@ -58,7 +59,7 @@ from dockyard.models.schemas import Health
 API_PREFIX = "/api/v1"
 ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
            deploys, logs, processes, stateful, backups, domains, provision, upgrades,
-           hooks, previews, app_metrics, alerts, autoscale)
+           hooks, previews, app_metrics, alerts, autoscale, overview)
 DEPLOY_PATH = f"{API_PREFIX}/infra/deploy"
 GIT_PATHS = "/git/"  # git's pushes stream (api/routes/git.py)
 HOOK_PATHS = f"{API_PREFIX}/hooks/"  # forges' deliveries, read within their own limit
