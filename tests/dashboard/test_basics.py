@@ -64,3 +64,21 @@ def test_pages_fit_a_narrow_screen(page: Page, owner: Owner) -> None:
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, f"{route} is {width} px wide at a 375 px viewport"
         accessible(page)
+
+
+def test_sign_in_and_moving_around_work_from_the_keyboard(page: Page, owner: Owner) -> None:
+    page.goto(owner.url + "/")
+    page.keyboard.press("Tab")
+    page.keyboard.type(owner.email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(owner.password)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    page.get_by_role("link", name="Servers").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+    expect(page.locator("main")).to_be_focused()
