@@ -82,3 +82,25 @@ def test_sign_in_and_moving_around_work_from_the_keyboard(page: Page, owner: Own
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Servers")).to_be_visible()
     expect(page.locator("main")).to_be_focused()
+
+
+def _token(owner: Owner) -> dict[str, str]:
+    answer = httpx.post(owner.url + "/api/v1/auth/token",
+                        data={"username": owner.email, "password": owner.password})
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def test_switching_workspaces_shows_the_other_workspaces_projects(
+        page: Page, owner: Owner) -> None:
+    auth = _token(owner)
+    other = httpx.post(owner.url + "/api/v1/workspaces", headers=auth,
+                       json={"name": "second", "display_name": "Second space"}).json()
+    httpx.post(owner.url + "/api/v1/projects", json={"name": "only-in-second"},
+               headers={**auth, "X-Dockyard-Workspace": other["id"]}).raise_for_status()
+    sign_in(page, owner)
+    expect(page.get_by_role("link", name="only-in-second")).to_have_count(0)
+    page.get_by_label("Workspace").select_option(label="Second space")
+    expect(page.get_by_role("link", name="only-in-second")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("link", name="only-in-second")).to_be_visible()
+    expect(page.get_by_label("Workspace")).to_have_value(other["id"])
