@@ -1,0 +1,170 @@
+"""The service page's Variables, Processes, Logs and Metrics tabs on a control plane without
+servers: variables added, changed and removed several at once (secrets never shown), a bad
+name's message next to its row, a viewer's read-only view, the empty states of processes, logs
+(also live) and metrics, axe-core's WCAG A/AA rules and a 375 px wide screen. What needs
+servers (save and deploy, scale, restart, real logs and metrics) is in
+tests/e2e/test_dashboard_app_e2e.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from tests import browser as browsing
+from tests.browser import accessible, screenshot
+from tests.dashboard.conftest import Owner, sign_in
+
+ENV = "/projects/app/services/web/env"
+
+
+def api(url: str, email: str, password: str) -> httpx.Client:
+    http = httpx.Client(base_url=url + "/api/v1", timeout=30)
+    login = http.post("/auth/token", data={"username": email, "password": password})
+    http.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+    return http
+
+
+def service(owner: Owner) -> httpx.Client:
+    """Project app with service web (made through the API); the owner's client."""
+    http = api(owner.url, owner.email, owner.password)
+    for path, name in (("/projects", "app"), ("/projects/app/services", "web")):
+        assert http.post(path, json={"name": name}).status_code in (201, 409)
+    return http
+
+
+def tab(page: Page, owner: Owner, name: str) -> None:
+    page.goto(f"{owner.url}/#/projects/app/services/web/{name}")
+
+
+def values(http: httpx.Client) -> dict[str, str]:
+    return {v["key"]: v["value"] for v in http.get(ENV).json()}
+
+
+def fill_new(page: Page, number: int, key: str, value: str, secret: bool = False) -> None:
+    page.get_by_label(f"New variable {number} name", exact=True).fill(key)
+    page.get_by_label(f"New variable {number} value", exact=True).fill(value)
+    if secret:
+        page.get_by_role("checkbox", name=f"Secret (New variable {number})").check()
+
+
+def test_variables_added_changed_and_removed_several_at_once(
+        page: Page, owner: Owner, tmp_path: Path) -> None:
+    http = service(owner)
+    sign_in(page, owner)
+    tab(page, owner, "variables")
+    fill_new(page, 1, "GREETING", "hello")
+    page.get_by_role("button", name="Add variable").click()
+    fill_new(page, 2, "API_URL", "http://one.example")
+    page.get_by_role("button", name="Add variable").click()
+    fill_new(page, 3, "TOKEN", "s3cret-value", secret=True)
+    accessible(page)
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    assert values(http) == {"API_URL": "http://one.example", "GREETING": "hello",
+                            "TOKEN": "********"}
+    page.reload()
+    expect(page.get_by_label("GREETING value", exact=True)).to_have_value("hello")
+    expect(page.get_by_label("API_URL value", exact=True)).to_have_value("http://one.example")
+    expect(page.get_by_label("TOKEN value", exact=True)).to_have_value("")
+    expect(page.get_by_label("TOKEN value", exact=True)).to_have_attribute(
+        "placeholder", "secret: unchanged")
+    assert "s3cret-value" not in page.content()
+    screenshot(page, "variables-edit", tmp_path)
+
+    page.get_by_label("GREETING value", exact=True).fill("hi")
+    page.get_by_label("API_URL value", exact=True).fill("http://two.example")
+    page.get_by_role("button", name="Remove TOKEN").click()
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.get_by_label("GREETING value", exact=True)).to_have_value("hi")
+    expect(page.get_by_label("TOKEN value", exact=True)).to_have_count(0)
+    assert values(http) == {"API_URL": "http://two.example", "GREETING": "hi"}
+    accessible(page)
+
+
+def test_a_bad_name_is_refused_next_to_its_row(page: Page, owner: Owner) -> None:
+    http = service(owner)
+    http.patch(ENV, json={"set": [{"key": "GREETING", "value": "hello"}]}).raise_for_status()
+    sign_in(page, owner)
+    tab(page, owner, "variables")
+    page.get_by_role("button", name="Add variable").click()
+    fill_new(page, 1, "bad-name", "x")
+    page.get_by_label("GREETING value", exact=True).fill("changed")
+    page.get_by_role("button", name="Save", exact=True).click()
+    bad = page.get_by_role("listitem").filter(has=page.get_by_label("New variable 1 name"))
+    expect(bad.get_by_role("alert")).to_contain_text("use uppercase letters")
+    expect(page.get_by_label("New variable 1 name")).to_have_attribute("aria-invalid", "true")
+    good = page.get_by_role("listitem").filter(has=page.get_by_label("GREETING value"))
+    expect(good.get_by_role("alert")).to_have_count(0)  # empty: not shown
+    assert values(http) == {"GREETING": "hello"}  # one PATCH: nothing of it was saved
+    accessible(page)
+
+
+def test_a_viewer_reads_variables_and_sees_no_controls(page: Page, owner: Owner) -> None:
+    http = service(owner)
+    http.patch(ENV, json={"set": [{"key": "GREETING", "value": "hello"},
+                                  {"key": "TOKEN", "value": "s3cret-value", "secret": True}]}
+               ).raise_for_status()
+    workspace = http.get("/auth/me").json()["workspace_id"]
+    email = f"viewer-of-{owner.workspace}@example.com"
+    invited = http.post(f"/workspaces/{workspace}/invitations",
+                        json={"email": email, "role": "viewer"})
+    assert invited.status_code == 201, invited.text
+    accepted = httpx.post(owner.url + "/api/v1/invitations/accept", timeout=30, json={
+        "token": invited.json()["token"], "password": owner.password})
+    assert accepted.status_code == 200, accepted.text
+    browsing.sign_in(page, owner.url, email, owner.password)
+    tab(page, owner, "variables")
+    table = page.get_by_role("table", name="The service's variables")
+    expect(table.get_by_role("row", name="GREETING")).to_contain_text("hello")
+    expect(table.get_by_role("row", name="TOKEN")).to_contain_text("secret, hidden")
+    assert "s3cret-value" not in page.content()
+    expect(page.get_by_role("textbox")).to_have_count(0)
+    expect(page.get_by_role("button", name="Save", exact=True)).to_have_count(0)
+    expect(page.get_by_role("button", name="Add variable")).to_have_count(0)
+    accessible(page)
+
+
+def test_empty_processes_logs_and_metrics(page: Page, owner: Owner, tmp_path: Path) -> None:
+    service(owner)
+    sign_in(page, owner)
+    tab(page, owner, "processes")
+    expect(page.get_by_text("No processes run yet")).to_be_visible()
+    accessible(page)
+    tab(page, owner, "logs")
+    expect(page.get_by_text("No log lines yet.")).to_be_visible()
+    page.get_by_label("Search the logs").fill("error")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_text('No line contains "error".')).to_be_visible()
+    page.get_by_label("Live").check()
+    expect(page.get_by_role("status")).to_have_text("following new lines")
+    expect(page.get_by_role("region", name="Log lines")).to_be_visible()
+    accessible(page)
+    tab(page, owner, "metrics")
+    expect(page.get_by_text("No requests yet")).to_be_visible()
+    chart = page.get_by_role("img", name="Request rate")
+    expect(chart).to_have_attribute("aria-label", "Request rate: latest 0.00 req/s, highest "
+                                                  "0.00 req/s, 0 deploys marked")
+    expect(page.get_by_role("img", name="p95 latency")).to_have_attribute(
+        "aria-label", "p95 latency: no data in this range, 0 deploys marked")
+    page.get_by_role("combobox", name="Range").select_option("6h")
+    expect(page.get_by_text("per 5 minute step")).to_be_visible()
+    accessible(page)
+    screenshot(page, "metrics-empty", tmp_path)
+
+
+def test_app_tabs_fit_a_narrow_screen(page: Page, owner: Owner) -> None:
+    http = service(owner)
+    http.patch(ENV, json={"set": [{"key": "A_RATHER_LONG_VARIABLE_NAME_FOR_A_PHONE",
+                                   "value": "x" * 120}]}).raise_for_status()
+    page.set_viewport_size({"width": 375, "height": 740})
+    sign_in(page, owner)
+    for name, ready in (("variables", "Add variable"), ("processes", None),
+                        ("logs", "Search"), ("metrics", None)):
+        tab(page, owner, name)
+        if ready:
+            expect(page.get_by_role("button", name=ready, exact=True)).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{name} is {width} px wide at a 375 px viewport"
