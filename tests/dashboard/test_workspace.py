@@ -182,6 +182,8 @@ def test_token_credential_channel_password_and_their_audit_history(
 
     credential_is_masked(page, owner)
     failure = channel_test_fails(page, owner, http)
+    for number in range(10):  # for a second page of credentials' history
+        http.put(f"/infra/credentials/cf{number}", json={"provider": "cloudflare", "token": "t"})
     password_change_ends_other_sessions(page, owner, http, secret)
     audit_lists_the_changes(page, owner, failure, tmp_path)
 
@@ -260,11 +262,21 @@ def audit_lists_the_changes(page: Page, owner: Owner, failure: str, tmp_path: Pa
     accessible(page)
     screenshot(page, "audit", tmp_path)
     page.get_by_label("Table").select_option("provider_credentials")
+    page.get_by_label("Per page").select_option("10")
     page.get_by_role("button", name="Show").click()
-    expect(table.get_by_role("row")).to_have_count(2)  # the header and the credential
+    rows = table.get_by_role("row")
+    expect(rows).to_have_count(11)  # the header and 10 of the 11 credentials, newest first
+    expect(rows.nth(1)).to_contain_text("cf9")
+    page.get_by_role("button", name="Older").click()
+    expect(page.get_by_text("Page 2")).to_be_visible()
+    expect(rows).to_have_count(2)  # the one set in the UI, first of all
+    expect(page.get_by_role("button", name="Older")).to_be_disabled()
     table.locator("details summary").first.click()
-    expect(table).to_contain_text("<hidden>")
+    expect(table).to_contain_text("name: do")
+    expect(table).to_contain_text("token_ciphertext: <hidden>")
     accessible(page)
+    page.get_by_role("button", name="Newer").click()
+    expect(rows.nth(1)).to_contain_text("cf9")
     assert failure not in page.content()  # deliveries are not audited rows
 
 
