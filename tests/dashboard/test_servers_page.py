@@ -1,7 +1,10 @@
 """The servers page on a control plane without servers or a DigitalOcean credential: the empty
-inventory, the provision form showing the API's refusals as its messages; and the overview's
-never-deployed service. Each state passes axe-core's WCAG A/AA rules. The inventory with servers
-is tested end to end (tests/e2e/test_dashboard_servers_e2e.py)."""
+inventory, the provision form showing the API's refusals as its messages; with the fake
+DigitalOcean (each droplet's agent a real process started from its user-data, as in
+tests/cli/test_provision_cli.py): a server provisioned from the form with its steps shown live,
+its destruction refused under the managed-tag rule, then done. And the overview's never-deployed
+service. Each state passes axe-core's WCAG A/AA rules. The inventory of the namespace cluster is
+tested end to end (tests/e2e/test_dashboard_servers_e2e.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +13,17 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
+from dockyard.providers.digitalocean import MANAGED_RULE, MANAGED_TAG
+from tests import browser as browsing
+from tests.api.provision.conftest import droplets, fake
 from tests.browser import accessible, screenshot
+from tests.cli.test_provision_cli import cloud
 from tests.dashboard.conftest import Owner, sign_in
+from tests.fakes.digitalocean import FakeDigitalOcean
+from tests.live import ADMIN_EMAIL, ADMIN_PASSWORD, Live
+
+__all__ = ["cloud", "droplets", "fake"]  # fixtures
+READY = 60_000  # ms: the droplet boots, its agent starts and answers a signed call
 
 
 def api(owner: Owner) -> httpx.Client:
@@ -61,3 +73,35 @@ def test_the_overview_shows_a_never_deployed_service(page: Page, owner: Owner) -
     accessible(page)
     row.get_by_role("link", name="web").click()
     expect(page.get_by_role("heading", name="web")).to_be_visible()
+
+
+def test_a_server_is_provisioned_live_and_destroyed_under_the_managed_tag_rule(
+        page: Page, cloud: Live, fake: FakeDigitalOcean, tmp_path: Path) -> None:
+    browsing.sign_in(page, cloud.url, ADMIN_EMAIL, ADMIN_PASSWORD)
+    page.get_by_role("link", name="Servers").click()
+    expect(page.get_by_text("No servers yet.")).to_be_visible()
+    page.get_by_label("Region").select_option("fra1")
+    page.get_by_label("Size").select_option("s-1vcpu-1gb")
+    page.get_by_label("Name prefix").fill("web")
+    page.get_by_role("button", name="Provision").click()
+    progress = page.get_by_role("list", name="Provisioning progress")
+    expect(progress).to_contain_text("creating")
+    expect(page.get_by_text("1 ready, 0 failed")).to_be_visible(timeout=READY)
+    for step in ("created", "active", "ready"):
+        expect(progress).to_contain_text(step)
+    row = page.get_by_role("row").filter(has=page.get_by_role("rowheader", name="web-"))
+    expect(row).to_contain_text("active")
+    expect(row).to_contain_text(MANAGED_TAG)
+    accessible(page)
+    screenshot(page, "servers-provisioned", tmp_path)
+    [droplet] = fake.state.droplets.values()
+    droplet["tags"] = [t for t in droplet["tags"] if t != MANAGED_TAG]  # made unmanaged
+    row.get_by_role("button", name="Destroy web-").click()
+    confirm = row.get_by_role("button", name="Yes, destroy web-")
+    confirm.click()
+    expect(row.get_by_role("alert").filter(has_text=MANAGED_RULE)).to_be_visible()
+    accessible(page)
+    droplet["tags"].append(MANAGED_TAG)
+    confirm.click()
+    expect(page.get_by_text("No servers yet.")).to_be_visible()
+    assert fake.state.droplets == {}
