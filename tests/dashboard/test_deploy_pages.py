@@ -1,29 +1,144 @@
-"""The Deploy tab, the Deployment page and the Releases tab without servers: a refused deploy
-shows the API's message next to the form; a folder chosen in the browser is packed there as a
-tar.gz that Python's tarfile reads back file for file; a viewer sees no deploy form. The flows
-with real servers are in tests/e2e/test_dashboard_e2e.py."""
+"""The Deploy tab, the Deployment page and the Releases tab without real servers: a refused
+deploy shows the API's message next to the form; a folder chosen in the browser is packed
+there as a tar.gz that Python's tarfile reads back file for file; a deployment to a node agent
+the test holds is followed live, through a network blip and a reload, to its failure; a viewer
+sees no deploy form. The flows with real servers are in tests/e2e/test_dashboard_e2e.py."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
 import tarfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.sync_api import Page, Route, expect
+from sqlalchemy import update
 
-from tests.browser import accessible
+from dockyard.core.platform import Platform
+from dockyard.core.servers import register_server
+from dockyard.models.enums import ServerStatus
+from dockyard.models.tables import Server
+from tests.browser import accessible, screenshot
+from tests.conftest import make_settings
 from tests.dashboard.conftest import Owner, sign_in
+from tests.live import Live
 
 DEPLOY_URL = re.compile(r"/api/v1/infra/deploy\?")
+EVENTS_URL = re.compile(r"/api/v1/infra/deployments/[0-9a-f]+/events$")
 DEEP = "deep/" + "d" * 60 + "/" + "e" * 60 + "/file.txt"  # > 100 bytes: ustar's prefix field
 LONG = "long/" + "x" * 150 + ".txt"  # a name > 100 bytes: a PAX header
 FILES = {"app.py": b"print('hello')\n", "Procfile": b"web: python3 app.py\n",
          "static/index.html": b"<h1>hi</h1>", DEEP: b"deep", LONG: b"long",
          "caf\u00e9/\u00fcber.txt": "gr\u00fc\u00df".encode(), "empty": b"",
          "blob.bin": bytes(range(256)) * 13}
+
+
+class HeldAgent(BaseHTTPRequestHandler):
+    """A node agent that holds every request until the test opens `gate`, then refuses it."""
+
+    gate = threading.Event()
+
+    def answer(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.gate.wait(60)
+        body = json.dumps({"detail": "the test's agent refuses"}).encode()
+        self.send_response(500)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def held_agent() -> Iterator[tuple[int, threading.Event]]:
+    gate = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Held", (HeldAgent,), {"gate": gate}))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], gate
+    gate.set()
+    server.shutdown()
+
+
+def add_server(plane: Live, workspace_id: str, port: int) -> None:
+    """An active server node1 whose agent listens on `port` (plain HTTP)."""
+    async def add() -> None:
+        platform = Platform.open(make_settings(plane.data_dir, None))
+        try:
+            server = await register_server(
+                platform, workspace_id, name="node1", provider="manual", ip="127.0.0.1",
+                agent_port=port, agent_insecure_http=True)
+            await platform.db.write(lambda s: s.execute(
+                update(Server).where(Server.id == server.id).values(status=ServerStatus.ACTIVE)))
+        finally:
+            await platform.close()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
+        thread.submit(asyncio.run, add()).result()
+
+
+class Blip:
+    """A network blip on the way of the page's event stream (`page.route(EVENTS_URL, blip)`):
+    the first connection ends after the events there are so far, as a dropped line does;
+    while `down`, connecting fails; after that, the page's reconnections reach the API."""
+
+    def __init__(self) -> None:
+        self.cut, self.down = False, True
+
+    def __call__(self, route: Route) -> None:
+        if not self.cut:
+            self.cut = True
+            route.fulfill(status=200, content_type="text/event-stream", body=so_far(route))
+        elif self.down:
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+
+def so_far(route: Route) -> str:
+    """The whole frames of the stream the route asks for that come within a second."""
+    wanted = ("authorization", "last-event-id", "x-dockyard-workspace")
+    headers = {k: v for k, v in route.request.headers.items() if k in wanted}
+    text = ""
+    with httpx.stream("GET", route.request.url, headers=headers,
+                      timeout=httpx.Timeout(30, read=1)) as answer:
+        try:
+            for chunk in answer.iter_text():
+                text += chunk
+        except httpx.ReadTimeout:
+            pass
+    return text[:text.rfind("\n\n") + 2]
+
+
+def shown_events(page: Page) -> list[int]:
+    """The ids of the events on the page, in order (the page groups them by server)."""
+    return sorted(int(seq) for seq in page.locator("[data-seq]").evaluate_all(
+        "items => items.map(item => item.dataset.seq)"))
+
+
+WIDE = """[...document.querySelectorAll('body *')].filter(e => !e.closest('.table-wrap, pre')
+  && e.getBoundingClientRect().right > 376).map(e => e.tagName + '.' + e.className).slice(0, 8)"""
+
+
+def fits_a_narrow_screen(page: Page) -> None:
+    """No horizontal page scroll at 375 px (tables and logs scroll on their own)."""
+    page.set_viewport_size({"width": 375, "height": 740})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"{page.url} is {width} px wide: {page.evaluate(WIDE)}"
+    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def owner_api(page: Page, owner: Owner) -> httpx.Client:
@@ -37,7 +152,8 @@ def shop_web(page: Page, owner: Owner) -> httpx.Client:
     """Signed in, with project shop and its app service web."""
     sign_in(page, owner)
     http = owner_api(page, owner)
-    for path, body in (("/projects", {"name": "shop"}), ("/projects/shop/services", {"name": "web"})):
+    for path, body in (("/projects", {"name": "shop"}),
+                       ("/projects/shop/services", {"name": "web"})):
         answer = http.post(path, json=body)
         assert answer.status_code == 201, answer.text
     return http
@@ -60,6 +176,7 @@ def test_a_refused_deploy_shows_the_apis_message_next_to_the_form(
     page.get_by_role("button", name="Deploy").click()
     expect(page.locator("#deploy-error")).to_contain_text("no active server")
     accessible(page)
+    fits_a_narrow_screen(page)
     page.goto(owner.url + "/#/projects/shop/services/web/releases")
     expect(page.get_by_text("No deployments yet.")).to_be_visible()
     accessible(page)
@@ -97,6 +214,52 @@ def test_a_folder_is_packed_in_the_browser_as_a_tar_gz(
         read = {m.name: archive.extractfile(m).read() for m in members}  # type: ignore[union-attr]
     assert read == FILES
     assert [m.name for m in members] == sorted(FILES)
+
+
+def test_a_deployment_is_followed_live_through_a_blip_and_a_reload_to_its_failure(
+        page: Page, owner: Owner, plane: Live, held_agent: tuple[int, threading.Event],
+        tmp_path: Path) -> None:
+    port, gate = held_agent
+    http = shop_web(page, owner)
+    add_server(plane, http.get("/auth/me").json()["workspace_id"], port)
+    blip = Blip()
+    page.route(EVENTS_URL, blip)
+    page.goto(owner.url + "/#/projects/shop/services/web/deploy")
+    page.get_by_label("An image").check()
+    page.get_by_label("Image", exact=True).fill("registry.test:5000/hello:1")
+    page.get_by_role("button", name="Deploy").click()
+    expect(page).to_have_url(re.compile(r"#/deployments/[0-9a-f]{32}$"))
+    deployment_id = page.url.rsplit("/", 1)[1]
+    status = page.get_by_role("status").filter(has_text="Events:")
+    expect(page.get_by_role("heading", name=re.compile("^node1"))).to_be_visible()
+    expect(page.locator("[data-seq]").first).to_be_visible()
+    expect(status).to_have_text("Events: reconnecting…")  # the line dropped, and stays down
+    accessible(page)
+    before = shown_events(page)
+    gate.set()  # the agent refuses: the deployment fails while the page cannot reach it
+    events = httpx.get(f"{owner.url}/api/v1/infra/deployments/{deployment_id}/events",
+                       headers=http.headers, timeout=60).text
+    seqs = [int(line[4:]) for line in events.splitlines() if line.startswith("id: ")]
+    assert before == seqs[:len(before)]
+    assert len(before) < len(seqs), "events came while the page could not reach the API"
+    blip.down = False
+    expect(page.get_by_role("heading", name="Failed")).to_be_visible()
+    expect(page.locator(".outcome")).to_contain_text("the test's agent refuses")
+    expect(status).to_have_text("Events: finished")
+    assert shown_events(page) == seqs, "each event shown once, none lost"
+    accessible(page)
+    fits_a_narrow_screen(page)
+    screenshot(page, "deploy-failed", tmp_path)
+
+    page.reload()
+    expect(page.get_by_role("heading", name="Failed")).to_be_visible()
+    expect(page.locator(".summary")).to_contain_text("failed")
+    assert shown_events(page) == seqs
+    page.get_by_role("link", name="web", exact=True).click()
+    expect(page.get_by_role("cell", name="failed")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Roll back"))).to_have_count(0)
+    accessible(page)
+    fits_a_narrow_screen(page)
 
 
 def test_a_viewer_sees_no_deploy_form(page: Page, owner: Owner) -> None:

@@ -35,15 +35,15 @@ export async function startDeployment(path: string, body: BodyInit, contentType:
 }
 
 /** What a deployment deployed, in a few words. */
-export function sourceText(source: Record<string, unknown>): string {
+export function sourceText(kind: string, source: Record<string, unknown>): string {
   const short = (value: unknown) => String(value ?? "").slice(0, 8);
-  switch (source.kind) {
+  switch (kind) {
     case "git": return `git ${source.url}${source.ref ? ` @ ${source.ref}` : ""}`;
     case "image": return `image ${source.image}`;
     case "rollback": return `rollback to ${short(source.release)}`;
     case "release": return `new variables on ${short(source.release)}`;
     case "archive": return source.commit ? `upload of commit ${short(source.commit)}` : "upload";
-    default: return String(source.kind ?? "");
+    default: return kind;
   }
 }
 
