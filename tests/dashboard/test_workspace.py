@@ -249,8 +249,14 @@ def password_change_ends_other_sessions(
     assert http.get("/auth/me").status_code == 401
     assert httpx.get(owner.url + "/api/v1/auth/me",
                      headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    login = httpx.post(owner.url + "/api/v1/auth/token",
+                       data={"username": owner.email, "password": "a-new-password-42"})
+    other = {"Authorization": f"Bearer {login.json()['access_token']}"}
     page.reload()
     expect(page.get_by_text("This session")).to_be_visible()
+    page.get_by_role("button", name=re.compile("^End the session of python-httpx")).click()
+    expect(page.get_by_role("button", name=re.compile("^End the session"))).to_have_count(0)
+    assert httpx.get(owner.url + "/api/v1/auth/me", headers=other).status_code == 401
 
 
 def audit_lists_the_changes(page: Page, owner: Owner, failure: str, tmp_path: Path) -> None:
