@@ -29,10 +29,10 @@ from dockyard.models.tables import Server
 from tests.browser import accessible, screenshot
 from tests.conftest import make_settings
 from tests.dashboard.conftest import Owner, sign_in
+from tests.dashboard.streams import EVENTS_URL, Blip, event_ids, shown_events
 from tests.live import Live
 
 DEPLOY_URL = re.compile(r"/api/v1/infra/deploy\?")
-EVENTS_URL = re.compile(r"/api/v1/infra/deployments/[0-9a-f]+/events$")
 DEEP = "deep/" + "d" * 60 + "/" + "e" * 60 + "/file.txt"  # > 100 bytes: ustar's prefix field
 LONG = "long/" + "x" * 150 + ".txt"  # a name > 100 bytes: a PAX header
 FILES = {"app.py": b"print('hello')\n", "Procfile": b"web: python3 app.py\n",
@@ -88,45 +88,6 @@ def add_server(plane: Live, workspace_id: str, port: int) -> None:
 
     with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
         thread.submit(asyncio.run, add()).result()
-
-
-class Blip:
-    """A network blip on the way of the page's event stream (`page.route(EVENTS_URL, blip)`):
-    the first connection ends after the events there are so far, as a dropped line does;
-    while `down`, connecting fails; after that, the page's reconnections reach the API."""
-
-    def __init__(self) -> None:
-        self.cut, self.down = False, True
-
-    def __call__(self, route: Route) -> None:
-        if not self.cut:
-            self.cut = True
-            route.fulfill(status=200, content_type="text/event-stream", body=so_far(route))
-        elif self.down:
-            route.abort("internetdisconnected")
-        else:
-            route.continue_()
-
-
-def so_far(route: Route) -> str:
-    """The whole frames of the stream the route asks for that come within a second."""
-    wanted = ("authorization", "last-event-id", "x-dockyard-workspace")
-    headers = {k: v for k, v in route.request.headers.items() if k in wanted}
-    text = ""
-    with httpx.stream("GET", route.request.url, headers=headers,
-                      timeout=httpx.Timeout(30, read=1)) as answer:
-        try:
-            for chunk in answer.iter_text():
-                text += chunk
-        except httpx.ReadTimeout:
-            pass
-    return text[:text.rfind("\n\n") + 2]
-
-
-def shown_events(page: Page) -> list[int]:
-    """The ids of the events on the page, in order (the page groups them by server)."""
-    return sorted(int(seq) for seq in page.locator("[data-seq]").evaluate_all(
-        "items => items.map(item => item.dataset.seq)"))
 
 
 WIDE = """[...document.querySelectorAll('body *')].filter(e => !e.closest('.table-wrap, pre')
@@ -237,9 +198,7 @@ def test_a_deployment_is_followed_live_through_a_blip_and_a_reload_to_its_failur
     accessible(page)
     before = shown_events(page)
     gate.set()  # the agent refuses: the deployment fails while the page cannot reach it
-    events = httpx.get(f"{owner.url}/api/v1/infra/deployments/{deployment_id}/events",
-                       headers=http.headers, timeout=60).text
-    seqs = [int(line[4:]) for line in events.splitlines() if line.startswith("id: ")]
+    seqs = event_ids(f"{owner.url}/api/v1", deployment_id, http.headers)
     assert before == seqs[:len(before)]
     assert len(before) < len(seqs), "events came while the page could not reach the API"
     blip.down = False
