@@ -94,6 +94,9 @@ def test_a_server_is_provisioned_live_and_destroyed_under_the_managed_tag_rule(
     expect(row).to_contain_text(MANAGED_TAG)
     accessible(page)
     screenshot(page, "servers-provisioned", tmp_path)
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.set_viewport_size({"width": 1280, "height": 800})
     [droplet] = fake.state.droplets.values()
     droplet["tags"] = [t for t in droplet["tags"] if t != MANAGED_TAG]  # made unmanaged
     row.get_by_role("button", name="Destroy web-").click()
@@ -105,3 +108,22 @@ def test_a_server_is_provisioned_live_and_destroyed_under_the_managed_tag_rule(
     confirm.click()
     expect(page.get_by_text("No servers yet.")).to_be_visible()
     assert fake.state.droplets == {}
+
+
+def test_a_viewer_sees_no_provision_form_and_no_new_project_form(page: Page, owner: Owner) -> None:
+    email = f"viewer-{owner.workspace}@example.com"
+    with api(owner) as http:
+        workspace = http.get("/auth/me").json()["workspace_id"]
+        invited = http.post(f"/workspaces/{workspace}/invitations",
+                            json={"email": email, "role": "viewer"})
+        assert invited.status_code == 201, invited.text
+        accepted = http.post("/invitations/accept", headers={"Authorization": ""},
+                             json={"token": invited.json()["token"], "password": owner.password})
+        assert accepted.status_code == 200, accepted.text
+    browsing.sign_in(page, owner.url, email, owner.password)
+    expect(page.get_by_text(f"{email} · viewer")).to_be_visible()
+    expect(page.get_by_label("New project")).to_have_count(0)
+    page.get_by_role("link", name="Servers").click()
+    expect(page.get_by_text("No servers yet.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Provision droplets on DigitalOcean")).to_have_count(0)
+    accessible(page)
