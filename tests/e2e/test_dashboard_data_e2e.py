@@ -26,6 +26,10 @@ PROJECT, SERVICE = "dashdata", "web"
 NAME = "dashdata.example.test"
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
 SLOW = 300_000  # ms: a certificate, a database placed and started, a backup verified
+WIDE = """[...document.querySelectorAll("body *")]
+  .filter(e => e.getBoundingClientRect().right > 376)
+  .map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().width)}: `
+            + (e.textContent || "").slice(0, 40)).slice(-12)"""  # wider than a narrow screen
 playwright, browser, page = browsing.playwright, browsing.browser, browsing.page  # fixtures
 
 
@@ -66,6 +70,7 @@ def test_a_domain_gets_its_certificate_and_dns_then_is_renewed_and_removed(
     expect(item).to_contain_text(web["ip"])
     accessible(page)
     screenshot(page, "domains", tmp_path)
+    fits_a_narrow_screen(page)
     item.get_by_role("button", name="Renew certificate").click()
     expect(item).to_contain_text("renewed ", timeout=SLOW)
     item.get_by_role("button", name="Remove").click()
@@ -86,7 +91,15 @@ def test_a_postgres_reaches_the_app_is_backed_up_and_restored_into_a_new_service
     set_schedule(card)
     accessible(page)
     screenshot(page, "databases", tmp_path)
+    fits_a_narrow_screen(page)
     delete(page, stage, "postgres-copy")
+
+
+def fits_a_narrow_screen(page: Page) -> None:
+    page.set_viewport_size({"width": 375, "height": 740})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the tab is {width} px wide at a 375 px viewport: {page.evaluate(WIDE)}"
+    page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def create_postgres(page: Page, stage: Stage) -> None:
