@@ -208,6 +208,13 @@ def channel_test_fails(page: Page, owner: Owner, http: httpx.Client) -> str:
     """A webhook to a closed port: its test fails with the API's message, shown as it is."""
     settings(page, owner, "channels", "Notification channels")
     accessible(page)
+    page.get_by_label("Kind").select_option("email")
+    page.get_by_label("Email address").fill("ops@example.com")
+    page.get_by_role("button", name="Add channel").click()
+    expect(page.locator("#channel-error")).to_contain_text("email channels need an SMTP server")
+    expect(page.get_by_label("Email address")).to_have_attribute("aria-invalid", "true")
+    accessible(page)
+    page.get_by_label("Kind").select_option("webhook")
     url = f"http://127.0.0.1:{closed_port()}/hook"
     page.get_by_label("URL to POST to").fill(url)
     page.get_by_role("button", name="Add channel").click()
