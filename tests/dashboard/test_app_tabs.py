@@ -101,6 +101,21 @@ def test_a_bad_name_is_refused_next_to_its_row(page: Page, owner: Owner) -> None
     accessible(page)
 
 
+def test_save_and_deploy_without_a_live_release_saves_and_says_why_it_did_not_deploy(
+        page: Page, owner: Owner) -> None:
+    http = service(owner)
+    sign_in(page, owner)
+    tab(page, owner, "variables")
+    fill_new(page, 1, "GREETING", "hello")
+    page.get_by_role("button", name="Save and deploy").click()
+    note = page.locator("#env-form-error")
+    expect(note).to_contain_text("Saved, but the deploy was refused: ")
+    expect(page.get_by_role("button", name="Save and deploy")).to_have_attribute(
+        "aria-describedby", "env-form-error")
+    assert values(http) == {"GREETING": "hello"}
+    accessible(page)
+
+
 def test_a_viewer_reads_variables_and_sees_no_controls(page: Page, owner: Owner) -> None:
     http = service(owner)
     http.patch(ENV, json={"set": [{"key": "GREETING", "value": "hello"},
