@@ -2,28 +2,74 @@
 inventory, the provision form showing the API's refusals as its messages; with the fake
 DigitalOcean (each droplet's agent a real process started from its user-data, as in
 tests/cli/test_provision_cli.py): a server provisioned from the form with its steps shown live,
-its destruction refused under the managed-tag rule, then done. And the overview's never-deployed
+its agent's upgrade (its recorded version made older) refused with the agent's reason, its
+destruction refused under the managed-tag rule, then done. And the overview's never-deployed
 service. Each state passes axe-core's WCAG A/AA rules. The inventory of the namespace cluster is
 tested end to end (tests/e2e/test_dashboard_servers_e2e.py)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import update
 
+from dockyard.agent.upgrade import NOT_FROM_BUNDLE
+from dockyard.core.platform import Platform
+from dockyard.models.tables import Server
 from dockyard.providers.digitalocean import MANAGED_RULE, MANAGED_TAG
 from tests import browser as browsing
 from tests.api.provision.conftest import droplets, fake
 from tests.browser import accessible, screenshot
-from tests.cli.test_provision_cli import cloud
+from tests.cli.test_provision_cli import this_host
+from tests.conftest import make_settings
 from tests.dashboard.conftest import Owner, sign_in
-from tests.fakes.digitalocean import FakeDigitalOcean
-from tests.live import ADMIN_EMAIL, ADMIN_PASSWORD, Live
+from tests.fakes.digitalocean import TOKEN, FakeDigitalOcean
+from tests.live import ADMIN_EMAIL, ADMIN_PASSWORD, Live, bring_up, ok, start, stop
 
-__all__ = ["cloud", "droplets", "fake"]  # fixtures
+__all__ = ["droplets", "fake"]  # fixtures
+OLD_AGENT = "0.0.1+0123456789"
 READY = 60_000  # ms: the droplet boots, its agent starts and answers a signed call
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, fake: FakeDigitalOcean) -> Iterator[Live]:
+    """A control plane on a non-loopback address whose DigitalOcean is the fake, with its
+    token stored (as test_provision_cli's), that does not poll agents: a version the test
+    records stays until it is upgraded."""
+    base = tmp_path / "live"
+    env, url = start(base)
+    host = this_host()
+    url = f"http://{host}:{env['DOCKYARD_PORT']}"
+    env.update(DOCKYARD_DIGITALOCEAN_API_URL=fake.base_url, DOCKYARD_HOST=host,
+               DOCKYARD_PUBLIC_URL=url, DOCKYARD_AGENT_POLL_SECONDS="0",
+               DOCKYARD_PROVISION_POLL_SECONDS="0.1", DOCKYARD_DIGITALOCEAN_RETRY_SECONDS="0")
+    try:
+        live = Live(url, env, base, bring_up(env))
+        ok(live.run("credentials", "set", "digitalocean", "--provider", "digitalocean",
+                    input=f"{TOKEN}\n"))
+        yield live
+    finally:
+        stop(env)
+
+
+def record_agent_version(data_dir: Path, version: str) -> None:
+    """Every server's recorded agent version, written in the control plane's database."""
+    async def write() -> None:
+        platform = Platform.open(make_settings(data_dir, None))
+        try:
+            await platform.db.write(lambda s: s.execute(update(Server).values(
+                agent_version=version)))
+        finally:
+            await platform.close()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
+        thread.submit(asyncio.run, write()).result()
 
 
 def api(owner: Owner) -> httpx.Client:
@@ -80,8 +126,9 @@ def test_a_server_is_provisioned_live_and_destroyed_under_the_managed_tag_rule(
     browsing.sign_in(page, cloud.url, ADMIN_EMAIL, ADMIN_PASSWORD)
     page.get_by_role("link", name="Servers").click()
     expect(page.get_by_text("No servers yet.")).to_be_visible()
-    page.get_by_label("Region").select_option("fra1")
+    page.get_by_label("Region").select_option("fra1")  # waits for the API's regions
     page.get_by_label("Size").select_option("s-1vcpu-1gb")
+    expect(page.locator("#provision-options-error")).to_be_empty()
     page.get_by_label("Name prefix").fill("web")
     page.get_by_role("button", name="Provision").click()
     progress = page.get_by_role("list", name="Provisioning progress")
@@ -97,6 +144,12 @@ def test_a_server_is_provisioned_live_and_destroyed_under_the_managed_tag_rule(
     page.set_viewport_size({"width": 375, "height": 740})
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.set_viewport_size({"width": 1280, "height": 800})
+    record_agent_version(cloud.data_dir, OLD_AGENT)
+    page.reload()
+    expect(row).to_contain_text(OLD_AGENT)
+    row.get_by_role("button", name="Upgrade the agent of web-").click()
+    expect(row.get_by_role("alert").filter(has_text=NOT_FROM_BUNDLE)).to_be_visible()
+    accessible(page)
     [droplet] = fake.state.droplets.values()
     droplet["tags"] = [t for t in droplet["tags"] if t != MANAGED_TAG]  # made unmanaged
     row.get_by_role("button", name="Destroy web-").click()
