@@ -177,6 +177,37 @@ def test_a_folder_is_packed_in_the_browser_as_a_tar_gz(
     assert [m.name for m in members] == sorted(FILES)
 
 
+def test_an_archive_is_sent_as_it_is_with_its_content_type(
+        page: Page, owner: Owner, tmp_path: Path) -> None:
+    sent: list[tuple[str, bytes]] = []
+
+    def refuse(route: Route) -> None:
+        content_type = route.request.headers["content-type"]
+        sent.append((content_type, route.request.post_data_buffer or b""))
+        route.fulfill(status=413, content_type="application/json",
+                      body=json.dumps({"detail": f"{content_type}: too large for the test"}))
+
+    shop_web(page, owner)
+    page.route(DEPLOY_URL, refuse)
+    page.goto(owner.url + "/#/projects/shop/services/web/deploy")
+    page.get_by_label("An archive").check()
+    archive = page.get_by_label(re.compile("^Archive"))
+    for name, content_type in (("app.tgz", "application/gzip"), ("app.tar", "application/x-tar"),
+                               ("APP.ZIP", "application/zip")):
+        (tmp_path / name).write_bytes(name.encode() * 1000)
+        archive.set_input_files(tmp_path / name)
+        page.get_by_role("button", name="Deploy").click()
+        expect(page.locator("#deploy-error")).to_have_text(
+            f"{content_type}: too large for the test")
+        assert sent.pop() == (content_type, name.encode() * 1000)
+    (tmp_path / "notes.txt").write_text("not an archive")
+    archive.set_input_files(tmp_path / "notes.txt")
+    page.get_by_role("button", name="Deploy").click()
+    expect(page.locator("#deploy-error")).to_contain_text("choose a .tar.gz, .tgz, .tar or .zip")
+    assert sent == []
+    accessible(page)
+
+
 def test_a_deployment_is_followed_live_through_a_blip_and_a_reload_to_its_failure(
         page: Page, owner: Owner, plane: Live, held_agent: tuple[int, threading.Event],
         tmp_path: Path) -> None:
