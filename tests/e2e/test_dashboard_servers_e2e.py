@@ -50,7 +50,8 @@ def server_row(page: Page, name: str) -> Locator:
 
 
 def test_the_inventory_shows_every_node_and_one_is_drained_and_undrained(
-        page: Page, stage: Stage, undrained: dict[str, Any], tmp_path: Path) -> None:
+        page: Page, stage: Stage, deployed: dict[str, Any], undrained: dict[str, Any],
+        tmp_path: Path) -> None:
     sign_in(page, stage.url, ADMIN_EMAIL, ADMIN_PASSWORD)
     page.get_by_role("link", name="Servers").click()
     for node in stage.nodes:
@@ -60,6 +61,7 @@ def test_the_inventory_shows_every_node_and_one_is_drained_and_undrained(
         expect(row).to_contain_text("current")
         expect(row.get_by_role("list", name=f"Resource use of {node['name']}")).to_contain_text(
             "Disk", timeout=COLLECTED)
+        expect(row).not_to_contain_text(" 0 containers running", timeout=COLLECTED)  # hello
     accessible(page)
     screenshot(page, "servers", tmp_path)
     name = undrained["name"]
