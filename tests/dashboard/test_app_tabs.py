@@ -7,14 +7,24 @@ tests/e2e/test_dashboard_app_e2e.py."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from dockyard.core.platform import Platform
+from dockyard.models.base import utcnow
+from dockyard.models.tables import LogLine, Project, Service
 from tests import browser as browsing
 from tests.browser import accessible, screenshot
+from tests.conftest import make_settings
 from tests.dashboard.conftest import Owner, sign_in
+from tests.live import Live
 
 ENV = "/projects/app/services/web/env"
 
@@ -183,3 +193,43 @@ def test_app_tabs_fit_a_narrow_screen(page: Page, owner: Owner) -> None:
         page.wait_for_load_state("networkidle")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 375, f"{name} is {width} px wide at a 375 px viewport"
+
+
+def store_line(plane: Live, workspace_id: str, line: str, age_minutes: float) -> None:
+    """A log line of app/web stored as the log collector stores them."""
+    async def add() -> None:
+        platform = Platform.open(make_settings(plane.data_dir, None))
+
+        async def tx(s: AsyncSession) -> None:
+            query = select(Service.id).join(Project).where(Project.workspace_id == workspace_id)
+            s.add(LogLine(workspace_id=workspace_id, service_id=await s.scalar(query),
+                          server_name="node-1", process_type="web", replica=1,
+                          release="a" * 32, stream="stdout", line=line, size=len(line),
+                          time=utcnow() - timedelta(minutes=age_minutes)))
+        try:
+            await platform.db.write(tx)
+        finally:
+            await platform.close()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
+        thread.submit(asyncio.run, add()).result()
+
+
+def test_live_logs_go_on_after_the_newest_stored_line_once(
+        page: Page, owner: Owner, plane: Live) -> None:
+    """The tail is in time order, the stream in the order lines were stored: a line stored
+    last but written earlier is not shown twice when Live starts."""
+    workspace = service(owner).get("/auth/me").json()["workspace_id"]
+    store_line(plane, workspace, "written last", age_minutes=1)
+    store_line(plane, workspace, "stored last", age_minutes=5)
+    sign_in(page, owner)
+    tab(page, owner, "logs")
+    lines = page.get_by_role("region", name="Log lines").locator(".line")
+    expect(lines).to_have_count(2)
+    expect(lines.last).to_contain_text("written last")
+    page.get_by_label("Live").check()
+    expect(page.get_by_role("status")).to_have_text("following new lines")
+    store_line(plane, workspace, "new while live", age_minutes=0)
+    expect(lines.last).to_contain_text("new while live")
+    expect(lines).to_have_count(3)
+    expect(page.get_by_text("stored last")).to_have_count(1)
