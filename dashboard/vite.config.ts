@@ -5,5 +5,5 @@ import { svelte } from "@sveltejs/vite-plugin-svelte";
 export default defineConfig({
   plugins: [svelte()],
   build: { outDir: "../src/dockyard/dashboard", emptyOutDir: true, target: "es2022" },
-  server: { proxy: { "/api": "http://127.0.0.1:8000" } },
+  server: { proxy: { "/api": "http://127.0.0.1:8420" } },  // `dockyard up`'s API
 });
