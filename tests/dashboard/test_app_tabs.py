@@ -1,7 +1,8 @@
 """The service page's Variables, Processes, Logs and Metrics tabs on a control plane without
 servers: variables added, changed and removed several at once (secrets never shown), a bad
 name's message next to its row, a viewer's read-only view, the empty states of processes, logs
-(also live) and metrics, axe-core's WCAG A/AA rules and a 375 px wide screen. What needs
+(also live) and metrics, live logs (each line once; scrolling paused while the reader scrolled
+up), axe-core's WCAG A/AA rules and a 375 px wide screen. What needs
 servers (save and deploy, scale, restart, real logs and metrics) is in
 tests/e2e/test_dashboard_app_e2e.py."""
 
@@ -195,17 +196,22 @@ def test_app_tabs_fit_a_narrow_screen(page: Page, owner: Owner) -> None:
         assert width <= 375, f"{name} is {width} px wide at a 375 px viewport"
 
 
-def store_line(plane: Live, workspace_id: str, line: str, age_minutes: float) -> None:
-    """A log line of app/web stored as the log collector stores them."""
+def store_line(plane: Live, workspace_id: str, line: str, age_minutes: float,
+               copies: int = 1) -> None:
+    """A log line of app/web (or `copies` of it, numbered) stored as the log collector
+    stores them."""
     async def add() -> None:
         platform = Platform.open(make_settings(plane.data_dir, None))
 
         async def tx(s: AsyncSession) -> None:
             query = select(Service.id).join(Project).where(Project.workspace_id == workspace_id)
-            s.add(LogLine(workspace_id=workspace_id, service_id=await s.scalar(query),
-                          server_name="node-1", process_type="web", replica=1,
-                          release="a" * 32, stream="stdout", line=line, size=len(line),
-                          time=utcnow() - timedelta(minutes=age_minutes)))
+            service_id = await s.scalar(query)
+            for n in range(copies):
+                text = f"{line} {n + 1}" if copies > 1 else line
+                s.add(LogLine(workspace_id=workspace_id, service_id=service_id,
+                              server_name="node-1", process_type="web", replica=1,
+                              release="a" * 32, stream="stdout", line=text, size=len(text),
+                              time=utcnow() - timedelta(minutes=age_minutes, seconds=-n)))
         try:
             await platform.db.write(tx)
         finally:
@@ -233,3 +239,35 @@ def test_live_logs_go_on_after_the_newest_stored_line_once(
     expect(lines.last).to_contain_text("new while live")
     expect(lines).to_have_count(3)
     expect(page.get_by_text("stored last")).to_have_count(1)
+
+
+AT_BOTTOM = "box => box.scrollTop + box.clientHeight >= box.scrollHeight - 24"
+
+
+def at_bottom(page: Page) -> bool:
+    return bool(page.get_by_role("region", name="Log lines").evaluate(AT_BOTTOM))
+
+
+def test_live_logs_stop_scrolling_while_the_reader_scrolled_up(
+        page: Page, owner: Owner, plane: Live) -> None:
+    workspace = service(owner).get("/auth/me").json()["workspace_id"]
+    store_line(plane, workspace, "earlier line", age_minutes=5, copies=80)
+    sign_in(page, owner)
+    tab(page, owner, "logs")
+    box = page.get_by_role("region", name="Log lines")
+    expect(box.locator(".line")).to_have_count(80)
+    assert at_bottom(page)
+    page.get_by_label("Live").check()
+    expect(page.get_by_role("status")).to_have_text("following new lines")
+    box.evaluate("box => box.scrollTo(0, 0)")
+    expect(page.get_by_text("Scrolling paused while you read.")).to_be_visible()
+    store_line(plane, workspace, "arrived while reading", age_minutes=0)
+    expect(box.locator(".line").last).to_contain_text("arrived while reading")
+    assert box.evaluate("box => box.scrollTop") == 0
+    accessible(page)
+    page.get_by_role("button", name="Jump to newest").click()
+    expect(page.get_by_text("Scrolling paused while you read.")).to_have_count(0)
+    assert at_bottom(page)
+    store_line(plane, workspace, "followed at the bottom", age_minutes=0)
+    expect(box.locator(".line").last).to_contain_text("followed at the bottom")
+    page.wait_for_function(f"({AT_BOTTOM})(document.querySelector('[aria-label=\"Log lines\"]'))")
