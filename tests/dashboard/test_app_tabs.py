@@ -112,6 +112,23 @@ def test_a_bad_name_is_refused_next_to_its_row(page: Page, owner: Owner) -> None
     accessible(page)
 
 
+def test_a_refusal_naming_a_variable_is_shown_next_to_its_row(page: Page, owner: Owner) -> None:
+    """Not a validation error with a place (a 400 whose message names the key): a value of
+    20,000 characters is 40,000 bytes in UTF-8, over the 32 KiB the API takes."""
+    http = service(owner)
+    http.patch(ENV, json={"set": [{"key": "GREETING", "value": "hello"},
+                                  {"key": "OTHER", "value": "x"}]}).raise_for_status()
+    sign_in(page, owner)
+    tab(page, owner, "variables")
+    page.get_by_label("GREETING value", exact=True).fill("é" * 20_000)
+    page.get_by_role("button", name="Save", exact=True).click()
+    row = page.get_by_role("listitem").filter(has=page.get_by_label("GREETING value"))
+    expect(row.get_by_role("alert")).to_contain_text("the value of GREETING is larger than")
+    other = page.get_by_role("listitem").filter(has=page.get_by_label("OTHER value"))
+    expect(other.get_by_role("alert")).to_have_count(0)
+    assert values(http)["GREETING"] == "hello"
+
+
 def test_save_and_deploy_without_a_live_release_saves_and_says_why_it_did_not_deploy(
         page: Page, owner: Owner) -> None:
     http = service(owner)
