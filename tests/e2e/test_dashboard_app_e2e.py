@@ -2,7 +2,8 @@
 with the example app on the first server: in the browser a variable is changed and "Save and
 deploy" rolls it out (the deployment page shows it succeed, the app answers with the new
 value); web is scaled to 2 and restarted; the app's access lines arrive live and are searched;
-the request rate is charted with the deploys marked. axe-core checks each tab."""
+the request rate is charted with the deploys marked. axe-core checks each tab, and each fits a
+375 px wide screen with its data."""
 
 from __future__ import annotations
 
@@ -135,3 +136,19 @@ def test_the_request_rate_is_charted_with_the_deploys_marked(
     expect(rate.locator("text.mark-label").first).to_have_text(re.compile(r"deploy [0-9a-f]{8}"))
     accessible(page)
     screenshot(page, "metrics", tmp_path)
+
+
+def test_the_tabs_with_data_fit_a_narrow_screen(page: Page, stage: Stage,
+                                               web: dict[str, Any]) -> None:
+    page.set_viewport_size({"width": 375, "height": 740})
+    open_tab(page, stage, "variables")
+    for tab, ready in (("variables", "GREETING value"), ("processes", "Replicas of web per server"),
+                       ("logs", "Search the logs"), ("metrics", "Range")):
+        page.goto(f"{stage.url}/#/projects/{PROJECT}/services/{SERVICE}/{tab}")
+        expect(page.get_by_label(ready).first).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        wide = page.evaluate("[...document.querySelectorAll('body *')].filter(e => "
+                             "e.getBoundingClientRect().right > 376).map(e => e.tagName + "
+                             "'.' + e.className).slice(0, 5)")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{tab} is {width} px wide at a 375 px viewport: {wide}"
