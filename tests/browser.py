@@ -1,7 +1,10 @@
 """The browser of the dashboard's tests: Debian's Chromium driven by Playwright (never a
-downloaded browser), one per session; a fresh context per test. `accessible(page)` checks the
-page as it is now against axe-core's WCAG 2.x A and AA rules. Conftests import the fixtures
-(tests/dashboard, tests/e2e)."""
+downloaded browser), one per test module; a fresh context per test. `accessible(page)` checks
+the page as it is now against axe-core's WCAG 2.x A and AA rules. A plugin of the root
+conftest, so every module can ask for `page`.
+
+Per module, not per session: while Playwright's sync API lives it leaves its event loop marked
+as running in the main thread, and the async tests of later modules could not run theirs."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ DASHBOARD = Path(os.environ.get("DOCKYARD_DASHBOARD_DIR", BUILD_DIR))
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     for needed, how in ((CHROMIUM, "apt-get install chromium"),
                         (DASHBOARD / "index.html", "scripts/test builds it (build_dashboard)"),
@@ -31,7 +34,7 @@ def playwright() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
     yield chromium

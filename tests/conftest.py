@@ -25,6 +25,8 @@ from dockyard.models.enums import Role
 from tests.host_group import HostGroupScheduling
 from tests.pg import PgServer, start_postgres
 
+pytest_plugins = ["tests.browser"]  # `page`, `browser`: Chromium for the dashboard's tests
+
 PASSWORD = "correct-horse-battery"
 _counter = itertools.count()
 

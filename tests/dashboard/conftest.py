@@ -18,11 +18,9 @@ from playwright.sync_api import Page
 from dockyard.core.bootstrap import create_owner
 from dockyard.core.platform import Platform
 from tests import browser as browsing
-from tests.browser import browser, page, playwright
 from tests.conftest import make_settings
 from tests.live import ADMIN_PASSWORD, Live, bring_up, start, stop
 
-__all__ = ["browser", "page", "playwright"]
 _accounts = itertools.count(1)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests import browser as browsing
 from tests.browser import accessible, screenshot, sign_in
 from tests.e2e.stage import EXAMPLE, Stage
 from tests.live import ADMIN_EMAIL, ADMIN_PASSWORD, wait_until
@@ -25,7 +24,6 @@ PROJECT, SERVICE = "dashapp", "hello"
 HOST = f"{SERVICE}.{PROJECT}.localhost"
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
 SLOW = 300_000  # ms: a rollout under the machine's load
-playwright, browser, page = browsing.playwright, browsing.browser, browsing.page  # fixtures
 SERVICE_API = f"/projects/{PROJECT}/services/{SERVICE}"
 
 

@@ -15,7 +15,6 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from dockyard.providers import images
-from tests import browser as browsing
 from tests.acme_server import Pebble
 from tests.browser import accessible, screenshot, sign_in
 from tests.e2e.stage import EXAMPLE, TOKEN, Stage
@@ -30,7 +29,6 @@ WIDE = """[...document.querySelectorAll("body *")]
   .filter(e => e.getBoundingClientRect().right > 376)
   .map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().width)}: `
             + (e.textContent || "").slice(0, 40)).slice(-12)"""  # wider than a narrow screen
-playwright, browser, page = browsing.playwright, browsing.browser, browsing.page  # fixtures
 
 
 @pytest.fixture(scope="module")

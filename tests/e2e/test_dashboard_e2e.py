@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests import browser as browsing
 from tests.browser import accessible, screenshot, sign_in
 from tests.dashboard.streams import EVENTS_URL, Blip, event_ids, shown_events
 from tests.e2e.stage import EXAMPLE, Stage
@@ -26,7 +25,6 @@ HOST = f"{SERVICE}.{PROJECT}.localhost"
 SLOW = 300_000  # ms: a build and rollout under the machine's load
 SERVICE_PAGE = f"#/projects/{PROJECT}/services/{SERVICE}"
 DEPLOYMENT_URL = re.compile(r"#/deployments/([0-9a-f]{32})$")
-playwright, browser, page = browsing.playwright, browsing.browser, browsing.page  # fixtures
 
 
 def signed_in(page: Page, stage: Stage, route: str = "") -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests import browser as browsing
 from tests.browser import accessible, screenshot, sign_in
 from tests.e2e.stage import EXAMPLE, Stage
 from tests.live import ADMIN_EMAIL, ADMIN_PASSWORD
@@ -23,7 +22,6 @@ PROJECT, SERVICE = "dashservers", "hello"
 HOST = f"{SERVICE}.{PROJECT}.localhost"
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
 COLLECTED = 90_000  # ms: host figures and request buckets reach the control plane (5-20 s)
-playwright, browser, page = browsing.playwright, browsing.browser, browsing.page  # fixtures
 
 
 @pytest.fixture(scope="module")
