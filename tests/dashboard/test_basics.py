@@ -78,9 +78,9 @@ def test_sign_in_and_moving_around_work_from_the_keyboard(page: Page, owner: Own
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("main")).to_be_focused()
-    page.get_by_role("link", name="Servers").focus()
+    page.get_by_role("link", name="Servers", exact=True).focus()
     page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", name="Servers")).to_be_visible()
+    expect(page.get_by_role("heading", name="Servers", exact=True)).to_be_visible()
     expect(page.locator("main")).to_be_focused()
 
 

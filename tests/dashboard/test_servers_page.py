@@ -90,7 +90,7 @@ def test_the_empty_inventory_and_the_provision_refusals(page: Page, owner: Owner
     assert refusal.status_code >= 400
     assert no_sizes.status_code == 404
     sign_in(page, owner)
-    page.get_by_role("link", name="Servers").click()
+    page.get_by_role("link", name="Servers", exact=True).click()
     expect(page.get_by_role("heading", name="Servers", exact=True)).to_be_visible()
     expect(page.get_by_text("No servers yet.")).to_be_visible()
     options = page.locator("#provision-options-error")
@@ -124,7 +124,7 @@ def test_the_overview_shows_a_never_deployed_service(page: Page, owner: Owner) -
 def test_a_server_is_provisioned_live_and_destroyed_under_the_managed_tag_rule(
         page: Page, cloud: Live, fake: FakeDigitalOcean, tmp_path: Path) -> None:
     browsing.sign_in(page, cloud.url, ADMIN_EMAIL, ADMIN_PASSWORD)
-    page.get_by_role("link", name="Servers").click()
+    page.get_by_role("link", name="Servers", exact=True).click()
     expect(page.get_by_text("No servers yet.")).to_be_visible()
     page.get_by_label("Region").select_option("fra1")  # waits for the API's regions
     page.get_by_label("Size").select_option("s-1vcpu-1gb")
@@ -176,7 +176,7 @@ def test_a_viewer_sees_no_provision_form_and_no_new_project_form(page: Page, own
     browsing.sign_in(page, owner.url, email, owner.password)
     expect(page.get_by_text(f"{email} · viewer")).to_be_visible()
     expect(page.get_by_label("New project")).to_have_count(0)
-    page.get_by_role("link", name="Servers").click()
+    page.get_by_role("link", name="Servers", exact=True).click()
     expect(page.get_by_text("No servers yet.")).to_be_visible()
     expect(page.get_by_role("heading", name="Provision droplets on DigitalOcean")).to_have_count(0)
     accessible(page)

@@ -51,7 +51,7 @@ def test_the_inventory_shows_every_node_and_one_is_drained_and_undrained(
         page: Page, stage: Stage, deployed: dict[str, Any], undrained: dict[str, Any],
         tmp_path: Path) -> None:
     sign_in(page, stage.url, ADMIN_EMAIL, ADMIN_PASSWORD)
-    page.get_by_role("link", name="Servers").click()
+    page.get_by_role("link", name="Servers", exact=True).click()
     for node in stage.nodes:
         row = server_row(page, node["name"])
         expect(row).to_contain_text("active")
