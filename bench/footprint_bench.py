@@ -164,13 +164,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument("--skip-agent", action="store_true")
+    parser.add_argument("--skip-control-plane", action="store_true", help="the agent only")
     parser.add_argument("--embedded", action="store_true", help="also the worker in the API")
     args = parser.parse_args()
     args.idle = 15.0 if args.quick else 60.0
     print(f"{'process':<40}{'RSS MB':>9}{'PSS MB':>9}{'CPU s/min':>10}   (idle {args.idle:.0f} s)")
     with tempfile.TemporaryDirectory(prefix="footprint-") as tmp:
         (Path(tmp) / "agent").mkdir()
-        control_plane(Path(tmp), args, lambda line: print(line, flush=True))
+        if not args.skip_control_plane:
+            control_plane(Path(tmp), args, lambda line: print(line, flush=True))
         if args.embedded:
             (Path(tmp) / "embedded").mkdir()
             embedded(Path(tmp) / "embedded", args, lambda line: print(line, flush=True))

@@ -209,6 +209,12 @@ class AgentProcess:
             shutil.rmtree(self.proxy.layout.runtime, ignore_errors=True)
 
 
+def _this_code() -> dict[str, str]:
+    """PYTHONPATH when set: the agent runs the code under test (a worktree's, say)."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": path} if path else {}
+
+
 def spawn_agent(state_dir: Path, key: bytes, *, host: str = "127.0.0.1", tls: bool = True,
                 env: dict[str, str] | None = None) -> AgentProcess:
     """Start `dockyard-agent` holding `key` (Docker absent: enough for the transport) and wait
@@ -220,7 +226,7 @@ def spawn_agent(state_dir: Path, key: bytes, *, host: str = "127.0.0.1", tls: bo
            "DOCKYARD_AGENT_DOCKER_HOST": f"unix://{state_dir}/no-docker.sock",
            "DOCKYARD_AGENT_NGINX_HTTP_PORT": str(http),
            "DOCKYARD_AGENT_NGINX_HTTPS_PORT": str(https),
-           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})}
+           "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **_this_code(), **(env or {})}
     log = (state_dir / "agent.log").open("wb")
     child = subprocess.Popen([AGENT_PROGRAM], env=env, stdout=log, stderr=log)
     agent = AgentProcess(state_dir, host, port, tls, child,

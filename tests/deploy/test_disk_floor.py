@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from dockyard.agent.disk_guard import DiskGuard
 from dockyard.core import deployments
@@ -133,7 +133,7 @@ async def test_a_server_under_the_floor_is_cleaned_first_and_the_deploy_goes_thr
 
 def guard(node: AgentNode) -> DiskGuard:
     app = node.transport.app
-    assert isinstance(app, FastAPI)
+    assert isinstance(app, Starlette)
     found: DiskGuard = app.state.disk_guard
     return found
 

@@ -25,9 +25,9 @@ import docker
 import httpx
 import pytest
 from docker.errors import DockerException
-from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
 
 from dockyard.agent import auth
 from dockyard.agent import commands as cmd
@@ -206,7 +206,7 @@ def guard_settings(state_dir: Path, own: OwnDocker, secret: str) -> AgentSetting
 
 
 @contextlib.asynccontextmanager
-async def running_agent(settings: AgentSettings) -> AsyncIterator[FastAPI]:
+async def running_agent(settings: AgentSettings) -> AsyncIterator[Starlette]:
     """The agent app, lifespan and all; its nginx stopped afterwards."""
     app = create_app(settings)
     try:

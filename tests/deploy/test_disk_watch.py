@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
 
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.hoststats import HostSampler
@@ -121,7 +121,7 @@ async def test_a_filling_disk_is_cleaned_recorded_alerted_and_listed(
 
 def sampler(node: AgentNode) -> HostSampler:
     app = node.transport.app
-    assert isinstance(app, FastAPI)
+    assert isinstance(app, Starlette)
     found: HostSampler = app.state.host_sampler
     return found
 

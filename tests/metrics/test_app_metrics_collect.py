@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from dockyard.agent import auth
 from dockyard.agent.app import create_app
@@ -43,7 +43,7 @@ def settings(tmp_path: Path, database_url: str | None) -> Settings:
 
 
 @pytest.fixture
-async def agent_app(platform: Platform, shop: Account, tmp_path: Path) -> FastAPI:  # noqa: F811
+async def agent_app(platform: Platform, shop: Account, tmp_path: Path) -> Starlette:  # noqa: F811
     secret = await agents.secret_for(platform, shop.workspace_id)
     settings = AgentSettings(state_dir=tmp_path / "agent", docker_host=DOCKER)
     auth.write_key_file(settings.key_file, auth.derive_agent_key(secret))
@@ -53,13 +53,13 @@ async def agent_app(platform: Platform, shop: Account, tmp_path: Path) -> FastAP
 
 
 @pytest.fixture
-def client_of(agent_app: FastAPI) -> ClientOf:
+def client_of(agent_app: Starlette) -> ClientOf:
     transport = httpx.ASGITransport(app=agent_app)
     return lambda server: NodeAgentClient("http://agent.test", agent_app.state.secret,
                                           transport=transport)
 
 
-def serve(agent_app: FastAPI, at: float, status: int, seconds: float, *,
+def serve(agent_app: Starlette, at: float, status: int, seconds: float, *,
           service: str = "shop-web", release: str = "rel1") -> None:
     """A request counted by the agent's own aggregator, as if its edge had logged it."""
     request = LoggedRequest(at=at, host="shop.test", service=service, upstream="127.0.0.1:1",
@@ -67,13 +67,13 @@ def serve(agent_app: FastAPI, at: float, status: int, seconds: float, *,
     agent_app.state.request_metrics.aggregator.add(request, service, release)
 
 
-def close_buckets(agent_app: FastAPI, now: float) -> None:
+def close_buckets(agent_app: Starlette, now: float) -> None:
     collector = agent_app.state.request_metrics
     collector.buffer.extend(collector.aggregator.close(now))
 
 
 async def test_buckets_are_stored_once_with_the_host_figures(
-        platform: Platform, shop: Account, agent_app: FastAPI,  # noqa: F811
+        platform: Platform, shop: Account, agent_app: Starlette,  # noqa: F811
         client_of: ClientOf) -> None:
     server = await add_server(platform, shop.workspace_id)
     start = int(time.time()) // 60 * 60 - 120
@@ -99,7 +99,7 @@ async def test_buckets_are_stored_once_with_the_host_figures(
 
 
 async def test_an_unreachable_agent_delays_and_loses_nothing(
-        platform: Platform, shop: Account, agent_app: FastAPI,  # noqa: F811
+        platform: Platform, shop: Account, agent_app: Starlette,  # noqa: F811
         client_of: ClientOf) -> None:
     await add_server(platform, shop.workspace_id)
     start = int(time.time()) // 60 * 60 - 120

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from tempfile import SpooledTemporaryFile
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from pydantic import Field
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from dockyard.agent import (
     auth,
@@ -57,6 +62,7 @@ from dockyard.agent.models import (
 )
 from dockyard.agent.nginx import NginxLayout
 from dockyard.agent.node import Node
+from dockyard.agent.parts import Parts
 from dockyard.agent.proxy import Nginx
 from dockyard.agent.release import UPGRADE_PATH, code_version
 from dockyard.agent.request_metrics import RequestCollector, in_background
@@ -65,7 +71,10 @@ from dockyard.agent.settings import AgentSettings
 from dockyard.agent.state import StateFile
 from dockyard.agent.supervise import Supervisor
 from dockyard.agent.upgrade import Restart, Upgrader
-from dockyard.api.errors import install_error_handlers
+from dockyard.agent.web import Call, InvalidRequest, Param, Routes, http_error, invalid_request
+from dockyard.agent.web import path as path_param
+from dockyard.agent.web import query as query_param
+from dockyard.api.answers import error_response, unexpected
 from dockyard.api.middleware import RequestIdMiddleware
 from dockyard.kernel.errors import DockyardError, InvalidInput
 from dockyard.models.app_metrics import FileSystemUsage
@@ -74,18 +83,22 @@ from dockyard.models.fields import BuildArg
 NDJSON = "application/x-ndjson"
 UPLOAD_PATHS = ("/images/build", "/images/import", exec_routes.BLOBS_PATH)
 _END = object()
-ContainerPath = Annotated[ContainerName, Path()]
-ServicePath = Annotated[ServiceName, Path()]
-Dockerfile = Annotated[ContextPath, Query()]
-
-
-def get_node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
-
-
-NodeDep = Annotated[Node, Depends(get_node)]
-router = APIRouter()
+NAME: Param[str] = path_param("name", ContainerName)
+SERVICE: Param[str] = path_param("service", ServiceName)
+REPOSITORY: Param[str] = query_param("repository", Repository)
+TAG: Param[str] = query_param("tag", Tag)
+DOCKERFILE: Param[str] = query_param("dockerfile", ContextPath, "Dockerfile")
+BUILD_ARGS: Param[list[str] | None] = query_param(
+    "build_arg", Annotated[list[BuildArg] | None, Field(max_length=64)], None, many=True)
+MEMORY_MB: Param[int | None] = query_param("memory_mb", Annotated[int | None, Field(ge=6)], None)
+CPUS: Param[int | None] = query_param("cpus", Annotated[int | None, Field(ge=1, le=1024)], None)
+OF_SERVICE: Param[str | None] = query_param("service", ServiceName | None, None)
+FOR_SERVICE: Param[str] = query_param("service", ServiceName)
+FOLLOW: Param[bool] = query_param("follow", bool, False)
+TAIL: Param[int] = query_param("tail", Annotated[int, Field(ge=0, le=100_000)], 200)
+AFTER: Param[int] = query_param("after", Annotated[int, Field(ge=0)], 0)
+LIMIT: Param[int] = query_param("limit", Annotated[int, Field(ge=1, le=10_000)], 1000)
+routes: Routes[Parts] = Routes()
 
 
 async def _ndjson(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
@@ -114,171 +127,165 @@ async def spool_body(request: Request) -> SpooledTemporaryFile[bytes]:
     return spooled
 
 
-@router.get("/info")
-async def info(node: NodeDep) -> AgentInfo:
-    return await node.info()
+@routes.get("/info")
+async def info(call: Call[Parts]) -> AgentInfo:
+    return await call.parts.node.info()
 
 
-@router.get("/disk")
-async def disk(node: NodeDep) -> list[FileSystemUsage]:
+@routes.get("/disk")
+async def disk(call: Call[Parts]) -> list[FileSystemUsage]:
     """The file systems the agent writes to, read now (what a deploy checks first)."""
-    return await node.disks.read()
+    return await call.parts.node.disks.read()
 
 
-@router.get("/health")
-async def node_health(node: NodeDep) -> NodeHealth:
+@routes.get("/health")
+async def node_health(call: Call[Parts]) -> NodeHealth:
     """Both nginx layers, a request through the edge to each site, recent supervision."""
-    return await node.node_health()
+    return await call.parts.node.node_health()
 
 
-@router.post("/auth/rotate", status_code=204)
-async def rotate_key(body: KeyRotation, request: Request) -> None:
-    if not auth.rotate(request.app.state.keys, body.sealed_key):
+@routes.post("/auth/rotate", status=204, body=KeyRotation)
+async def rotate_key(call: Call[Parts]) -> None:
+    if not auth.rotate(call.parts.keys, call.body(KeyRotation).sealed_key):
         raise InvalidInput("the new key must be sealed with the current key")
 
 
-@router.post("/images/build")
-async def build(request: Request, node: NodeDep, repository: Annotated[Repository, Query()],
-                tag: Annotated[Tag, Query()], dockerfile: Dockerfile = "Dockerfile",
-                build_arg: Annotated[list[BuildArg] | None, Query(max_length=64)] = None,
-                memory_mb: Annotated[int | None, Query(ge=6)] = None,
-                cpus: Annotated[int | None, Query(ge=1, le=1024)] = None) -> StreamingResponse:
-    options = buildconfig.BuildOptions(tuple(build_arg or ()), memory_mb, cpus)
-    context = await spool_body(request)
+@routes.post("/images/build", params=(REPOSITORY, TAG, DOCKERFILE, BUILD_ARGS, MEMORY_MB, CPUS))
+async def build(call: Call[Parts]) -> StreamingResponse:
+    build_args = call[BUILD_ARGS] or []
+    options = buildconfig.BuildOptions(tuple(build_args), call[MEMORY_MB], call[CPUS])
+    context = await spool_body(call.request)
+    dockerfile = call[DOCKERFILE]
     if dockerfile == buildconfig.GENERATED_DOCKERFILE:  # its build stage reads this machine's
         buildconfig.add_to_context(context, buildconfig.machine_config())  # package config
-    target = ImageRef(repository=repository, tag=tag)
-    return await stream_ndjson(node.build(context, target, dockerfile, options))
+    target = ImageRef(repository=call[REPOSITORY], tag=call[TAG])
+    return await stream_ndjson(call.parts.node.build(context, target, dockerfile, options))
 
 
-@router.post("/images/import", status_code=204)
-async def import_rootfs(request: Request, node: NodeDep, repository: Annotated[Repository, Query()],
-                        tag: Annotated[Tag, Query()]) -> None:
-    with await spool_body(request) as rootfs:
-        await node.import_rootfs(rootfs, ImageRef(repository=repository, tag=tag))
+@routes.post("/images/import", status=204, params=(REPOSITORY, TAG))
+async def import_rootfs(call: Call[Parts]) -> None:
+    with await spool_body(call.request) as rootfs:
+        await call.parts.node.import_rootfs(rootfs, ImageRef(repository=call[REPOSITORY],
+                                                             tag=call[TAG]))
 
 
-@router.post("/images/pull")
-async def pull(ref: ImageRef, node: NodeDep) -> StreamingResponse:
-    return await stream_ndjson(node.pull(ref))
+@routes.post("/images/pull", body=ImageRef)
+async def pull(call: Call[Parts]) -> StreamingResponse:
+    return await stream_ndjson(call.parts.node.pull(call.body(ImageRef)))
 
 
-@router.post("/images/push")
-async def push(ref: ImageRef, node: NodeDep) -> StreamingResponse:
-    return await stream_ndjson(node.push(ref))
+@routes.post("/images/push", body=ImageRef)
+async def push(call: Call[Parts]) -> StreamingResponse:
+    return await stream_ndjson(call.parts.node.push(call.body(ImageRef)))
 
 
-@router.post("/images/tag", status_code=204)
-async def tag_image(body: TagRequest, node: NodeDep) -> None:
-    await node.tag(body)
+@routes.post("/images/tag", status=204, body=TagRequest)
+async def tag_image(call: Call[Parts]) -> None:
+    await call.parts.node.tag(call.body(TagRequest))
 
 
-@router.get("/images")
-async def list_images(node: NodeDep) -> list[ImageSummary]:
-    return await node.images()
+@routes.get("/images")
+async def list_images(call: Call[Parts]) -> list[ImageSummary]:
+    return await call.parts.node.images()
 
 
-@router.delete("/images", status_code=204)
-async def remove_image(node: NodeDep, repository: Annotated[Repository, Query()],
-                       tag: Annotated[Tag, Query()]) -> None:
-    await node.remove_image(ImageRef(repository=repository, tag=tag))
+@routes.delete("/images", status=204, params=(REPOSITORY, TAG))
+async def remove_image(call: Call[Parts]) -> None:
+    await call.parts.node.remove_image(ImageRef(repository=call[REPOSITORY], tag=call[TAG]))
 
 
-@router.post("/images/prune")
-async def prune(body: PruneRequest, node: NodeDep) -> PruneResult:
-    return await node.prune(body)
+@routes.post("/images/prune", body=PruneRequest)
+async def prune(call: Call[Parts]) -> PruneResult:
+    return await call.parts.node.prune(call.body(PruneRequest))
 
 
-@router.post("/containers", status_code=201)
-async def run_container(spec: ContainerSpec, node: NodeDep) -> ContainerSummary:
-    return await node.run_container(spec)
+@routes.post("/containers", status=201, body=ContainerSpec)
+async def run_container(call: Call[Parts]) -> ContainerSummary:
+    return await call.parts.node.run_container(call.body(ContainerSpec))
 
 
-@router.get("/containers")
-async def list_containers(node: NodeDep, service: Annotated[ServiceName | None, Query()] = None
-                          ) -> list[ContainerSummary]:
-    return await node.containers({"dockyard.service": service} if service else {})
+@routes.get("/containers", params=(OF_SERVICE,))
+async def list_containers(call: Call[Parts]) -> list[ContainerSummary]:
+    service = call[OF_SERVICE]
+    return await call.parts.node.containers({"dockyard.service": service} if service else {})
 
 
-@router.get("/processes")
-async def list_processes(service: Annotated[ServiceName, Query()], node: NodeDep
-                         ) -> list[ProcessState]:
-    return await processes.service_processes(node.runtime, service)
+@routes.get("/processes", params=(FOR_SERVICE,))
+async def list_processes(call: Call[Parts]) -> list[ProcessState]:
+    return await processes.service_processes(call.parts.node.runtime, call[FOR_SERVICE])
 
 
-@router.post("/runs")
-async def run_one_off(body: OneOffRun, node: NodeDep) -> StreamingResponse:
-    return await stream_ndjson(processes.run_one_off(node.runtime, body))
+@routes.post("/runs", body=OneOffRun)
+async def run_one_off(call: Call[Parts]) -> StreamingResponse:
+    return await stream_ndjson(processes.run_one_off(call.parts.node.runtime,
+                                                     call.body(OneOffRun)))
 
 
-@router.post("/containers/{name}/stop", status_code=204)
-async def stop_container(name: ContainerPath, body: StopRequest, node: NodeDep) -> None:
-    await node.stop_container(name, body.grace_seconds)
+@routes.post("/containers/{name}/stop", status=204, params=(NAME,), body=StopRequest)
+async def stop_container(call: Call[Parts]) -> None:
+    await call.parts.node.stop_container(call[NAME], call.body(StopRequest).grace_seconds)
 
 
-@router.delete("/containers/{name}", status_code=204)
-async def remove_container(name: ContainerPath, node: NodeDep) -> None:
-    await node.remove_container(name)
+@routes.delete("/containers/{name}", status=204, params=(NAME,))
+async def remove_container(call: Call[Parts]) -> None:
+    await call.parts.node.remove_container(call[NAME])
 
 
-@router.get("/containers/{name}/health")
-async def container_health(name: ContainerPath, node: NodeDep) -> ContainerHealth:
-    return await node.health(name)
+@routes.get("/containers/{name}/health", params=(NAME,))
+async def container_health(call: Call[Parts]) -> ContainerHealth:
+    return await call.parts.node.health(call[NAME])
 
 
-@router.get("/containers/{name}/logs")
-async def container_logs(name: ContainerPath, node: NodeDep, follow: bool = False,
-                         tail: Annotated[int, Query(ge=0, le=100_000)] = 200) -> StreamingResponse:
-    chunks = node.logs(name, follow=follow, tail=tail)
+@routes.get("/containers/{name}/logs", params=(NAME, FOLLOW, TAIL))
+async def container_logs(call: Call[Parts]) -> StreamingResponse:
+    chunks = call.parts.node.logs(call[NAME], follow=call[FOLLOW], tail=call[TAIL])
     return StreamingResponse(chunks, media_type="text/plain")
 
 
-@router.get("/logs")
-async def log_page(node: NodeDep, after: Annotated[int, Query(ge=0)] = 0,
-                   limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> LogPage:
+@routes.get("/logs", params=(AFTER, LIMIT))
+async def log_page(call: Call[Parts]) -> LogPage:
     """Buffered lines of every managed container after the sequence number `after`."""
-    return await node.log_page(after, limit)
+    return await call.parts.node.log_page(call[AFTER], call[LIMIT])
 
 
-@router.post("/probe")
-async def probe(body: ProbeRequest, node: NodeDep) -> ProbeResult:
-    return await node.probe(body)
+@routes.post("/probe", body=ProbeRequest)
+async def probe(call: Call[Parts]) -> ProbeResult:
+    return await call.parts.node.probe(call.body(ProbeRequest))
 
 
-@router.post("/volumes", status_code=204)
-async def create_volume(body: VolumeRequest, node: NodeDep) -> None:
-    await node.create_volume(body)
+@routes.post("/volumes", status=204, body=VolumeRequest)
+async def create_volume(call: Call[Parts]) -> None:
+    await call.parts.node.create_volume(call.body(VolumeRequest))
 
 
-@router.get("/volumes")
-async def list_volumes(service: Annotated[ServiceName, Query()], node: NodeDep) -> list[str]:
-    return await node.volumes(service)
+@routes.get("/volumes", params=(FOR_SERVICE,))
+async def list_volumes(call: Call[Parts]) -> list[str]:
+    return await call.parts.node.volumes(call[FOR_SERVICE])
 
 
-@router.get("/volumes/sizes")
-async def volume_sizes(service: Annotated[ServiceName, Query()], node: NodeDep
-                       ) -> dict[str, int]:
-    return await node.volume_sizes(service)
+@routes.get("/volumes/sizes", params=(FOR_SERVICE,))
+async def volume_sizes(call: Call[Parts]) -> dict[str, int]:
+    return await call.parts.node.volume_sizes(call[FOR_SERVICE])
 
 
-@router.delete("/volumes/{name}", status_code=204)
-async def remove_volume(name: ContainerPath, node: NodeDep) -> None:
-    await node.remove_volume(name)
+@routes.delete("/volumes/{name}", status=204, params=(NAME,))
+async def remove_volume(call: Call[Parts]) -> None:
+    await call.parts.node.remove_volume(call[NAME])
 
 
-@router.put("/sites", status_code=204)
-async def apply_site(site: Site, node: NodeDep) -> None:
-    await node.apply_site(site)
+@routes.put("/sites", status=204, body=Site)
+async def apply_site(call: Call[Parts]) -> None:
+    await call.parts.node.apply_site(call.body(Site))
 
 
-@router.get("/sites")
-async def list_sites(node: NodeDep) -> list[Site]:
-    return node.sites()
+@routes.get("/sites")
+async def list_sites(call: Call[Parts]) -> list[Site]:
+    return call.parts.node.sites()
 
 
-@router.delete("/sites/{service}", status_code=204)
-async def remove_site(service: ServicePath, node: NodeDep) -> None:
-    await node.remove_site(service)
+@routes.delete("/sites/{service}", status=204, params=(SERVICE,))
+async def remove_site(call: Call[Parts]) -> None:
+    await call.parts.node.remove_site(call[SERVICE])
 
 
 def build_node(settings: AgentSettings) -> Node:
@@ -316,50 +323,61 @@ def guard_rules(settings: AgentSettings) -> GuardRules:
                       settings.disk_cleanup_pause_seconds, settings.disk_cleanup_keep_releases)
 
 
-def create_app(settings: AgentSettings, node: Node | None = None) -> FastAPI:
-    """The agent. The key file must exist; the node is restored to its desired state at start."""
-    keys = KeyStore(settings.key_file)
-    the_node = node or build_node(settings)
+ROUTES = (routes, firewall_routes.routes, cert_routes.routes, cache_prune.routes,
+          disk_guard.routes, exec_routes.routes, upgrade_routes.routes, metrics_routes.routes)
+ANSWERS = {InvalidRequest: invalid_request, HTTPException: http_error,
+           DockyardError: error_response, Exception: unexpected}
 
+
+def build_parts(settings: AgentSettings, node: Node) -> Parts:
+    return Parts(node=node, keys=KeyStore(settings.key_file),
+                 upgrader=Upgrader(settings, Restart()),
+                 request_metrics=RequestCollector.for_node(node, settings.log_bound),
+                 host_sampler=HostSampler(node.runtime, disks=node.disks),
+                 disk_guard=DiskGuard(node, guard_rules(settings)))
+
+
+def lifespan_of(parts: Parts, settings: AgentSettings
+                ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await the_node.restore()
-        logs = node_rotator(the_node.nginx, settings.log_files, settings.log_bound,
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await parts.node.restore()
+        logs = node_rotator(parts.node.nginx, settings.log_files, settings.log_bound,
                             settings.log_rotate_seconds)
-        guard = [app.state.disk_guard.run()] if settings.disk_check_seconds else []
-        metrics = in_background(app.state.request_metrics.run(), app.state.host_sampler.run(),
+        guard = [parts.disk_guard.run()] if settings.disk_check_seconds else []
+        metrics = in_background(parts.request_metrics.run(), parts.host_sampler.run(),
                                 logs.run(), *guard)
-        async with supervising(the_node, settings), metrics:
+        async with supervising(parts.node, settings), metrics:
             yield
-        the_node.runtime.close()
+        parts.node.runtime.close()
 
-    app = FastAPI(title="Dockyard agent", version=code_version(), lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.node, app.state.keys = the_node, keys
-    app.state.upgrader = Upgrader(settings, Restart())
-    app.state.request_metrics = RequestCollector.for_node(the_node, settings.log_bound)
-    app.state.host_sampler = HostSampler(the_node.runtime, disks=the_node.disks)
-    app.state.disk_guard = DiskGuard(the_node, guard_rules(settings))
-    app.include_router(router)
-    app.include_router(firewall_routes.router)
-    app.include_router(cert_routes.router)
-    app.include_router(cache_prune.router)
-    app.include_router(disk_guard.router)
-    app.include_router(exec_routes.router)
-    app.include_router(upgrade_routes.router)
-    app.include_router(metrics_routes.router)
-    app.add_api_route("/healthz", _healthz, methods=["GET"])
+    return lifespan
+
+
+def middleware(settings: AgentSettings, keys: KeyStore) -> list[Middleware]:
+    """The request id outermost, then the signature gate (as FastAPI stacked them)."""
     nonces = NonceCache(settings.signature_max_age_seconds, journal=settings.nonce_file)
     uploads = {**dict.fromkeys(UPLOAD_PATHS, settings.max_upload_bytes),
                UPGRADE_PATH: upgrade_routes.MAX_BUNDLE_BYTES}
-    app.add_middleware(SignatureGate, keys=keys, nonces=nonces,
-                       limits=BodyLimits(settings.max_body_bytes, uploads))
-    app.add_middleware(RequestIdMiddleware)
-    install_error_handlers(app)
+    return [Middleware(RequestIdMiddleware),
+            Middleware(SignatureGate, keys=keys, nonces=nonces,
+                       limits=BodyLimits(settings.max_body_bytes, uploads))]
+
+
+def create_app(settings: AgentSettings, node: Node | None = None) -> Starlette:
+    """The agent. The key file must exist; the node is restored to its desired state at start."""
+    parts = build_parts(settings, node or build_node(settings))
+    bound = [route for group in ROUTES for route in group.bind(parts)]
+    healthz = Route("/healthz", _healthz, methods=["GET"])
+    healthz.methods = {"GET"}
+    app = Starlette(routes=[*bound, healthz], middleware=middleware(settings, parts.keys),
+                    exception_handlers=ANSWERS, lifespan=lifespan_of(parts, settings))
+    for name in ("node", "keys", "upgrader", "request_metrics", "host_sampler", "disk_guard"):
+        setattr(app.state, name, getattr(parts, name))  # for tests and `main`
     return app
 
 
-async def _healthz() -> Response:
+async def _healthz(request: Request) -> Response:
     """Public liveness, with the running code's version (the upgrade watchdog waits for it)."""
     body = json.dumps({"status": "ok", "version": code_version()})
     return Response(body, media_type="application/json")

@@ -3,20 +3,13 @@ BuildKit's cache past its size) are removed; layers of kept release images stay.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
-
 from dockyard.agent import commands as cmd
 from dockyard.agent.models import CachePruneRequest, CachePruneResult
+from dockyard.agent.parts import Parts
 from dockyard.agent.runtime import DockerRuntime, EngineError
+from dockyard.agent.web import Call, Routes
 
-router = APIRouter()
-
-
-def _runtime(request: Request) -> DockerRuntime:
-    runtime: DockerRuntime = request.app.state.node.runtime
-    return runtime
+routes: Routes[Parts] = Routes()
 
 
 async def prune_cache(runtime: DockerRuntime, request: CachePruneRequest) -> CachePruneResult:
@@ -33,8 +26,6 @@ async def prune_cache(runtime: DockerRuntime, request: CachePruneRequest) -> Cac
     return CachePruneResult(images_removed=len(deleted), bytes_reclaimed=reclaimed)
 
 
-@router.post("/images/prune-cache")
-async def prune_build_cache(body: CachePruneRequest,
-                            runtime: Annotated[DockerRuntime, Depends(_runtime)]
-                            ) -> CachePruneResult:
-    return await prune_cache(runtime, body)
+@routes.post("/images/prune-cache", body=CachePruneRequest)
+async def prune_build_cache(call: Call[Parts]) -> CachePruneResult:
+    return await prune_cache(call.parts.node.runtime, call.body(CachePruneRequest))

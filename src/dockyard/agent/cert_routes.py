@@ -3,10 +3,6 @@ what it answers on plain HTTP for an ACME server. Nothing here reloads nginx."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Request
-
 from dockyard.agent.models import (
     AcmeChallenge,
     AcmeToken,
@@ -14,45 +10,38 @@ from dockyard.agent.models import (
     InstalledCertificate,
     ServerName,
 )
-from dockyard.agent.node import Node
+from dockyard.agent.parts import Parts
+from dockyard.agent.web import Call, Param, Routes, path
 
-HostnamePath = Annotated[ServerName, Path()]
-TokenPath = Annotated[AcmeToken, Path()]
-
-
-def _node(request: Request) -> Node:  # as app.get_node, which this module cannot import
-    node: Node = request.app.state.node
-    return node
+HOSTNAME: Param[str] = path("hostname", ServerName)
+TOKEN: Param[str] = path("token", AcmeToken)
+routes: Routes[Parts] = Routes()
 
 
-NodeDep = Annotated[Node, Depends(_node)]
-router = APIRouter()
-
-
-@router.put("/certificates/{hostname}", status_code=204)
-async def install_certificate(hostname: HostnamePath, body: CertificateInstall,
-                              node: NodeDep) -> None:
+@routes.put("/certificates/{hostname}", status=204, params=(HOSTNAME,), body=CertificateInstall)
+async def install_certificate(call: Call[Parts]) -> None:
     """Install or replace the certificate of `hostname`: 422 when it does not parse, its key
     does not match, or it does not cover the name."""
-    await node.install_certificate(hostname, body)
+    await call.parts.node.install_certificate(call[HOSTNAME], call.body(CertificateInstall))
 
 
-@router.get("/certificates")
-async def list_certificates(node: NodeDep) -> list[InstalledCertificate]:
-    return await node.installed_certificates()
+@routes.get("/certificates")
+async def list_certificates(call: Call[Parts]) -> list[InstalledCertificate]:
+    return await call.parts.node.installed_certificates()
 
 
-@router.delete("/certificates/{hostname}", status_code=204)
-async def remove_certificate(hostname: HostnamePath, node: NodeDep) -> None:
+@routes.delete("/certificates/{hostname}", status=204, params=(HOSTNAME,))
+async def remove_certificate(call: Call[Parts]) -> None:
     """One that is gone already is no error."""
-    await node.remove_certificate(hostname)
+    await call.parts.node.remove_certificate(call[HOSTNAME])
 
 
-@router.put("/acme-challenges/{token}", status_code=204)
-async def put_acme_challenge(token: TokenPath, body: AcmeChallenge, node: NodeDep) -> None:
-    await node.put_acme_challenge(token, body.key_authorization)
+@routes.put("/acme-challenges/{token}", status=204, params=(TOKEN,), body=AcmeChallenge)
+async def put_acme_challenge(call: Call[Parts]) -> None:
+    body = call.body(AcmeChallenge)
+    await call.parts.node.put_acme_challenge(call[TOKEN], body.key_authorization)
 
 
-@router.delete("/acme-challenges/{token}", status_code=204)
-async def remove_acme_challenge(token: TokenPath, node: NodeDep) -> None:
-    await node.remove_acme_challenge(token)
+@routes.delete("/acme-challenges/{token}", status=204, params=(TOKEN,))
+async def remove_acme_challenge(call: Call[Parts]) -> None:
+    await call.parts.node.remove_acme_challenge(call[TOKEN])

@@ -15,15 +15,14 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Annotated
 from uuid import uuid4
-
-from fastapi import APIRouter, Depends, Request
 
 from dockyard.agent.cache_prune import prune_cache
 from dockyard.agent.models import CachePruneRequest, ContainerSummary, PruneRequest
 from dockyard.agent.node import Node
+from dockyard.agent.parts import Parts
 from dockyard.agent.processes import ONE_OFF_LABEL
+from dockyard.agent.web import Call, Routes
 from dockyard.models.app_metrics import FileSystemUsage
 from dockyard.models.disk import DiskCleanup, Trigger, docker_free_bytes, used_fraction
 
@@ -119,23 +118,15 @@ class DiskGuard:
         return cleanup
 
 
-router = APIRouter()
+routes: Routes[Parts] = Routes()
 
 
-def _guard(request: Request) -> DiskGuard:
-    guard: DiskGuard = request.app.state.disk_guard
-    return guard
-
-
-GuardDep = Annotated[DiskGuard, Depends(_guard)]
-
-
-@router.get("/disk/cleanups")
-async def cleanups(guard: GuardDep) -> list[DiskCleanup]:
+@routes.get("/disk/cleanups")
+async def cleanups(call: Call[Parts]) -> list[DiskCleanup]:
     """The last cleanings, oldest first."""
-    return list(guard.cleanups)
+    return list(call.parts.disk_guard.cleanups)
 
 
-@router.post("/disk/clean")
-async def clean(guard: GuardDep) -> DiskCleanup:
-    return await guard.clean("request")
+@routes.post("/disk/clean")
+async def clean(call: Call[Parts]) -> DiskCleanup:
+    return await call.parts.disk_guard.clean("request")

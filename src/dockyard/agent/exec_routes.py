@@ -4,53 +4,44 @@ back, delete it."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import StreamingResponse
+from starlette.responses import StreamingResponse
 
 from dockyard.agent.execs import BlobId, BlobInfo, BlobStore, ExecRequest, ExecResult
 from dockyard.agent.execs import run_in_container as run_command
 from dockyard.agent.models import ContainerName
-from dockyard.agent.node import Node
+from dockyard.agent.parts import Parts
+from dockyard.agent.web import Call, Param, Routes, path
 
 BLOBS_PATH = "/blobs"
-router = APIRouter()
+NAME: Param[str] = path("name", ContainerName)
+BLOB: Param[str] = path("blob_id", BlobId)
+routes: Routes[Parts] = Routes()
 
 
-def _node(request: Request) -> Node:
-    node: Node = request.app.state.node
-    return node
+def _blobs(call: Call[Parts]) -> BlobStore:
+    return BlobStore(call.parts.node.state_dir / "blobs")
 
 
-def _blobs(request: Request) -> BlobStore:
-    return BlobStore(_node(request).state_dir / "blobs")
+@routes.post(BLOBS_PATH, status=201)
+async def upload_blob(call: Call[Parts]) -> BlobInfo:
+    return await _blobs(call).receive(call.request.stream())
 
 
-NodeDep = Annotated[Node, Depends(_node)]
-Blobs = Annotated[BlobStore, Depends(_blobs)]
-BlobPath = Annotated[BlobId, Path()]
-
-
-@router.post(BLOBS_PATH, status_code=201)
-async def upload_blob(request: Request, blobs: Blobs) -> BlobInfo:
-    return await blobs.receive(request.stream())
-
-
-@router.post("/containers/{name}/execs")
-async def run_in_container(name: Annotated[ContainerName, Path()], body: ExecRequest,
-                           node: NodeDep, blobs: Blobs) -> ExecResult:
+@routes.post("/containers/{name}/execs", params=(NAME,), body=ExecRequest)
+async def run_in_container(call: Call[Parts]) -> ExecResult:
     """Only in a container this agent manages; a missing one is 404."""
+    node, name = call.parts.node, call[NAME]
     await node.container(name)
-    return await run_command(node.runtime, blobs, name, body)
+    return await run_command(node.runtime, _blobs(call), name, call.body(ExecRequest))
 
 
-@router.get(BLOBS_PATH + "/{blob_id}")
-async def read_blob(blob_id: BlobPath, blobs: Blobs) -> StreamingResponse:
+@routes.get(BLOBS_PATH + "/{blob_id}", params=(BLOB,))
+async def read_blob(call: Call[Parts]) -> StreamingResponse:
+    blobs, blob_id = _blobs(call), call[BLOB]
     blobs.existing(blob_id)
     return StreamingResponse(blobs.chunks(blob_id), media_type="application/octet-stream")
 
 
-@router.delete(BLOBS_PATH + "/{blob_id}", status_code=204)
-async def delete_blob(blob_id: BlobPath, blobs: Blobs) -> None:
-    blobs.delete(blob_id)
+@routes.delete(BLOBS_PATH + "/{blob_id}", status=204, params=(BLOB,))
+async def delete_blob(call: Call[Parts]) -> None:
+    _blobs(call).delete(call[BLOB])

@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Path, Request
-
 from dockyard.agent.models import ContainerName, FirewallRule
-from dockyard.agent.node import Node
+from dockyard.agent.parts import Parts
+from dockyard.agent.web import Call, Param, Routes, path
 from dockyard.kernel.errors import InvalidInput
 
-RuleName = Annotated[ContainerName, Path()]
+NAME: Param[str] = path("name", ContainerName)
+routes: Routes[Parts] = Routes()
 
 
-def _node(request: Request) -> Node:  # as app.get_node, which this module cannot import
-    node: Node = request.app.state.node
-    return node
-
-
-NodeDep = Annotated[Node, Depends(_node)]
-router = APIRouter()
-
-
-@router.put("/firewall/{name}", status_code=204)
-async def apply_firewall_rule(name: RuleName, rule: FirewallRule, node: NodeDep) -> None:
+@routes.put("/firewall/{name}", status=204, params=(NAME,), body=FirewallRule)
+async def apply_firewall_rule(call: Call[Parts]) -> None:
     """Apply or replace the rule set `name`; the same request again changes nothing."""
+    name, rule = call[NAME], call.body(FirewallRule)
     if rule.name != name:
         raise InvalidInput(f"the rule is named {rule.name!r} but was sent to /firewall/{name}")
-    await node.apply_firewall_rule(rule)
+    await call.parts.node.apply_firewall_rule(rule)
 
 
-@router.delete("/firewall/{name}", status_code=204)
-async def remove_firewall_rule(name: RuleName, node: NodeDep) -> None:
-    await node.remove_firewall_rule(name)
+@routes.delete("/firewall/{name}", status=204, params=(NAME,))
+async def remove_firewall_rule(call: Call[Parts]) -> None:
+    await call.parts.node.remove_firewall_rule(call[NAME])
 
 
-@router.get("/firewall")
-async def list_firewall_rules(node: NodeDep) -> list[FirewallRule]:
-    return node.firewall_rules()
+@routes.get("/firewall")
+async def list_firewall_rules(call: Call[Parts]) -> list[FirewallRule]:
+    return call.parts.node.firewall_rules()

@@ -6,32 +6,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from pydantic import Field
 
-from dockyard.agent.hoststats import HostSampler
-from dockyard.agent.request_metrics import PAGE_BUCKETS, RequestCollector
+from dockyard.agent.parts import Parts
+from dockyard.agent.request_metrics import PAGE_BUCKETS
+from dockyard.agent.web import Call, Param, Routes, query
 from dockyard.models.app_metrics import HostStats, RequestMetricsPage
 
-router = APIRouter(tags=["metrics"])
+AFTER: Param[int] = query("after", Annotated[int, Field(ge=0)], 0)
+routes: Routes[Parts] = Routes()
 
 
-def _collector(request: Request) -> RequestCollector:
-    collector: RequestCollector = request.app.state.request_metrics
-    return collector
-
-
-def _sampler(request: Request) -> HostSampler:
-    sampler: HostSampler = request.app.state.host_sampler
-    return sampler
-
-
-@router.get("/metrics/requests")
-async def request_metrics(collector: Annotated[RequestCollector, Depends(_collector)],
-                          after: Annotated[int, Query(ge=0)] = 0) -> RequestMetricsPage:
+@routes.get("/metrics/requests", params=(AFTER,))
+async def request_metrics(call: Call[Parts]) -> RequestMetricsPage:
     """Closed buckets numbered over `after`, oldest first, at most PAGE_BUCKETS of them."""
-    return collector.page(after, PAGE_BUCKETS)
+    return call.parts.request_metrics.page(call[AFTER], PAGE_BUCKETS)
 
 
-@router.get("/host")
-async def host_stats(sampler: Annotated[HostSampler, Depends(_sampler)]) -> HostStats:
-    return await sampler.current()
+@routes.get("/host")
+async def host_stats(call: Call[Parts]) -> HostStats:
+    return await call.parts.host_sampler.current()

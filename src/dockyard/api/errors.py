@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from dockyard.kernel.context import current_request_id
-from dockyard.kernel.errors import DockyardError, NotAuthenticated, RateLimited
+from dockyard.api.answers import error_response, unexpected
+from dockyard.kernel.errors import DockyardError
 from dockyard.models.schemas import ErrorBody
-
-log = logging.getLogger("dockyard.api")
-
-
-def _error_response(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DockyardError)
-    headers = {}
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
-    if isinstance(exc, NotAuthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
-
-
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Starlette calls a sync handler in a thread: the exception is passed, not current
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    detail = f"internal error; quote request id {current_request_id()} when reporting it"
-    return JSONResponse({"detail": detail}, status_code=500)
 
 
 def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -42,8 +22,8 @@ def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(DockyardError, _error_response)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(DockyardError, error_response)
+    app.add_exception_handler(Exception, unexpected)
 
 
 def _described(text: str) -> dict[str, Any]:
