@@ -113,13 +113,9 @@ def test_the_fake_droplets_cloud_init_reads_every_shape(plan: BootPlan):
         file["path"] for file in parsed(plan)["write_files"]}
 
 
-def test_a_provisioned_agent_keeps_its_containers_from_the_metadata_service(
-    monkeypatch: pytest.MonkeyPatch,
-):
+def test_a_provisioned_agent_keeps_its_containers_from_the_metadata_service():
     values = agent_environment(agent_launch(), {})
     assert 'DOCKYARD_AGENT_BLOCK_METADATA="true"\n' in render_environment_file(values)
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    assert AgentSettings().block_metadata is True
-    monkeypatch.delenv("DOCKYARD_AGENT_BLOCK_METADATA")
-    assert AgentSettings().block_metadata is False
+    assert AgentSettings.from_environment(values).block_metadata is True
+    del values["DOCKYARD_AGENT_BLOCK_METADATA"]
+    assert AgentSettings.from_environment(values).block_metadata is False

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -33,7 +34,7 @@ def serve() -> None:
     from dockyard.agent.settings import AgentSettings
     from dockyard.kernel.logging import configure_logging
 
-    settings = AgentSettings()
+    settings = AgentSettings.from_environment(os.environ)
     configure_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(
@@ -51,7 +52,7 @@ def fingerprint() -> None:
     from dockyard.agent import tls
     from dockyard.agent.settings import AgentSettings
 
-    print(tls.ensure_certificate(AgentSettings().certificate_files))
+    print(tls.ensure_certificate(AgentSettings.from_environment(os.environ).certificate_files))
 
 
 def run() -> None:

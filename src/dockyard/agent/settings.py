@@ -1,11 +1,17 @@
-"""The agent's own settings, from `DOCKYARD_AGENT_*` variables. Built by `main`, passed in."""
+"""The agent's own settings, from `DOCKYARD_AGENT_*` variables. Built by `main`, passed in.
+
+`AgentSettings.from_environment(os.environ)` reads them as pydantic-settings read them (names
+in any case; a list as JSON; a bad value is a `ValidationError` naming the field) without
+importing it; `AgentSettings(...)` takes the values themselves."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar, get_origin
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dockyard.agent.commands import ContainerLogs
 from dockyard.agent.logrotate import Bound
@@ -14,8 +20,9 @@ from dockyard.agent.tls import CertificateFiles
 MAX_CLOCK_SKEW_SECONDS = 300
 
 
-class AgentSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DOCKYARD_AGENT_", extra="ignore")
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+    PREFIX: ClassVar[str] = "DOCKYARD_AGENT_"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8421, ge=1, le=65535)
@@ -72,6 +79,19 @@ class AgentSettings(BaseSettings):
     disk_cleanup_pause_seconds: float = Field(default=600.0, ge=0)
     disk_cleanup_keep_releases: int = Field(default=3, ge=1, le=100)
 
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str], **values: Any) -> AgentSettings:
+        """The settings named in `environ`; `values` win over it."""
+        named = {name.upper(): value for name, value in environ.items()}
+        found = {field: _decoded(field, named[cls.PREFIX + field.upper()])
+                 for field in cls.model_fields if cls.PREFIX + field.upper() in named}
+        return cls(**{**found, **values})
+
+    @classmethod
+    def variables(cls) -> frozenset[str]:
+        """The environment variables these settings are read from."""
+        return frozenset(cls.PREFIX + field.upper() for field in cls.model_fields)
+
     @property
     def log_bound(self) -> Bound:
         return Bound(self.log_max_bytes, self.log_keep, self.log_max_age_hours * 3600)
@@ -107,3 +127,14 @@ class AgentSettings(BaseSettings):
     @property
     def certs_dir(self) -> Path:
         return self.state_dir / "certs"
+
+
+def _decoded(field: str, value: str) -> Any:
+    """A list is given as JSON; anything else as the text itself."""
+    if get_origin(AgentSettings.model_fields[field].annotation) is not list:
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ValueError(f'error parsing value for field "{field}" from source '
+                         '"EnvSettingsSource"') from exc

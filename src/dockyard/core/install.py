@@ -145,7 +145,7 @@ def control_plane_environment(settings: Settings, environ: Mapping[str, str]) ->
 
 
 def agent_environment(launch: local.AgentLaunch, environ: Mapping[str, str]) -> dict[str, str]:
-    wanted = setting_variables(AgentSettings)
+    wanted = AgentSettings.variables()
     own = {name: value for name, value in environ.items() if name in wanted}
     return local.agent_env(launch, own)
 
