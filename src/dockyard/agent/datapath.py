@@ -8,8 +8,7 @@ not reach what is behind it), is a problem, named so a person can act on it.
 from __future__ import annotations
 
 import asyncio
-
-import httpx
+from typing import TYPE_CHECKING
 
 from dockyard.agent.models import NodeHealth, Site, SiteHealth, SupervisionEvent
 from dockyard.agent.nginx import host_routes
@@ -17,6 +16,9 @@ from dockyard.agent.nginx import host_routes
 UNKNOWN_NAME = "dockyard-health.invalid"
 GATEWAY_ERRORS = frozenset({502, 503, 504})
 TIMEOUT_SECONDS = 3.0
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def probe_name(site: Site, sites: list[Site]) -> str:
@@ -28,6 +30,8 @@ def probe_name(site: Site, sites: list[Site]) -> str:
 
 
 def _reason(exc: httpx.HTTPError) -> str:
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return f"no answer within {TIMEOUT_SECONDS:.0f} s"
     if _refused(exc):
@@ -48,6 +52,8 @@ def _refused(exc: BaseException | None) -> bool:
 
 async def get_through_edge(port: int, name: str) -> SiteHealth:
     """One GET to the edge's local listener with `name` as Host; never raises."""
+    import httpx  # here: an idle agent does not hold it
+
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, trust_env=False) as http:
             answer = await http.get(f"http://127.0.0.1:{port}/", headers={"Host": name})

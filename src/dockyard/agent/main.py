@@ -27,7 +27,14 @@ def _tls_options(settings: Any) -> dict[str, Any]:
     return {"ssl_certfile": str(files.certificate), "ssl_keyfile": str(files.private_key)}
 
 
+def _without_httpx_cli() -> None:
+    """httpx imports its command line (click, rich, pygments: 4 MB) unless that import fails
+    (it then stands in a stub); the agent never runs it. Before anything imports httpx."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def serve() -> None:
+    _without_httpx_cli()
     import uvicorn
 
     from dockyard.agent.app import create_app

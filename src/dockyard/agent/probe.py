@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
-
-import httpx
+from typing import TYPE_CHECKING
 
 from dockyard.agent.models import ProbeRequest, ProbeResult
 
+if TYPE_CHECKING:
+    import httpx
+
 
 def probe_url(request: ProbeRequest) -> httpx.URL:
+    import httpx  # here: an idle agent does not hold it
+
     return httpx.URL(scheme="http", host=request.host, port=request.port,
                      raw_path=request.path.encode("ascii"))
 
@@ -22,6 +26,8 @@ async def probe(request: ProbeRequest, transport: httpx.AsyncBaseTransport | Non
                 ) -> ProbeResult:
     """GET without following redirects or using proxies from the environment; the status
     is known once the head arrives, so the body is not read."""
+    import httpx
+
     started = time.perf_counter()
     status, error = None, None
     try:

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any
 
-from croniter import CroniterBadDateError, croniter
 from pydantic import (
     AfterValidator,
     Field,
@@ -227,6 +226,8 @@ CRON_HELP = ("use a cron schedule of five fields of numbers: minute hour day-of-
 
 def is_cron(schedule: str) -> bool:
     """Five numeric cron fields that croniter reads and that come round at least once."""
+    from croniter import CroniterBadDateError, croniter  # here: the node agent never needs it
+
     if re.fullmatch(CRON, schedule) is None or not croniter.is_valid(schedule):
         return False
     try:
