@@ -13,13 +13,15 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 from pydantic import BaseModel
 
 from dockyard.agent import process
-from dockyard.agent.pinning import pinned_transport
 from dockyard.agent.release import Layout, link_target, replace_link
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("dockyard.agent.upgrade")
 POLL_SECONDS = 0.2
@@ -48,6 +50,8 @@ def supervised() -> bool:
 
 
 async def answered_version(http: httpx.AsyncClient) -> str | None:
+    import httpx
+
     try:
         answer = await http.get("/healthz")
         version = answer.json().get("version") if answer.status_code == 200 else None
@@ -59,6 +63,10 @@ async def answered_version(http: httpx.AsyncClient) -> str | None:
 async def new_version_answers(plan: WatchPlan) -> bool:
     """Whether the agent answers with the plan's version in time; without systemd, an agent
     whose process is gone will not."""
+    import httpx  # here, in the watchdog's process: the agent does not hold it
+
+    from dockyard.agent.pinning import pinned_transport
+
     transport = pinned_transport(plan.fingerprint) if plan.fingerprint else None
     deadline = time.monotonic() + plan.seconds
     async with httpx.AsyncClient(base_url=plan.url, transport=transport, timeout=2) as http:
