@@ -52,6 +52,8 @@ def test_logs_prints_tagged_lines_and_filters(live: Live) -> None:
     assert shown[1].endswith("node-1 web.1 9f8e7d6c! boom")
     recent = ok(live.run("logs", "-p", "shop", "-s", "web", "--since", "1h", "--json"))
     assert [json.loads(line)["line"] for line in recent.splitlines()] == ["boom"]
+    found = ok(live.run("logs", "-p", "shop", "-s", "web", "--search", "get /")).splitlines()
+    assert [line.rsplit("| ", 1)[1] for line in found] == ["GET / 200"]
     one_line_error(live.run("logs", "-p", "shop", "-s", "web", "--since", "yesterday"),
                    "unit")
     one_line_error(live.run("logs", "-p", "shop", "-s", "nope"), "not found")

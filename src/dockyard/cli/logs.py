@@ -19,6 +19,8 @@ TypeOpt = Annotated[str | None, typer.Option("--type", help="Only this process t
 ReleaseOpt = Annotated[str | None, typer.Option("--release", help="Only this deployment id.")]
 SinceOpt = Annotated[str | None, typer.Option("--since", help="Only lines this recent: 30s, 10m, "
                                                               "2h, 7d.")]
+SearchOpt = Annotated[str | None, typer.Option("--search", help="Only lines holding this text "
+                                                                "(any case).")]
 TailOpt = Annotated[int, typer.Option("--tail", "-n", min=1, max=10_000,
                                       help="How many of the newest lines.")]
 FollowOpt = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
@@ -35,11 +37,12 @@ def format_line(entry: dict[str, Any]) -> str:
 
 def logs(project: ProjectOpt, service: ServiceOpt, follow: FollowOpt = False,
          process_type: TypeOpt = None, release: ReleaseOpt = None, since: SinceOpt = None,
-         tail: TailOpt = 100, as_json: LinesJson = False) -> None:
+         search: SearchOpt = None, tail: TailOpt = 100, as_json: LinesJson = False) -> None:
     """A service's stdout and stderr from every container, kept across deploys and crashes
     (`!` marks stderr)."""
     path = f"/projects/{seg(project)}/services/{seg(service)}/logs"
-    query = {"type": process_type, "release": release, "since": since, "tail": tail}
+    query = {"type": process_type, "release": release, "since": since, "search": search,
+             "tail": tail}
     printer = _printer(as_json)
     if not follow:
         for entry in ApiClient.from_config().get(path, **query):
