@@ -61,6 +61,18 @@ async def run_lines(agent: NodeAgentClient, request: OneOffRun) -> list[dict[str
     return [line async for line in agent.run_one_off(request)]
 
 
+async def test_the_same_container_asked_for_twice_at_once_is_made_once_and_both_answer(
+        agent: NodeAgentClient, python_image: ImageRef, docker_api: docker.APIClient) -> None:
+    """The reconciler and a request may ask for one container at the same moment: the second
+    waits for the first and finds it made (it used to fail with Docker's name conflict)."""
+    spec = ContainerSpec(name=f"{SERVICE}-twice", service=SERVICE, image=python_image,
+                         command=["sleep", "600"])
+    first, second = await asyncio.gather(*(agent.run_container(spec) for _ in range(2)))
+    assert first.id == second.id
+    assert second.state == "running"
+    assert containers_of(docker_api) == [spec.name]
+
+
 async def test_a_run_streams_output_with_its_env_returns_the_exit_code_and_is_removed(
         agent: NodeAgentClient, python_image: ImageRef, docker_api: docker.APIClient) -> None:
     code = "import os, sys; print(os.environ['X']); print('oops', file=sys.stderr); exit(3)"

@@ -4,6 +4,7 @@ with their data, refused when asked wrongly, and never half-recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -296,6 +297,33 @@ async def test_the_reconciler_puts_a_removed_service_back_and_lets_new_servers_i
     assert set(rule.allow) == {"127.0.0.1/32", "10.9.8.7/32"}
     info = await api.get(f"{PROJECT}/redis", headers=shop.headers)
     assert info.json()["container_state"] == "running"
+
+
+@SQLITE_ONLY
+async def test_the_reconciler_leaves_a_service_alone_while_it_is_created_or_stopped(
+        api: httpx.AsyncClient, shop: Any, platform: Platform, runner: DeployRunner) -> None:
+    """Passes of the reconciler all through a create and a stop: it neither starts the
+    service before its image is there nor puts back the container a stop takes away (a
+    create once failed with Docker's name conflict, the reconciler having made it first)."""
+    server = ServerPublic.model_validate(await platform.db.read(
+        lambda s: s.scalar(select(Server).where(Server.name == "node1"))))
+    said: list[str] = []
+    async with await runner.connect(server) as client:
+        async def reconciling_through(request: Any) -> httpx.Response:
+            task = asyncio.create_task(request)
+            while not task.done():
+                said.extend(await stateful.keep_stateful(platform, server, client))
+            return await task
+
+        made = await reconciling_through(api.post(
+            PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers))
+        assert made.status_code == 201, made.text
+        assert made.json()["state"] == "running"
+        stopped = await reconciling_through(api.post(
+            f"{PROJECT}/redis/actions", json={"action": "stop"}, headers=shop.headers))
+        assert stopped.json()["state"] == "stopped", stopped.text
+        assert stopped.json()["container_state"] == "missing"
+    assert said == []
 
 
 @SQLITE_ONLY

@@ -47,6 +47,7 @@ from dockyard.agent.runtime import DockerRuntime, EngineError
 from dockyard.agent.state import StateFile
 from dockyard.agent.supervise import EventLog
 from dockyard.kernel.errors import InvalidInput, NotFound
+from dockyard.kernel.named_locks import NamedLocks
 
 log = logging.getLogger("dockyard.agent")
 
@@ -114,6 +115,7 @@ class Node:
         self.state_file = state_file
         self.state = state_file.load()
         self._lock = asyncio.Lock()
+        self._making = NamedLocks()  # a container's name, while it is being made
         self.log_buffer = LogBuffer(state_dir / "logs", log_buffer_bytes)
         self._log_lock = asyncio.Lock()
         self.events = EventLog(state_dir / "supervision-events.json")
@@ -180,7 +182,12 @@ class Node:
         """Choose the free host ports asked for and keep the concrete spec in the desired
         state before creating the container, so that no other spec gets those ports and a
         restore reuses them; forget it again if Docker refuses. Asked again for a container
-        it already made from the same spec (a repeated call), it only makes sure it runs."""
+        it already made from the same spec (a repeated call, or one at the same time), it only
+        makes sure it runs."""
+        async with self._making.holding(spec.name):
+            return await self._make_container(spec)
+
+    async def _make_container(self, spec: ContainerSpec) -> ContainerSummary:
         again = await self._already_made(spec)
         if again is not None:
             return again

@@ -4,7 +4,8 @@ volume with a generated password, reachable by the project's apps at a stable na
 from __future__ import annotations
 
 import secrets
-from contextlib import suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
@@ -67,8 +68,7 @@ async def create_stateful(p: Platform, runner: DeployRunner, actor: Actor, proje
         await _take_away(runner, located)
         await _forget(p, actor, located)
         raise
-    if version and not located.instance.version:
-        await _save_version(p, located.service.id, version)
+    await _started(p, located.service.id, version)
     found = await stateful_info(p, runner, actor, project, body.name)
     if not body.redeploy:
         return found
@@ -90,7 +90,7 @@ async def _record(p: Platform, s: AsyncSession, actor: Actor, project: str,
         service_id=service.id, workspace_id=actor.workspace_id, server_id=server.id,
         port=await _free_port(s, server.id), image=_image(body), version=body.version or "",
         memory_mb=body.memory_mb, username=_user(body), database=_user(body),
-        password_ciphertext=p.box.encrypt(secrets.token_urlsafe(24)))
+        password_ciphertext=p.box.encrypt(secrets.token_urlsafe(24)), state="starting")
     s.add(instance)
     s.add(Placement(workspace_id=actor.workspace_id, service_id=service.id, server_id=server.id))
     await s.flush()
@@ -209,10 +209,12 @@ async def _forget(p: Platform, actor: Actor, located: Located) -> None:
     await p.db.write(tx, info=actor.audit_info)
 
 
-async def _save_version(p: Platform, service_id: str, version: str) -> None:
+async def _started(p: Platform, service_id: str, version: str) -> None:
+    """Running (the reconciler keeps it so from now on), with the version its log named."""
     async def tx(s: AsyncSession) -> None:
         instance = await s.get_one(StatefulInstance, service_id)
-        instance.version = version
+        instance.state = "running"
+        instance.version = instance.version or version
 
     await p.db.write(tx)
 
@@ -307,22 +309,39 @@ async def stateful_action(p: Platform, runner: DeployRunner, actor: Actor, proje
     """start, stop or restart the service's container (its data stays)."""
     actor.require(Permission.WRITE)
     located = await p.db.read(lambda s: locate(s, actor, project, name))
-    async with on_server(runner.connect, located.server) as client:
+    done = "stopped" if action == "stop" else "running"
+    async with changing(p, actor, located, done), on_server(runner.connect,
+                                                            located.server) as client:
         if action in ("stop", "restart"):
             await remove_from_server(client, located.shape(""), keep_rule=action == "restart")
         if action in ("start", "restart"):
             await put_on_server(client, located.shape(password_of(p, located)),
                                 await server_ips(p, located))
-    await _set_state(p, actor, located, "stopped" if action == "stop" else "running")
     return await stateful_info(p, runner, actor, project, name)
 
 
-async def _set_state(p: Platform, actor: Actor, located: Located, state: str) -> None:
+@asynccontextmanager
+async def changing(p: Platform, actor: Actor, located: Located, done: str | None
+                   ) -> AsyncIterator[None]:
+    """The reconciler leaves the service alone while its container is taken away and put
+    back (it would put back what is being removed); `done` after (None: the caller forgets
+    the service), the state it had if the change fails."""
+    await _set_state(p, None, located, "changing")
+    try:
+        yield
+    except BaseException:
+        await _set_state(p, None, located, located.instance.state)
+        raise
+    if done is not None:
+        await _set_state(p, actor, located, done)
+
+
+async def _set_state(p: Platform, actor: Actor | None, located: Located, state: str) -> None:
     async def tx(s: AsyncSession) -> None:
         instance = await s.get_one(StatefulInstance, located.service.id)
         instance.state = state
 
-    await p.db.write(tx, info=actor.audit_info)
+    await p.db.write(tx, info=actor.audit_info if actor else None)
 
 
 async def delete_stateful(p: Platform, runner: DeployRunner, actor: Actor, project: str,
@@ -337,7 +356,8 @@ async def delete_stateful(p: Platform, runner: DeployRunner, actor: Actor, proje
     if located.instance.state == "stopped":  # started for its final backup
         await stateful_action(p, runner, actor, project, name, "start")
     await _final_backup(p, runner, actor, project, name)
-    async with on_server(runner.connect, located.server) as client:
+    async with changing(p, actor, located, None), on_server(runner.connect,
+                                                                 located.server) as client:
         await remove_from_server(client, located.shape(""), keep_rule=False, data=True)
     await _forget(p, actor, located)
 

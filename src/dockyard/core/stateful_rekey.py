@@ -12,7 +12,14 @@ from dockyard.core import backup_engines
 from dockyard.core.authz import Actor, Permission
 from dockyard.core.deployments import redeploy_project_apps
 from dockyard.core.platform import Platform
-from dockyard.core.stateful import Located, locate, password_of, server_ips, stateful_info
+from dockyard.core.stateful import (
+    Located,
+    changing,
+    locate,
+    password_of,
+    server_ips,
+    stateful_info,
+)
 from dockyard.core.stateful_node import on_server, put_on_server, remove_from_server
 from dockyard.deploy import stateful as shape
 from dockyard.deploy.runner import DeployRunner
@@ -34,8 +41,9 @@ async def rekey_stateful(p: Platform, runner: DeployRunner, actor: Actor, projec
                                      _alter_role(located, new),
                                      {"PGPASSWORD": password_of(p, located)})
         await _keep(p, actor, located, new)
-        await remove_from_server(client, located.shape(""), keep_rule=True)
-        await put_on_server(client, located.shape(new), await server_ips(p, located))
+        async with changing(p, actor, located, located.instance.state):
+            await remove_from_server(client, located.shape(""), keep_rule=True)
+            await put_on_server(client, located.shape(new), await server_ips(p, located))
     found = await stateful_info(p, runner, actor, project, name)
     if not redeploy:
         return found

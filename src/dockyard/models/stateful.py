@@ -35,7 +35,7 @@ class StatefulInstance(TimestampMixin, Base):
     username: Mapped[str] = mapped_column(String(63), default="")
     database: Mapped[str] = mapped_column(String(63), default="")
     password_ciphertext: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(20), default="running")  # running | stopped
+    state: Mapped[str] = mapped_column(String(20), default="running")  # StatefulPublic.state
     backup_schedule: Mapped[str] = mapped_column(String(100), default=DEFAULT_BACKUP_SCHEDULE)
     backup_retention: Mapped[int] = mapped_column(Integer, default=DEFAULT_BACKUP_RETENTION)
     last_scheduled_at: Mapped[datetime | None] = mapped_column(default=None)

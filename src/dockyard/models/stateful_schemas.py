@@ -47,7 +47,9 @@ class StatefulPublic(Output):
     url: str
     volume: str
     volume_bytes: int | None = None
-    state: str
+    state: str = Field(description=(
+        "running or stopped, as asked; starting while it is being created; changing while "
+        "it is being started, stopped, re-keyed or deleted (the reconciler leaves it alone)"))
     container_state: str | None = Field(default=None, description=(
         "What Docker says of its container now (running, exited, ...); none if unreachable"))
     backup_schedule: str
