@@ -402,3 +402,27 @@ async def test_a_stopped_service_is_started_for_its_final_backup_then_deleted(
     engine = docker.APIClient(base_url=docker_host)
     assert engine.containers(all=True, filters={"name": "shop-redis-data"}) == []
     engine.close()
+
+
+@SQLITE_ONLY
+async def test_a_create_the_control_plane_did_not_finish_is_finished_by_start_or_deleted(
+        api: httpx.AsyncClient, shop: Any, platform: Platform, docker_host: str) -> None:
+    """Killed mid-create, a service stays `starting` (the reconciler leaves it alone)."""
+    async def abandoned() -> None:
+        async def tx(s: Any) -> None:
+            (await s.scalar(select(StatefulInstance))).state = "starting"
+
+        await platform.db.write(tx)
+        docker.APIClient(base_url=docker_host).remove_container("shop-redis-data", force=True)
+
+    await api.post(PROJECT, json={"name": "redis", "kind": "redis"}, headers=shop.headers)
+    await abandoned()
+    assert (await api.get(f"{PROJECT}/redis", headers=shop.headers)).json()["state"] == "starting"
+    started = await api.post(f"{PROJECT}/redis/actions", json={"action": "start"},
+                             headers=shop.headers)
+    assert (started.json()["state"], started.json()["container_state"]) == ("running", "running")
+    await abandoned()
+    gone = await api.delete(f"{PROJECT}/redis", params={"confirm": "redis"},
+                            headers=shop.headers)
+    assert gone.status_code == 204, gone.text
+    assert await platform.db.read(lambda s: s.scalar(select(Service.id))) is None

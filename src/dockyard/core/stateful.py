@@ -355,7 +355,8 @@ async def delete_stateful(p: Platform, runner: DeployRunner, actor: Actor, proje
                            f"name (--confirm {name})")
     if located.instance.state == "stopped":  # started for its final backup
         await stateful_action(p, runner, actor, project, name, "start")
-    await _final_backup(p, runner, actor, project, name)
+    if located.instance.state != "starting":  # a create that never finished holds no data
+        await _final_backup(p, runner, actor, project, name)
     async with changing(p, actor, located, None), on_server(runner.connect,
                                                                  located.server) as client:
         await remove_from_server(client, located.shape(""), keep_rule=False, data=True)
