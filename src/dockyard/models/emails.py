@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import unicodedata
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic_core import PydanticCustomError
 
 # Letters that look like a Latin letter once lowercased (Cyrillic, Greek, Armenian, IPA and
@@ -56,6 +55,8 @@ def email_skeleton(email: str) -> str:
 
 def valid_email(email: str) -> str:
     """The address in its stored spelling, or a message saying what is wrong with it."""
+    from email_validator import EmailNotValidError, validate_email  # not in the agent: 1 MB
+
     try:
         # test_environment: `.test` addresses are accepted (test setups, and the
         # generators that check the OpenAPI `format: email`).
