@@ -9,25 +9,29 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any
+
+from dockyard.agent.serve import Listen
 
 log = logging.getLogger("dockyard.agent")
 
 
-def _tls_options(settings: Any) -> dict[str, Any]:
-    """uvicorn's TLS options with the agent's own certificate; none when TLS is off."""
+def _listen(settings: Any) -> Listen:
+    """Where the agent listens, with its own certificate unless TLS is off."""
     from dockyard.agent import tls
 
+    where = Listen(settings.host, settings.port, grace_seconds=10)
     if not settings.tls:
         log.warning("TLS is off (DOCKYARD_AGENT_TLS=false): agent traffic crosses the network "
                     "in clear; use this on a private network only")
-        return {}
+        return where
     files = settings.certificate_files
     if not files.certificate.exists():
         _make_certificate_apart()
     log.info("agent certificate fingerprint (SHA-256): %s",
              tls.fingerprint_of_file(files.certificate))
-    return {"ssl_certfile": str(files.certificate), "ssl_keyfile": str(files.private_key)}
+    return replace(where, certificate=str(files.certificate), private_key=str(files.private_key))
 
 
 def _make_certificate_apart() -> None:
@@ -47,21 +51,16 @@ def _without_httpx_cli() -> None:
 
 def serve() -> None:
     _without_httpx_cli()
-    import uvicorn
-
     from dockyard.agent.app import create_app
+    from dockyard.agent.serve import Server
     from dockyard.agent.settings import AgentSettings
     from dockyard.kernel.logging import configure_logging
 
     settings = AgentSettings.from_environment(os.environ)
     configure_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
-    # h11 and asyncio's own loop: 2.5 MB less than httptools and uvloop, and the agent
-    # answers a control plane, not visitors
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None,
-        timeout_graceful_shutdown=10, loop="asyncio", http="h11", **_tls_options(settings)))
-    app.state.upgrader.restart.attach(lambda: setattr(server, "should_exit", True))
+    server = Server(app, _listen(settings))
+    app.state.upgrader.restart.attach(server.request_exit)
     server.run()
     if app.state.upgrader.restart.requested:  # an upgrade switched `current`: become it
         from dockyard.agent.upgrade import reexec
