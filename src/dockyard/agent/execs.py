@@ -24,7 +24,7 @@ from dockyard.agent.models import Argument, EnvKey
 from dockyard.kernel.errors import NotFound
 from dockyard.models.fields import Whole
 
-if TYPE_CHECKING:  # the control plane imports the models here, not the Docker SDK
+if TYPE_CHECKING:  # the control plane imports the models here, not the Docker client
     from dockyard.agent.runtime import DockerRuntime
 
 BlobId = Annotated[str, Whole(r"[0-9a-f]{32}", "use a blob id of 32 hex digits")]

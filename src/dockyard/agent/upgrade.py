@@ -57,7 +57,7 @@ def releases_to_delete(releases: list[Path], keep: set[Path], count: int) -> lis
 
 class Restart:
     """The agent's restart in place: asked for by an upgrade after its answer; `main` stops
-    serving (gracefully) and re-executes the agent once uvicorn has returned."""
+    serving (gracefully) and re-executes the agent once its server has returned."""
 
     def __init__(self) -> None:
         self.requested = False
