@@ -14,6 +14,7 @@ from dockyard.agent.engine_http import (
     EngineHttp,
     Request,
     Response,
+    Streamed,
     path,
     query,
 )
@@ -71,18 +72,18 @@ class EngineClient:
 
     def logs(self, container: str, *, stdout: bool, stderr: bool, stream: bool = False,
              follow: bool = False, tail: int | str = "all", timestamps: bool = False,
-             since: float | None = None) -> Iterator[bytes] | bytes:
+             since: float | None = None) -> Streamed[bytes] | bytes:
         """What the container wrote (Dockyard's containers have no TTY: the answer is
         multiplexed); each write as it comes when `stream`, else all of it."""
         params = {"stdout": stdout, "stderr": stderr, "follow": follow, "tail": tail,
                   "timestamps": timestamps, "since": since}
         answer = self._call("GET", path("/containers/{}/logs", container) + query(params),
                             timeout=0 if follow else None)
-        payloads = (data for _, data in answer.frames())
+        payloads = answer.payloads()
         return payloads if stream else b"".join(payloads)
 
     def events(self, since: float | str, until: str, decode: bool,
-               filters: dict[str, Any]) -> Iterator[Any]:
+               filters: dict[str, Any]) -> Streamed[Any]:
         params = {"since": since, "until": until, "filters": _filters(filters)}
         return self._call("GET", "/events" + query(params)).json_stream()
 
@@ -90,7 +91,7 @@ class EngineClient:
 
     def build(self, fileobj: IO[bytes], custom_context: bool, tag: str, dockerfile: str,
               rm: bool, forcerm: bool, decode: bool, buildargs: dict[str, str] | None,
-              container_limits: dict[str, int | str] | None) -> Iterator[Any]:
+              container_limits: dict[str, int | str] | None) -> Streamed[Any]:
         params = {"t": tag, "dockerfile": dockerfile, "rm": rm, "forcerm": forcerm,
                   "buildargs": json.dumps(buildargs) if buildargs else None,
                   **(container_limits or {})}
@@ -105,11 +106,11 @@ class EngineClient:
                             headers={"Content-Type": "application/x-tar"})
         return answer.read().decode(errors="replace")
 
-    def pull(self, repository: str, tag: str, stream: bool, decode: bool) -> Iterator[Any]:
+    def pull(self, repository: str, tag: str, stream: bool, decode: bool) -> Streamed[Any]:
         target = "/images/create" + query({"fromImage": repository, "tag": tag})
         return self._call("POST", target, headers={"X-Registry-Auth": NO_AUTH}).json_stream()
 
-    def push(self, repository: str, tag: str, stream: bool, decode: bool) -> Iterator[Any]:
+    def push(self, repository: str, tag: str, stream: bool, decode: bool) -> Streamed[Any]:
         target = path("/images/{}/push", repository) + query({"tag": tag})
         return self._call("POST", target, headers={"X-Registry-Auth": NO_AUTH}).json_stream()
 

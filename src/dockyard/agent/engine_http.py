@@ -5,12 +5,13 @@ Docker's multiplexed log frames decoded, and a connection taken over for an exec
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import socket
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import h11
@@ -18,6 +19,7 @@ import h11
 from dockyard.kernel.errors import DockyardError
 
 _CHUNK = 64 * 1024
+T = TypeVar("T")
 _FRAME = struct.Struct(">BxxxL")  # stream (1 stdout, 2 stderr), three zero bytes, length
 CLIENT_ERRORS = (400, 404, 409)
 BROKEN = (OSError, h11.ProtocolError)  # the connection failed after Docker was reached
@@ -96,14 +98,34 @@ class Response:
         raw = self.read()
         return json.loads(raw) if raw.strip() else None
 
-    def json_stream(self) -> Iterator[Any]:
-        return json_objects(self.chunks())
+    def json_stream(self) -> Streamed[Any]:
+        return Streamed(json_objects(self.chunks()), self)
 
-    def frames(self) -> Iterator[tuple[int, bytes]]:
-        return frames(self.chunks())
+    def payloads(self) -> Streamed[bytes]:
+        """What a container wrote, each write as it comes (its multiplexed frames)."""
+        return Streamed((data for _, data in frames(self.chunks())), self)
 
     def close(self) -> None:
         self.sock.close()
+
+    def abort(self) -> None:
+        """Ends the connection from any thread: a read waiting in another one returns."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+
+class Streamed(Generic[T]):
+    """The items of a streamed answer; `abort` when nobody wants the rest, so that the
+    thread waiting for the next one (a silent container's followed log) is let go."""
+
+    def __init__(self, items: Iterator[T], response: Response) -> None:
+        self.items, self.response = items, response
+
+    def __iter__(self) -> Iterator[T]:
+        return self.items
+
+    def abort(self) -> None:
+        self.response.abort()
 
 
 def _next_event(sock: socket.socket, conn: h11.Connection) -> Any:

@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from anyio import to_thread
-from starlette.concurrency import iterate_in_threadpool
 
 from dockyard.agent.commands import ContainerLogs, EngineCall
 from dockyard.agent.engine import EngineClient
-from dockyard.agent.engine_http import BROKEN, EngineError
+from dockyard.agent.engine_http import BROKEN, EngineError, Streamed
 
 __all__ = ["DockerRuntime", "EngineError"]
+_END = object()
 
 
 class DockerRuntime:
@@ -39,9 +39,14 @@ class DockerRuntime:
 
     async def stream(self, call: EngineCall) -> AsyncIterator[Any]:
         """Items of a streaming call (build output, pull progress, log chunks) as they come."""
-        items: Iterator[Any] = await self.run(call)
-        async for item in iterate_in_threadpool(self._unbroken(items)):
-            yield item
+        items: Streamed[Any] = await self.run(call)
+        ahead = self._unbroken(iter(items))
+        try:
+            while (item := await to_thread.run_sync(next, ahead, _END,
+                                                    abandon_on_cancel=True)) is not _END:
+                yield item
+        finally:  # a caller that left: the thread still waiting for the next item returns
+            items.abort()
 
     @staticmethod
     def _unbroken(items: Iterator[Any]) -> Iterator[Any]:
