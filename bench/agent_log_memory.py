@@ -19,9 +19,10 @@ from pathlib import Path
 
 from dockyard.agent import commands as cmd
 from dockyard.agent.logbuffer import LogBuffer
+from dockyard.agent.models import ContainerSpec, ImageRef, RestartPolicy
 from dockyard.agent.runtime import DockerRuntime
 
-IMAGE = "dockyard/python:bookworm"
+IMAGE = ImageRef(repository="dockyard/python", tag="bookworm")
 CHATTY = ("import time\ni = 0\nwhile True:\n    for _ in range(100):\n        i += 1\n"
           "        print('10.0.0.1 - - \"GET / HTTP/1.1\" 200 12 request', i, flush=True)\n"
           "    time.sleep(0.1)\n")
@@ -34,10 +35,10 @@ def rss_mb() -> float:
 
 async def chatty(runtime: DockerRuntime) -> str:
     name = f"dy-logmem-{uuid.uuid4().hex[:6]}"
-    await runtime.run(cmd.EngineCall("create_container", {
-        "image": IMAGE, "name": name, "command": ["python3", "-c", CHATTY],
-        "labels": cmd.owned_labels("logmem-web", {"dockyard.deployment": "bench"})}))
-    await runtime.run(cmd.EngineCall("start", {"container": name}))
+    spec = ContainerSpec(name=name, service="logmem-web", image=IMAGE,
+                         restart=RestartPolicy.NO, command=["python3", "-c", CHATTY],
+                         labels={"dockyard.deployment": "bench"})
+    await runtime.run_all(cmd.run_container(spec, runtime.container_logs))
     return name
 
 
@@ -64,7 +65,7 @@ async def main(seconds: float) -> None:
         with tempfile.TemporaryDirectory() as directory:
             await read_for(LogBuffer(Path(directory), 64 * 1024**2), runtime, seconds)
     finally:
-        await runtime.run(cmd.EngineCall("remove_container", {"container": name, "force": True}))
+        await runtime.run(cmd.remove_container(name))
 
 
 if __name__ == "__main__":

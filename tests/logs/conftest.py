@@ -16,6 +16,7 @@ from dockyard.agent import auth
 from dockyard.agent import commands as cmd
 from dockyard.agent.app import create_app
 from dockyard.agent.client import NodeAgentClient
+from dockyard.agent.models import ContainerSpec, ImageRef, RestartPolicy
 from dockyard.agent.runtime import DockerRuntime, EngineError
 from dockyard.agent.settings import AgentSettings
 from dockyard.core import agents
@@ -25,7 +26,7 @@ from dockyard.models.tables import Server
 from tests.conftest import Account
 
 DOCKER = "unix:///var/run/docker.sock"
-IMAGE = "dockyard/python:bookworm"
+IMAGE = ImageRef(repository="dockyard/python", tag="bookworm")
 PRINTER = ("import sys\nfor i in range(3):\n    print('out', i, flush=True)\n"
            "print('err line', file=sys.stderr, flush=True)\n")
 P = "/api/v1/projects"
@@ -40,7 +41,7 @@ async def runtime() -> AsyncIterator[DockerRuntime]:
     yield docker
     for name in names:
         with contextlib.suppress(EngineError):  # a test may have removed it already
-            await docker.run(cmd.EngineCall("remove_container", {"container": name, "force": True}))
+            await docker.run(cmd.remove_container(name))
     docker.close()
 
 
@@ -49,11 +50,11 @@ async def run_printer(runtime: DockerRuntime, script: str = PRINTER, *, site: st
     """A container that prints and exits (removed when the test ends)."""
     name = f"dy-logtest-{uuid.uuid4().hex[:8]}"
     runtime.started.append(name)  # type: ignore[attr-defined]
-    await runtime.run(cmd.EngineCall("create_container", {
-        "image": IMAGE, "name": name, "command": ["python3", "-c", script],
-        "labels": cmd.owned_labels(site, {"dockyard.deployment": "dep1", **(labels or {})})}))
-    await runtime.run(cmd.EngineCall("start", {"container": name}))
-    await runtime.run(cmd.EngineCall("wait", {"container": name, "timeout": 30}))
+    spec = ContainerSpec(name=name, service=site, image=IMAGE, restart=RestartPolicy.NO,
+                         command=["python3", "-c", script],
+                         labels={"dockyard.deployment": "dep1", **(labels or {})})
+    await runtime.run_all(cmd.run_container(spec, runtime.container_logs))
+    await runtime.run(cmd.wait_container(name))
     return name
 
 

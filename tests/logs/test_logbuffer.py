@@ -142,7 +142,7 @@ async def test_the_cursors_of_removed_containers_are_forgotten(
     buffer = LogBuffer(tmp_path, 1024**2)
     kept, removed = await asyncio.gather(run_printer(runtime), run_printer(runtime))
     await buffer.sync(runtime)
-    await runtime.run(cmd.EngineCall("remove_container", {"container": removed, "force": True}))
+    await runtime.run(cmd.remove_container(removed))
     await buffer.sync(runtime)
     containers = {key.rpartition("/")[0]
                   for key in json.loads((tmp_path / "cursors.json").read_text())}
