@@ -3,24 +3,18 @@ keeps at most `container_log_keep` json-file files of `container_log_max_bytes`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import docker
 import httpx
 import pytest
-from anyio import to_thread
 
 from dockyard.agent import auth
-from dockyard.agent import commands as cmd
 from dockyard.agent.app import create_app
 from dockyard.agent.client import NodeAgentClient
 from dockyard.agent.models import ContainerSpec, ImageRef
-from dockyard.agent.runtime import DockerRuntime
 from dockyard.agent.settings import AgentSettings
 from tests.agent.conftest import SECRET
 
@@ -76,40 +70,3 @@ async def test_a_chatty_container_keeps_at_most_its_log_limit(
         assert file.stat().st_size <= MAX_BYTES + longest  # Docker rotates after the line
     last = docker_api.logs("chatty-test-1", tail=1).decode()
     assert last == f"{LINES - 1:08d}".ljust(99, ".") + "\n"  # the newest lines are kept
-
-
-async def test_followers_that_leave_a_silent_container_let_their_threads_go(
-        docker_host: str, docker_api: docker.APIClient, python_image: ImageRef) -> None:
-    """A followed log waits in a thread for the container's next line; a caller that leaves
-    a silent container must not leave that thread waiting, and its connection open, for
-    ever."""
-    runtime = DockerRuntime(docker_host)
-    spec = ContainerSpec(name=f"{SERVICE}-silent", service=SERVICE, image=python_image,
-                         command=["python3", "-c", "print('ready', flush=True); "
-                                  "import time; time.sleep(600)"])
-    await runtime.run_all(cmd.run_container(spec, runtime.container_logs))
-    threads, before = to_thread.current_default_thread_limiter(), open_sockets()
-    for _ in range(3):
-        follow = runtime.stream(cmd.container_logs(spec.name, follow=True, tail=10))
-        assert await anext(follow) == b"ready\n"
-        waiting = asyncio.ensure_future(anext(follow))
-        await until(lambda: threads.borrowed_tokens == 1, "a thread waiting for a line")
-        waiting.cancel()
-        await asyncio.gather(waiting, return_exceptions=True)
-    await until(lambda: open_sockets() == before, "the followers' connections closed")
-
-
-def open_sockets() -> int:
-    found = 0
-    for fd in Path("/proc/self/fd").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            found += os.readlink(fd).startswith("socket:")
-    return found
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not seen within {within:.0f} s: {what}")
-        await asyncio.sleep(0.02)

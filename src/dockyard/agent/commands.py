@@ -1,7 +1,6 @@
 """Docker Engine operations as data: pure builders of `EngineCall`s, executed by `runtime`.
 
-Each call names a method of `engine.EngineClient` and its keyword arguments (those of
-docker-py's APIClient, which the agent used before); container creation
+Each call names a method of `docker.APIClient` and its keyword arguments; container creation
 carries a raw Engine-API body (`POST /containers/create`).
 """
 

@@ -13,18 +13,17 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from dockyard.agent.commands import EngineCall
-from dockyard.agent.engine_http import Attached, EngineError, frames
 from dockyard.agent.models import Argument, EnvKey
 from dockyard.kernel.errors import NotFound
 from dockyard.models.fields import Whole
 
-if TYPE_CHECKING:  # the control plane imports the models here, not the Docker client
+if TYPE_CHECKING:  # the control plane imports the models here, not the Docker SDK
     from dockyard.agent.runtime import DockerRuntime
 
 BlobId = Annotated[str, Whole(r"[0-9a-f]{32}", "use a blob id of 32 hex digits")]
@@ -146,32 +145,38 @@ def _feed(raw: socket.socket, stdin: Path | None) -> None:
         pass  # the command exited without reading all of it: its exit code says so
 
 
-def _attached(runtime: DockerRuntime, container: str, request: ExecRequest
-              ) -> tuple[str, Attached]:
+def _attached(runtime: DockerRuntime, container: str, request: ExecRequest) -> tuple[str, Any]:
     exec_id = runtime.execute(exec_create(container, request))["Id"]
     return exec_id, runtime.execute(exec_start(exec_id))
 
 
-def _pump(attached: Attached, stdin: Path | None, output: _Output) -> None:
-    feeder = threading.Thread(target=_feed, args=(attached.sock, stdin), daemon=True)
+def _pump(sock: Any, stdin: Path | None, output: _Output) -> None:
+    from docker.utils.socket import frames_iter
+
+    raw: socket.socket = getattr(sock, "_sock", sock)
+    feeder = threading.Thread(target=_feed, args=(raw, stdin), daemon=True)
     feeder.start()
     try:
-        for stream, data in frames(attached.chunks()):
+        for stream, data in frames_iter(sock, tty=False):  # type: ignore[no-untyped-call]
             output.take(stream, data)
     finally:
         feeder.join()
-        attached.sock.close()
+        raw.close()
 
 
 def run_exec(runtime: DockerRuntime, container: str, request: ExecRequest,
              stdin: Path | None, stdout: Path) -> ExecResult:
     """Run `request` in `container` (blocking: call it in a thread)."""
-    exec_id, attached = _attached(runtime, container, request)
+    import docker.errors
+
+    from dockyard.agent.runtime import EngineError
+
+    exec_id, sock = _attached(runtime, container, request)
     with stdout.open("wb") as handle:
         output = _Output(handle)
         try:
-            _pump(attached, stdin, output)
-        except OSError as exc:
+            _pump(sock, stdin, output)
+        except (OSError, docker.errors.DockerException) as exc:
             raise EngineError(f"the command in {container} broke off: {exc}") from exc
     exit_code = runtime.execute(exec_inspect(exec_id))["ExitCode"]
     blob = BlobInfo(id=stdout.name, bytes=output.size, sha256=output.digest.hexdigest())

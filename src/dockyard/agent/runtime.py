@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
+from starlette.concurrency import iterate_in_threadpool
 
 from dockyard.agent.commands import ContainerLogs, EngineCall
-from dockyard.agent.engine import EngineClient
-from dockyard.agent.engine_http import BROKEN, EngineError, Streamed
+from dockyard.kernel.errors import DockyardError
 
-__all__ = ["DockerRuntime", "EngineError"]
-_END = object()
+if TYPE_CHECKING:  # the control plane imports this module, not always the Docker SDK
+    import docker
+
+
+class EngineError(DockyardError):
+    """Docker refused or failed; carries Docker's status when it is a client error."""
+
+    def __init__(self, message: str, status_code: int = 502) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def _docker_error() -> type[Exception]:
+    """Evaluated only when an `except` clause is matched, so after Docker was called."""
+    import docker.errors
+
+    return docker.errors.DockerException
+
+
+def _translate(exc: Exception) -> EngineError:
+    import docker.errors
+
+    if isinstance(exc, docker.errors.APIError):
+        status = exc.status_code or 502
+        explanation = exc.explanation or str(exc)
+        return EngineError(str(explanation), status if status in (400, 404, 409) else 502)
+    return EngineError(f"docker engine unreachable: {exc}", 503)
 
 
 class DockerRuntime:
@@ -23,13 +48,22 @@ class DockerRuntime:
         self.base_url = base_url
         self.timeout = timeout
         self.container_logs = container_logs
-        self.api = EngineClient(base_url, timeout)
+        self._api: docker.APIClient | None = None
+
+    @property
+    def api(self) -> docker.APIClient:
+        if self._api is None:
+            import docker
+
+            self._api = docker.APIClient(base_url=self.base_url, version="auto",
+                                         timeout=self.timeout)
+        return self._api
 
     def execute(self, call: EngineCall) -> Any:
         try:
             return getattr(self.api, call.method)(**call.kwargs)
-        except BROKEN as exc:
-            raise EngineError(f"docker engine connection broke off: {exc}", 503) from exc
+        except _docker_error() as exc:
+            raise _translate(exc) from exc
 
     async def run(self, call: EngineCall) -> Any:
         return await to_thread.run_sync(self.execute, call)
@@ -39,22 +73,16 @@ class DockerRuntime:
 
     async def stream(self, call: EngineCall) -> AsyncIterator[Any]:
         """Items of a streaming call (build output, pull progress, log chunks) as they come."""
-        items: Streamed[Any] = await self.run(call)
-        ahead = self._unbroken(iter(items))
-        try:
-            while (item := await to_thread.run_sync(next, ahead, _END,
-                                                    abandon_on_cancel=True)) is not _END:
-                yield item
-        finally:  # a caller that left: the thread still waiting for the next item returns
-            items.abort()
+        items: Iterator[Any] = await self.run(call)
+        async for item in iterate_in_threadpool(self._translated(items)):
+            yield item
 
-    @staticmethod
-    def _unbroken(items: Iterator[Any]) -> Iterator[Any]:
-        """A connection that breaks off mid-stream is Docker's failure, said as one."""
+    def _translated(self, items: Iterator[Any]) -> Iterator[Any]:
         try:
             yield from items
-        except BROKEN as exc:
-            raise EngineError(f"docker engine connection broke off: {exc}", 503) from exc
+        except _docker_error() as exc:
+            raise _translate(exc) from exc
 
     def close(self) -> None:
-        self.api.close()
+        if self._api is not None:
+            self._api.close()

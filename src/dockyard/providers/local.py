@@ -16,8 +16,6 @@ from pathlib import Path
 import httpx
 
 from dockyard.agent import auth, process, tls
-from dockyard.agent.engine import EngineClient
-from dockyard.agent.engine_http import EngineError
 
 DEFAULT_DOCKER_SOCKET = Path("/var/run/docker.sock")
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
@@ -79,11 +77,16 @@ def dockerd_argv(layout: DockerdLayout) -> list[str]:
 
 
 def docker_responds(host: str) -> bool:
+    import docker.errors  # the Docker SDK only where this machine's Docker is asked
+
     try:
-        EngineClient(host, timeout=5).ping()
-    except EngineError:
+        client = docker.APIClient(base_url=host, version="1.41", timeout=5)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (docker.errors.DockerException, OSError):
         return False
-    return True
 
 
 def start_dockerd(layout: DockerdLayout, prefix: list[str] | None = None) -> int:
