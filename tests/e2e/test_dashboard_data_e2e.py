@@ -2,8 +2,7 @@
 on the first server; in the browser a domain gets its certificate from the stage's pebble
 (and its DNS records at the fake Cloudflare), is renewed and removed; a Postgres created with
 "redeploy" gives the app DATABASE_URL (in its variables and in the release the redeploy
-made), is backed up (verified), restored into a new service, which is stopped, started, given
-a new password and then deleted. axe-core
+made), is backed up (verified), restored into a new service, which is then deleted. axe-core
 checks each tab in each state."""
 
 from __future__ import annotations
@@ -88,31 +87,10 @@ def test_a_postgres_reaches_the_app_is_backed_up_and_restored_into_a_new_service
     back_up(card)
     restore(page, card, stage)
     set_schedule(card)
-    stop_start_and_rekey(page.get_by_role("article", name="postgres-copy", exact=True), stage,
-                         "postgres-copy")
     accessible(page)
     screenshot(page, "databases", tmp_path)
     fits_a_narrow_screen(page)
     delete(page, stage, "postgres-copy")
-
-
-def stop_start_and_rekey(card: Locator, stage: Stage, name: str) -> None:
-    def url() -> str:
-        shown = stage.http.get(f"/projects/{PROJECT}/stateful/{name}",
-                               params={"show_secret": "true"})
-        return str(shown.json()["url"])
-
-    first = url()
-    for action, shown in (("stop", "stopped (container missing)"),
-                          ("start", "running (container running)")):
-        card.get_by_role("button", name=f"{action.title()} {name}").click()
-        card.get_by_role("button", name=f"Yes, {action} {name}").click()
-        expect(card.get_by_text(shown)).to_be_visible(timeout=SLOW)
-    card.get_by_label("Roll the apps out with the new password at once").uncheck()
-    card.get_by_role("button", name=f"New password {name}").click()
-    card.get_by_role("button", name=f"Yes, new password {name}").click()
-    wait_until(lambda: url() != first, f"a new password for {name}", 120)
-    expect(card.get_by_text("running (container running)")).to_be_visible(timeout=SLOW)
 
 
 def fits_a_narrow_screen(page: Page) -> None:
