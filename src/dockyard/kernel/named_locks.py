@@ -25,6 +25,3 @@ class NamedLocks:
             self._users[name] -= 1
             if not self._users[name]:
                 del self._users[name], self._locks[name]
-
-    def __len__(self) -> int:
-        return len(self._locks)
