@@ -23,6 +23,7 @@ from tests.deploy.test_engine import (
     everywhere,
     live_release,
     outcome,
+    reach,
     running,
     serving,
     start,
@@ -48,7 +49,7 @@ async def test_an_agent_away_for_a_moment_in_any_step_is_waited_for(
     node = nodes["node2"]
     node.docker.hold = hold = Hold(method)
     deployment_id = await start(platform, runner, shop)
-    await asyncio.wait_for(hold.reached.wait(), 10)
+    await reach(runner, hold)
     node.network.away = True  # the agent restarts: refused for a while
     hold.release.set()
     await asyncio.sleep(0.6)
@@ -72,7 +73,7 @@ async def test_a_call_the_agent_did_but_could_not_answer_is_repeated_safely(
     node = nodes["node1"]
     node.docker.hold = hold = Hold(method)
     deployment_id = await start(platform, runner, shop)
-    await asyncio.wait_for(hold.reached.wait(), 10)
+    await reach(runner, hold)
     node.network.drop_answers = 1  # the agent does it, then dies before answering
     hold.release.set()
     result = await outcome(platform, runner, shop, deployment_id)
@@ -136,7 +137,7 @@ async def test_the_control_plane_and_an_agent_dying_together_past_the_switch(
     dying = make_runner(agent_wait_seconds=WAIT)
     nodes["node2"].docker.hold = hold = Hold("stop")  # draining the old release
     deployment_id = await start(platform, dying, shop)
-    await asyncio.wait_for(hold.reached.wait(), 10)
+    await reach(dying, hold)
     nodes["node2"].network.away = True  # the agent goes down with the control plane
     await dying.shutdown(0)
     hold.release.set()

@@ -42,6 +42,17 @@ async def outcome(platform: Platform, runner: DeployRunner, shop: Any, deploymen
     return await deployments.get_deployment(platform, shop.actor(Role.OWNER), deployment_id)
 
 
+async def reach(runner: DeployRunner, hold: Hold) -> None:
+    """Wait until the deployment makes the held call; fail at once, saying so, if it ends
+    before (a loaded machine may take long to get there, but never forever)."""
+    reached = asyncio.ensure_future(hold.reached.wait())
+    ended = asyncio.ensure_future(asyncio.shield(runner.wait_idle()))
+    await asyncio.wait({reached, ended}, timeout=120, return_when=asyncio.FIRST_COMPLETED)
+    ended.cancel()
+    reached.cancel()
+    assert hold.reached.is_set(), f"the deployment ended without calling {hold.method}"
+
+
 async def live_release(platform: Platform, runner: DeployRunner, shop: Any) -> str:
     """Deploy once; returns the release name every node now serves."""
     deployment_id = await start(platform, runner, shop)
@@ -148,7 +159,7 @@ async def test_a_deployment_interrupted_before_the_switch_is_taken_over_and_reve
     else:
         dying, nodes[node].docker.hold = make_runner(), (hold := Hold(method))
     deployment_id = await start(platform, dying, shop)
-    await asyncio.wait_for(hold.reached.wait(), 10)
+    await reach(dying, hold)
     if phase == "rollout":
         await until(lambda: all(nodes[n].upstream_ports() - before[n]
                                 for n in ("node1", "node2")), "node1 and node2 switching")
@@ -174,7 +185,7 @@ async def test_a_deployment_interrupted_past_the_switch_is_taken_over_and_finish
     dying = make_runner()
     nodes["node1"].docker.hold = hold = Hold("stop")  # draining the old release
     deployment_id = await start(platform, dying, shop)
-    await asyncio.wait_for(hold.reached.wait(), 10)
+    await reach(dying, hold)
     await dying.shutdown(0)
     interrupted = await deployments.get_deployment(platform, shop.actor(Role.OWNER),
                                                    deployment_id)

@@ -28,6 +28,7 @@ from tests.deploy.test_engine import (
     everywhere,
     live_release,
     outcome,
+    reach,
     running,
     serving,
     start,
@@ -179,7 +180,7 @@ async def test_nothing_of_a_deployment_in_flight_is_touched(
     node.docker.hold = hold = Hold("start")
     runner = make_runner()
     deployment_id = await start(platform, runner, shop)
-    await asyncio.wait_for(hold.reached.wait(), 10)
+    await reach(runner, hold)
     before = dict(node.docker.containers)
 
     assert await one_pass(platform, nodes, "node1") == []

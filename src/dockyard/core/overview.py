@@ -51,7 +51,7 @@ async def overview(p: Platform, actor: Actor) -> Overview:
         rates = {k: v / seconds for k, v in (await _requests(s, workspace, first)).items()}
         services = [_service(row, last, live, rates) for row in await _services(s, workspace)]
         projects = await _projects(s, workspace, services)
-        return Overview(projects=projects, rate_window_seconds=round(now - first))
+        return Overview(projects=projects, rate_window_seconds=int(now - first))
 
     return await p.db.read(tx)
 
