@@ -1,14 +1,15 @@
-"""Which tests share this machine's one-of-a-kind parts: the namespace cluster, Docker, nginx,
-systemd, the firewall or fixed ports. With `bash scripts/test -n 2 --dist loadgroup` they
-all go to ONE xdist group, run one after another by one worker, in collection order; the
-other tests (their own SQLite file or Postgres database, free ports) spread over the workers.
-A test is put in the group when in doubt: a test module or conftest.py that names one of
-these parts, or a folder whose fixtures start them.
-
-The group is chosen by the tests' paths in a scheduler of our own: xdist 3.8's
-`xdist_group` mark renames node ids, which pytest 9.2 no longer reads. Not the default yet:
-its one full run (2 workers, a loaded machine) took longer than the serial CI run and was
-not green."""
+"""Which tests share this machine's one-of-a-kind parts. `bash scripts/test` runs the suite
+on three xdist workers (`-n 3 --dist loadgroup`) with two groups, each run one test after
+another by one worker, in collection order:
+- "cluster": the end-to-end modules and the agent's cluster tests. Their control planes,
+  dockerds, nginx and agents live in network namespaces of a subnet of their own; the e2e
+  modules share one stage (tests/e2e/conftest.py), the agent's the session `cluster`.
+- "host": the tests that use this machine's Docker, nginx, systemd, firewall or fixed ports.
+  A test is put here when in doubt: a test module or conftest.py that names one of these
+  parts, or a folder whose fixtures start them.
+The other tests (their own SQLite file or Postgres database, free ports) spread over the
+workers. The groups are chosen by the tests' paths in a scheduler of our own: xdist 3.8's
+`xdist_group` mark renames node ids, which pytest 9.2 no longer reads."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from xdist.scheduler import LoadScopeScheduling
 
-GROUP = "host"
+HOST, CLUSTER = "host", "cluster"
+CLUSTER_MODULES = ("e2e/", "agent/test_cluster_e2e.py")
 TESTS = Path(__file__).parent
 HOST_FOLDERS = ("e2e", "deploy", "agent", "system", "providers", "logs", "fakes", "api/provision")
 HOST_WORDS = re.compile(
@@ -42,6 +44,12 @@ def _in_host_folder(path: Path) -> bool:
     return any(relative.startswith(f"{folder}/") for folder in HOST_FOLDERS)
 
 
+def uses_cluster(path: Path) -> bool:
+    """True when the test module at `path` brings up or uses a namespace cluster."""
+    relative = path.relative_to(TESTS).as_posix() if path.is_relative_to(TESTS) else ""
+    return relative.startswith(CLUSTER_MODULES)
+
+
 def uses_host(path: Path) -> bool:
     """True when the test module at `path` may touch a part of the machine shared by all."""
     if not path.is_relative_to(TESTS) or _in_host_folder(path):
@@ -55,8 +63,11 @@ def uses_host(path: Path) -> bool:
 
 
 class HostGroupScheduling(LoadScopeScheduling):
-    """Load scheduling with every test that uses the host in one unit, largest unit first."""
+    """Load scheduling with the cluster's tests in one unit and those that use the host in
+    another, largest unit first."""
 
     def _split_scope(self, nodeid: str) -> str:
         path = self.config.rootpath / nodeid.split("::", 1)[0]
-        return GROUP if uses_host(path) else nodeid
+        if uses_cluster(path):
+            return CLUSTER
+        return HOST if uses_host(path) else nodeid
