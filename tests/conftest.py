@@ -44,8 +44,7 @@ def make_settings(data_dir: Path, database_url: str | None, **overrides: object)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> HostGroupScheduling | None:
-    """`--dist loadgroup`: the cluster's tests in one group, the host's in another
-    (tests/host_group.py)."""
+    """`--dist loadgroup`: the groups of tests/host_group.py."""
     return HostGroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
 
 
