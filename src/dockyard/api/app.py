@@ -45,6 +45,7 @@ from dockyard.api.routes import (
     workspaces,
 )
 from dockyard.api.routes import metrics as metrics_routes
+from dockyard.api.routing import API_PREFIX, add_routes
 from dockyard.core import agents, deployments, health, hook_queue, own_logs, traffic
 from dockyard.core import autoscale as autoscaling
 from dockyard.core.platform import Platform
@@ -56,7 +57,6 @@ from dockyard.kernel.schema_version import is_migrated
 from dockyard.kernel.settings import Settings
 from dockyard.models.schemas import Health
 
-API_PREFIX = "/api/v1"
 ROUTERS = (auth, workspaces, invitations, projects, services, env, servers, credentials, history,
            deploys, logs, processes, stateful, backups, domains, provision, upgrades,
            hooks, previews, app_metrics, alerts, autoscale, overview)
@@ -98,11 +98,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     if platform is not None:
         app.state.platform = platform
         app.state.deploys = _new_runner(platform)
-    for module in ROUTERS:  # each straight on the app: FastAPI matches fewer nested routers
-        app.include_router(module.router, prefix=API_PREFIX)
-    app.include_router(metrics_routes.router)  # at /metrics/requests, as PRODUCT.md names it
-    app.include_router(git.router)  # at /git: a remote for git, not part of the JSON API
-    app.include_router(dashboard.router)  # at / and /assets: the dashboard's built files
+    add_routes(app, *(module.router for module in ROUTERS),
+               metrics_routes.router,  # at /metrics/requests, as PRODUCT.md names it
+               git.router,  # at /git: a remote for git, not part of the JSON API
+               dashboard.router)  # at / and /assets: the dashboard's built files
     app.add_api_route("/healthz", _healthz, methods=["GET"], tags=["health"], name="healthz")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        streamed={DEPLOY_PATH: settings.max_archive_bytes,

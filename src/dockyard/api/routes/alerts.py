@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
-
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId, ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import alert_channels
 from dockyard.models.alert_schemas import (
     AlertPublic,
@@ -20,7 +19,7 @@ from dockyard.models.alert_schemas import (
     DeliveryPublic,
 )
 
-router = APIRouter(tags=["alerts"], responses=WRITE_RESPONSES)
+router = api_router(tags=["alerts"], responses=WRITE_RESPONSES)
 CHANNELS = "/notification-channels"
 RULES = "/projects/{project}/services/{service}/alert-rules"
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import COMMON_RESPONSES
 from dockyard.api.routes.params import ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import app_metrics_query
 from dockyard.models import fields
 from dockyard.models.app_metric_series import GroupBy, MetricsSince, ServerHealth, ServiceMetrics
 
-router = APIRouter(tags=["app-metrics"], responses=COMMON_RESPONSES)
+router = api_router(tags=["app-metrics"], responses=COMMON_RESPONSES)
 SinceQuery = Annotated[MetricsSince, Query(description="Like 30m, 6h or 7d (at most 30d).")]
 ByQuery = Annotated[GroupBy | None, Query(description="One series per server or release.")]
 

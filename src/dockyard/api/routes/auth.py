@@ -1,10 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header
+from fastapi import Form, Header
 
 from dockyard.api.deps import ActorDep, ClientDep, PlatformDep
 from dockyard.api.errors import LIMITED_RESPONSES
 from dockyard.api.routes.params import ObjectId
+from dockyard.api.routing import api_router
 from dockyard.core import accounts, auth, sessions, tokens
 from dockyard.models import fields
 from dockyard.models.accounts import AccountDelete, PasswordChange, PasswordChanged, SessionPublic
@@ -16,7 +17,7 @@ from dockyard.models.schemas import (
     WhoAmI,
 )
 
-router = APIRouter(prefix="/auth", tags=["auth"], responses=LIMITED_RESPONSES)
+router = api_router(prefix="/auth", tags=["auth"], responses=LIMITED_RESPONSES)
 
 
 @router.post("/token", operation_id="log_in",

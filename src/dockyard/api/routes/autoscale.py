@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import autoscale_policies as policies
 from dockyard.models.autoscale import AutoscalePublic, AutoscaleSet, DecisionPublic
 
-router = APIRouter(prefix="/projects/{project}/services/{service}/autoscale",
+router = api_router(prefix="/projects/{project}/services/{service}/autoscale",
                    tags=["autoscale"], responses=WRITE_RESPONSES)
 
 

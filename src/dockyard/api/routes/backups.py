@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import backup_jobs, backup_restore, backups
 from dockyard.models import fields
 from dockyard.models.backup_schemas import (
@@ -23,7 +24,7 @@ from dockyard.models.backup_schemas import (
 )
 
 BackupId = Annotated[fields.IdPrefix, Path(description="A backup's id or its first 4+ digits")]
-router = APIRouter(prefix="/projects/{project}/stateful/{service}/backups",
+router = api_router(prefix="/projects/{project}/stateful/{service}/backups",
                    tags=["backups"], responses=WRITE_RESPONSES)
 
 

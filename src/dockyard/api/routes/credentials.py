@@ -1,12 +1,12 @@
-from fastapi import APIRouter
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import CredentialName
+from dockyard.api.routing import api_router
 from dockyard.core import credentials
 from dockyard.models.schemas import CredentialPublic, CredentialSet
 
-router = APIRouter(prefix="/infra/credentials", tags=["credentials"], responses=WRITE_RESPONSES)
+router = api_router(prefix="/infra/credentials", tags=["credentials"], responses=WRITE_RESPONSES)
 
 
 @router.get("", summary="List provider credentials (tokens masked)")

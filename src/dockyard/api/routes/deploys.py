@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
+from dockyard.api.routing import api_router
 from dockyard.api.sse import event_stream
 from dockyard.core import deploy_targets, deployments, env
 from dockyard.deploy.archives import PayloadTooLarge
@@ -30,7 +31,7 @@ from dockyard.models.deploys import (
 from dockyard.models.fields import IdPrefix, Name
 from dockyard.models.schemas import ErrorBody
 
-router = APIRouter(prefix="/infra", tags=["deploys"], responses=WRITE_RESPONSES)
+router = api_router(prefix="/infra", tags=["deploys"], responses=WRITE_RESPONSES)
 JSON_TYPE = "application/json"
 ARCHIVE_TYPES = ("application/gzip", "application/x-gzip", "application/x-tar",
                  "application/zip", "application/octet-stream")

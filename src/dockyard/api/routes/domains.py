@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import Hostname, ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import domains
 from dockyard.models import fields
 from dockyard.models.domain_schemas import DomainCreate, DomainPublic
 
-router = APIRouter(tags=["domains"], responses=WRITE_RESPONSES)
+router = api_router(tags=["domains"], responses=WRITE_RESPONSES)
 
 
 @router.post("/projects/{project}/services/{service}/domains", status_code=201,

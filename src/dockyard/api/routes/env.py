@@ -1,14 +1,15 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import EnvKeyPath, ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import env
 from dockyard.models.schemas import EnvPatch, EnvVarItem, EnvVarPublic, EnvVarSet
 
-router = APIRouter(
+router = api_router(
     prefix="/projects/{project}/services/{service}/env", tags=["env"], responses=WRITE_RESPONSES
 )
 

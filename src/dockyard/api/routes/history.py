@@ -1,15 +1,16 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import COMMON_RESPONSES
+from dockyard.api.routing import api_router
 from dockyard.core import history
 from dockyard.models.fields import ObjectId, Whole
 from dockyard.models.schemas import AuditEventPublic
 
 EntityType = Annotated[str, Whole(r"[a-z_]{1,40}", "use a table name such as 'env_vars'")]
-router = APIRouter(prefix="/history", tags=["history"], responses=COMMON_RESPONSES)
+router = api_router(prefix="/history", tags=["history"], responses=COMMON_RESPONSES)
 
 
 @router.get("", summary="Query the audit history, newest first")

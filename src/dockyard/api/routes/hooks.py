@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from dockyard.api.deps import ActorDep, ClientDep, PlatformDep
 from dockyard.api.errors import LIMITED_RESPONSES, WRITE_RESPONSES, _described
 from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import repo_links, webhooks
 from dockyard.models.hook_schemas import (
     DeliveryPublic,
@@ -19,7 +20,7 @@ from dockyard.models.hook_schemas import (
 )
 from dockyard.models.hooks import Provider
 
-router = APIRouter(tags=["hooks"])
+router = api_router(tags=["hooks"])
 LINK = "/projects/{project}/services/{service}/repo-link"
 HOOK_RESPONSES = {**LIMITED_RESPONSES, 400: _described(
     "The body or headers are not what this provider sends.")}

@@ -1,16 +1,17 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import Depends
 
 from dockyard.api.deps import BearerDep, ClientDep, PlatformDep, WorkspaceHeader
 from dockyard.api.errors import LIMITED_RESPONSES
+from dockyard.api.routing import api_router
 from dockyard.core import auth, invitations
 from dockyard.core.authz import Actor
 from dockyard.models.accounts import InvitationAccept, InvitationAccepted
 from dockyard.models.schemas import ErrorBody
 
 GONE = {"model": ErrorBody, "description": "The invitation was used, revoked or has expired."}
-router = APIRouter(prefix="/invitations", tags=["workspaces"],
+router = api_router(prefix="/invitations", tags=["workspaces"],
                    responses={**LIMITED_RESPONSES, 410: GONE})
 async def optional_actor(
     platform: PlatformDep, token: BearerDep, workspace: WorkspaceHeader = None

@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import COMMON_RESPONSES
 from dockyard.api.routes.params import ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.api.sse import KEEPALIVE
 from dockyard.core import logs
 from dockyard.models.fields import IdPrefix, SingleLine
 from dockyard.models.logs import MAX_TAIL, LogFilter, LogLinePublic, ProcessType, Since
 
-router = APIRouter(prefix="/projects/{project}/services/{service}/logs", tags=["logs"],
+router = api_router(prefix="/projects/{project}/services/{service}/logs", tags=["logs"],
                    responses=COMMON_RESPONSES)
 FOLLOW_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
     "description": "The newest lines, then each new one, as `line` events whose id resumes "

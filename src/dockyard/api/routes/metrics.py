@@ -1,13 +1,14 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import COMMON_RESPONSES
+from dockyard.api.routing import api_router
 from dockyard.kernel.metrics import store
 from dockyard.kernel.metrics.schemas import RequestMetricPublic, RequestStats
 
-router = APIRouter(prefix="/metrics/requests", tags=["metrics"], responses=COMMON_RESPONSES)
+router = api_router("/metrics/requests", under="", tags=["metrics"], responses=COMMON_RESPONSES)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many requests.")]
 Hours = Annotated[int, Query(ge=1, le=24 * 90, description="Look back this many hours.")]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import COMMON_RESPONSES
+from dockyard.api.routing import api_router
 from dockyard.core import overview as overviews
 from dockyard.models.overview import Overview
 
-router = APIRouter(tags=["projects"], responses=COMMON_RESPONSES)
+router = api_router(tags=["projects"], responses=COMMON_RESPONSES)
 
 
 @router.get("/overview", operation_id="overview",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ProjectName
+from dockyard.api.routing import api_router
 from dockyard.core import previews
 from dockyard.models.schemas import PreviewPublic
 
-router = APIRouter(tags=["previews"], responses=WRITE_RESPONSES)
+router = api_router(tags=["previews"], responses=WRITE_RESPONSES)
 
 
 @router.get("/projects/{project}/previews", operation_id="list_previews",

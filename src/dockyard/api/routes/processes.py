@@ -6,20 +6,21 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import StreamingResponse
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import SSE_RESPONSE, RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.api.sse import KEEPALIVE, event_stream
 from dockyard.core import processes
 from dockyard.core.processes import RunEvent
 from dockyard.models.fields import ProcessType
 from dockyard.models.processes import ProcessListing, RunRequest, ScaleRequest
 
-router = APIRouter(prefix="/projects/{project}/services/{service}", tags=["processes"],
+router = api_router(prefix="/projects/{project}/services/{service}", tags=["processes"],
                    responses=WRITE_RESPONSES)
 RUN_RESPONSE: dict[int | str, dict[str, Any]] = {200: {
     "description": "Server-Sent Events: `started`, `output` chunks, then `exit` (or `error`).",

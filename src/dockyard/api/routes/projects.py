@@ -1,13 +1,13 @@
-from fastapi import APIRouter
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName
+from dockyard.api.routing import api_router
 from dockyard.core import deployments, projects
 from dockyard.models.schemas import AppRedeploy, ProjectCreate, ProjectPublic, ProjectUpdate
 
-router = APIRouter(prefix="/projects", tags=["projects"], responses=WRITE_RESPONSES)
+router = api_router(prefix="/projects", tags=["projects"], responses=WRITE_RESPONSES)
 
 
 @router.get("", summary="List projects")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 from fastapi.responses import StreamingResponse
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
+from dockyard.api.routing import api_router
 from dockyard.core import droplets, provision, snapshots
 from dockyard.models import fields
 from dockyard.models.provision import (
@@ -35,7 +36,7 @@ SnapshotRef = Annotated[str, fields.Whole(
     Path(description="The snapshot's id, or DigitalOcean's id of it.")]
 BuildToken = Annotated[str, fields.Whole(r"[A-Za-z0-9_-]{20,100}", "not a build token"),
                        Path(description="The build's one-time token.")]
-router = APIRouter(prefix="/infra", tags=["infra"],
+router = api_router(prefix="/infra", tags=["infra"],
                    responses={**WRITE_RESPONSES, 502: STREAMED[502]})
 
 

@@ -1,17 +1,18 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
+from dockyard.api.routing import api_router
 from dockyard.core import agents, disk_cleanups, reconcile, servers
 from dockyard.models import fields
 from dockyard.models.disk import DiskCleanup
 from dockyard.models.reconcile import ServerEventPublic
 from dockyard.models.schemas import AgentKeyPublic, ServerAdopt, ServerPublic
 
-router = APIRouter(prefix="/infra", tags=["servers"], responses=WRITE_RESPONSES)
+router = api_router(prefix="/infra", tags=["servers"], responses=WRITE_RESPONSES)
 
 
 @router.get("/servers", operation_id="list_servers",

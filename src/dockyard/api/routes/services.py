@@ -1,13 +1,13 @@
-from fastapi import APIRouter
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import services
 from dockyard.models.schemas import ServiceCreate, ServicePublic, ServiceUpdate
 
-router = APIRouter(
+router = api_router(
     prefix="/projects/{project}/services", tags=["services"], responses=WRITE_RESPONSES
 )
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.deploys import RunnerDep
 from dockyard.api.routes.params import ProjectName, ServiceName
+from dockyard.api.routing import api_router
 from dockyard.core import stateful, stateful_rekey
 from dockyard.models import fields
 from dockyard.models.stateful_schemas import StatefulAction, StatefulCreate, StatefulPublic
 
-router = APIRouter(prefix="/projects/{project}/stateful", tags=["stateful services"],
+router = api_router(prefix="/projects/{project}/stateful", tags=["stateful services"],
                    responses=WRITE_RESPONSES)
 
 

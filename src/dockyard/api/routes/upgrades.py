@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import Path, Response
 from fastapi.responses import StreamingResponse
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import COMMON_RESPONSES, WRITE_RESPONSES
+from dockyard.api.routing import api_router
 from dockyard.core import upgrade
 from dockyard.models.upgrades import BundleInfo, Sha256, UpgradeEvent, UpgradeRequest
 
@@ -22,7 +23,7 @@ GZIP: dict[int | str, dict[str, Any]] = {
     200: {"description": "The bundle (tar.gz).", "content": {"application/gzip": {}}},
     404: {"description": "Not the bundle this control plane serves now."}}
 BundleSha = Annotated[Sha256, Path(description="The bundle's SHA-256 (64 lowercase hex).")]
-router = APIRouter(tags=["infra"])
+router = api_router(tags=["infra"])
 
 
 async def _frames(events: AsyncIterator[UpgradeEvent]) -> AsyncIterator[bytes]:

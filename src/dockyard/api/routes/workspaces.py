@@ -1,8 +1,8 @@
-from fastapi import APIRouter
 
 from dockyard.api.deps import ActorDep, PlatformDep
 from dockyard.api.errors import WRITE_RESPONSES
 from dockyard.api.routes.params import ObjectId
+from dockyard.api.routing import api_router
 from dockyard.core import invitations, workspaces
 from dockyard.models.accounts import InvitationCreate, InvitationCreated, InvitationPublic
 from dockyard.models.schemas import (
@@ -13,7 +13,7 @@ from dockyard.models.schemas import (
     WorkspaceUpdate,
 )
 
-router = APIRouter(prefix="/workspaces", tags=["workspaces"], responses=WRITE_RESPONSES)
+router = api_router(prefix="/workspaces", tags=["workspaces"], responses=WRITE_RESPONSES)
 
 
 @router.get("", operation_id="list_workspaces",
