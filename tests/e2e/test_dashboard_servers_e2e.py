@@ -6,6 +6,7 @@ nodes. axe-core checks each page."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.slow
 PROJECT, SERVICE = "dashservers", "hello"
 HOST = f"{SERVICE}.{PROJECT}.localhost"
 FAST = {"grace_seconds": 0.5, "health_interval_seconds": 0.2}
+IN_SERVICE = re.compile(r"^\s*(active|degraded)\b")  # the state cell: not down, not drained
 COLLECTED = 90_000  # ms: host figures and request buckets reach the control plane (5-20 s)
 
 
@@ -54,7 +56,9 @@ def test_the_inventory_shows_every_node_and_one_is_drained_and_undrained(
     page.get_by_role("link", name="Servers", exact=True).click()
     for node in stage.nodes:
         row = server_row(page, node["name"])
-        expect(row).to_contain_text("active")
+        # A node the stage's earlier modules left a site on that no longer answers says
+        # "degraded" and why: it serves all the same, and this test is about the inventory.
+        expect(row.get_by_role("cell").nth(1)).to_have_text(IN_SERVICE)
         expect(row).to_contain_text(node["agent_version"])
         expect(row).to_contain_text("current")
         expect(row.get_by_role("list", name=f"Resource use of {node['name']}")).to_contain_text(
